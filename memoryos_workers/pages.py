@@ -1,0 +1,77 @@
+"""Mid-term pages in the vector store: deterministic ids, so re-running a batch changes nothing."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from schemas.turns import SCHEMA_VERSION, Page
+
+from .embeddings import Embedder
+from .vectorstore import Hit, PointIn, VectorStore
+
+PAGES = "pages"
+_NAMESPACE = uuid.UUID("6f1c5b8e-3d2a-4b7c-9e10-4d6a2f8b9c01")
+
+
+def page_point_id(user_id: str, turn_id: str) -> str:
+    """The same turn always maps to the same point, whichever worker stores it and how often."""
+    return str(uuid.uuid5(_NAMESPACE, f"page\x1f{user_id}\x1f{turn_id}"))
+
+
+def page_payload(page: Page, batch_id: str, embedding_model: str) -> dict[str, Any]:
+    payload = page.model_dump(mode="json")
+    payload.update(
+        ts=page.timestamp.timestamp(),
+        batch_id=batch_id,
+        embedding_model=embedding_model,
+        schema_version=SCHEMA_VERSION,
+    )
+    return payload
+
+
+class PageStore:
+    def __init__(self, store: VectorStore, embedder: Embedder) -> None:
+        self.store = store
+        self.embedder = embedder
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def _ensure(self) -> None:
+        with self._lock:
+            if not self._ready:
+                self.store.ensure_collection(
+                    PAGES,
+                    dim=self.embedder.dim,
+                    tenant_fields=("user_id",),
+                    keyword_fields=("assistant_id", "turn_id", "batch_id"),
+                    integer_fields=("seq",),
+                    float_fields=("ts",),
+                )
+                self._ready = True
+
+    def upsert(self, pages: Sequence[Page], batch_id: str) -> None:
+        if not pages:
+            return
+        self._ensure()
+        vectors = self.embedder.embed([page.text() for page in pages])
+        points = [
+            PointIn(
+                id=page_point_id(page.user_id, page.turn_id),
+                vector=vector,
+                payload=page_payload(page, batch_id, self.embedder.fingerprint),
+            )
+            for page, vector in zip(pages, vectors)
+        ]
+        self.store.upsert(PAGES, points)
+
+    def all_for_user(self, user_id: str) -> list[Hit]:
+        """Every stored page of a user, in publish order."""
+        self._ensure()
+        return self.store.scroll(PAGES, filter={"user_id": user_id}, order_by="seq")
+
+    def count(self, user_id: str) -> int:
+        self._ensure()
+        return self.store.count(PAGES, filter={"user_id": user_id})

@@ -1,0 +1,99 @@
+"""The promote task's work: drain one user's pending batches, oldest first, under the user's lock.
+
+A batch leaves Redis only after its pages are in the vector store, and only through a fenced
+script, so a turn is always in short-term, in a pending batch, or in the store (briefly in both,
+which readers dedupe by turn_id).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from producers.keys import UserKeys
+from producers.state import Batch, read_batch
+
+from .backoff import retry_delay
+from .locks import UserLock
+from .runtime import Runtime
+
+log = logging.getLogger("memoryos.promotion")
+
+
+class LockLost(Exception):
+    """Another worker took over the user's lock; this one must stop writing."""
+
+
+class Promoter:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.settings = runtime.settings
+        self.redis = runtime.redis
+        self.scripts = runtime.publisher.scripts
+        self.pages = runtime.pages
+
+    def run(self, user_id: str) -> int:
+        """Returns the number of batches finished. A duplicate task finds the lock held and leaves."""
+        keys = self.rt.keys.user(user_id)
+        done = 0
+        while True:
+            lock = UserLock(self.redis, keys, self.settings.lock_ttl)
+            if not lock.acquire():
+                return done
+            try:
+                # Cleared before draining: a batch created from now on sets it again, and we see it below.
+                self.redis.delete(keys.kick)
+                done += self._drain(user_id, keys, lock)
+            except LockLost:
+                log.warning("lock lost while promoting user %s; the new holder continues", user_id)
+                return done
+            finally:
+                lock.release()
+            if not (self.redis.exists(keys.kick) and self.redis.llen(keys.batches)):
+                break
+        self.rt.pending.check(user_id)  # schedules retries and anything left for the sweep
+        return done
+
+    def _drain(self, user_id: str, keys: UserKeys, lock: UserLock) -> int:
+        done = 0
+        while True:
+            if lock.lost:
+                raise LockLost()
+            batch_id = self.redis.lindex(keys.batches, 0)
+            batch = read_batch(self.redis, keys, batch_id) if batch_id else None
+            if batch is None or batch.not_before > time.time():
+                return done
+            if not self._process(user_id, keys, lock, batch):
+                return done
+            done += 1
+
+    def _process(self, user_id: str, keys: UserKeys, lock: UserLock, batch: Batch) -> bool:
+        """True when the batch is finished (or parked as dead) and the next one may go."""
+        try:
+            self.pages.upsert(batch.pages, batch.batch_id)
+        except Exception as exc:  # noqa: BLE001 - store and embedding errors are retried, then parked
+            return self._failed(user_id, keys, lock, batch, exc)
+        result = self.scripts.batch_done(keys=keys.script_keys(), args=[lock.token, batch.batch_id])
+        if int(result) == -1:
+            raise LockLost()
+        log.info("promoted batch %s of user %s (%d pages)", batch.batch_id, user_id, len(batch.pages))
+        return True
+
+    def _failed(self, user_id: str, keys: UserKeys, lock: UserLock, batch: Batch, exc: Exception) -> bool:
+        s = self.settings
+        now = time.time()
+        delay = retry_delay(batch.attempts + 1, base=s.retry_backoff_base, cap=s.retry_backoff_max)
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        attempts, outcome = self.scripts.batch_failed(
+            keys=keys.script_keys(), args=[lock.token, batch.batch_id, error, repr(now + delay), s.max_attempts, now]
+        )
+        if int(attempts) == -1:
+            raise LockLost()
+        if outcome == "dead":
+            self.redis.zadd(self.rt.keys.dead_index, {user_id: now})
+            log.error("batch %s of user %s dead-lettered after %s attempts: %s", batch.batch_id, user_id, attempts, error)
+            return True
+        log.warning(
+            "batch %s of user %s: attempt %s failed: %s; retry in %.1f s", batch.batch_id, user_id, attempts, error, delay
+        )
+        return False

@@ -1,0 +1,93 @@
+"""The adapters a worker process needs, created once from settings and shared by its threads."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+
+from producers.pending import PendingWork
+from producers.publish import Publisher
+from schemas.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from .embeddings import Embedder
+    from .pages import PageStore
+    from .vectorstore import VectorStore
+
+T = TypeVar("T")
+
+
+class Runtime:
+    """Heavy parts (the model, the store) open lazily: a beat process never loads them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._parts: dict[str, Any] = {}
+
+    @property
+    def publisher(self) -> Publisher:
+        return self._once("publisher", lambda: Publisher(self.settings))
+
+    @property
+    def redis(self):  # noqa: ANN201 - redis.Redis
+        return self.publisher.redis
+
+    @property
+    def keys(self):  # noqa: ANN201 - producers.Keys
+        return self.publisher.keys
+
+    @property
+    def pending(self) -> PendingWork:
+        return self._once("pending", lambda: PendingWork(self.publisher))
+
+    def _once(self, name: str, factory: Callable[[], T]) -> T:
+        """cached_property is not thread-safe: two threads would open the embedded store twice."""
+        with self._lock:
+            if name not in self._parts:
+                self._parts[name] = factory()
+            return self._parts[name]
+
+    @property
+    def embedder(self) -> Embedder:
+        from .embeddings import get_embedder
+
+        return self._once("embedder", lambda: get_embedder(self.settings))
+
+    @property
+    def store(self) -> VectorStore:
+        from .vectorstore import open_store
+
+        return self._once("store", lambda: open_store(self.settings))
+
+    @property
+    def pages(self) -> PageStore:
+        from .pages import PageStore
+
+        return self._once("pages", lambda: PageStore(self.store, self.embedder))
+
+    def close(self) -> None:
+        with self._lock:
+            store = self._parts.pop("store", None)
+        if store is not None:
+            store.close()
+
+
+_runtime: Optional[Runtime] = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime(get_settings())
+        return _runtime
+
+
+def set_runtime(runtime: Optional[Runtime]) -> Optional[Runtime]:
+    """Install a runtime (an embedded app, tests); returns the previous one."""
+    global _runtime
+    with _runtime_lock:
+        previous, _runtime = _runtime, runtime
+        return previous

@@ -1,0 +1,63 @@
+"""The Redis key layout: the wire contract between producers and workers.
+
+Every per-user key carries the hash tag `{u:<user_id>}` so each per-user Lua script touches one
+Redis Cluster slot. The few global keys (sweep index, dead-letter index) are only ever used by
+single-key commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class UserKeys:
+    stm: str  # list of page JSON, oldest first: the short-term memory
+    buf: str  # list of page JSON that left short-term and wait for a batch
+    state: str  # hash: seq, batch_seq, buf_since, epoch
+    ids: str  # sorted set turn_id -> publish time, for idempotent publishing
+    batches: str  # list of pending batch ids, FIFO
+    batch_prefix: str  # + batch id = hash of one batch (state, pages, attempts, not_before, ...)
+    kick: str  # coalescing flag: a promote task for this user is on its way
+    lock: str  # per-user work lock (value: fencing token)
+    fence: str  # counter issuing fencing tokens
+    dead: str  # list of dead-lettered batch ids
+
+    def batch(self, batch_id: str) -> str:
+        return self.batch_prefix + batch_id
+
+    def script_keys(self) -> list[str]:
+        """KEYS for the per-user scripts, in the order the Lua files expect."""
+        return [
+            self.stm, self.buf, self.state, self.ids, self.batches, self.batch_prefix, self.kick, self.lock,
+            self.dead,
+        ]
+
+
+class Keys:
+    """Builds key names under one deployment's prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.sweep = f"{prefix}:sweep"  # sorted set user_id -> next time the sweep must look
+        self.dead_index = f"{prefix}:dead"  # sorted set user_id -> time of last dead letter
+        self.celery = f"{prefix}:celery:"  # Celery's global_keyprefix
+
+    def user(self, user_id: str) -> UserKeys:
+        base = f"{self.prefix}:{{u:{user_id}}}:"
+        return UserKeys(
+            stm=base + "stm",
+            buf=base + "buf",
+            state=base + "state",
+            ids=base + "ids",
+            batches=base + "batches",
+            batch_prefix=base + "batch:",
+            kick=base + "kick",
+            lock=base + "lock",
+            fence=base + "fence",
+            dead=base + "dead",
+        )
+
+    def user_pattern(self) -> str:
+        """For operators' tools only; the hot paths never SCAN."""
+        return f"{self.prefix}:{{u:*"

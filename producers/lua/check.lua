@@ -1,0 +1,44 @@
+-- The sweep's and wait_idle's look at one user: promote a buffer that waited too long (or any,
+-- when forced), and claim a kick when the first pending batch is due and nobody works on it.
+-- ARGV: 1 now, 2 max wait (s), 3 stale after (s), 4 force 1|0, 5 batch size, 6 kick ttl (ms),
+--       7 schema version
+-- Returns {pending batches, buffered pages, locked 1|0, kick 1|0, due or ''}.
+local now = tonumber(ARGV[1])
+local max_wait = tonumber(ARGV[2])
+local stale = tonumber(ARGV[3])
+local buf_since = tonumber(redis.call('HGET', K.state, 'buf_since') or now)
+if redis.call('LLEN', K.buf) > 0 and (ARGV[4] == '1' or now - buf_since >= max_wait) then
+  while make_batch(tonumber(ARGV[5]), now, ARGV[7]) ~= '' do end
+end
+
+local pending = redis.call('LLEN', K.batches)
+local buffered = redis.call('LLEN', K.buf)
+local locked = redis.call('EXISTS', K.lock)
+local kick = 0
+local due = nil
+if buffered > 0 then
+  due = tonumber(redis.call('HGET', K.state, 'buf_since') or now) + max_wait
+end
+if pending > 0 then
+  local first = redis.call('LINDEX', K.batches, 0)
+  local b = redis.call('HMGET', K.batch_prefix .. first, 'not_before', 'kicked_at')
+  local not_before = tonumber(b[1] or '0')
+  local kicked = tonumber(b[2] or '0')
+  local batch_due
+  if locked == 1 then
+    batch_due = now + stale
+  elseif now < not_before then
+    batch_due = not_before
+  elseif redis.call('EXISTS', K.kick) == 0 or now >= kicked + stale then
+    redis.call('SET', K.kick, '1', 'PX', ARGV[6])
+    redis.call('HSET', K.batch_prefix .. first, 'kicked_at', now)
+    kick = 1
+    batch_due = now + stale
+  else
+    batch_due = kicked + stale
+  end
+  if due == nil or batch_due < due then
+    due = batch_due
+  end
+end
+return {pending, buffered, locked, kick, due and tostring(due) or ''}

@@ -1,0 +1,89 @@
+"""Pending work: finding users whose batches are due, re-sending lost tasks, waiting for idle.
+
+The truth lives in Redis, not in the broker: a batch records its state, attempts and not_before,
+and the sweep index (a sorted set of users by due time) says when to look again. Whoever looks
+(the beat sweep, a worker after its drain, `wait_idle`) runs the same check script.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from schemas.turns import SCHEMA_VERSION
+
+from .publish import Publisher, default_publisher
+
+
+@dataclass(frozen=True)
+class UserStatus:
+    pending: int  # batches not yet done (dead letters excluded)
+    buffered: int  # pages out of short-term, waiting to fill a batch
+    locked: bool  # a worker holds the user's lock
+    kicked: bool  # this check sent a promote task
+    due: Optional[float]  # when the sweep must look again; None = nothing to wait for
+
+    @property
+    def idle(self) -> bool:
+        return self.pending == 0 and not self.locked
+
+
+class PendingWork:
+    def __init__(self, publisher: Publisher) -> None:
+        self.p = publisher
+        s = publisher.settings
+        # Longer than any due a publish or check can set, so a sweep mark never hides a real due.
+        self.recheck = int(2 * max(s.promotion_max_wait, s.kick_stale_after) + 60)
+
+    def check(self, user_id: str, *, force: bool = False, now: Optional[float] = None) -> UserStatus:
+        """Promote an overdue (or, with force, any) buffer and send the task if a batch is due."""
+        s = self.p.settings
+        now = time.time() if now is None else now
+        with self.p.redis_errors():
+            pending, buffered, locked, kick, due = self.p.scripts.check(
+                keys=self.p.keys.user(user_id).script_keys(),
+                args=[
+                    repr(now), s.promotion_max_wait, s.kick_stale_after, int(force), s.promotion_batch_size,
+                    int(s.kick_stale_after * 1000), SCHEMA_VERSION,
+                ],
+            )
+            due_at = float(due) if due else None
+            if due_at is not None:
+                self.p.redis.zadd(self.p.keys.sweep, {user_id: due_at}, lt=True)
+        if int(kick):
+            self.p.sender.promote(user_id)
+        return UserStatus(int(pending), int(buffered), bool(int(locked)), bool(int(kick)), due_at)
+
+    def sweep(self, *, now: Optional[float] = None, limit: int = 1000) -> int:
+        """Look at every user whose due time has passed; returns how many tasks were sent."""
+        now = time.time() if now is None else now
+        sweep_key = self.p.keys.sweep
+        users = self.p.redis.zrangebyscore(sweep_key, "-inf", now, start=0, num=limit)
+        sent = 0
+        for user_id in users:
+            mark = int(now) + self.recheck
+            self.p.redis.zadd(sweep_key, {user_id: mark}, xx=True)
+            status = self.check(user_id, now=now)
+            sent += status.kicked
+            if status.pending == 0 and status.buffered == 0:
+                self.p.scripts.cas_remove(keys=[sweep_key], args=[user_id, mark])
+        return sent
+
+    def wait_idle(self, user_id: str, timeout: float = 60.0, flush: bool = False, poll: float = 0.05) -> None:
+        """Block until the user has no pending batch and no work in flight; TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        status = self.check(user_id, force=flush)
+        while not status.idle:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"user {user_id!r} still has {status.pending} pending batch(es) after {timeout:.0f} s "
+                    f"(worker lock held: {status.locked}); is a worker running on the ingest queue?"
+                )
+            time.sleep(poll)
+            status = self.check(user_id)
+
+
+def wait_idle(user_id: str, timeout: float = 60.0, flush: bool = False) -> None:
+    """Block until `user_id` has no pending batch and no work in flight (see PendingWork.wait_idle)."""
+    PendingWork(default_publisher()).wait_idle(user_id, timeout=timeout, flush=flush)

@@ -1,0 +1,204 @@
+"""Publishing turns: one Lua script per turn, no LLM and no embedding on this path."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Optional, Union
+
+import redis
+from pydantic import ValidationError
+
+from schemas.settings import Settings, get_settings
+from schemas.turns import SCHEMA_VERSION, Turn
+
+from .connection import redis_client
+from .errors import MemoryOSError, RedisUnavailableError, redact_url
+from .keys import Keys
+from .scripts import Scripts
+from .sender import TaskSender
+
+TurnLike = Union[Turn, Mapping[str, Any]]
+
+
+def validation_context(settings: Settings) -> dict[str, Any]:
+    return {
+        "max_text_chars": settings.max_text_chars,
+        "max_metadata_bytes": settings.max_metadata_bytes,
+        "timezone": settings.tz,
+    }
+
+
+def page_json(turn: Turn, published_at: float) -> str:
+    """The stored page without its seq, which the script prepends (so Lua never re-encodes JSON)."""
+    return json.dumps(
+        {
+            "user_id": turn.user_id,
+            "turn_id": turn.turn_id,
+            "assistant_id": turn.assistant_id,
+            "user_input": turn.user_input,
+            "agent_response": turn.agent_response,
+            "timestamp": turn.timestamp.isoformat(),
+            "metadata": turn.metadata,
+            "published_at": published_at,
+            "schema_version": SCHEMA_VERSION,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+class Publisher:
+    """Created once per process (see `default_publisher`); safe to share between threads."""
+
+    def __init__(
+        self,
+        settings: Optional[Settings] = None,
+        client: Optional[redis.Redis] = None,
+        sender: Optional[TaskSender] = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.redis = client or redis_client(self.settings.redis_url)
+        self.keys = Keys(self.settings.key_prefix)
+        self.scripts = Scripts.register(self.redis)
+        self.sender = sender or TaskSender(self.settings)
+        self._context = validation_context(self.settings)
+
+    # -- validation -------------------------------------------------------------------------
+    def make_turn(self, data: TurnLike) -> Turn:
+        if isinstance(data, Turn):
+            data = data.model_dump()
+        if not isinstance(data, Mapping):
+            raise TypeError(f"a turn must be a schemas.Turn or a dict, not {type(data).__name__}")
+        return Turn.model_validate(dict(data), context=self._context)
+
+    # -- publishing -------------------------------------------------------------------------
+    def publish(self, turn: TurnLike) -> str:
+        return self.publish_many([turn])[0]
+
+    def publish_many(self, turns: Iterable[TurnLike]) -> list[str]:
+        """Validates every turn before storing any, then stores them in one pipelined round trip."""
+        validated = self._validate_all(list(turns))
+        if not validated:
+            return []
+        now = time.time()
+        with self.redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            for turn in validated:
+                self._run_publish(turn, now, pipe)
+            results = pipe.execute()
+            self._after_publish(validated, results[0::2], now)
+        return [turn.turn_id for turn in validated]
+
+    def _validate_all(self, turns: Sequence[TurnLike]) -> list[Turn]:
+        out: list[Turn] = []
+        for index, turn in enumerate(turns):
+            try:
+                out.append(self.make_turn(turn))
+            except ValidationError as exc:
+                if len(turns) == 1:
+                    raise
+                raise ValueError(f"turn #{index} is invalid; nothing was published:\n{exc}") from exc
+        return out
+
+    def _run_publish(self, turn: Turn, now: float, pipe: Any) -> None:
+        s = self.settings
+        self.scripts.publish(
+            keys=self.keys.user(turn.user_id).script_keys(),
+            args=[
+                turn.turn_id, page_json(turn, now), s.short_term_capacity, s.promotion_batch_size,
+                repr(now), s.dedupe_window, int(s.kick_stale_after * 1000), SCHEMA_VERSION,
+            ],
+            client=pipe,
+        )
+        # Re-asserted on every publish (an upper bound; LT keeps an earlier due), so an index entry
+        # lost to a failure between two commands heals with the user's next turn.
+        pipe.zadd(self.keys.sweep, {turn.user_id: now + s.promotion_max_wait}, lt=True)
+
+    def _after_publish(self, turns: Sequence[Turn], results: Sequence[Any], now: float) -> None:
+        """Index users for the sweep first, then kick workers: a lost send is found by the sweep."""
+        kicks = list(dict.fromkeys(turn.user_id for turn, result in zip(turns, results) if int(result[3])))
+        if not kicks:
+            return
+        due = now + self.settings.kick_stale_after
+        self.redis.zadd(self.keys.sweep, dict.fromkeys(kicks, due), lt=True)
+        for user_id in kicks:
+            self.sender.promote(user_id)
+
+    def redis_errors(self) -> Any:
+        return _RedisErrors(self.settings.redis_url)
+
+
+class _RedisErrors:
+    """Turns redis-py errors into ones that say what happened to the turn and what to do."""
+
+    def __init__(self, url: str) -> None:
+        self.url = redact_url(url)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            raise RedisUnavailableError(
+                f"Redis at {self.url} is unreachable ({exc}); the turn may not be stored: "
+                "publish it again with the same turn_id once Redis is back (duplicates are dropped)"
+            ) from exc
+        if isinstance(exc, redis.ResponseError) and "OOM" in str(exc):
+            raise MemoryOSError(
+                f"Redis at {self.url} is out of memory ({exc}); the turn was not stored. Raise maxmemory "
+                "or add workers: pending turns leave Redis once workers promote them"
+            ) from exc
+        return False
+
+
+_default: Optional[Publisher] = None
+_default_lock = threading.Lock()
+
+
+def default_publisher() -> Publisher:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Publisher()
+        return _default
+
+
+def configure(settings: Optional[Settings] = None, client: Optional[redis.Redis] = None) -> Publisher:
+    """Replace the module-level publisher, e.g. with explicit settings instead of the environment."""
+    global _default
+    with _default_lock:
+        _default = Publisher(settings, client)
+        return _default
+
+
+def publish_turn(
+    user_id: str,
+    user_input: str,
+    agent_response: str,
+    *,
+    assistant_id: Optional[str] = None,
+    timestamp: Union[datetime, str, None] = None,
+    turn_id: Optional[str] = None,
+    metadata: Optional[dict[str, Any]] = None,
+) -> str:
+    """Store one turn in the user's short-term memory; returns its turn_id once Redis has it."""
+    data: dict[str, Any] = {
+        "user_id": user_id,
+        "user_input": user_input,
+        "agent_response": agent_response,
+        "assistant_id": assistant_id,
+        "timestamp": timestamp,
+        "metadata": metadata,
+    }
+    if turn_id is not None:
+        data["turn_id"] = turn_id
+    return default_publisher().publish(data)
+
+
+def publish_turns(turns: Iterable[TurnLike]) -> list[str]:
+    """Bulk publish (one pipelined round trip); returns the turn_ids in the order given."""
+    return default_publisher().publish_many(turns)

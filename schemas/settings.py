@@ -1,0 +1,139 @@
+"""Every knob in one place, read from MEMORYOS_* variables and an optional .env file.
+
+It lives in `schemas` because both sides need it: the producers (Redis layout, capacities) and the
+workers (stores, LLM, the paper's coefficients). Producers must stay light, so this module only
+depends on pydantic-settings.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KEY_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"
+
+
+class Settings(BaseSettings):
+    """Global defaults; per-user overrides (the Memoryos class) are stored in Redis by later issues."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEMORYOS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- connections -------------------------------------------------------------------------
+    redis_url: str = Field(
+        "redis://localhost:6379/0",
+        description="Redis for short-term memory, pending batches and the Celery broker. "
+        "rediss:// enables TLS; a password goes in the URL.",
+    )
+    key_prefix: str = Field(
+        "mos",
+        pattern=KEY_PREFIX_PATTERN,
+        description="Namespaces every Redis key, Celery key and Qdrant collection.",
+    )
+    qdrant_url: Optional[str] = Field(None, description="Qdrant server; unset = embedded Qdrant Edge.")
+    qdrant_api_key: Optional[SecretStr] = None
+    data_dir: Path = Field(Path("memoryos_data"), description="Embedded vector store folder.")
+
+    # --- LLM -----------------------------------------------------------------------------------
+    openai_api_key: Optional[SecretStr] = Field(
+        None, validation_alias=AliasChoices("MEMORYOS_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_base_url: Optional[str] = Field(
+        None, validation_alias=AliasChoices("MEMORYOS_OPENAI_BASE_URL", "OPENAI_BASE_URL")
+    )
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout: float = Field(30.0, gt=0)
+    llm_max_attempts: int = Field(3, ge=1, description="Our own retries; the openai client's are off.")
+    llm_tokens_per_minute: int = Field(0, ge=0, description="Shared rate limit; 0 = unlimited.")
+
+    # --- embeddings ----------------------------------------------------------------------------
+    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    embedding_model_path: Optional[Path] = Field(
+        None, description="A local fastembed model folder; unset = assembled from the offline extra."
+    )
+    embedding_batch_size: int = Field(64, ge=1, le=4096)
+    embedding_threads: Optional[int] = Field(None, ge=1)
+
+    # --- input limits --------------------------------------------------------------------------
+    timezone: str = Field("UTC", description="Zone for timestamps given without one.")
+    max_text_chars: int = Field(32_000, ge=1)
+    max_metadata_bytes: int = Field(8_192, ge=2)
+
+    # --- short-term and promotion ---------------------------------------------------------------
+    short_term_capacity: int = Field(10, ge=1, le=10_000)
+    promotion_batch_size: int = Field(10, ge=1, le=1_000)
+    promotion_max_wait: float = Field(300.0, gt=0, description="Seconds before a partial buffer is promoted.")
+    dedupe_window: float = Field(7 * 86_400.0, gt=0, description="Seconds a turn_id is remembered.")
+
+    # --- mid-term (paper section 3.2-3.3) --------------------------------------------------------
+    mid_term_capacity: int = Field(200, ge=1)
+    mid_term_similarity_threshold: float = Field(0.6, description="Fscore theta for joining a segment.")
+    mid_term_heat_threshold: float = Field(5.0, description="tau: heat that triggers persona extraction.")
+    heat_alpha: float = 1.0
+    heat_beta: float = 1.0
+    heat_gamma: float = 1.0
+    heat_mu: float = Field(1e7, gt=0, description="Recency time constant in seconds.")
+
+    # --- long-term persona -----------------------------------------------------------------------
+    long_term_knowledge_capacity: int = Field(100, ge=1)
+    knowledge_duplicate_threshold: float = Field(0.95, ge=0, le=1)
+    share_assistant_knowledge: bool = False
+
+    # --- retrieval -------------------------------------------------------------------------------
+    retrieval_top_segments: int = Field(5, ge=1)
+    retrieval_top_pages: int = Field(10, ge=1)
+    retrieval_top_knowledge: int = Field(10, ge=1)
+    retrieval_queue_capacity: int = Field(7, ge=1)
+    retrieval_timeout: float = Field(10.0, gt=0)
+
+    # --- reliability -----------------------------------------------------------------------------
+    lock_ttl: float = Field(30.0, gt=1, description="Per-user lock TTL; a heartbeat renews it.")
+    kick_stale_after: float = Field(60.0, gt=0, description="Re-send a pending batch's task after this.")
+    sweep_interval: float = Field(5.0, gt=0, description="Beat period of the pending-batch sweep.")
+    max_attempts: int = Field(5, ge=1, description="Store attempts before a batch is dead-lettered.")
+    retry_backoff_base: float = Field(1.0, gt=0)
+    retry_backoff_max: float = Field(300.0, gt=0)
+    result_expires: int = Field(60, ge=1, description="Seconds a retrieval result lives in Redis.")
+
+    # --- interfaces ------------------------------------------------------------------------------
+    user_id: str = "default_user"
+    assistant_id: str = "default_assistant"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Europe/Paris'") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.kick_stale_after <= self.sweep_interval:
+            raise ValueError("kick_stale_after must be longer than sweep_interval")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def embedded(self) -> bool:
+        return not self.qdrant_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests build their own `Settings(...)` instead of mutating this."""
+    return Settings()

@@ -1,0 +1,144 @@
+"""The turn a chat backend publishes and the page it becomes once sequenced.
+
+Validation happens here, once, so every entry point (publish, the Memoryos class, the CLI, MCP)
+rejects the same inputs with an error that names the field. Limits that are settings (text length,
+metadata size, the zone for naive timestamps) come in through the validation context, so a
+`Turn` never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Optional
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$"
+DEFAULT_MAX_TEXT_CHARS = 32_000
+DEFAULT_MAX_METADATA_BYTES = 8_192
+
+
+def _limit(info: ValidationInfo, name: str, default: Any) -> Any:
+    context = info.context or {}
+    return context.get(name, default)
+
+
+def _check_text(value: str, max_chars: int) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("is not valid Unicode text (lone surrogate characters)") from exc
+    if len(value) > max_chars:
+        raise ValueError(
+            f"is {len(value)} characters long, over the limit of {max_chars} "
+            "(MEMORYOS_MAX_TEXT_CHARS); split it or raise the limit"
+        )
+    return value
+
+
+def parse_timestamp(value: Any, zone: ZoneInfo | timezone) -> datetime:
+    """Accept datetimes and ISO 8601 strings; a value without a zone is read in `zone`."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"{value[:64]!r} is not an ISO 8601 date-time (e.g. 2025-05-01T14:30:00+02:00)") from exc
+    else:
+        raise ValueError(f"must be a datetime or an ISO 8601 string, not {type(value).__name__}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    return parsed
+
+
+class Turn(BaseModel):
+    """One exchange: what the user said and what the assistant answered."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=True)
+
+    user_id: str = Field(pattern=ID_PATTERN)
+    user_input: str
+    agent_response: str
+    assistant_id: Optional[str] = Field(default=None, pattern=ID_PATTERN)
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    turn_id: str = Field(default_factory=lambda: uuid.uuid4().hex, pattern=ID_PATTERN)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("user_id", "assistant_id", "turn_id", mode="before")
+    @classmethod
+    def _strict_id(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"must be a string, not {type(value).__name__}")
+        return value
+
+    @field_validator("user_input", "agent_response", mode="before")
+    @classmethod
+    def _text(cls, value: Any, info: ValidationInfo) -> str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string, not {type(value).__name__}")
+        return _check_text(value, _limit(info, "max_text_chars", DEFAULT_MAX_TEXT_CHARS))
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _timestamp(cls, value: Any, info: ValidationInfo) -> datetime:
+        if value is None:
+            return datetime.now(timezone.utc)
+        return parse_timestamp(value, _limit(info, "timezone", timezone.utc))
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata(cls, value: Any, info: ValidationInfo) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a JSON object (dict), not {type(value).__name__}")
+        try:
+            encoded = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"is not JSON-serialisable: {exc}") from exc
+        max_bytes = _limit(info, "max_metadata_bytes", DEFAULT_MAX_METADATA_BYTES)
+        size = len(encoded.encode("utf-8", errors="surrogatepass"))
+        if size > max_bytes:
+            raise ValueError(f"is {size} bytes serialised, over the limit of {max_bytes} (MEMORYOS_MAX_METADATA_BYTES)")
+        _check_text(encoded, math.inf)  # no NUL or lone surrogate hiding in keys or values
+        return value
+
+    @model_validator(mode="after")
+    def _not_both_blank(self) -> Turn:
+        if not self.user_input.strip() and not self.agent_response.strip():
+            raise ValueError("user_input and agent_response are both blank; a turn needs some text")
+        return self
+
+
+class Page(BaseModel):
+    """A turn as stored: sequenced by the publish script, the unit of short-term and mid-term memory."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    seq: int
+    user_id: str
+    turn_id: str
+    user_input: str
+    agent_response: str
+    timestamp: datetime
+    assistant_id: Optional[str] = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    published_at: float = 0.0
+    schema_version: int = SCHEMA_VERSION
+
+    def text(self) -> str:
+        """What gets embedded: both sides of the exchange, as the paper's pages do."""
+        return f"User: {self.user_input}\nAssistant: {self.agent_response}"

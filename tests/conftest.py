@@ -1,0 +1,107 @@
+"""Test fixtures: a real Redis under a private key prefix, a real in-process Celery worker, the
+embedded vector store in a temporary folder and the real embedding model.
+
+The environment is set before memoryos_workers is imported, because the Celery app reads its
+settings at import time (as it does in production).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+RUN_ID = uuid.uuid4().hex[:8]
+PREFIX = f"mostest-{RUN_ID}"
+DATA_DIR = tempfile.mkdtemp(prefix=f"memoryos-test-{RUN_ID}-")
+os.environ.setdefault("MEMORYOS_REDIS_URL", "redis://127.0.0.1:6379/0")
+os.environ["MEMORYOS_KEY_PREFIX"] = PREFIX
+os.environ["MEMORYOS_DATA_DIR"] = DATA_DIR
+os.environ.pop("MEMORYOS_QDRANT_URL", None)
+os.environ.setdefault("MEMORYOS_OPENAI_API_KEY", "test-key-not-secret")
+
+from producers.contract import ALL_QUEUES  # noqa: E402
+from producers.pending import PendingWork  # noqa: E402
+from producers.publish import Publisher  # noqa: E402
+from schemas.settings import Settings, get_settings  # noqa: E402
+
+
+def _delete_prefix(client: redis.Redis, prefix: str) -> None:
+    """Deletes only keys this run created (its own prefix); never FLUSHDB a shared Redis."""
+    batch = []
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            client.delete(*batch)
+            batch.clear()
+    if batch:
+        client.delete(*batch)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.exit(f"tests need Redis at {settings.redis_url} (set MEMORYOS_REDIS_URL; `make test` starts one): {exc}")
+    yield client
+    _delete_prefix(client, PREFIX)
+    client.close()
+    shutil.rmtree(DATA_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def runtime(settings: Settings, redis_client: redis.Redis):  # noqa: ANN201
+    from memoryos_workers.runtime import get_runtime
+
+    rt = get_runtime()
+    yield rt
+    rt.close()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(runtime):  # noqa: ANN001, ANN201
+    """A real Celery worker (threads pool) in this process, consuming the run's own queues."""
+    from celery.contrib.testing.worker import start_worker
+
+    from memoryos_workers import app
+
+    runtime.embedder  # load the model before the worker starts taking tasks
+    runtime.store
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        queues=list(ALL_QUEUES),
+        shutdown_timeout=30,
+        loglevel="WARNING",
+    ) as worker:
+        yield worker
+
+
+@pytest.fixture
+def publisher(runtime) -> Publisher:  # noqa: ANN001
+    return runtime.publisher
+
+
+@pytest.fixture
+def pending(runtime) -> PendingWork:  # noqa: ANN001
+    return runtime.pending
+
+
+@pytest.fixture
+def user_id() -> str:
+    """A fresh user per test, so tests never see each other's turns."""
+    return f"user-{uuid.uuid4().hex[:10]}"
