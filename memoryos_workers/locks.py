@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from types import TracebackType
-from typing import Optional
 
 import redis
 from redis.lock import Lock
@@ -28,8 +27,8 @@ class UserLock:
         self._ttl = ttl
         self._lock = Lock(client, keys.lock, timeout=ttl, blocking=False, thread_local=False)
         self._stop = threading.Event()
-        self._beat: Optional[threading.Thread] = None
-        self.token: Optional[str] = None
+        self._beat: threading.Thread | None = None
+        self.token: str | None = None
         self.lost = False
 
     def acquire(self) -> bool:
@@ -65,7 +64,7 @@ class UserLock:
         return self
 
     def __exit__(
-        self, kind: Optional[type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self.token is not None:
             self.release()

@@ -63,7 +63,7 @@ class PageStore:
                 vector=vector,
                 payload=page_payload(page, batch_id, self.embedder.fingerprint),
             )
-            for page, vector in zip(pages, vectors)
+            for page, vector in zip(pages, vectors, strict=True)
         ]
         self.store.upsert(PAGES, points)
 
@@ -71,6 +71,12 @@ class PageStore:
         """Every stored page of a user, in publish order."""
         self._ensure()
         return self.store.scroll(PAGES, filter={"user_id": user_id}, order_by="seq")
+
+    def search(self, user_id: str, query: str, limit: int = 10) -> list[Hit]:
+        """Plain dense search over a user's pages (the retrieval issue builds the full two-stage search)."""
+        self._ensure()
+        vector = self.embedder.embed_query(query)
+        return self.store.query(PAGES, vector=vector, filter={"user_id": user_id}, limit=limit)
 
     def count(self, user_id: str) -> int:
         self._ensure()

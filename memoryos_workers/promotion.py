@@ -91,9 +91,11 @@ class Promoter:
             raise LockLost()
         if outcome == "dead":
             self.redis.zadd(self.rt.keys.dead_index, {user_id: now})
-            log.error("batch %s of user %s dead-lettered after %s attempts: %s", batch.batch_id, user_id, attempts, error)
+            log.error("batch %s of user %s dead-lettered after %s attempts: %s", batch.batch_id, user_id, attempts,
+                      error)
             return True
         log.warning(
-            "batch %s of user %s: attempt %s failed: %s; retry in %.1f s", batch.batch_id, user_id, attempts, error, delay
+            "batch %s of user %s: attempt %s failed: %s; retry in %.1f s",
+            batch.batch_id, user_id, attempts, error, delay,
         )
         return False

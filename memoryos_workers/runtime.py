@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from producers.pending import PendingWork
 from producers.publish import Publisher
@@ -66,6 +67,11 @@ class Runtime:
 
         return self._once("pages", lambda: PageStore(self.store, self.embedder))
 
+    def warm_up(self) -> None:
+        """Load the model and open the store now, so the first task is not slow and a store held by
+        another process is reported at start-up rather than on the first turn."""
+        _ = self.embedder, self.store
+
     def close(self) -> None:
         with self._lock:
             store = self._parts.pop("store", None)
@@ -73,7 +79,7 @@ class Runtime:
             store.close()
 
 
-_runtime: Optional[Runtime] = None
+_runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
 
 
@@ -85,7 +91,7 @@ def get_runtime() -> Runtime:
         return _runtime
 
 
-def set_runtime(runtime: Optional[Runtime]) -> Optional[Runtime]:
+def set_runtime(runtime: Runtime | None) -> Runtime | None:
     """Install a runtime (an embedded app, tests); returns the previous one."""
     global _runtime
     with _runtime_lock:

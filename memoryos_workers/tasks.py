@@ -37,8 +37,7 @@ def _warm_up(**_: object) -> None:
     runtime = get_runtime()
     if not runtime.settings.embedded:
         return  # prefork children open their own adapters
-    runtime.embedder
-    runtime.store
+    runtime.warm_up()
     log.info("memoryos worker ready (store: %s)", runtime.settings.qdrant_url or runtime.settings.data_dir)
 
 

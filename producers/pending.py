@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 from schemas.turns import SCHEMA_VERSION
 
@@ -22,7 +21,7 @@ class UserStatus:
     buffered: int  # pages out of short-term, waiting to fill a batch
     locked: bool  # a worker holds the user's lock
     kicked: bool  # this check sent a promote task
-    due: Optional[float]  # when the sweep must look again; None = nothing to wait for
+    due: float | None  # when the sweep must look again; None = nothing to wait for
 
     @property
     def idle(self) -> bool:
@@ -36,7 +35,7 @@ class PendingWork:
         # Longer than any due a publish or check can set, so a sweep mark never hides a real due.
         self.recheck = int(2 * max(s.promotion_max_wait, s.kick_stale_after) + 60)
 
-    def check(self, user_id: str, *, force: bool = False, now: Optional[float] = None) -> UserStatus:
+    def check(self, user_id: str, *, force: bool = False, now: float | None = None) -> UserStatus:
         """Promote an overdue (or, with force, any) buffer and send the task if a batch is due."""
         s = self.p.settings
         now = time.time() if now is None else now
@@ -55,7 +54,7 @@ class PendingWork:
             self.p.sender.promote(user_id)
         return UserStatus(int(pending), int(buffered), bool(int(locked)), bool(int(kick)), due_at)
 
-    def sweep(self, *, now: Optional[float] = None, limit: int = 1000) -> int:
+    def sweep(self, *, now: float | None = None, limit: int = 1000) -> int:
         """Look at every user whose due time has passed; returns how many tasks were sent."""
         now = time.time() if now is None else now
         sweep_key = self.p.keys.sweep

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Optional, Union
+from typing import Any
 
 import redis
 from pydantic import ValidationError
@@ -21,7 +21,7 @@ from .keys import Keys
 from .scripts import Scripts
 from .sender import TaskSender
 
-TurnLike = Union[Turn, Mapping[str, Any]]
+TurnLike = Turn | Mapping[str, Any]
 
 
 def validation_context(settings: Settings) -> dict[str, Any]:
@@ -56,9 +56,9 @@ class Publisher:
 
     def __init__(
         self,
-        settings: Optional[Settings] = None,
-        client: Optional[redis.Redis] = None,
-        sender: Optional[TaskSender] = None,
+        settings: Settings | None = None,
+        client: redis.Redis | None = None,
+        sender: TaskSender | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.redis = client or redis_client(self.settings.redis_url)
@@ -120,7 +120,7 @@ class Publisher:
 
     def _after_publish(self, turns: Sequence[Turn], results: Sequence[Any], now: float) -> None:
         """Index users for the sweep first, then kick workers: a lost send is found by the sweep."""
-        kicks = list(dict.fromkeys(turn.user_id for turn, result in zip(turns, results) if int(result[3])))
+        kicks = list(dict.fromkeys(turn.user_id for turn, result in zip(turns, results, strict=True) if int(result[3])))
         if not kicks:
             return
         due = now + self.settings.kick_stale_after
@@ -155,7 +155,7 @@ class _RedisErrors:
         return False
 
 
-_default: Optional[Publisher] = None
+_default: Publisher | None = None
 _default_lock = threading.Lock()
 
 
@@ -167,7 +167,7 @@ def default_publisher() -> Publisher:
         return _default
 
 
-def configure(settings: Optional[Settings] = None, client: Optional[redis.Redis] = None) -> Publisher:
+def configure(settings: Settings | None = None, client: redis.Redis | None = None) -> Publisher:
     """Replace the module-level publisher, e.g. with explicit settings instead of the environment."""
     global _default
     with _default_lock:
@@ -180,10 +180,10 @@ def publish_turn(
     user_input: str,
     agent_response: str,
     *,
-    assistant_id: Optional[str] = None,
-    timestamp: Union[datetime, str, None] = None,
-    turn_id: Optional[str] = None,
-    metadata: Optional[dict[str, Any]] = None,
+    assistant_id: str | None = None,
+    timestamp: datetime | str | None = None,
+    turn_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> str:
     """Store one turn in the user's short-term memory; returns its turn_id once Redis has it."""
     data: dict[str, Any] = {

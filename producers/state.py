@@ -60,7 +60,7 @@ def batches(client: redis.Redis, keys: UserKeys, *, dead: bool = False) -> list[
     pipe = client.pipeline(transaction=False)
     for batch_id in ids:
         pipe.hgetall(keys.batch(batch_id))
-    return [Batch.from_hash(b, data) for b, data in zip(ids, pipe.execute()) if data]
+    return [Batch.from_hash(b, data) for b, data in zip(ids, pipe.execute(), strict=True) if data]
 
 
 def read_batch(client: redis.Redis, keys: UserKeys, batch_id: str) -> Batch | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -40,15 +39,15 @@ class Settings(BaseSettings):
         pattern=KEY_PREFIX_PATTERN,
         description="Namespaces every Redis key, Celery key and Qdrant collection.",
     )
-    qdrant_url: Optional[str] = Field(None, description="Qdrant server; unset = embedded Qdrant Edge.")
-    qdrant_api_key: Optional[SecretStr] = None
+    qdrant_url: str | None = Field(None, description="Qdrant server; unset = embedded Qdrant Edge.")
+    qdrant_api_key: SecretStr | None = None
     data_dir: Path = Field(Path("memoryos_data"), description="Embedded vector store folder.")
 
     # --- LLM -----------------------------------------------------------------------------------
-    openai_api_key: Optional[SecretStr] = Field(
+    openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("MEMORYOS_OPENAI_API_KEY", "OPENAI_API_KEY")
     )
-    openai_base_url: Optional[str] = Field(
+    openai_base_url: str | None = Field(
         None, validation_alias=AliasChoices("MEMORYOS_OPENAI_BASE_URL", "OPENAI_BASE_URL")
     )
     llm_model: str = "gpt-4o-mini"
@@ -58,11 +57,11 @@ class Settings(BaseSettings):
 
     # --- embeddings ----------------------------------------------------------------------------
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    embedding_model_path: Optional[Path] = Field(
+    embedding_model_path: Path | None = Field(
         None, description="A local fastembed model folder; unset = assembled from the offline extra."
     )
     embedding_batch_size: int = Field(64, ge=1, le=4096)
-    embedding_threads: Optional[int] = Field(None, ge=1)
+    embedding_threads: int | None = Field(None, ge=1)
 
     # --- input limits --------------------------------------------------------------------------
     timezone: str = Field("UTC", description="Zone for timestamps given without one.")

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -43,6 +44,18 @@ def _check_text(value: str, max_chars: int) -> str:
     return value
 
 
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
 def parse_timestamp(value: Any, zone: ZoneInfo | timezone) -> datetime:
     """Accept datetimes and ISO 8601 strings; a value without a zone is read in `zone`."""
     if isinstance(value, datetime):
@@ -70,7 +83,7 @@ class Turn(BaseModel):
     user_id: str = Field(pattern=ID_PATTERN)
     user_input: str
     agent_response: str
-    assistant_id: Optional[str] = Field(default=None, pattern=ID_PATTERN)
+    assistant_id: str | None = Field(default=None, pattern=ID_PATTERN)
     timestamp: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     turn_id: str = Field(default_factory=lambda: uuid.uuid4().hex, pattern=ID_PATTERN)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -113,7 +126,8 @@ class Turn(BaseModel):
         size = len(encoded.encode("utf-8", errors="surrogatepass"))
         if size > max_bytes:
             raise ValueError(f"is {size} bytes serialised, over the limit of {max_bytes} (MEMORYOS_MAX_METADATA_BYTES)")
-        _check_text(encoded, math.inf)  # no NUL or lone surrogate hiding in keys or values
+        for text in _strings(value):
+            _check_text(text, math.inf)  # no NUL or lone surrogate hiding in keys or values
         return value
 
     @model_validator(mode="after")
@@ -134,7 +148,7 @@ class Page(BaseModel):
     user_input: str
     agent_response: str
     timestamp: datetime
-    assistant_id: Optional[str] = None
+    assistant_id: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     published_at: float = 0.0
     schema_version: int = SCHEMA_VERSION

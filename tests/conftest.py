@@ -77,8 +77,7 @@ def celery_worker(runtime):  # noqa: ANN001, ANN201
 
     from memoryos_workers import app
 
-    runtime.embedder  # load the model before the worker starts taking tasks
-    runtime.store
+    runtime.warm_up()
     with start_worker(
         app,
         pool="threads",

@@ -1,0 +1,79 @@
+"""A Celery worker inside the current process: the embedded setup (demo, Memoryos class, MCP).
+
+The embedded vector store belongs to one process, so the worker runs as threads of the process
+that opened it. It is a real Celery worker consuming the real queues; only its home differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import TracebackType
+from typing import Any
+
+from celery.worker import WorkController
+
+from producers.contract import ALL_QUEUES
+
+from .runtime import Runtime, get_runtime
+
+log = logging.getLogger("memoryos.embedded")
+
+
+class _ReadyWorker(WorkController):
+    """Signals when the consumer is ready, so callers do not publish into a worker still starting."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.ready_event = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def on_consumer_ready(self, consumer: Any) -> None:
+        super().on_consumer_ready(consumer)
+        self.ready_event.set()
+
+
+class EmbeddedWorker:
+    def __init__(self, runtime: Runtime | None = None, *, concurrency: int = 4, loglevel: str = "WARNING") -> None:
+        self.runtime = runtime or get_runtime()
+        self.concurrency = concurrency
+        self.loglevel = loglevel
+        self._worker: _ReadyWorker | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float = 60.0) -> EmbeddedWorker:
+        from .celery_app import app
+
+        self.runtime.warm_up()
+        app.finalize()
+        self._worker = _ReadyWorker(
+            app=app,
+            pool="threads",
+            concurrency=self.concurrency,
+            queues=list(ALL_QUEUES),
+            loglevel=self.loglevel,
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            ready_callback=None,
+        )
+        self._thread = threading.Thread(target=self._worker.start, name="memoryos-embedded-worker", daemon=True)
+        self._thread.start()
+        if not self._worker.ready_event.wait(timeout):
+            raise TimeoutError(f"the embedded worker did not start within {timeout:.0f} s; is Redis reachable?")
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._worker is None:
+            return
+        self._worker.stop(in_sighandler=False)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._worker = None
+
+    def __enter__(self) -> EmbeddedWorker:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,224 @@
+"""The one interface every memory tier talks to, so the embedded and the server backends stay swappable.
+
+Both backends share the filter parsing below: validation happens once, and a filter that one backend
+accepts can never be rejected by the other.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+DENSE = "dense"
+SPARSE = "sparse"
+RANGE_KEYS = frozenset({"gte", "lte", "gt", "lt"})
+SCROLL_PAGE = 256
+# Qdrant's own default for RRF; the Edge backend passes it explicitly so both rank alike.
+RRF_K = 2
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+Scalar = str | int | bool
+Filter = Mapping[str, Any]
+
+
+class VectorStoreError(RuntimeError):
+    """Anything the vector store refused or failed at; callers catch this one type."""
+
+
+class StoreLockedError(VectorStoreError):
+    """The embedded store is single-process: another process already holds its files."""
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass(frozen=True)
+class PointIn:
+    id: str  # a UUID string (callers derive it with uuid5, which makes upserts idempotent)
+    vector: list[float]
+    payload: dict[str, Any]
+    sparse: SparseVector | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+    vector: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One backend-neutral filter clause: kind is "eq", "any" or "range"."""
+
+    field: str
+    kind: str
+    value: Any
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Collections are named without the key prefix; the backend adds it."""
+
+    def ensure_collection(
+        self,
+        name: str,
+        *,
+        dim: int,
+        sparse: bool = False,
+        tenant_fields: Sequence[str] = ("user_id",),
+        keyword_fields: Sequence[str] = (),
+        integer_fields: Sequence[str] = (),
+        float_fields: Sequence[str] = (),
+    ) -> None: ...
+
+    def upsert(self, collection: str, points: Sequence[PointIn]) -> None: ...
+
+    def query(
+        self,
+        collection: str,
+        *,
+        vector: Sequence[float] | None = None,
+        sparse: SparseVector | None = None,
+        filter: Filter,
+        limit: int,
+        with_vectors: bool = False,
+        score_threshold: float | None = None,
+    ) -> list[Hit]: ...
+
+    def scroll(
+        self,
+        collection: str,
+        *,
+        filter: Filter,
+        limit: int | None = None,
+        with_vectors: bool = False,
+        order_by: str | None = None,
+    ) -> list[Hit]: ...
+
+    def retrieve(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]: ...
+
+    def count(self, collection: str, *, filter: Filter) -> int: ...
+
+    def delete(self, collection: str, *, filter: Filter) -> int: ...
+
+    def delete_ids(self, collection: str, ids: Sequence[str]) -> None: ...
+
+    def set_payload(self, collection: str, ids: Sequence[str], payload: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# --- shared validation -----------------------------------------------------------------------------
+
+
+def check_name(name: str) -> str:
+    """Collection names become folder names on Edge, so keep them portable."""
+    if not _NAME.match(name):
+        raise ValueError(f"invalid collection name {name!r}: use letters, digits, '_' or '-'")
+    return name
+
+
+def check_dim(dim: int) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim must be a positive integer, got {dim!r}")
+    return dim
+
+
+def normalize_id(point_id: str) -> str:
+    """Both engines only take UUIDs; the canonical form makes ids we return compare equal to ids given."""
+    try:
+        return str(uuid.UUID(str(point_id)))
+    except ValueError as exc:
+        raise ValueError(f"point id {point_id!r} is not a UUID string (derive it with uuid5)") from exc
+
+
+def normalize_ids(ids: Sequence[str]) -> list[str]:
+    if isinstance(ids, str):
+        raise TypeError("ids must be a sequence of UUID strings, not a single string")
+    return list(dict.fromkeys(normalize_id(i) for i in ids))
+
+
+def check_query(vector: Sequence[float] | None, sparse: SparseVector | None, limit: int) -> None:
+    if vector is None and sparse is None:
+        raise ValueError("query needs a dense vector, a sparse vector, or both")
+    check_limit(limit)
+
+
+def check_limit(limit: int | None) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+
+
+def prefetch_limit(limit: int) -> int:
+    """Fusion can only rerank what each branch found, so each branch looks deeper than the final limit."""
+    return max(4 * limit, 20)
+
+
+def parse_filter(filter: Filter | None) -> list[Condition]:
+    """Tenant isolation depends on every read and delete being filtered, so an empty filter is a bug."""
+    if not filter:
+        raise ValueError("a non-empty filter is required (at least the tenant field, e.g. user_id)")
+    if not isinstance(filter, Mapping):
+        raise TypeError(f"filter must be a mapping, got {type(filter).__name__}")
+    return [_condition(str(field), value) for field, value in filter.items()]
+
+
+def _condition(field: str, value: Any) -> Condition:
+    if isinstance(value, Mapping):
+        return Condition(field, "range", _range(field, value))
+    if isinstance(value, (list, tuple)):
+        return Condition(field, "any", _any_values(field, value))
+    return Condition(field, "eq", _scalar(field, value))
+
+
+def _scalar(field: str, value: Any) -> Scalar:
+    if not isinstance(value, (str, int)):  # bool is an int
+        raise ValueError(f"filter on {field!r}: expected str, int or bool, got {type(value).__name__}")
+    return value
+
+
+def _any_values(field: str, values: Sequence[Any]) -> list[Scalar]:
+    checked = [_scalar(field, v) for v in values]
+    kinds = {type(v) for v in checked}
+    if len(kinds) > 1:
+        raise ValueError(f"filter on {field!r}: a list must hold values of one type, got {kinds}")
+    return checked
+
+
+def _range(field: str, bounds: Mapping[str, Any]) -> dict[str, float]:
+    unknown = set(bounds) - RANGE_KEYS
+    if unknown or not bounds:
+        raise ValueError(f"range filter on {field!r}: use only the keys {sorted(RANGE_KEYS)}")
+    for key, bound in bounds.items():
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+            raise ValueError(f"range filter on {field!r}: {key} must be a number, got {bound!r}")
+    return {key: float(bound) for key, bound in bounds.items()}
+
+
+def make_hit(point_id: Any, score: float, payload: Mapping[str, Any] | None, vector: Any) -> Hit:
+    """Both engines return named vectors as a dict; callers only ever want the dense one back."""
+    dense = vector.get(DENSE) if isinstance(vector, Mapping) else None
+    return Hit(
+        id=str(point_id),
+        score=float(score),
+        payload=dict(payload or {}),
+        vector=[float(x) for x in dense] if dense is not None else None,
+    )
+
+
+def sort_by_field(hits: list[Hit], field: str) -> list[Hit]:
+    """Client-side twin of the engines' order_by: ascending, and points without the field are left out."""
+    present = [h for h in hits if _sortable(h.payload.get(field))]
+    return sorted(present, key=lambda h: h.payload[field])
+
+
+def _sortable(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

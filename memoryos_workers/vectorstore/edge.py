@@ -1,0 +1,409 @@
+"""The embedded default: Qdrant Edge shards in a local folder, so a single machine needs no Qdrant server.
+
+One shard per collection. Edge holds an exclusive lock on each shard's WAL for as long as it is open, so a
+folder can be served by one process only; worker threads of that process share the store through one
+RLock. Segments are never optimized here (no `optimize()` call): per-user data stays small enough for
+plain search, and optimizing would block every thread for the whole rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from .base import (
+    DENSE,
+    RRF_K,
+    SCROLL_PAGE,
+    SPARSE,
+    Condition,
+    Filter,
+    Hit,
+    PointIn,
+    SparseVector,
+    StoreLockedError,
+    VectorStoreError,
+    check_dim,
+    check_limit,
+    check_name,
+    check_query,
+    make_hit,
+    normalize_id,
+    normalize_ids,
+    parse_filter,
+    prefetch_limit,
+    sort_by_field,
+)
+
+META_FILE = "memoryos_collection.json"
+SHARD_MARKER = "edge_config.json"  # written by EdgeShard.create, so its presence means "a shard lives here"
+_LOCK_MARKERS = ("WouldBlock", "Can't init WAL")
+
+
+class EdgeStore:
+    """A VectorStore over Qdrant Edge shards stored in `path / f"{prefix}_{name}"`."""
+
+    def __init__(self, path: Path, prefix: str) -> None:
+        self._root = Path(path)
+        self._prefix = prefix
+        self._lock = threading.RLock()
+        self._shards: dict[str, qe.EdgeShard] = {}
+        self._closed = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def ensure_collection(
+        self,
+        name: str,
+        *,
+        dim: int,
+        sparse: bool = False,
+        tenant_fields: Sequence[str] = ("user_id",),
+        keyword_fields: Sequence[str] = (),
+        integer_fields: Sequence[str] = (),
+        float_fields: Sequence[str] = (),
+    ) -> None:
+        check_name(name)
+        check_dim(dim)
+        with self._lock:
+            shard = self._open_or_create(name, dim, sparse)
+            _check_meta(self._folder(name), name, dim, sparse)
+            wanted = _index_schemas(tenant_fields, keyword_fields, integer_fields, float_fields)
+            self._create_indexes(shard, wanted)
+
+    def close(self) -> None:
+        """Flushes before closing because the next process must not need to replay a long WAL."""
+        with self._lock:
+            self._closed = True
+            shards, self._shards = self._shards, {}
+            failures = {name: err for name, shard in shards.items() if (err := _flush_and_close(shard))}
+        if failures:
+            raise VectorStoreError(f"could not flush and close shards at {self._root}: {failures}")
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def upsert(self, collection: str, points: Sequence[PointIn]) -> None:
+        if not points:
+            return
+        edge_points = [_point(p) for p in points]
+        self._update(collection, qe.UpdateOperation.upsert_points(edge_points))
+
+    def delete(self, collection: str, *, filter: Filter) -> int:
+        edge_filter = _filter(parse_filter(filter))
+        with self._lock:  # count and delete must see the same points
+            shard = self._shard(collection)
+            with _engine_errors(f"delete from {collection!r}"):
+                deleted = shard.count(qe.CountRequest(exact=True, filter=edge_filter))
+                if deleted:
+                    shard.update(qe.UpdateOperation.delete_points_by_filter(edge_filter))
+        return deleted
+
+    def delete_ids(self, collection: str, ids: Sequence[str]) -> None:
+        point_ids = normalize_ids(ids)
+        if point_ids:
+            self._update(collection, qe.UpdateOperation.delete_points(point_ids))
+
+    def set_payload(self, collection: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        """By id filter, so ids deleted meanwhile are skipped instead of failing the whole batch."""
+        point_ids = normalize_ids(ids)
+        if not point_ids or not payload:
+            return
+        by_ids = qe.Filter(must=[qe.HasIdCondition(set(point_ids))])
+        self._update(collection, qe.UpdateOperation.set_payload_by_filter(by_ids, dict(payload)))
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def query(
+        self,
+        collection: str,
+        *,
+        vector: Sequence[float] | None = None,
+        sparse: SparseVector | None = None,
+        filter: Filter,
+        limit: int,
+        with_vectors: bool = False,
+        score_threshold: float | None = None,
+    ) -> list[Hit]:
+        """Hybrid = RRF over a dense and a sparse branch; score_threshold then applies to the dense branch."""
+        check_query(vector, sparse, limit)
+        edge_filter = _filter(parse_filter(filter))
+        request = _query_request(vector, sparse, edge_filter, limit, score_threshold, with_vectors)
+        with self._lock:
+            shard = self._shard(collection)
+            with _engine_errors(f"query {collection!r}"):
+                scored = shard.query(request)
+        return [make_hit(p.id, p.score, p.payload, p.vector) for p in scored]
+
+    def scroll(
+        self,
+        collection: str,
+        *,
+        filter: Filter,
+        limit: int | None = None,
+        with_vectors: bool = False,
+        order_by: str | None = None,
+    ) -> list[Hit]:
+        """With order_by and no limit we sort client-side: Edge's ordered scroll has no next-page cursor."""
+        check_limit(limit)
+        edge_filter = _filter(parse_filter(filter))
+        if order_by is not None and limit is not None:
+            return self._ordered_page(collection, edge_filter, limit, with_vectors, order_by)
+        hits = self._scroll_all(collection, edge_filter, limit, with_vectors)
+        return sort_by_field(hits, order_by) if order_by is not None else hits
+
+    def retrieve(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+        point_ids = normalize_ids(ids)
+        if not point_ids:
+            return []
+        with self._lock:
+            shard = self._shard(collection)
+            with _engine_errors(f"retrieve from {collection!r}"):
+                records = shard.retrieve(point_ids, True, _with_vector(with_vectors))
+        found = {str(r.id): make_hit(r.id, 0.0, r.payload, r.vector) for r in records}
+        return [found[i] for i in point_ids if i in found]
+
+    def count(self, collection: str, *, filter: Filter) -> int:
+        request = qe.CountRequest(exact=True, filter=_filter(parse_filter(filter)))
+        with self._lock:
+            shard = self._shard(collection)
+            with _engine_errors(f"count {collection!r}"):
+                return shard.count(request)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _folder(self, name: str) -> Path:
+        return self._root / f"{self._prefix}_{name}"
+
+    def _shard(self, name: str) -> qe.EdgeShard:
+        """Loads lazily so a restarted worker can serve collections another run created."""
+        with self._lock:
+            self._check_open()
+            shard = self._shards.get(name)
+            if shard is not None:
+                return shard
+            folder = self._folder(name)
+            if not (folder / SHARD_MARKER).exists():
+                raise VectorStoreError(
+                    f"collection {name!r} does not exist at {folder}; call ensure_collection() first"
+                )
+            return self._remember(name, _open_shard(folder, None))
+
+    def _open_or_create(self, name: str, dim: int, sparse: bool) -> qe.EdgeShard:
+        folder = self._folder(name)
+        if (folder / SHARD_MARKER).exists() or name in self._shards:
+            return self._shard(name)
+        self._check_open()
+        shard = self._remember(name, _open_shard(folder, _config(dim, sparse)))
+        _write_meta(folder, dim, sparse)
+        return shard
+
+    def _remember(self, name: str, shard: qe.EdgeShard) -> qe.EdgeShard:
+        self._shards[name] = shard
+        return shard
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise VectorStoreError(f"the vector store at {self._root} is closed")
+
+    def _create_indexes(self, shard: qe.EdgeShard, wanted: dict[str, Any]) -> None:
+        with _engine_errors("create payload indexes"):
+            existing = shard.info().payload_schema
+            for field, schema in wanted.items():
+                if field not in existing:
+                    shard.update(qe.UpdateOperation.create_field_index(field, schema))
+
+    def _update(self, collection: str, operation: qe.UpdateOperation) -> None:
+        """Edge applies an update before returning, which is the "wait=True" the interface promises."""
+        with self._lock:
+            shard = self._shard(collection)
+            with _engine_errors(f"update {collection!r}"):
+                shard.update(operation)
+
+    def _scroll_all(
+        self, collection: str, edge_filter: qe.Filter, limit: int | None, with_vectors: bool
+    ) -> list[Hit]:
+        hits: list[Hit] = []
+        offset: Any = None
+        while limit is None or len(hits) < limit:
+            page = SCROLL_PAGE if limit is None else min(SCROLL_PAGE, limit - len(hits))
+            records, offset = self._scroll_page(collection, edge_filter, page, offset, with_vectors)
+            hits.extend(make_hit(r.id, 0.0, r.payload, r.vector) for r in records)
+            if offset is None:
+                break
+        return hits
+
+    def _scroll_page(
+        self, collection: str, edge_filter: qe.Filter, page: int, offset: Any, with_vectors: bool
+    ) -> tuple[list[qe.Record], Any]:
+        request = qe.ScrollRequest(
+            offset=offset,
+            limit=page,
+            filter=edge_filter,
+            with_payload=True,
+            with_vector=_with_vector(with_vectors),
+        )
+        with self._lock:
+            shard = self._shard(collection)
+            with _engine_errors(f"scroll {collection!r}"):
+                return shard.scroll(request)
+
+    def _ordered_page(
+        self, collection: str, edge_filter: qe.Filter, limit: int, with_vectors: bool, order_by: str
+    ) -> list[Hit]:
+        request = qe.ScrollRequest(
+            limit=limit,
+            filter=edge_filter,
+            with_payload=True,
+            with_vector=_with_vector(with_vectors),
+            order_by=qe.OrderBy(order_by, direction=qe.Direction.Asc),
+        )
+        with self._lock:
+            shard = self._shard(collection)
+            with _engine_errors(f"scroll {collection!r} ordered by {order_by!r}"):
+                records, _ = shard.scroll(request)
+        return [make_hit(r.id, 0.0, r.payload, r.vector) for r in records]
+
+
+# --- opening and metadata ------------------------------------------------------------------------
+
+
+def _open_shard(folder: Path, config: qe.EdgeConfig | None) -> qe.EdgeShard:
+    """The single place where Edge's bare lock exception becomes StoreLockedError."""
+    try:
+        if config is None:
+            return qe.EdgeShard.load(str(folder))
+        return qe.EdgeShard.create(str(folder), config)
+    except Exception as exc:
+        if any(marker in str(exc) for marker in _LOCK_MARKERS):
+            raise StoreLockedError(
+                f"the local vector store at {folder} is held by another process; stop that process, "
+                "or set MEMORYOS_QDRANT_URL to a Qdrant server for multi-process deployments"
+            ) from exc
+        raise VectorStoreError(f"cannot open the local vector store at {folder}: {exc}") from exc
+
+
+def _flush_and_close(shard: qe.EdgeShard) -> str | None:
+    """Reports instead of raising, so one broken shard does not leave the others locked."""
+    try:
+        shard.flush()
+        shard.close()
+    except Exception as exc:
+        return str(exc)
+    return None
+
+
+def _config(dim: int, sparse: bool) -> qe.EdgeConfig:
+    sparse_vectors = {SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if sparse else None
+    return qe.EdgeConfig(
+        vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+        sparse_vectors=sparse_vectors,
+    )
+
+
+def _write_meta(folder: Path, dim: int, sparse: bool) -> None:
+    """Our own record of the shape, so a dim mismatch is caught before the first write fails."""
+    tmp = folder / f"{META_FILE}.tmp"
+    tmp.write_text(json.dumps({"dim": dim, "sparse": sparse}), encoding="utf-8")
+    os.replace(tmp, folder / META_FILE)
+
+
+def _check_meta(folder: Path, name: str, dim: int, sparse: bool) -> None:
+    meta_path = folder / META_FILE
+    if not meta_path.exists():  # created by a run that died before writing it
+        _write_meta(folder, dim, sparse)
+        return
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("dim") != dim:
+        raise VectorStoreError(f"collection {name!r} exists with dim {meta.get('dim')}, not {dim}")
+    if sparse and not meta.get("sparse"):
+        raise VectorStoreError(f"collection {name!r} exists without a sparse vector")
+
+
+def _index_schemas(
+    tenant: Sequence[str], keyword: Sequence[str], integer: Sequence[str], floats: Sequence[str]
+) -> dict[str, Any]:
+    schemas: dict[str, Any] = {f: qe.PayloadSchemaType.Keyword for f in keyword}
+    schemas.update({f: qe.PayloadSchemaType.Integer for f in integer})
+    schemas.update({f: qe.PayloadSchemaType.Float for f in floats})
+    schemas.update({f: qe.KeywordIndexParams(is_tenant=True) for f in tenant})
+    return schemas
+
+
+@contextmanager
+def _engine_errors(action: str) -> Iterator[None]:
+    """Edge raises bare Exception; callers get VectorStoreError with the engine's text kept."""
+    try:
+        yield
+    except VectorStoreError:
+        raise
+    except Exception as exc:
+        raise VectorStoreError(f"vector store failed to {action}: {exc}") from exc
+
+
+# --- translation ---------------------------------------------------------------------------------
+
+
+def _point(point: PointIn) -> qe.Point:
+    vectors: dict[str, Any] = {DENSE: [float(x) for x in point.vector]}
+    if point.sparse is not None:
+        vectors[SPARSE] = _sparse(point.sparse)
+    return qe.Point(normalize_id(point.id), vectors, dict(point.payload))
+
+
+def _sparse(sparse: SparseVector) -> qe.SparseVector:
+    return qe.SparseVector([int(i) for i in sparse.indices], [float(v) for v in sparse.values])
+
+
+def _with_vector(with_vectors: bool) -> list[str] | bool:
+    return [DENSE] if with_vectors else False
+
+
+def _query_request(
+    vector: Sequence[float] | None,
+    sparse: SparseVector | None,
+    edge_filter: qe.Filter,
+    limit: int,
+    score_threshold: float | None,
+    with_vectors: bool,
+) -> qe.QueryRequest:
+    common: dict[str, Any] = dict(
+        limit=limit, filter=edge_filter, with_payload=True, with_vector=_with_vector(with_vectors)
+    )
+    dense_query = qe.Query.Nearest([float(x) for x in vector], using=DENSE) if vector is not None else None
+    sparse_query = qe.Query.Nearest(_sparse(sparse), using=SPARSE) if sparse is not None else None
+    if dense_query is None or sparse_query is None:
+        return qe.QueryRequest(query=dense_query or sparse_query, score_threshold=score_threshold, **common)
+    depth = prefetch_limit(limit)
+    prefetches = [
+        qe.Prefetch(depth, query=dense_query, filter=edge_filter, score_threshold=score_threshold),
+        qe.Prefetch(depth, query=sparse_query, filter=edge_filter),
+    ]
+    return qe.QueryRequest(query=qe.Fusion.Rrf(k=RRF_K), prefetches=prefetches, **common)
+
+
+def _filter(conditions: list[Condition]) -> qe.Filter:
+    return qe.Filter(must=[_edge_condition(c) for c in conditions])
+
+
+def _edge_condition(cond: Condition) -> Any:
+    if cond.kind == "range":
+        return qe.FieldCondition(cond.field, range=qe.RangeFloat(**cond.value))
+    if cond.kind == "eq":
+        return qe.FieldCondition(cond.field, match=qe.MatchValue(_match_value(cond.value)))
+    if cond.value and isinstance(cond.value[0], bool):  # MatchAny takes only str or int lists
+        return qe.Filter(should=[_edge_condition(Condition(cond.field, "eq", v)) for v in cond.value])
+    return qe.FieldCondition(cond.field, match=qe.MatchAny(list(cond.value)))
+
+
+def _match_value(value: Any) -> Any:
+    """qdrant-edge 0.9.0 turns a Python bool into the integer 1/0, which never matches a JSON bool;
+    numpy's bool_ is not an int subclass, so it reaches Edge as a real boolean."""
+    return np.bool_(value) if isinstance(value, bool) else value
