@@ -46,7 +46,7 @@ class PageStore:
                     PAGES,
                     dim=self.embedder.dim,
                     tenant_fields=("user_id",),
-                    keyword_fields=("assistant_id", "turn_id", "batch_id"),
+                    keyword_fields=("assistant_id", "turn_id", "batch_id", "segment_id"),
                     integer_fields=("seq",),
                     float_fields=("ts",),
                 )

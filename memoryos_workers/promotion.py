@@ -69,9 +69,24 @@ class Promoter:
 
     def _process(self, user_id: str, keys: UserKeys, lock: UserLock, batch: Batch) -> bool:
         """True when the batch is finished (or parked as dead) and the next one may go."""
+        def update(**fields: object) -> None:
+            args = [lock.token, batch.batch_id]
+            for name, value in fields.items():
+                args += [name, value]
+            if int(self.scripts.batch_update(keys=keys.script_keys(), args=args)) == -1:
+                raise LockLost()
+
         try:
-            self.pages.upsert(batch.pages, batch.batch_id)
+            if batch.state == "pending":
+                # Pages are stored before any LLM call: an LLM outage never makes a turn unretrievable.
+                self.pages.upsert(batch.pages, batch.batch_id)
+                update(state="stored")
+            if not self.rt.mid_term.segment(user_id, keys, batch, update, lock.token):
+                raise LockLost()
+        except LockLost:
+            raise
         except Exception as exc:  # noqa: BLE001 - store and embedding errors are retried, then parked
+            log.exception("batch %s of user %s failed", batch.batch_id, user_id)
             return self._failed(user_id, keys, lock, batch, exc)
         result = self.scripts.batch_done(keys=keys.script_keys(), args=[lock.token, batch.batch_id])
         if int(result) == -1:

@@ -12,7 +12,10 @@ from schemas.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from .embeddings import Embedder
+    from .llm import LLMClient
+    from .mid_term import MidTerm
     from .pages import PageStore
+    from .segments import SegmentStore
     from .vectorstore import VectorStore
 
 T = TypeVar("T")
@@ -66,6 +69,27 @@ class Runtime:
         from .pages import PageStore
 
         return self._once("pages", lambda: PageStore(self.store, self.embedder))
+
+    @property
+    def llm(self) -> LLMClient:
+        from .llm import LLMClient
+
+        return self._once("llm", lambda: LLMClient(self.settings))
+
+    @property
+    def segments(self) -> SegmentStore:
+        from .segments import SegmentStore
+
+        return self._once("segments", lambda: SegmentStore(self.store, self.embedder, self.settings))
+
+    @property
+    def mid_term(self) -> MidTerm:
+        from .mid_term import MidTerm
+
+        return self._once("mid_term", lambda: MidTerm(
+            self.settings, self.redis, self.keys, self.publisher.scripts, self.store, self.embedder, self.llm,
+            self.segments,
+        ))
 
     def warm_up(self) -> None:
         """Load the model and open the store now, so the first task is not slow and a store held by

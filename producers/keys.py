@@ -22,6 +22,10 @@ class UserKeys:
     lock: str  # per-user work lock (value: fencing token)
     fence: str  # counter issuing fencing tokens
     dead: str  # list of dead-lettered batch ids
+    seg_len: str  # hash segment_id -> L_interaction (pages in the segment)
+    seg_visit: str  # hash segment_id -> N_visit (retrievals that hit it)
+    seg_access: str  # hash segment_id -> last access time
+    heat: str  # sorted set segment_id -> heat when last updated (the hottest in O(log n))
 
     def batch(self, batch_id: str) -> str:
         return self.batch_prefix + batch_id
@@ -30,7 +34,7 @@ class UserKeys:
         """KEYS for the per-user scripts, in the order the Lua files expect."""
         return [
             self.stm, self.buf, self.state, self.ids, self.batches, self.batch_prefix, self.kick, self.lock,
-            self.dead,
+            self.dead, self.seg_len, self.seg_visit, self.seg_access, self.heat,
         ]
 
 
@@ -42,6 +46,7 @@ class Keys:
         self.sweep = f"{prefix}:sweep"  # sorted set user_id -> next time the sweep must look
         self.dead_index = f"{prefix}:dead"  # sorted set user_id -> time of last dead letter
         self.celery = f"{prefix}:celery:"  # Celery's global_keyprefix
+        self.stats = f"{prefix}:stats"  # hash of counters (LLM calls, tokens, fallbacks, ...)
 
     def user(self, user_id: str) -> UserKeys:
         base = f"{self.prefix}:{{u:{user_id}}}:"
@@ -56,6 +61,10 @@ class Keys:
             lock=base + "lock",
             fence=base + "fence",
             dead=base + "dead",
+            seg_len=base + "seg:len",
+            seg_visit=base + "seg:visit",
+            seg_access=base + "seg:access",
+            heat=base + "heat",
         )
 
     def user_pattern(self) -> str:

@@ -28,6 +28,9 @@ class UserStatus:
         return self.pending == 0 and not self.locked
 
 
+CHECK_HINT = "nothing was changed; pending work stays in Redis and is picked up once it is back"
+
+
 class PendingWork:
     def __init__(self, publisher: Publisher) -> None:
         self.p = publisher
@@ -39,7 +42,7 @@ class PendingWork:
         """Promote an overdue (or, with force, any) buffer and send the task if a batch is due."""
         s = self.p.settings
         now = time.time() if now is None else now
-        with self.p.redis_errors():
+        with self.p.redis_errors(CHECK_HINT):
             pending, buffered, locked, kick, due = self.p.scripts.check(
                 keys=self.p.keys.user(user_id).script_keys(),
                 args=[
@@ -58,15 +61,16 @@ class PendingWork:
         """Look at every user whose due time has passed; returns how many tasks were sent."""
         now = time.time() if now is None else now
         sweep_key = self.p.keys.sweep
-        users = self.p.redis.zrangebyscore(sweep_key, "-inf", now, start=0, num=limit)
         sent = 0
-        for user_id in users:
-            mark = int(now) + self.recheck
-            self.p.redis.zadd(sweep_key, {user_id: mark}, xx=True)
-            status = self.check(user_id, now=now)
-            sent += status.kicked
-            if status.pending == 0 and status.buffered == 0:
-                self.p.scripts.cas_remove(keys=[sweep_key], args=[user_id, mark])
+        with self.p.redis_errors(CHECK_HINT):
+            users = self.p.redis.zrangebyscore(sweep_key, "-inf", now, start=0, num=limit)
+            for user_id in users:
+                mark = int(now) + self.recheck
+                self.p.redis.zadd(sweep_key, {user_id: mark}, xx=True)
+                status = self.check(user_id, now=now)
+                sent += status.kicked
+                if status.pending == 0 and status.buffered == 0:
+                    self.p.scripts.cas_remove(keys=[sweep_key], args=[user_id, mark])
         return sent
 
     def wait_idle(self, user_id: str, timeout: float = 60.0, flush: bool = False, poll: float = 0.05) -> None:
@@ -76,7 +80,7 @@ class PendingWork:
         while not status.idle:
             if time.monotonic() >= deadline:
                 raise TimeoutError(
-                    f"user {user_id!r} still has {status.pending} pending batch(es) after {timeout:.0f} s "
+                    f"user {user_id!r} still has {status.pending} pending batch(es) after {timeout:g} s "
                     f"(worker lock held: {status.locked}); is a worker running on the ingest queue?"
                 )
             time.sleep(poll)

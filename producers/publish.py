@@ -24,6 +24,11 @@ from .sender import TaskSender
 TurnLike = Turn | Mapping[str, Any]
 
 
+PUBLISH_HINT = (
+    "the turn may not be stored: publish it again with the same turn_id once Redis is back (duplicates are dropped)"
+)
+
+
 def validation_context(settings: Settings) -> dict[str, Any]:
     return {
         "max_text_chars": settings.max_text_chars,
@@ -128,25 +133,28 @@ class Publisher:
         for user_id in kicks:
             self.sender.promote(user_id)
 
-    def redis_errors(self) -> Any:
-        return _RedisErrors(self.settings.redis_url)
+    def redis_errors(self, hint: str = PUBLISH_HINT) -> Any:
+        return _RedisErrors(self.settings.redis_url, hint)
 
 
 class _RedisErrors:
-    """Turns redis-py errors into ones that say what happened to the turn and what to do."""
+    """Turns redis-py errors into ones that say what happened and what to do."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, hint: str) -> None:
         self.url = redact_url(url)
+        self.hint = hint
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
-        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        if isinstance(exc, redis.AuthenticationError):
             raise RedisUnavailableError(
-                f"Redis at {self.url} is unreachable ({exc}); the turn may not be stored: "
-                "publish it again with the same turn_id once Redis is back (duplicates are dropped)"
+                f"Redis at {self.url} rejected the credentials ({exc}); check the password in MEMORYOS_REDIS_URL; "
+                + self.hint
             ) from exc
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            raise RedisUnavailableError(f"Redis at {self.url} is unreachable ({exc}); {self.hint}") from exc
         if isinstance(exc, redis.ResponseError) and "OOM" in str(exc):
             raise MemoryOSError(
                 f"Redis at {self.url} is out of memory ({exc}); the turn was not stored. Raise maxmemory "

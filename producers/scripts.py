@@ -12,7 +12,7 @@ from importlib import resources
 import redis
 from redis.commands.core import Script
 
-_PER_USER = ("publish", "check", "batch_done", "batch_update", "batch_failed")
+_PER_USER = ("publish", "check", "batch_done", "batch_update", "batch_failed", "segment_apply")
 _GLOBAL = ("cas_remove",)
 
 
@@ -31,6 +31,7 @@ class Scripts:
     batch_done: Script
     batch_update: Script
     batch_failed: Script
+    segment_apply: Script
     cas_remove: Script
 
     @classmethod

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     llm_timeout: float = Field(30.0, gt=0)
     llm_max_attempts: int = Field(3, ge=1, description="Our own retries; the openai client's are off.")
+    llm_backoff_base: float = Field(0.5, ge=0, description="Seconds; exponential backoff with jitter between attempts.")
+    llm_backoff_max: float = Field(8.0, ge=0)
     llm_tokens_per_minute: int = Field(0, ge=0, description="Shared rate limit; 0 = unlimited.")
 
     # --- embeddings ----------------------------------------------------------------------------

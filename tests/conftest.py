@@ -23,7 +23,17 @@ os.environ.setdefault("MEMORYOS_REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ["MEMORYOS_KEY_PREFIX"] = PREFIX
 os.environ["MEMORYOS_DATA_DIR"] = DATA_DIR
 os.environ.pop("MEMORYOS_QDRANT_URL", None)
-os.environ.setdefault("MEMORYOS_OPENAI_API_KEY", "test-key-not-secret")
+os.environ["MEMORYOS_OPENAI_API_KEY"] = "test-key-not-secret"
+os.environ["MEMORYOS_LLM_BACKOFF_BASE"] = "0.01"
+os.environ["MEMORYOS_LLM_BACKOFF_MAX"] = "0.05"
+os.environ["MEMORYOS_LLM_TIMEOUT"] = "5"
+
+from tests.fake_llm import FakeLLM  # noqa: E402
+
+# One fake OpenAI-compatible server for the session (real HTTP, the real openai client); tests
+# script its answers and faults through the `fake_llm` fixture.
+FAKE_LLM = FakeLLM().start()
+os.environ["MEMORYOS_OPENAI_BASE_URL"] = FAKE_LLM.base_url
 
 from producers.contract import ALL_QUEUES  # noqa: E402
 from producers.pending import PendingWork  # noqa: E402
@@ -41,6 +51,31 @@ def _delete_prefix(client: redis.Redis, prefix: str) -> None:
             batch.clear()
     if batch:
         client.delete(*batch)
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeLLM]:
+    """The session's fake LLM with the default (competent) answers, counters reset; knobs restored after."""
+    from tests.llm_responders import default_responder
+
+    FAKE_LLM.reset()
+    FAKE_LLM.responder = default_responder
+    yield FAKE_LLM
+    FAKE_LLM.reset()
+    for knob in ("latency", "error_rate", "timeout_rate", "malformed_rate"):
+        setattr(FAKE_LLM, knob, 0)
+    FAKE_LLM.reject_json_schema = False
+    FAKE_LLM.responder = default_responder
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    from tests.llm_responders import default_responder
+
+    FAKE_LLM.responder = default_responder
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    FAKE_LLM.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ local attempts = redis.call('HINCRBY', key, 'attempts', 1)
 if attempts >= tonumber(ARGV[5]) then
   redis.call('HSET', key, 'state', 'dead', 'error', ARGV[3], 'dead_at', ARGV[6])
   redis.call('LREM', K.batches, 1, ARGV[2])
-  redis.call('RPUSH', KEYS[9], ARGV[2])
+  redis.call('RPUSH', K.dead, ARGV[2])
   return {attempts, 'dead'}
 end
 redis.call('HSET', key, 'not_before', ARGV[4], 'error', ARGV[3])

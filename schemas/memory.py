@@ -1,0 +1,90 @@
+"""Mid-term memory: what the segmentation call returns, and what a segment is.
+
+The LLM output models are written for OpenAI strict structured outputs: every field required, no
+free-form dicts, so one schema serves json_schema mode and the json_object fallback alike.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_TOPICS = 4
+MAX_KEYWORDS = 12
+
+
+class PageAnalysis(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    index: int = Field(description="The page's index in the batch, from 0.")
+    continues_previous: bool = Field(
+        description="True when this page continues the dialogue of the page before it (for index 0: the "
+        "previous batch's last page)."
+    )
+    chain_summary: str = Field(
+        description="Running summary of the dialogue chain this page belongs to, including this page (1-3 "
+        "sentences)."
+    )
+
+
+class TopicAnalysis(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    theme: str = Field(description="A short title for the topic (2-8 words).")
+    summary: str = Field(description="What was said about this topic in these pages (1-4 sentences).")
+    keywords: list[str] = Field(description="3-8 lowercase keywords or short phrases.")
+    page_indices: list[int] = Field(description="Indices of the pages about this topic; every page in one topic.")
+
+
+class SegmentationResult(BaseModel):
+    """One call per overflow batch: chaining, meta summaries, topics and keywords together."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pages: list[PageAnalysis]
+    topics: list[TopicAnalysis]
+
+
+class BatchAnalysis(BaseModel):
+    """Recorded on the batch before it is applied, so a retried task never calls the LLM again."""
+
+    source: Literal["llm", "fallback"]
+    result: SegmentationResult
+    reason: str = ""  # why the fallback was taken
+    llm_model: str = ""
+    prompt_version: str = ""
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class SegmentRef(BaseModel):
+    """A stored segment as the prompt and assignment see it."""
+
+    segment_id: str
+    theme: str
+    summary: str
+    keywords: list[str] = Field(default_factory=list)
+
+
+class SegmentAssignment(BaseModel):
+    """Where one topic of a batch goes; recorded on the batch before any write, so a replay writes
+    the same absolute values (summary, keywords) instead of merging twice."""
+
+    topic_index: int
+    segment_id: str
+    merged: bool
+    fscore: float | None = None
+    theme: str
+    summary_parts: list[str]
+    keywords: list[str]
+    page_indices: list[int]
+
+    @property
+    def summary(self) -> str:
+        return " ".join(self.summary_parts)
+
+
+class SegmentPlan(BaseModel):
+    assignments: list[SegmentAssignment]

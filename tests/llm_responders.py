@@ -1,0 +1,65 @@
+"""Answers the fake LLM gives to our prompts, as a competent model would, computed from the data
+block of the request. They make the tests about our handling of answers, not about the model."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from memoryos_workers.segmentation import extract_keywords
+
+_DATA = re.compile(r"<data>\n(.*)\n</data>", re.DOTALL)
+
+
+def data_block(request: dict[str, Any]) -> dict[str, Any] | None:
+    for message in request.get("messages", []):
+        match = _DATA.search(str(message.get("content", "")))
+        if match:
+            return json.loads(match.group(1))
+    return None
+
+
+def schema_name(request: dict[str, Any]) -> str:
+    fmt = request.get("response_format") or {}
+    return (fmt.get("json_schema") or {}).get("name", "")
+
+
+def segmentation_answer(data: dict[str, Any], split_on: str | None = None) -> dict[str, Any]:
+    """One topic per batch, or two when `split_on` names a word that marks the second subject."""
+    pages = data["pages"]
+    groups: list[list[dict[str, Any]]] = [pages]
+    if split_on:
+        first = [p for p in pages if split_on not in p["user"].lower()]
+        second = [p for p in pages if split_on in p["user"].lower()]
+        groups = [g for g in (first, second) if g]
+    topics = []
+    for group in groups:
+        texts = [p["user"] + " " + p["assistant"] for p in group]
+        keywords = extract_keywords(texts, limit=6)
+        topics.append(
+            {
+                "theme": " ".join(keywords[:3]) or "chat",
+                "summary": "The user talked about " + "; ".join(p["user"][:80] for p in group[:4]),
+                "keywords": keywords,
+                "page_indices": [p["index"] for p in group],
+            }
+        )
+    return {
+        "pages": [
+            {
+                "index": p["index"],
+                "continues_previous": p["index"] > 0,
+                "chain_summary": f"Chain up to: {p['user'][:60]}",
+            }
+            for p in pages
+        ],
+        "topics": topics,
+    }
+
+
+def default_responder(request: dict[str, Any]) -> Any:
+    data = data_block(request)
+    if schema_name(request) == "segmentation" or (data and "pages" in data):
+        return segmentation_answer(data) if data else None
+    return None
