@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from . import publish
+from . import llm_cost, publish
 
-PARTS = {"publish": publish}
+PARTS = {"publish": publish, "llm_cost": llm_cost}
 
 
 def main() -> None:

@@ -61,6 +61,17 @@ def _report(rt: Runtime, user_id: str, question: str, say: Callable[[str], None]
     say(f"mid-term pages (vector store): {len(pages)} pages")
     for hit in pages[:3]:
         say(f"  #{hit.payload['seq']:<3} {hit.payload['timestamp'][:10]}  user: {_short(hit.payload['user_input'])}")
+    segments = rt.segments.all_for_user(user_id)
+    heats = rt.segments.heats(rt.redis, keys)
+    lengths = rt.redis.hgetall(keys.seg_len)
+    say(f"mid-term segments (vector store, heat in Redis): {len(segments)}")
+    for hit in sorted(segments, key=lambda h: -heats.get(h.id, 0.0))[:5]:
+        p = hit.payload
+        say(f"  heat {heats.get(hit.id, 0.0):5.2f}  {lengths.get(hit.id, '?'):>3} pages  [{p.get('source')}] "
+            f"{_short(p.get('theme', ''), 40)}: {_short(', '.join(p.get('keywords', [])), 50)}")
+    if not rt.llm.configured:
+        say("  (no LLM configured: segments were built by the fallback; set MEMORYOS_OPENAI_API_KEY or "
+            "MEMORYOS_OPENAI_BASE_URL for LLM topics and summaries)")
     say("long-term persona: built by the persona workers once segments get hot (not part of this demo yet)")
     hits = rt.pages.search(user_id, question, limit=3)
     say(f"\nretrieval for {question!r}:")
@@ -68,4 +79,5 @@ def _report(rt: Runtime, user_id: str, question: str, say: Callable[[str], None]
         say(f"  {hit.score:.3f}  user: {_short(hit.payload['user_input'])}")
         say(f"         assistant: {_short(hit.payload['agent_response'])}")
     return {"user_id": user_id, "short_term": len(stm), "pending": len(waiting), "pages": len(pages),
+            "segments": len(segments),
             "top_hit": hits[0].payload if hits else None}
