@@ -32,7 +32,8 @@ def locomo_turns(source: str | Path | dict[str, Any], user_id: str, assistant_id
         while i < len(utterances):
             first = utterances[i]
             if first["speaker"] == speaker_a:
-                reply = utterances[i + 1] if i + 1 < len(utterances) and utterances[i + 1]["speaker"] != speaker_a else None
+                follows = i + 1 < len(utterances) and utterances[i + 1]["speaker"] != speaker_a
+                reply = utterances[i + 1] if follows else None
                 user_text, agent_text = first.get("text", ""), (reply or {}).get("text", "")
                 dia_ids = [first["dia_id"]] + ([reply["dia_id"]] if reply else [])
                 i += 2 if reply else 1

@@ -21,11 +21,12 @@ log = logging.getLogger("memoryos.locks")
 
 
 class UserLock:
-    def __init__(self, client: redis.Redis, keys: UserKeys, ttl: float) -> None:
+    def __init__(self, client: redis.Redis, keys: UserKeys, ttl: float, lock_key: str | None = None) -> None:
         self._client = client
         self._keys = keys
         self._ttl = ttl
-        self._lock = Lock(client, keys.lock, timeout=ttl, blocking=False, thread_local=False)
+        self._name = lock_key or keys.lock
+        self._lock = Lock(client, self._name, timeout=ttl, blocking=False, thread_local=False)
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
         self.token: str | None = None
@@ -37,7 +38,7 @@ class UserLock:
             return False
         self.token = token
         self._stop.clear()
-        self._beat = threading.Thread(target=self._heartbeat, name=f"lock-heartbeat:{self._keys.lock}", daemon=True)
+        self._beat = threading.Thread(target=self._heartbeat, name=f"lock-heartbeat:{self._name}", daemon=True)
         self._beat.start()
         return True
 
@@ -47,7 +48,7 @@ class UserLock:
                 self._lock.reacquire()
             except Exception as exc:  # noqa: BLE001 - a lost lock is detected by the fenced writes
                 self.lost = True
-                log.warning("lost the lock %s (%s)", self._keys.lock, type(exc).__name__)
+                log.warning("lost the lock %s (%s)", self._name, type(exc).__name__)
                 return
 
     def release(self) -> None:

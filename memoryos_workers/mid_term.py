@@ -175,6 +175,7 @@ class MidTerm:
                     "chain_next": next_id,
                     "chain_summary": chain[i].chain_summary,
                     "analysis": analysis.source,
+                "persona": "pending",
                 },
             )
         if previous and chain and chain[0].continues_previous:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Sequence
@@ -10,7 +11,10 @@ from typing import Any
 from schemas.turns import SCHEMA_VERSION, Page
 
 from .embeddings import Embedder
-from .vectorstore import Hit, PointIn, VectorStore
+from .sparse import get_sparse_encoder, page_document
+from .vectorstore import Hit, PointIn, VectorStore, VectorStoreError
+
+log = logging.getLogger("memoryos.pages")
 
 PAGES = "pages"
 _NAMESPACE = uuid.UUID("6f1c5b8e-3d2a-4b7c-9e10-4d6a2f8b9c01")
@@ -36,20 +40,30 @@ class PageStore:
     def __init__(self, store: VectorStore, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
+        self.sparse = get_sparse_encoder()
+        self.hybrid = True  # pages carry BM25 vectors; False only for a collection made before they did
         self._ready = False
         self._lock = threading.Lock()
 
     def _ensure(self) -> None:
         with self._lock:
             if not self._ready:
-                self.store.ensure_collection(
-                    PAGES,
+                fields = dict(
                     dim=self.embedder.dim,
                     tenant_fields=("user_id",),
                     keyword_fields=("assistant_id", "turn_id", "batch_id", "segment_id"),
                     integer_fields=("seq",),
                     float_fields=("ts",),
                 )
+                try:
+                    self.store.ensure_collection(PAGES, sparse=True, **fields)
+                except VectorStoreError as exc:
+                    if "without a sparse vector" not in str(exc):
+                        raise
+                    log.warning("the pages collection predates BM25 vectors: page search stays dense only "
+                                "until the collection is rebuilt")
+                    self.store.ensure_collection(PAGES, sparse=False, **fields)
+                    self.hybrid = False
                 self._ready = True
 
     def upsert(self, pages: Sequence[Page], batch_id: str) -> None:
@@ -57,13 +71,18 @@ class PageStore:
             return
         self._ensure()
         vectors = self.embedder.embed([page.text() for page in pages])
+        sparse = (
+            self.sparse.embed_documents([page_document(p.user_input, p.agent_response) for p in pages])
+            if self.hybrid else [None] * len(pages)
+        )
         points = [
             PointIn(
                 id=page_point_id(page.user_id, page.turn_id),
                 vector=vector,
                 payload=page_payload(page, batch_id, self.embedder.fingerprint),
+                sparse=sparse_vector if sparse_vector is not None and sparse_vector.indices else None,
             )
-            for page, vector in zip(pages, vectors, strict=True)
+            for page, vector, sparse_vector in zip(pages, vectors, sparse, strict=True)
         ]
         self.store.upsert(PAGES, points)
 

@@ -52,6 +52,10 @@ class Promoter:
             if not (self.redis.exists(keys.kick) and self.redis.llen(keys.batches)):
                 break
         self.rt.pending.check(user_id)  # schedules retries and anything left for the sweep
+        if done:
+            from .persona import request_heat_refresh
+
+            request_heat_refresh(self.rt, user_id)
         return done
 
     def _drain(self, user_id: str, keys: UserKeys, lock: UserLock) -> int:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .llm import LLMClient
     from .mid_term import MidTerm
     from .pages import PageStore
+    from .persona_store import PersonaStore
     from .segments import SegmentStore
     from .vectorstore import VectorStore
 
@@ -90,6 +91,12 @@ class Runtime:
             self.settings, self.redis, self.keys, self.publisher.scripts, self.store, self.embedder, self.llm,
             self.segments,
         ))
+
+    @property
+    def persona(self) -> PersonaStore:
+        from .persona_store import PersonaStore
+
+        return self._once("persona", lambda: PersonaStore(self.store, self.embedder, self.settings))
 
     def warm_up(self) -> None:
         """Load the model and open the store now, so the first task is not slow and a store held by

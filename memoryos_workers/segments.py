@@ -164,9 +164,13 @@ class SegmentStore:
         pipe.hgetall(keys.seg_len)
         pipe.hgetall(keys.seg_visit)
         pipe.hgetall(keys.seg_access)
-        lengths, visits, access = pipe.execute()
+        pipe.hgetall(keys.seg_lbase)
+        lengths, visits, access, analysed = pipe.execute()
         return {
-            sid: heat(float(visits.get(sid, 0)), float(length), float(access.get(sid, now)), now, self.params)
+            sid: heat(
+                float(visits.get(sid, 0)), float(length) - float(analysed.get(sid, 0)), float(access.get(sid, now)),
+                now, self.params,
+            )
             for sid, length in lengths.items()
         }
 
@@ -189,7 +193,7 @@ class SegmentStore:
             self.store.delete(PAGES, filter={"user_id": user_id, "segment_id": sid})
         self.store.delete_ids(SEGMENTS, list(segment_ids))
         pipe = client.pipeline(transaction=False)
-        for key in (keys.seg_len, keys.seg_visit, keys.seg_access):
+        for key in (keys.seg_len, keys.seg_visit, keys.seg_access, keys.seg_lbase):
             pipe.hdel(key, *segment_ids)
         pipe.zrem(keys.heat, *segment_ids)
         pipe.execute()

@@ -6,7 +6,7 @@ import logging
 
 from celery.signals import worker_process_init, worker_ready
 
-from producers.contract import PROMOTE_TASK, SWEEP_TASK
+from producers.contract import EXTRACT_PERSONA_TASK, PROMOTE_TASK, REFRESH_HEAT_TASK, RETRIEVE_TASK, SWEEP_TASK
 from schemas.turns import ID_PATTERN
 
 from .celery_app import app
@@ -19,15 +19,47 @@ _ID = __import__("re").compile(ID_PATTERN)
 
 @app.task(name=PROMOTE_TASK)
 def promote(user_id: str) -> int:
-    if not isinstance(user_id, str) or not _ID.match(user_id):
-        log.error("promote: rejected invalid user_id %r", user_id)
+    if not _valid(user_id):
         return 0
     return Promoter(get_runtime()).run(user_id)
+
+
+@app.task(name=REFRESH_HEAT_TASK)
+def refresh_heat(user_id: str) -> bool:
+    if not _valid(user_id):
+        return False
+    from .persona import PersonaWorker
+
+    return PersonaWorker(get_runtime()).refresh_heat(user_id)
+
+
+@app.task(name=EXTRACT_PERSONA_TASK)
+def extract_persona(user_id: str) -> dict:
+    if not _valid(user_id):
+        return {}
+    from .persona import PersonaWorker
+
+    return PersonaWorker(get_runtime()).extract(user_id)
+
+
+def _valid(user_id: object) -> bool:
+    if isinstance(user_id, str) and _ID.match(user_id):
+        return True
+    log.error("rejected a task for the invalid user_id %r", user_id)
+    return False
 
 
 @app.task(name=SWEEP_TASK)
 def sweep() -> int:
     return get_runtime().pending.sweep()
+
+
+@app.task(name=RETRIEVE_TASK, ignore_result=False)
+def retrieve(user_id: str, query: str, assistant_id: str | None = None, top_k: int = 10) -> dict:
+    """The RPC side of producers.retrieve: the same context as in-process, as JSON."""
+    from .retrieval import retrieve as retrieve_context
+
+    return retrieve_context(user_id, query, assistant_id=assistant_id, top_k=top_k).model_dump(mode="json")
 
 
 @worker_ready.connect

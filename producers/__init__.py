@@ -1,4 +1,5 @@
-"""What a chat backend imports: publish turns, wait for background work, the wire contract.
+"""What a chat backend imports: publish turns, retrieve memory context, wait for background work, the wire
+contract.
 
 Light by design (redis, celery's client side, schemas): it never imports memoryos_workers.
 """
@@ -9,6 +10,7 @@ from .errors import MemoryOSError, RedisUnavailableError
 from .keys import Keys, UserKeys
 from .pending import PendingWork, UserStatus, wait_idle
 from .publish import Publisher, configure, default_publisher, publish_turn, publish_turns
+from .retrieve import RetrievalClient, RetrievalTimeout, retrieve
 
 __all__ = [
     "Keys",
@@ -17,6 +19,8 @@ __all__ = [
     "PendingWork",
     "Publisher",
     "RedisUnavailableError",
+    "RetrievalClient",
+    "RetrievalTimeout",
     "Turn",
     "UserKeys",
     "UserStatus",
@@ -24,5 +28,6 @@ __all__ = [
     "default_publisher",
     "publish_turn",
     "publish_turns",
+    "retrieve",
     "wait_idle",
 ]

@@ -26,6 +26,10 @@ class UserKeys:
     seg_visit: str  # hash segment_id -> N_visit (retrievals that hit it)
     seg_access: str  # hash segment_id -> last access time
     heat: str  # sorted set segment_id -> heat when last updated (the hottest in O(log n))
+    seg_lbase: str  # hash segment_id -> pages already analysed for the persona (L_interaction = len - lbase)
+    heat_kick: str  # coalescing flag: a refresh_heat task is on its way
+    persona_kick: str  # coalescing flag: an extract_persona task is on its way
+    persona_lock: str  # lock of persona work (separate from promotion, which it never blocks)
 
     def batch(self, batch_id: str) -> str:
         return self.batch_prefix + batch_id
@@ -34,7 +38,8 @@ class UserKeys:
         """KEYS for the per-user scripts, in the order the Lua files expect."""
         return [
             self.stm, self.buf, self.state, self.ids, self.batches, self.batch_prefix, self.kick, self.lock,
-            self.dead, self.seg_len, self.seg_visit, self.seg_access, self.heat,
+            self.dead, self.seg_len, self.seg_visit, self.seg_access, self.heat, self.seg_lbase,
+            self.heat_kick, self.persona_kick, self.persona_lock,
         ]
 
 
@@ -65,6 +70,10 @@ class Keys:
             seg_visit=base + "seg:visit",
             seg_access=base + "seg:access",
             heat=base + "heat",
+            seg_lbase=base + "seg:lbase",
+            heat_kick=base + "heatkick",
+            persona_kick=base + "personakick",
+            persona_lock=base + "plock",
         )
 
     def user_pattern(self) -> str:

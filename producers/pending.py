@@ -22,10 +22,11 @@ class UserStatus:
     locked: bool  # a worker holds the user's lock
     kicked: bool  # this check sent a promote task
     due: float | None  # when the sweep must look again; None = nothing to wait for
+    persona_busy: bool = False  # heat refresh or persona extraction on its way or running
 
     @property
     def idle(self) -> bool:
-        return self.pending == 0 and not self.locked
+        return self.pending == 0 and not self.locked and not self.persona_busy
 
 
 CHECK_HINT = "nothing was changed; pending work stays in Redis and is picked up once it is back"
@@ -43,7 +44,7 @@ class PendingWork:
         s = self.p.settings
         now = time.time() if now is None else now
         with self.p.redis_errors(CHECK_HINT):
-            pending, buffered, locked, kick, due = self.p.scripts.check(
+            pending, buffered, locked, kick, due, busy = self.p.scripts.check(
                 keys=self.p.keys.user(user_id).script_keys(),
                 args=[
                     repr(now), s.promotion_max_wait, s.kick_stale_after, int(force), s.promotion_batch_size,
@@ -55,7 +56,7 @@ class PendingWork:
                 self.p.redis.zadd(self.p.keys.sweep, {user_id: due_at}, lt=True)
         if int(kick):
             self.p.sender.promote(user_id)
-        return UserStatus(int(pending), int(buffered), bool(int(locked)), bool(int(kick)), due_at)
+        return UserStatus(int(pending), int(buffered), bool(int(locked)), bool(int(kick)), due_at, bool(int(busy)))
 
     def sweep(self, *, now: float | None = None, limit: int = 1000) -> int:
         """Look at every user whose due time has passed; returns how many tasks were sent."""
@@ -81,7 +82,8 @@ class PendingWork:
             if time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"user {user_id!r} still has {status.pending} pending batch(es) after {timeout:g} s "
-                    f"(worker lock held: {status.locked}); is a worker running on the ingest queue?"
+                    f"(worker lock held: {status.locked}, persona work: {status.persona_busy}); "
+                    "is a worker running on the ingest and persona queues?"
                 )
             time.sleep(poll)
             status = self.check(user_id)

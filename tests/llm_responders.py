@@ -58,8 +58,34 @@ def segmentation_answer(data: dict[str, Any], split_on: str | None = None) -> di
     }
 
 
+def persona_answer(data: dict[str, Any]) -> dict[str, Any]:
+    """Keeps the current profile and adds what the pages say: one fact per user utterance."""
+    current = data.get("current_profile") or {"summary": "", "traits": []}
+    pages = data["pages"]
+    keywords = extract_keywords([p["user"] for p in pages], limit=3)
+    summary = (current["summary"] + " " if current["summary"] else "") + (
+        "The user talks about " + ", ".join(keywords) + "." if keywords else ""
+    )
+    traits = list(current["traits"]) + [
+        {"dimension": f"interest: {k}", "level": "medium", "evidence": f"mentions {k}"} for k in keywords
+    ]
+    return {
+        "profile": {"summary": summary.strip() or "A user.", "traits": traits},
+        "user_facts": [
+            {"text": f"The user said: {p['user'][:120]}", "date": p["time"][:10]} for p in pages if p["user"]
+        ],
+        "assistant_facts": [
+            {"text": f"The assistant said: {p['assistant'][:120]}", "date": ""} for p in pages[:2] if p["assistant"]
+        ],
+    }
+
+
 def default_responder(request: dict[str, Any]) -> Any:
     data = data_block(request)
-    if schema_name(request) == "segmentation" or (data and "pages" in data):
-        return segmentation_answer(data) if data else None
+    if data is None:
+        return None
+    if schema_name(request) == "persona" or "current_profile" in data:
+        return persona_answer(data)
+    if schema_name(request) == "segmentation" or "pages" in data:
+        return segmentation_answer(data)
     return None

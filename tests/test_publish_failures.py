@@ -285,7 +285,7 @@ def test_wait_idle_times_out_without_worker(make_settings) -> None:  # noqa: ANN
     message = str(info.value)
     assert repr(user) in message
     assert "1 pending batch" in message
-    assert "worker" in message and "ingest queue" in message
+    assert "worker" in message and "ingest" in message
     assert "lock held: False" in message
     # Waiting changed nothing: the batch is still pending, the kick was not re-sent early.
     assert len(state.batches(pub.redis, pub.keys.user(user))) == 1
@@ -379,7 +379,9 @@ def test_failing_store_retries_then_dead_letters_and_the_queue_moves_on(make_set
 
     # Dead letters do not count as pending: the user is idle.
     status = rt.pending.check(user)
-    assert status.idle and status.pending == 0 and status.buffered == 0
+    # persona_busy may be set: the finished promotion asked for a heat refresh that no worker consumes here.
+    assert status.pending == 0 and not status.locked and status.buffered == 0
+    rt.redis.delete(keys.heat_kick)  # the heat refresh it requested goes to a recording sender, not a worker
     rt.pending.wait_idle(user, timeout=1)
     rt.close()
 

@@ -2,7 +2,7 @@
 -- when forced), and claim a kick when the first pending batch is due and nobody works on it.
 -- ARGV: 1 now, 2 max wait (s), 3 stale after (s), 4 force 1|0, 5 batch size, 6 kick ttl (ms),
 --       7 schema version
--- Returns {pending batches, buffered pages, locked 1|0, kick 1|0, due or ''}.
+-- Returns {pending batches, buffered pages, locked 1|0, kick 1|0, due or '', persona busy 1|0}.
 local now = tonumber(ARGV[1])
 local max_wait = tonumber(ARGV[2])
 local stale = tonumber(ARGV[3])
@@ -41,4 +41,8 @@ if pending > 0 then
     due = batch_due
   end
 end
-return {pending, buffered, locked, kick, due and tostring(due) or ''}
+local busy = 0
+if redis.call('EXISTS', K.persona_lock, K.persona_kick, K.heat_kick) > 0 then
+  busy = 1
+end
+return {pending, buffered, locked, kick, due and tostring(due) or '', busy}

@@ -1,0 +1,37 @@
+"""Merging a profile update into the stored profile: pure, so the rule is tested directly.
+
+MemoryOS once replaced a whole profile with its LLM error string when a call failed; here a
+profile only grows or is refined: an empty, error-like or much shorter summary keeps the old one,
+and traits merge by dimension.
+"""
+
+from __future__ import annotations
+
+import re
+
+from schemas.persona import ProfileUpdate, Trait, UserProfile
+
+_ERROR_LIKE = re.compile(r"^\s*(error\b|sorry\b|i('m| am) (sorry|unable)|i cannot|as an ai\b|none\b|n/a\b)", re.I)
+MAX_TRAITS = 40
+
+
+def looks_like_error(text: str) -> bool:
+    return bool(_ERROR_LIKE.match(text))
+
+
+def merge_profile(
+    old: UserProfile | None, update: ProfileUpdate, *, user_id: str, now: float, llm_model: str, prompt_version: str
+) -> UserProfile:
+    old_summary = old.summary if old else ""
+    summary = update.summary.strip()
+    if not summary or looks_like_error(summary) or len(summary) < 0.5 * len(old_summary):
+        summary = old_summary
+    traits: dict[str, Trait] = {t.dimension.strip().lower(): t for t in (old.traits if old else [])}
+    for trait in update.traits:
+        key = trait.dimension.strip().lower()
+        if key and trait.evidence.strip() and not looks_like_error(trait.evidence):
+            traits[key] = trait
+    return UserProfile(
+        user_id=user_id, summary=summary, traits=list(traits.values())[-MAX_TRAITS:], updated_at=now,
+        llm_model=llm_model, prompt_version=prompt_version,
+    )
