@@ -86,13 +86,13 @@ class PersonaWorker:
                 return result
             try:
                 self.redis.delete(keys.persona_kick)  # cleared first: a request from now on is seen below
-                result = self._extract_once(user_id, keys)
+                result = self._extract_once(user_id, keys, self.redis.get(keys.epoch))
             finally:
                 lock.release()
             if not self.redis.exists(keys.persona_kick) or result.get("calls", 0):
                 return result
 
-    def _extract_once(self, user_id: str, keys: UserKeys) -> dict[str, int]:
+    def _extract_once(self, user_id: str, keys: UserKeys, epoch: str | None) -> dict[str, int]:
         hot = self.hot_segments(keys)
         if not hot:
             return {}
@@ -111,6 +111,8 @@ class PersonaWorker:
         except LLMError as exc:
             return self._failed(user_id, keys, hits, exc)
         value, usage = answer.value, answer.usage
+        if self.redis.get(keys.epoch) != epoch:
+            return {"forgotten": 1}  # forget ran during the call: its pages must not come back as facts
         now = time.time()
         provenance = {
             "llm_model": self.settings.llm_model,

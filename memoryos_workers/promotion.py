@@ -40,10 +40,11 @@ class Promoter:
             lock = UserLock(self.redis, keys, self.settings.lock_ttl)
             if not lock.acquire():
                 return done
+            epoch = self.redis.get(keys.epoch)
             try:
                 # Cleared before draining: a batch created from now on sets it again, and we see it below.
                 self.redis.delete(keys.kick)
-                done += self._drain(user_id, keys, lock)
+                done += self._drain(user_id, keys, lock, epoch)
             except LockLost:
                 log.warning("lock lost while promoting user %s; the new holder continues", user_id)
                 return done
@@ -58,11 +59,11 @@ class Promoter:
             request_heat_refresh(self.rt, user_id)
         return done
 
-    def _drain(self, user_id: str, keys: UserKeys, lock: UserLock) -> int:
+    def _drain(self, user_id: str, keys: UserKeys, lock: UserLock, epoch: str | None) -> int:
         done = 0
         while True:
-            if lock.lost:
-                raise LockLost()
+            if lock.lost or self.redis.get(keys.epoch) != epoch:
+                raise LockLost()  # taken over, or the user was forgotten: write nothing more
             batch_id = self.redis.lindex(keys.batches, 0)
             batch = read_batch(self.redis, keys, batch_id) if batch_id else None
             if batch is None or batch.not_before > time.time():

@@ -30,6 +30,7 @@ class UserKeys:
     heat_kick: str  # coalescing flag: a refresh_heat task is on its way
     persona_kick: str  # coalescing flag: an extract_persona task is on its way
     persona_lock: str  # lock of persona work (separate from promotion, which it never blocks)
+    epoch: str  # bumped by forget; work that read another epoch writes nothing more
 
     def batch(self, batch_id: str) -> str:
         return self.batch_prefix + batch_id
@@ -74,6 +75,7 @@ class Keys:
             heat_kick=base + "heatkick",
             persona_kick=base + "personakick",
             persona_lock=base + "plock",
+            epoch=base + "epoch",
         )
 
     def user_pattern(self) -> str:

@@ -2,7 +2,7 @@
 -- batch after max attempts (its pages stay readable in the batch hash).
 -- ARGV: 1 fencing token, 2 batch id, 3 error text, 4 not_before, 5 max attempts, 6 now
 -- Returns {attempts, 'retry'|'dead'} or {-1, 'lost'}.
-if redis.call('GET', K.lock) ~= ARGV[1] then
+if redis.call('GET', K.lock) ~= ARGV[1] or redis.call('EXISTS', K.batch_prefix .. ARGV[2]) == 0 then
   return {-1, 'lost'}
 end
 local key = K.batch_prefix .. ARGV[2]

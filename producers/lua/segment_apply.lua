@@ -7,6 +7,9 @@ if redis.call('GET', K.lock) ~= ARGV[1] then
   return -1
 end
 local batch = K.batch_prefix .. ARGV[2]
+if redis.call('EXISTS', batch) == 0 then
+  return -1  -- forgotten while in flight: apply nothing
+end
 if redis.call('HGET', batch, 'applied') == '1' then
   return 0
 end
