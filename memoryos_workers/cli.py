@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
+from pathlib import Path
+from typing import Any
 
 import typer
+from pydantic import ValidationError
 
 from producers.contract import ALL_QUEUES
+from schemas.turns import ID_PATTERN
 
 cli = typer.Typer(help="MemoryOS workers: memory for chat agents, built in the background.", no_args_is_help=True)
+dead_cli = typer.Typer(help="List and replay dead letters.", no_args_is_help=True)
+cli.add_typer(dead_cli, name="dead-letters")
+
+
+def _runtime() -> Any:
+    """Opens the stores here; in the embedded setup that fails while a worker holds them."""
+    from .runtime import get_runtime
+    from .vectorstore import StoreLockedError
+
+    rt = get_runtime()
+    try:
+        rt.warm_up()
+    except StoreLockedError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    return rt
+
+
+def _user(user_id: str) -> str:
+    import re
+
+    if not re.match(ID_PATTERN, user_id):
+        typer.echo(
+            f"error: USER {user_id!r} is not a valid user id (letters, digits and _.:@+- ; at most 128)", err=True
+        )
+        raise typer.Exit(2)
+    return user_id
 
 
 @cli.command()
@@ -34,6 +67,10 @@ def worker(
     """Run a Celery worker on our queues (extra options go to `celery worker`)."""
     from .celery_app import app
 
+    unknown = sorted(set(queues.split(",")) - set(ALL_QUEUES))
+    if unknown:
+        typer.echo(f"error: unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}", err=True)
+        raise typer.Exit(2)
     argv = ["worker", "-Q", queues, "-l", loglevel]
     if concurrency:
         argv += ["-c", str(concurrency)]
@@ -42,10 +79,190 @@ def worker(
 
 @cli.command()
 def beat(loglevel: str = typer.Option("INFO", "--loglevel", "-l")) -> None:
-    """Run Celery beat (the pending-batch sweep)."""
+    """Run Celery beat (the pending-batch sweep). Run exactly one."""
     from .celery_app import app
 
     app.start(["beat", "-l", loglevel])
+
+
+def _read_turns(path: Path, user_id: str | None, assistant_id: str | None) -> list[dict[str, Any]]:
+    """JSON Lines of turns, a MemoryOS-style JSON list, or a LoCoMo conversation. Turns without a
+    turn_id get one from the file's content and position, so importing twice stores nothing twice."""
+    from .importers import locomo_turns
+
+    text = path.read_text(encoding="utf-8")
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    try:
+        whole: Any = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None  # JSON Lines
+    if isinstance(whole, dict) and "conversation" in whole:
+        if not user_id:
+            raise typer.BadParameter("a LoCoMo file needs --user", param_hint="--user")
+        return locomo_turns(whole, user_id, assistant_id)
+    if isinstance(whole, dict):
+        whole = [whole]
+    items = whole if isinstance(whole, list) else [json.loads(line) for line in text.splitlines() if line.strip()]
+    turns = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise typer.BadParameter(f"record {index + 1} is not a JSON object", param_hint="FILE")
+        turn = {
+            k: item[k]
+            for k in ("user_id", "assistant_id", "user_input", "agent_response", "timestamp", "turn_id", "metadata")
+            if k in item
+        }
+        if "meta_data" in item and "metadata" not in turn:
+            turn["metadata"] = item["meta_data"]
+        turn.setdefault("user_id", user_id)
+        turn.setdefault("assistant_id", assistant_id)
+        turn.setdefault("turn_id", f"import-{digest}-{index + 1}")
+        turns.append(turn)
+    return turns
+
+
+@cli.command("import")
+def import_(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="JSONL, JSON list or LoCoMo."),
+    user: str | None = typer.Option(None, "--user", "-u", help="User for records that name none."),
+    assistant: str | None = typer.Option(None, "--assistant", "-a"),
+    batch: int = typer.Option(500, min=1, max=10_000, help="Turns per pipelined publish."),
+    wait: bool = typer.Option(False, help="Wait until workers have processed the imported users."),
+) -> None:
+    """Publish a file of turns (batched, resumable: turns already stored are skipped by turn_id)."""
+    from tqdm import tqdm
+
+    from producers import default_publisher, wait_idle
+
+    if user:
+        _user(user)
+    try:
+        turns = _read_turns(file, user, assistant)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        typer.echo(f"error: {file} is not JSON Lines, a JSON list or a LoCoMo file: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    publisher = default_publisher()
+    with tqdm(total=len(turns), desc=f"importing {file.name}", unit="turn", disable=not sys.stderr.isatty()) as bar:
+        for start in range(0, len(turns), batch):
+            chunk = turns[start : start + batch]
+            try:
+                publisher.publish_many(chunk)
+            except (ValidationError, ValueError, TypeError) as exc:
+                typer.echo(f"error: records {start + 1}-{start + len(chunk)}: {exc}", err=True)
+                raise typer.Exit(2) from exc
+            bar.update(len(chunk))
+    users = sorted({t["user_id"] for t in turns if t.get("user_id")})
+    typer.echo(f"published {len(turns)} turns for {len(users)} user(s) from {file}")
+    if wait:
+        for u in users:
+            wait_idle(u, timeout=600, flush=True)
+
+
+@cli.command()
+def export(user: str = typer.Argument(..., help="User id.")) -> None:
+    """Write every stored record of a user as JSON Lines to stdout."""
+    from .user_data import export_user
+
+    rt = _runtime()
+    for record in export_user(rt, _user(user)):
+        sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+
+@cli.command()
+def forget(
+    user: str = typer.Argument(..., help="User id."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete every tier of a user from Redis and the vector store."""
+    from .user_data import forget_user
+
+    _user(user)
+    if not yes and not typer.confirm(f"Delete all memory of user {user!r}?"):
+        raise typer.Exit(1)
+    removed = forget_user(_runtime(), user)
+    typer.echo("removed: " + ", ".join(f"{k} {v}" for k, v in removed.items()))
+
+
+@cli.command()
+def inspect(user: str = typer.Argument(..., help="User id.")) -> None:
+    """Show what each tier holds for a user: short-term, pending, segments with heat, profile, facts."""
+    from producers import state
+
+    rt = _runtime()
+    keys = rt.keys.user(_user(user))
+    stm = state.short_term(rt.redis, keys)
+    waiting = state.buffered(rt.redis, keys) + [p for b in state.batches(rt.redis, keys) for p in b.pages]
+    dead = state.batches(rt.redis, keys, dead=True)
+    typer.echo(f"user {user}")
+    typer.echo(f"\nSHORT-TERM ({len(stm)} turns)")
+    for p in stm:
+        typer.echo(f"  {p.seq:>6}  {p.timestamp:%Y-%m-%d %H:%M}  {_clip(p.user_input, 90)}")
+    typer.echo(f"\nPENDING: {len(waiting)} turns waiting for a worker; DEAD LETTERS: {len(dead)} batches")
+    segments = rt.segments.all_for_user(user)
+    heats = rt.segments.heats(rt.redis, keys)
+    lengths = rt.redis.hgetall(keys.seg_len)
+    visits = rt.redis.hgetall(keys.seg_visit)
+    typer.echo(f"\nMID-TERM: {rt.pages.count(user)} pages in {len(segments)} segments")
+    typer.echo(f"  {'heat':>7} {'pages':>5} {'visits':>6}  {'source':8}  theme / keywords")
+    for hit in sorted(segments, key=lambda h: -heats.get(h.id, 0.0)):
+        p = hit.payload
+        typer.echo(
+            f"  {heats.get(hit.id, 0):7.2f} {lengths.get(hit.id, '0'):>5} {visits.get(hit.id, '0'):>6}  "
+            f"{p.get('source', ''):8}  {_clip(p.get('theme', ''), 40)} [{_clip(', '.join(p.get('keywords', [])), 50)}]"
+        )
+    profile = rt.persona.get_profile(user)
+    typer.echo("\nPROFILE")
+    typer.echo("  " + (profile.render().replace("\n", "\n  ") if profile else "(none yet)"))
+    for kind in ("user", "assistant"):
+        facts = rt.persona.list(kind, user, None)
+        typer.echo(f"\n{kind.upper()} KNOWLEDGE ({len(facts)})")
+        for f in facts[-20:]:
+            typer.echo(f"  {f.date or '          '}  {_clip(f.text, 100)}")
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@cli.command()
+def stats() -> None:
+    """Counters: LLM calls and tokens, fallbacks, dead letters, users waiting for the sweep."""
+    from producers import default_publisher
+
+    publisher = default_publisher()
+    counters = publisher.redis.hgetall(publisher.keys.stats)
+    counters["users_in_sweep_index"] = publisher.redis.zcard(publisher.keys.sweep)
+    counters["users_with_dead_letters"] = publisher.redis.zcard(publisher.keys.dead_index)
+    for name in sorted(counters):
+        typer.echo(f"{name:28} {counters[name]}")
+
+
+@dead_cli.command("list")
+def dead_list(user: str | None = typer.Argument(None)) -> None:
+    """Dead-lettered batches and persona extractions, with their errors."""
+    from .dead_letters import list_dead
+
+    rows = list_dead(_runtime(), _user(user) if user else None)
+    if not rows:
+        typer.echo("no dead letters")
+    for r in rows:
+        typer.echo(
+            f"{r['user_id']}  {r['kind']:7} {r['id']:>12}  attempts {r['attempts']}  turns {r['turns']}  "
+            f"{_clip(r['error'], 100)}"
+        )
+
+
+@dead_cli.command("replay")
+def dead_replay(user: str | None = typer.Argument(None, help="User id; all users when omitted.")) -> None:
+    """Put dead letters back in line (once the cause is fixed); workers process them again."""
+    from .dead_letters import replay
+
+    rt = _runtime()
+    users = [_user(user)] if user else rt.redis.zrange(rt.keys.dead_index, 0, -1)
+    for u in users:
+        done = replay(rt, u)
+        typer.echo(f"{u}: re-queued {done['batches']} batch(es), {done['persona_pages']} persona page(s)")
 
 
 def main(argv: list[str] | None = None) -> None:
