@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from . import llm_cost, publish
+from . import llm_cost, publish, retrieval
 
-PARTS = {"publish": publish, "llm_cost": llm_cost}
+PARTS = {"publish": publish, "llm_cost": llm_cost, "retrieval": retrieval}
 
 
 def main() -> None:
