@@ -34,6 +34,8 @@ TRANSIENT = (
 class LLMError(Exception):
     """The LLM gave no usable answer after every attempt; callers fall back or dead-letter."""
 
+    usage: Usage | None = None  # what the failed attempts cost, for the counters
+
 
 class LLMNotConfigured(LLMError):
     pass
@@ -100,7 +102,9 @@ class LLMClient:
         try:
             value = retrying(self._attempt, messages, model, check, name or model.__name__, usage)
         except (*TRANSIENT, MalformedOutput, openai.APIStatusError) as exc:
-            raise LLMError(f"{type(exc).__name__}: {_short(exc)}") from exc
+            error = LLMError(f"{type(exc).__name__}: {_short(exc)}")
+            error.usage = usage
+            raise error from exc
         finally:
             with self._lock:
                 self.totals.add(usage)

@@ -23,7 +23,7 @@ from schemas.settings import Settings
 from schemas.turns import Page
 
 from .embeddings import Embedder
-from .llm import LLMClient, LLMError, LLMNotConfigured
+from .llm import LLMClient, LLMError, LLMNotConfigured, Usage
 from .pages import PAGES, page_point_id
 from .prompts import SEGMENT_PROMPT_VERSION, segmentation_messages
 from .segmentation import check_segmentation, fallback_segmentation, normalise
@@ -70,7 +70,9 @@ class MidTerm:
             return BatchAnalysis(source="fallback", result=fallback_segmentation(pages), reason=str(exc))
         except LLMError as exc:
             log.warning("segmentation for user %s fell back after LLM failures: %s", user_id, exc)
-            self._count(segment_fallbacks=1)
+            spent = exc.usage or Usage()
+            self._count(segment_fallbacks=1, llm_calls=spent.calls, llm_prompt_tokens=spent.prompt_tokens,
+                        llm_completion_tokens=spent.completion_tokens)
             return BatchAnalysis(
                 source="fallback",
                 result=fallback_segmentation(pages),
@@ -116,13 +118,15 @@ class MidTerm:
             "llm_model": analysis.llm_model,
             "prompt_version": analysis.prompt_version,
         }
-        self.segments.write(user_id, pages[0].assistant_id, plan, provenance)
-        self._annotate_pages(user_id, pages, previous, analysis, plan)
-        applied = self.scripts.segment_apply(
-            keys=keys.script_keys(), args=self._apply_args(token, batch, analysis, plan)
-        )
-        if int(applied) == -1:
-            return False
+        # Once applied, the writes are done: writing again would bring back segments evicted since.
+        if batch.extra.get("applied") != "1":
+            self.segments.write(user_id, pages[0].assistant_id, plan, provenance)
+            self._annotate_pages(user_id, pages, previous, analysis, plan)
+            applied = self.scripts.segment_apply(
+                keys=keys.script_keys(), args=self._apply_args(token, batch, analysis, plan)
+            )
+            if int(applied) == -1:
+                return False
         evicted = self.segments.evict(user_id, self.redis, keys, self.settings.mid_term_capacity)
         if evicted:
             log.info("evicted %d cold segment(s) of user %s", len(evicted), user_id)

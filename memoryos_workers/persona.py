@@ -49,14 +49,14 @@ class PersonaWorker:
         self.redis = runtime.redis
 
     # -- heat ------------------------------------------------------------------------------------
-    def hot_segments(self, keys: UserKeys) -> list[str]:
-        """Segments at or over tau that still hold pages the persona has not analysed."""
+    def hot_segments(self, keys: UserKeys, force: bool = False) -> list[str]:
+        """Segments at or over tau (any, with force) that still hold pages the persona has not analysed."""
         heats = self.rt.segments.heats(self.redis, keys)
         if heats:
             self.redis.zadd(keys.heat, heats)
         lengths = self.redis.hgetall(keys.seg_len)
         analysed = self.redis.hgetall(keys.seg_lbase)
-        tau = self.settings.mid_term_heat_threshold
+        tau = float("-inf") if force else self.settings.mid_term_heat_threshold
         return [
             sid
             for sid, h in sorted(heats.items(), key=lambda kv: -kv[1])
@@ -76,7 +76,7 @@ class PersonaWorker:
         return False
 
     # -- extraction ------------------------------------------------------------------------------
-    def extract(self, user_id: str) -> dict[str, int]:
+    def extract(self, user_id: str, force: bool = False) -> dict[str, int]:
         """At most one LLM call per drain. Returns counters of what changed."""
         keys = self.rt.keys.user(user_id)
         result: dict[str, int] = {}
@@ -86,14 +86,14 @@ class PersonaWorker:
                 return result
             try:
                 self.redis.delete(keys.persona_kick)  # cleared first: a request from now on is seen below
-                result = self._extract_once(user_id, keys, self.redis.get(keys.epoch))
+                result = self._extract_once(user_id, keys, self.redis.get(keys.epoch), force)
             finally:
                 lock.release()
             if not self.redis.exists(keys.persona_kick) or result.get("calls", 0):
                 return result
 
-    def _extract_once(self, user_id: str, keys: UserKeys, epoch: str | None) -> dict[str, int]:
-        hot = self.hot_segments(keys)
+    def _extract_once(self, user_id: str, keys: UserKeys, epoch: str | None, force: bool = False) -> dict[str, int]:
+        hot = self.hot_segments(keys, force)
         if not hot:
             return {}
         hits = self.rt.store.scroll(

@@ -44,7 +44,13 @@ class Promoter:
             try:
                 # Cleared before draining: a batch created from now on sets it again, and we see it below.
                 self.redis.delete(keys.kick)
-                done += self._drain(user_id, keys, lock, epoch)
+                drained = self._drain(user_id, keys, lock, epoch)
+                done += drained
+                if drained:
+                    # Asked while the lock is held, so wait_idle never sees a gap before persona work.
+                    from .persona import request_heat_refresh
+
+                    request_heat_refresh(self.rt, user_id)
             except LockLost:
                 log.warning("lock lost while promoting user %s; the new holder continues", user_id)
                 return done
@@ -53,10 +59,6 @@ class Promoter:
             if not (self.redis.exists(keys.kick) and self.redis.llen(keys.batches)):
                 break
         self.rt.pending.check(user_id)  # schedules retries and anything left for the sweep
-        if done:
-            from .persona import request_heat_refresh
-
-            request_heat_refresh(self.rt, user_id)
         return done
 
     def _drain(self, user_id: str, keys: UserKeys, lock: UserLock, epoch: str | None) -> int:

@@ -47,6 +47,8 @@ def check_segmentation(result: SegmentationResult, n_pages: int) -> None:
         doubled = sorted(i for i, c in Counter(placed).items() if c > 1)
         missing = sorted(set(range(n_pages)) - set(placed))
         raise MalformedOutput(f"pages in several topics {doubled}, in none {missing}")
+    if any(not topic.page_indices for topic in result.topics):
+        raise MalformedOutput("a topic has no pages")
     if any(not topic.summary.strip() for topic in result.topics):
         raise MalformedOutput("a topic has an empty summary")
 

@@ -87,6 +87,7 @@ class SegmentStore:
         theta = self.settings.mid_term_similarity_threshold
         vectors = self.embedder.embed([t.summary for t in result.topics])
         assignments = []
+        merged_here: dict[str, SegmentAssignment] = {}  # two topics of one batch may join one segment
         for index, (topic, vector) in enumerate(zip(result.topics, vectors, strict=True)):
             hits = self.store.query(
                 SEGMENTS, vector=vector, filter={"user_id": user_id}, limit=CANDIDATES, with_vectors=True
@@ -95,20 +96,21 @@ class SegmentStore:
             best = max(scored, key=lambda pair: pair[0], default=None)
             if best is not None and best[0] >= theta:
                 score, hit = best
-                assignments.append(
-                    SegmentAssignment(
-                        topic_index=index,
-                        segment_id=hit.id,
-                        merged=True,
-                        fscore=score,
-                        theme=hit.payload.get("theme", topic.theme),
-                        summary_parts=merge_summary(
-                            hit.payload.get("summary_parts") or [hit.payload["summary"]], topic.summary
-                        ),
-                        keywords=merge_keywords(hit.payload.get("keywords", []), topic.keywords),
-                        page_indices=topic.page_indices,
-                    )
+                prior = merged_here.get(hit.id)
+                parts = prior.summary_parts if prior else hit.payload.get("summary_parts") or [hit.payload["summary"]]
+                known = prior.keywords if prior else hit.payload.get("keywords", [])
+                assignment = SegmentAssignment(
+                    topic_index=index,
+                    segment_id=hit.id,
+                    merged=True,
+                    fscore=score,
+                    theme=hit.payload.get("theme", topic.theme),
+                    summary_parts=merge_summary(parts, topic.summary),
+                    keywords=merge_keywords(known, topic.keywords),
+                    page_indices=topic.page_indices,
                 )
+                merged_here[hit.id] = assignment
+                assignments.append(assignment)
             else:
                 assignments.append(
                     SegmentAssignment(
@@ -128,11 +130,12 @@ class SegmentStore:
     def write(self, user_id: str, assistant_id: str | None, plan: SegmentPlan, provenance: dict[str, Any]) -> None:
         """Absolute values from the recorded plan: writing twice leaves the same segments."""
         self._ensure()
-        vectors = self.embedder.embed([a.summary for a in plan.assignments])
-        existing = {h.id: h.payload for h in self.store.retrieve(SEGMENTS, [a.segment_id for a in plan.assignments])}
+        latest = list({a.segment_id: a for a in plan.assignments}.values())  # one point per segment
+        vectors = self.embedder.embed([a.summary for a in latest])
+        existing = {h.id: h.payload for h in self.store.retrieve(SEGMENTS, [a.segment_id for a in latest])}
         now = time.time()
         points = []
-        for assignment, vector in zip(plan.assignments, vectors, strict=True):
+        for assignment, vector in zip(latest, vectors, strict=True):
             old = existing.get(assignment.segment_id, {})
             points.append(
                 PointIn(
