@@ -20,7 +20,7 @@ from schemas.persona import PersonaExtraction
 from schemas.turns import Page
 
 from .backoff import retry_delay
-from .llm import LLMError
+from .llm import LLMError, Usage
 from .locks import UserLock
 from .pages import PAGES, page_point_id
 from .profile import merge_profile
@@ -60,20 +60,24 @@ class PersonaWorker:
         return [
             sid
             for sid, h in sorted(heats.items(), key=lambda kv: -kv[1])
-            if h >= tau and int(lengths.get(sid, 0)) > int(analysed.get(sid, 0))
+            # The recency term is a hair under 1 once any time has passed: a 4-page segment is hot at birth.
+            if h >= tau - 1e-6 and int(lengths.get(sid, 0)) > int(analysed.get(sid, 0))
         ]
 
     def refresh_heat(self, user_id: str) -> bool:
         keys = self.rt.keys.user(user_id)
+        # Claim the persona flag before dropping the heat flag: wait_idle never sees a gap between them.
+        claimed = self.redis.set(keys.persona_kick, "1", nx=True, px=int(self.settings.kick_stale_after * 1000))
         self.redis.delete(keys.heat_kick)
+        if not claimed:
+            return False  # an extraction is already on its way and reads the heat itself
         if not self.hot_segments(keys) or not self.rt.llm.configured:
+            self.redis.delete(keys.persona_kick)
             return False  # without an LLM the persona cannot be extracted; heat is still kept current
-        if self.redis.set(keys.persona_kick, "1", nx=True, px=int(self.settings.kick_stale_after * 1000)):
-            if not self.rt.publisher.sender.send(EXTRACT_PERSONA_TASK, user_id):
-                self.redis.delete(keys.persona_kick)
-                return False
-            return True
-        return False
+        if not self.rt.publisher.sender.send(EXTRACT_PERSONA_TASK, user_id):
+            self.redis.delete(keys.persona_kick)
+            return False
+        return True
 
     # -- extraction ------------------------------------------------------------------------------
     def extract(self, user_id: str, force: bool = False) -> dict[str, int]:
@@ -89,8 +93,8 @@ class PersonaWorker:
                 result = self._extract_once(user_id, keys, self.redis.get(keys.epoch), force)
             finally:
                 lock.release()
-            if not self.redis.exists(keys.persona_kick) or result.get("calls", 0):
-                return result
+            if not self.redis.exists(keys.persona_kick):
+                return result  # else a request came in meanwhile (its task found the lock held): go again
 
     def _extract_once(self, user_id: str, keys: UserKeys, epoch: str | None, force: bool = False) -> dict[str, int]:
         hot = self.hot_segments(keys, force)
@@ -174,6 +178,9 @@ class PersonaWorker:
     def _failed(self, user_id: str, keys: UserKeys, hits: Sequence, exc: LLMError) -> dict[str, int]:
         """Retried later with backoff; after max attempts the pages are dead-lettered (recorded with
         the error, marked so they stop re-triggering) and the old profile stays as it was."""
+        spent = exc.usage or Usage()
+        self._count(llm_calls=spent.calls, llm_prompt_tokens=spent.prompt_tokens,
+                    llm_completion_tokens=spent.completion_tokens)
         attempts = self.redis.hincrby(keys.state, "persona_attempts", 1)
         if attempts < self.settings.max_attempts:
             delay = retry_delay(attempts, base=self.settings.retry_backoff_base, cap=self.settings.retry_backoff_max)

@@ -31,10 +31,11 @@ def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
         "-Q", "memoryos.ingest,memoryos.persona,memoryos.retrieval", "-l", "INFO",
         "--without-heartbeat", "--without-mingle", "--without-gossip", "-n", f"crash-{os.getpid()}@%h",
     ]
+    already = log.read_text(errors="replace").count("memoryos worker ready") if log.exists() else 0
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        if "memoryos worker ready" in log.read_text(errors="replace"):
+        if log.read_text(errors="replace").count("memoryos worker ready") > already:
             return proc
         if proc.poll() is not None:
             raise AssertionError(f"worker exited early:\n{log.read_text()[-3000:]}")
