@@ -57,6 +57,21 @@ def demo() -> None:
         raise typer.Exit(2) from exc
 
 
+@cli.command()
+def mcp(
+    transport: str = typer.Option("stdio", "--transport", "-t", help="stdio or http (streamable HTTP)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (http only)."),
+    port: int = typer.Option(8765, "--port", "-p", min=1, max=65535, help="Port to listen on (http only)."),
+) -> None:
+    """Run the MCP server (add_memory, retrieve_memory, get_user_profile); logs go to stderr."""
+    from .mcp_server import TRANSPORTS, serve
+
+    if transport not in TRANSPORTS:
+        typer.echo(f"error: unknown transport {transport!r}; known: {', '.join(TRANSPORTS)}", err=True)
+        raise typer.Exit(2)
+    serve(transport, host=host, port=port)
+
+
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(
     ctx: typer.Context,
@@ -267,3 +282,7 @@ def dead_replay(user: str | None = typer.Argument(None, help="User id; all users
 
 def main(argv: list[str] | None = None) -> None:
     cli(args=argv if argv is not None else sys.argv[1:], prog_name="memoryos")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,7 @@ producers.sender.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from schemas.context import RetrievedContext, check_retrieval_args
@@ -58,6 +59,9 @@ class RetrievalClient:
                 queue=RETRIEVAL_QUEUE,
                 expires=timeout,  # a worker that starts later drops it instead of answering nobody
                 ignore_result=False,
+                # What worker logs show: the query is the user's words, so only its length.
+                argsrepr=f"[{user_id!r}, <query of {len(query)} chars>]",
+                kwargsrepr=repr({"assistant_id": assistant_id, "top_k": top_k}),
             )
         except Exception as exc:  # kombu's OperationalError and friends
             raise RedisUnavailableError(
@@ -88,11 +92,24 @@ def _translate(exc: Exception, timeout: float, settings: Settings) -> Exception:
 
 
 def _forget(result: Any) -> None:
-    """Drop the stored answer now rather than after result_expires: Redis runs with noeviction."""
+    """Drop the stored answer now rather than after result_expires (Redis runs with noeviction), off the
+    caller's path: the answer is already in hand."""
+    global _forgetter
+    with _forgetter_lock:
+        if _forgetter is None:
+            _forgetter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memoryos-forget-results")
+    _forgetter.submit(_forget_now, result)
+
+
+def _forget_now(result: Any) -> None:
     try:
         result.forget()
-    except Exception:  # noqa: BLE001, S110 - it expires on its own
+    except Exception:  # noqa: BLE001 - it expires on its own after result_expires
         pass
+
+
+_forgetter: ThreadPoolExecutor | None = None
+_forgetter_lock = threading.Lock()
 
 
 _clients: dict[int, RetrievalClient] = {}

@@ -1,0 +1,23 @@
+"""Every method of the Memoryos API on a 30-turn conversation (run by tests/test_memoryos_facade.py)."""
+
+import json
+
+from memoryos_workers import Memoryos
+
+memo = Memoryos(user_id="tour_user", openai_api_key="k", data_storage_path="./tour_data",
+                assistant_id="tour_bot", short_term_capacity=5, mid_term_heat_threshold=5)
+for i in range(30):
+    memo.add_memory(f"I went climbing in the Alps on trip {i} with my brother Leo",
+                    f"Climbing trip {i} sounds great!", timestamp=f"2025-06-{i % 28 + 1:02d}T10:00:00",
+                    meta_data={"i": i})
+forced = memo.force_mid_term_analysis()
+answer = memo.get_response("Who do I go climbing with?", relationship_with_user="coach", style_hint="brief",
+                           user_conversation_meta_data={"channel": "test"})
+print(json.dumps({
+    "forced": forced,
+    "answer": answer,
+    "profile": memo.get_user_profile_summary(),
+    "assistant_knowledge": memo.get_assistant_knowledge_summary(),
+    "stats": memo.get_memory_stats(),
+}))
+memo.close()
