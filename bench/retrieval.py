@@ -1,15 +1,17 @@
 """Retrieval: latency in-process and over RPC against store size, beside one query embedding (the floor),
 and LoCoMo evidence recall@k beside a plain dense top-k over all pages of the conversation.
 
-Latency: pages with generated everyday text are written straight into the embedded store (no LLM), in
-segments of 10 consecutive pages per user, spread over --users users, each with a full short-term list
+Latency: pages with generated everyday text (drawn from a pool of 3000 turns, so filling costs the pool's
+embeddings, not the store size's) are written straight into the embedded store (no LLM), in segments of
+10 consecutive pages per user, spread over --users users, each with a full short-term list
 in Redis. The store grows through --sizes; at each size, retrieval is timed in this process, then the
 store is handed to a real worker process (`celery -A memoryos_workers worker -Q memoryos.retrieval`,
 started with this run's private key prefix and data folder) and timed again through producers'
 RetrievalClient.
 
 Recall: each LoCoMo conversation is ingested through the real pipeline (publish, Promoter, fake LLM from
-the tests), with a short-term capacity of --stm pages, then flushed. A question's recall is the share of
+the tests) as its own user of one store (so BM25's IDF spans tenants, as in production), with a
+short-term capacity of --stm pages, then flushed. A question's recall is the share of
 its evidence dia_ids found in the retrieved pages; "pages" counts only the top-k mid-term pages (the
 short-term page is left out of the search, so it is the strict comparison); "+STM" adds the short-term
 pages the context also returns, as MemoryOS does.
@@ -446,6 +448,10 @@ def _print_recall(result: dict[str, Any], ks: list[int], stm: int) -> None:
               "by category, ours/dense: " + " ".join(
                   f"c{c}={cats[OURS][c]:.2f}/{cats[DENSE][c]:.2f}" for c in cats[OURS])
               + f"; retrieve p50 {r['retrieve_p50_ms']:.1f} ms")
+    if any(r["segments"] <= 5 for r in result["conversations"]):
+        print("  note: the fake LLM's segmentation leaves a whole conversation in a handful of segments, so the "
+              "top-segment gate admits every page here and the two-stage list equals dense; with a real LLM's "
+              "topics it narrows (MemoryOS's own gate: 0.40@7)")
     ours = result["overall"][OURS][10]
     print(f"floor: at least plain dense at k=10 -> {ours:.3f} vs {base[10]:.3f} ({ours / base[10]:.2f}x); "
           "reference (issue, all-MiniLM-L6-v2): MemoryOS segment-gated 0.40@7, plain dense 0.59@10")
@@ -504,7 +510,8 @@ def run(
         out["recall"] = recall
         print(f"plot: {_plot_recall(recall, k_list)}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "retrieval.json").write_text(json.dumps(out, indent=1, default=str))
+    for part, value in out.items():
+        (RESULTS / f"retrieval_{part}.json").write_text(json.dumps(value, indent=1, default=str))
     flags = (" --no-rpc" if not rpc else "") + (" --skip-latency" if skip_latency else "")
     flags += " --skip-recall" if skip_recall else ""
     print(reproduce(f"python -m bench retrieval --sizes {sizes} --users {users} --queries {queries} "

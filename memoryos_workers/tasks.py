@@ -6,7 +6,14 @@ import logging
 
 from celery.signals import worker_process_init, worker_ready
 
-from producers.contract import EXTRACT_PERSONA_TASK, PROMOTE_TASK, REFRESH_HEAT_TASK, RETRIEVE_TASK, SWEEP_TASK
+from producers.contract import (
+    EXTRACT_PERSONA_TASK,
+    PROMOTE_TASK,
+    READ_PERSONA_TASK,
+    REFRESH_HEAT_TASK,
+    RETRIEVE_TASK,
+    SWEEP_TASK,
+)
 from schemas.turns import ID_PATTERN
 
 from .celery_app import app
@@ -60,6 +67,17 @@ def retrieve(user_id: str, query: str, assistant_id: str | None = None, top_k: i
     from .retrieval import retrieve as retrieve_context
 
     return retrieve_context(user_id, query, assistant_id=assistant_id, top_k=top_k).model_dump(mode="json")
+
+
+@app.task(name=READ_PERSONA_TASK, ignore_result=False)
+def read_persona(kind: str, user_id: str | None, assistant_id: str | None) -> object:
+    """The RPC side of producers.persona: profile, user facts or assistant facts as JSON."""
+    for name, value in (("user_id", user_id), ("assistant_id", assistant_id)):
+        if value is not None and not _valid(value):
+            raise ValueError(f"{name}: {value!r} is not a valid id")
+    from .long_term import read
+
+    return read(kind, user_id, assistant_id)
 
 
 @worker_ready.connect

@@ -13,6 +13,7 @@ SWEEP_TASK = "memoryos.sweep"
 REFRESH_HEAT_TASK = "memoryos.refresh_heat"
 EXTRACT_PERSONA_TASK = "memoryos.extract_persona"
 RETRIEVE_TASK = "memoryos.retrieve"
+READ_PERSONA_TASK = "memoryos.read_persona"
 
 INGEST_QUEUE = "memoryos.ingest"
 PERSONA_QUEUE = "memoryos.persona"
@@ -25,6 +26,7 @@ TASK_ROUTES = {
     REFRESH_HEAT_TASK: {"queue": PERSONA_QUEUE},
     EXTRACT_PERSONA_TASK: {"queue": PERSONA_QUEUE},
     RETRIEVE_TASK: {"queue": RETRIEVAL_QUEUE},
+    READ_PERSONA_TASK: {"queue": RETRIEVAL_QUEUE},
 }
 
 

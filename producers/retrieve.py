@@ -47,21 +47,33 @@ class RetrievalClient:
     ) -> RetrievedContext:
         s = self.settings
         check_retrieval_args(user_id, query, assistant_id, top_k, max_text_chars=s.max_text_chars)
+        value = self.call(
+            RETRIEVE_TASK, [user_id, query], {"assistant_id": assistant_id, "top_k": top_k}, timeout=timeout,
+            # What worker logs show: the query is the user's words, so only its length.
+            argsrepr=f"[{user_id!r}, <query of {len(query)} chars>]",
+        )
+        return RetrievedContext.model_validate(value)
+
+    def call(
+        self, task: str, args: list[Any], kwargs: dict[str, Any], *, timeout: float | None = None,
+        argsrepr: str | None = None,
+    ) -> Any:
+        """Send a read task to the retrieval queue and wait for its JSON answer."""
+        s = self.settings
         timeout = s.retrieval_timeout if timeout is None else float(timeout)
         if not timeout > 0:
             raise ValueError(f"timeout: must be a positive number of seconds, got {timeout!r}")
         app = self.sender.app
         try:
             result = app.send_task(
-                RETRIEVE_TASK,
-                args=[user_id, query],
-                kwargs={"assistant_id": assistant_id, "top_k": top_k},
+                task,
+                args=args,
+                kwargs=kwargs,
                 queue=RETRIEVAL_QUEUE,
                 expires=timeout,  # a worker that starts later drops it instead of answering nobody
                 ignore_result=False,
-                # What worker logs show: the query is the user's words, so only its length.
-                argsrepr=f"[{user_id!r}, <query of {len(query)} chars>]",
-                kwargsrepr=repr({"assistant_id": assistant_id, "top_k": top_k}),
+                argsrepr=argsrepr,
+                kwargsrepr=repr(kwargs),
             )
         except Exception as exc:  # kombu's OperationalError and friends
             raise RedisUnavailableError(
@@ -73,7 +85,7 @@ class RetrievalClient:
             raise _translate(exc, timeout, s) from exc
         finally:
             _forget(result)
-        return RetrievedContext.model_validate(value)
+        return value
 
 
 def _translate(exc: Exception, timeout: float, settings: Settings) -> Exception:

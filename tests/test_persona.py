@@ -172,3 +172,21 @@ def test_assistant_sharing_is_explicit(runtime, user_id, tmp_path) -> None:  # n
 
 def test_pages_persona_state_filter(runtime, user_id) -> None:  # noqa: ANN001
     assert runtime.store.count(PAGES, filter={"user_id": user_id, "persona": "pending"}) == 0
+
+
+def test_persona_reads_in_process_and_over_rpc(celery_worker, runtime, publisher, pending, user_id, fake_llm) -> None:  # noqa: ANN001
+    from memoryos_workers import long_term
+    from producers import persona as rpc
+
+    _publish_batches(publisher, pending, user_id, 1, assistant="bot-rpc")
+    local = long_term.get_user_profile(user_id, runtime)
+    assert local is not None
+    assert rpc.get_user_profile(user_id, publisher=publisher) == local
+    assert rpc.get_user_knowledge(user_id, publisher=publisher) == long_term.get_user_knowledge(user_id, runtime)
+    mine = rpc.get_assistant_knowledge("bot-rpc", user_id, publisher=publisher)
+    assert mine and all(e.user_id == user_id for e in mine)
+    assert rpc.get_assistant_knowledge("bot-rpc", publisher=publisher) == []  # nothing shared by default
+    assert rpc.get_user_profile(user_id + "-nobody", publisher=publisher) is None
+    assert rpc.get_user_knowledge(user_id + "-nobody", publisher=publisher) == []
+    with pytest.raises(ValueError, match="user_id"):
+        rpc.get_user_knowledge("bad/user", publisher=publisher)

@@ -1,0 +1,193 @@
+"""The `memoryos` command, run as a subprocess: import (idempotent, progress bar only on a terminal),
+inspect, export and forget on a store a real worker process has populated."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import re
+import signal
+import subprocess
+import struct
+import sys
+import termios
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import PREFIX
+
+pytestmark = pytest.mark.integration
+
+CLI_PREFIX = f"{PREFIX}-cli"
+REPO = Path(__file__).resolve().parents[1]
+LOCOMO = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo" / "conv-26.json"
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, fake_llm, redis_client) -> Iterator[dict[str, str]]:  # noqa: ANN001
+    env = {
+        **os.environ,
+        "MEMORYOS_KEY_PREFIX": CLI_PREFIX,
+        "MEMORYOS_DATA_DIR": str(tmp_path / "data"),
+        "MEMORYOS_OPENAI_BASE_URL": fake_llm.base_url,
+        "MEMORYOS_OPENAI_API_KEY": "k",
+        "PYTHONPATH": str(REPO),
+    }
+    yield env
+    keys = list(redis_client.scan_iter(match=f"{CLI_PREFIX}*", count=1000))
+    for start in range(0, len(keys), 500):
+        redis_client.delete(*keys[start : start + 500])
+
+
+def _cli(env: dict[str, str], *args: str, **kwargs) -> subprocess.CompletedProcess:  # noqa: ANN003
+    return subprocess.run(
+        [sys.executable, "-m", "memoryos_workers.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
+
+
+def _write_jsonl(path: Path, user: str | None, n: int) -> Path:
+    rows = []
+    for i in range(n):
+        row = {
+            "user_input": f"turn {i}: I went hiking in the Alps and tried a new pasta recipe",
+            "agent_response": f"reply {i}: sounds great, tell me more",
+            "turn_id": f"cli-turn-{i}",
+        }
+        if user:
+            row["user_id"] = user
+        rows.append(json.dumps(row))
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_import_locomo_twice_stores_each_turn_once(cli_env: dict[str, str], redis_client) -> None:  # noqa: ANN001
+    if not LOCOMO.exists():
+        pytest.skip(f"{LOCOMO} is missing")
+    from memoryos_workers.importers import locomo_turns
+
+    expected = len(locomo_turns(LOCOMO, "loco"))
+    for _ in range(2):
+        res = _cli(cli_env, "import", str(LOCOMO), "--user", "loco")
+        assert res.returncode == 0, res.stderr
+        assert f"published {expected} turns for 1 user(s)" in res.stdout
+        assert "%|" not in res.stderr  # pipes, not a terminal: no progress bar
+        assert int(redis_client.hget(f"{CLI_PREFIX}:{{u:loco}}:state", "seq")) == expected
+    assert redis_client.zcard(f"{CLI_PREFIX}:{{u:loco}}:ids") == expected
+
+
+def test_progress_bar_only_on_a_terminal(cli_env: dict[str, str], tmp_path: Path) -> None:
+    data = _write_jsonl(tmp_path / "turns.jsonl", "tty_user", 5)
+    piped = _cli(cli_env, "import", str(data))
+    assert piped.returncode == 0, piped.stderr
+    assert "%|" not in piped.stderr
+
+    master, slave = pty.openpty()
+    # A fresh pseudo-terminal is 0 columns wide, and tqdm would draw a bar of width 0.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memoryos_workers.cli", "import", str(data)],
+        env=cli_env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO once the child has closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(120)
+    proc.stdout.close()
+    os.close(master)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, shown
+    assert "importing turns.jsonl" in shown and "turn" in shown and "%|" in shown, shown
+
+
+def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
+    cmd = [
+        sys.executable, "-m", "celery", "-A", "memoryos_workers", "worker", "-P", "threads", "-c", "2",
+        "-Q", "memoryos.ingest,memoryos.persona,memoryos.retrieval", "-l", "INFO",
+        "--without-heartbeat", "--without-mingle", "--without-gossip", "-n", f"cli-{os.getpid()}@%h",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if "memoryos worker ready" in log.read_text(errors="replace"):
+            return proc
+        if proc.poll() is not None:
+            raise AssertionError(f"worker exited early:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"worker did not become ready:\n{log.read_text()[-3000:]}")
+
+
+def _turn_ids(export_stdout: str) -> list[str]:
+    records = [json.loads(line) for line in export_stdout.splitlines() if line.strip()]
+    return [r["turn_id"] for r in records if r["type"] == "turn"]
+
+
+def test_inspect_export_forget_on_a_populated_store(cli_env: dict[str, str], tmp_path: Path) -> None:
+    from producers.pending import PendingWork
+    from producers.publish import Publisher
+    from schemas.settings import Settings
+
+    user = "cli_user"
+    data = _write_jsonl(tmp_path / "cli.jsonl", user, 30)
+    res = _cli(cli_env, "import", str(data))
+    assert res.returncode == 0, res.stderr
+
+    worker = _start_worker(cli_env, tmp_path / "worker.log")
+    try:
+        PendingWork(Publisher(Settings(key_prefix=CLI_PREFIX, data_dir=tmp_path / "data"))).wait_idle(
+            user, timeout=120, flush=True
+        )
+    finally:
+        # The embedded store belongs to one process: the CLI can open it only once the worker is gone.
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+
+    res = _cli(cli_env, "inspect", user)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "SHORT-TERM" in out and "MID-TERM" in out and "PROFILE" in out, out
+    mid = out.split("MID-TERM", 1)[1].split("PROFILE", 1)[0]
+    assert re.search(r"^\s+\d+\.\d+\s+\d+\s+\d+\s", mid, re.MULTILINE), f"no segment line:\n{out}"
+
+    res = _cli(cli_env, "export", user)
+    assert res.returncode == 0, res.stderr
+    ids = _turn_ids(res.stdout)
+    assert sorted(ids) == sorted(f"cli-turn-{i}" for i in range(30)), ids
+
+    res = _cli(cli_env, "forget", user, "--yes")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("removed: "), res.stdout
+    assert re.search(r"\w+ [1-9]\d*", res.stdout), res.stdout
+
+    res = _cli(cli_env, "export", user)
+    assert res.returncode == 0, res.stderr
+    assert _turn_ids(res.stdout) == []
+
+    res = _cli(cli_env, "inspect", "bad/user")
+    assert res.returncode == 2
+    assert "bad/user" in res.stderr, res.stderr
