@@ -9,8 +9,8 @@ import os
 import pty
 import re
 import signal
-import subprocess
 import struct
+import subprocess
 import sys
 import termios
 import time
