@@ -28,6 +28,7 @@ from .pages import PAGES, page_point_id
 from .prompts import SEGMENT_PROMPT_VERSION, segmentation_messages
 from .segmentation import check_segmentation, fallback_segmentation, normalise
 from .segments import SegmentStore
+from .stats import count
 from .vectorstore import VectorStore
 
 log = logging.getLogger("memoryos.mid_term")
@@ -192,8 +193,4 @@ class MidTerm:
         return json.loads(raw) if raw else None
 
     def _count(self, **counters: int) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for name, value in counters.items():
-            if value:
-                pipe.hincrby(self.keys.stats, name, value)
-        pipe.execute()
+        count(self.redis, self.keys.stats, **counters)

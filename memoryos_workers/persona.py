@@ -26,6 +26,7 @@ from .pages import PAGES, page_point_id
 from .profile import merge_profile
 from .prompts import PERSONA_PROMPT_VERSION, persona_messages
 from .runtime import Runtime
+from .stats import count
 
 log = logging.getLogger("memoryos.persona")
 MAX_PERSONA_PAGES = 40
@@ -165,11 +166,11 @@ class PersonaWorker:
             self.rt.store.set_payload(PAGES, [page_point_id(user_id, turn_id)], {"persona": state})
         lengths = self.redis.hgetall(keys.seg_len)
         pipe = self.redis.pipeline(transaction=False)
-        for sid, count in per_segment.items():
+        for sid, pages_done in per_segment.items():
             if sync:
                 pipe.hset(keys.seg_lbase, sid, lengths.get(sid, 0))
             else:
-                pipe.hincrby(keys.seg_lbase, sid, count)
+                pipe.hincrby(keys.seg_lbase, sid, pages_done)
         pipe.execute()
         heats = self.rt.segments.heats(self.redis, keys)
         if heats:
@@ -209,8 +210,4 @@ class PersonaWorker:
         return {"dead": 1}
 
     def _count(self, **counters: int) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for name, value in counters.items():
-            if value:
-                pipe.hincrby(self.rt.keys.stats, name, value)
-        pipe.execute()
+        count(self.redis, self.rt.keys.stats, **counters)
