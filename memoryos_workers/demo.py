@@ -72,7 +72,13 @@ def _report(rt: Runtime, user_id: str, question: str, say: Callable[[str], None]
     if not rt.llm.configured:
         say("  (no LLM configured: segments were built by the fallback; set MEMORYOS_OPENAI_API_KEY or "
             "MEMORYOS_OPENAI_BASE_URL for LLM topics and summaries)")
-    say("long-term persona: built by the persona workers once segments get hot (not part of this demo yet)")
+    profile = rt.persona.get_profile(user_id)
+    facts = rt.persona.list("user", user_id)
+    if profile:
+        say(f"long-term persona: profile with {len(profile.traits)} traits, {len(facts)} user facts")
+        say(f"  {_short(profile.summary, 100)}")
+    else:
+        say("long-term persona: none yet (persona extraction needs an LLM endpoint)")
     hits = rt.pages.search(user_id, question, limit=3)
     say(f"\nretrieval for {question!r}:")
     for hit in hits:
