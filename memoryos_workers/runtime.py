@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .mid_term import MidTerm
     from .pages import PageStore
     from .persona_store import PersonaStore
+    from .rpc import RPCAnswer
     from .segments import SegmentStore
     from .vectorstore import VectorStore
 
@@ -45,6 +46,12 @@ class Runtime:
     @property
     def pending(self) -> PendingWork:
         return self._once("pending", lambda: PendingWork(self.publisher))
+
+    @property
+    def rpc(self) -> RPCAnswer:
+        from .rpc import RPCAnswer
+
+        return self._once("rpc", lambda: RPCAnswer(self.redis, self.keys, self.settings.result_expires))
 
     def _once(self, name: str, factory: Callable[[], T]) -> T:
         """cached_property is not thread-safe: two threads would open the embedded store twice."""

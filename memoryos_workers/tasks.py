@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from celery.signals import worker_process_init, worker_ready
@@ -61,23 +62,30 @@ def sweep() -> int:
     return get_runtime().pending.sweep()
 
 
-@app.task(name=RETRIEVE_TASK, ignore_result=False)
-def retrieve(user_id: str, query: str, assistant_id: str | None = None, top_k: int = 10) -> dict:
-    """The RPC side of producers.retrieve: the same context as in-process, as JSON."""
+@app.task(name=RETRIEVE_TASK)
+def retrieve(
+    user_id: str, query: str, assistant_id: str | None = None, top_k: int = 10, reply_id: str | None = None
+) -> None:
+    """The RPC side of producers.retrieve: the same context as in-process, as JSON in the reply list."""
     from .retrieval import retrieve as retrieve_context
 
-    return retrieve_context(user_id, query, assistant_id=assistant_id, top_k=top_k).model_dump(mode="json")
+    get_runtime().rpc.answer(
+        reply_id, lambda: retrieve_context(user_id, query, assistant_id=assistant_id, top_k=top_k).model_dump_json()
+    )
 
 
-@app.task(name=READ_PERSONA_TASK, ignore_result=False)
-def read_persona(kind: str, user_id: str | None, assistant_id: str | None) -> object:
+@app.task(name=READ_PERSONA_TASK)
+def read_persona(kind: str, user_id: str | None, assistant_id: str | None, reply_id: str | None = None) -> None:
     """The RPC side of producers.persona: profile, user facts or assistant facts as JSON."""
-    for name, value in (("user_id", user_id), ("assistant_id", assistant_id)):
-        if value is not None and not _valid(value):
-            raise ValueError(f"{name}: {value!r} is not a valid id")
     from .long_term import read
 
-    return read(kind, user_id, assistant_id)
+    def compute() -> str:
+        for name, value in (("user_id", user_id), ("assistant_id", assistant_id)):
+            if value is not None and not _valid(value):
+                raise ValueError(f"{name}: {value!r} is not a valid id")
+        return json.dumps(read(kind, user_id, assistant_id))
+
+    get_runtime().rpc.answer(reply_id, compute)
 
 
 @worker_ready.connect

@@ -53,6 +53,10 @@ class Keys:
         self.dead_index = f"{prefix}:dead"  # sorted set user_id -> time of last dead letter
         self.celery = f"{prefix}:celery:"  # Celery's global_keyprefix
         self.stats = f"{prefix}:stats"  # hash of counters (LLM calls, tokens, fallbacks, ...)
+        self.reply_prefix = f"{prefix}:reply:"  # one short-lived list per RPC call, for its answer
+
+    def reply(self, request_id: str) -> str:
+        return self.reply_prefix + request_id
 
     def user(self, user_id: str) -> UserKeys:
         base = f"{self.prefix}:{{u:{user_id}}}:"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from schemas.persona import KnowledgeEntry, UserProfile
@@ -24,14 +25,14 @@ def _check(name: str, value: str | None, required: bool = True) -> None:
 def get_user_profile(user_id: str, *, timeout: float | None = None, publisher: Publisher | None = None,
                      ) -> UserProfile | None:
     _check("user_id", user_id)
-    value = client_for(publisher).call(READ_PERSONA_TASK, ["profile", user_id, None], {}, timeout=timeout)
+    value = json.loads(client_for(publisher).call(READ_PERSONA_TASK, ["profile", user_id, None], {}, timeout=timeout))
     return UserProfile.model_validate(value) if value else None
 
 
 def get_user_knowledge(user_id: str, *, timeout: float | None = None, publisher: Publisher | None = None,
                        ) -> list[KnowledgeEntry]:
     _check("user_id", user_id)
-    value = client_for(publisher).call(READ_PERSONA_TASK, ["user", user_id, None], {}, timeout=timeout)
+    value = json.loads(client_for(publisher).call(READ_PERSONA_TASK, ["user", user_id, None], {}, timeout=timeout))
     return [KnowledgeEntry.model_validate(v) for v in value]
 
 
@@ -41,5 +42,6 @@ def get_assistant_knowledge(assistant_id: str, user_id: str | None = None, *, ti
     ones without a user: facts drawn from one user's dialogue never reach another by default."""
     _check("assistant_id", assistant_id)
     _check("user_id", user_id, required=False)
-    value = client_for(publisher).call(READ_PERSONA_TASK, ["assistant", user_id, assistant_id], {}, timeout=timeout)
+    answer = client_for(publisher).call(READ_PERSONA_TASK, ["assistant", user_id, assistant_id], {}, timeout=timeout)
+    value = json.loads(answer)
     return [KnowledgeEntry.model_validate(v) for v in value]

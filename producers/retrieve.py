@@ -1,6 +1,7 @@
 """Retrieval over RPC: for processes that do not own the vector store (light chat backends, the CLI, the
-embedded setup's other processes). A task on the retrieval queue, answered through the Redis result
-backend; the answer is the same RetrievedContext as in-process retrieval.
+embedded setup's other processes). A task on the retrieval queue, answered through a short-lived
+reply list in Redis (see memoryos_workers.rpc for why not the result backend); the answer is the same
+RetrievedContext as in-process retrieval.
 
 Never imports memoryos_workers: the task is sent by name through the light Celery client of
 producers.sender.
@@ -9,14 +10,19 @@ producers.sender.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+import uuid
 from typing import Any
+
+import redis
 
 from schemas.context import RetrievedContext, check_retrieval_args
 from schemas.settings import Settings
 
+from .connection import redis_client
 from .contract import RETRIEVAL_QUEUE, RETRIEVE_TASK
 from .errors import MemoryOSError, RedisUnavailableError, redact_url
+from .keys import Keys
 from .publish import Publisher, default_publisher
 from .sender import TaskSender
 
@@ -28,13 +34,17 @@ class RetrievalTimeout(MemoryOSError, TimeoutError):
 class RetrievalClient:
     """Thread-safe; one per process and settings is enough (see `retrieve`)."""
 
-    def __init__(self, settings: Settings, sender: TaskSender | None = None) -> None:
+    def __init__(
+        self, settings: Settings, sender: TaskSender | None = None, client: redis.Redis | None = None
+    ) -> None:
         self.settings = settings
         self.sender = sender or TaskSender(settings)
+        self.redis = client or redis_client(settings.redis_url)
+        self.keys = Keys(settings.key_prefix)
 
     @classmethod
     def from_publisher(cls, publisher: Publisher) -> RetrievalClient:
-        return cls(publisher.settings, publisher.sender)
+        return cls(publisher.settings, publisher.sender, publisher.redis)
 
     def retrieve(
         self,
@@ -47,31 +57,31 @@ class RetrievalClient:
     ) -> RetrievedContext:
         s = self.settings
         check_retrieval_args(user_id, query, assistant_id, top_k, max_text_chars=s.max_text_chars)
-        value = self.call(
+        answer = self.call(
             RETRIEVE_TASK, [user_id, query], {"assistant_id": assistant_id, "top_k": top_k}, timeout=timeout,
             # What worker logs show: the query is the user's words, so only its length.
             argsrepr=f"[{user_id!r}, <query of {len(query)} chars>]",
         )
-        return RetrievedContext.model_validate(value)
+        return RetrievedContext.model_validate_json(answer)
 
     def call(
         self, task: str, args: list[Any], kwargs: dict[str, Any], *, timeout: float | None = None,
         argsrepr: str | None = None,
-    ) -> Any:
-        """Send a read task to the retrieval queue and wait for its JSON answer."""
+    ) -> str:
+        """Send a read task to the retrieval queue and wait for its answer (JSON text) in a reply list."""
         s = self.settings
         timeout = s.retrieval_timeout if timeout is None else float(timeout)
         if not timeout > 0:
             raise ValueError(f"timeout: must be a positive number of seconds, got {timeout!r}")
-        app = self.sender.app
+        request_id = uuid.uuid4().hex
         try:
-            result = app.send_task(
+            self.sender.app.send_task(
                 task,
                 args=args,
-                kwargs=kwargs,
+                kwargs={**kwargs, "reply_id": request_id},
                 queue=RETRIEVAL_QUEUE,
                 expires=timeout,  # a worker that starts later drops it instead of answering nobody
-                ignore_result=False,
+                ignore_result=True,  # the answer comes through the reply list, not the result backend
                 argsrepr=argsrepr,
                 kwargsrepr=repr(kwargs),
             )
@@ -79,49 +89,42 @@ class RetrievalClient:
             raise RedisUnavailableError(
                 f"could not send the retrieval to {redact_url(s.redis_url)} ({type(exc).__name__}: {exc})"
             ) from exc
+        return _unwrap(self._wait(self.keys.reply(request_id), timeout), timeout, s)
+
+    def _wait(self, key: str, timeout: float) -> str | None:
+        """BLPOP in slices shorter than the client's socket timeout, so a long RPC timeout never reads as
+        a dead Redis; the answer is taken the moment it is pushed."""
+        deadline = time.monotonic() + timeout
         try:
-            value: Any = result.get(timeout=timeout, propagate=True, disable_sync_subtasks=False)
-        except Exception as exc:
-            raise _translate(exc, timeout, s) from exc
-        finally:
-            _forget(result)
-        return value
+            while (left := deadline - time.monotonic()) > 0:
+                popped = self.redis.blpop([key], timeout=min(left, _BLPOP_SLICE))
+                if popped is not None:
+                    return str(popped[1])
+        except redis.RedisError as exc:
+            raise RedisUnavailableError(
+                f"lost Redis at {redact_url(self.settings.redis_url)} while waiting for the answer "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        return None
 
 
-def _translate(exc: Exception, timeout: float, settings: Settings) -> Exception:
-    from celery.exceptions import TimeoutError as CeleryTimeout
+_BLPOP_SLICE = 2.0  # seconds; below producers.connection's socket timeout
 
-    if isinstance(exc, CeleryTimeout):
-        return RetrievalTimeout(
+
+def _unwrap(frame: str | None, timeout: float, settings: Settings) -> str:
+    if frame is None:
+        raise RetrievalTimeout(
             f"no worker answered on queue {RETRIEVAL_QUEUE} within {timeout:g} s; start one with `memoryos worker` "
             f"(or `celery -A memoryos_workers worker -Q {RETRIEVAL_QUEUE}`) using the same MEMORYOS_REDIS_URL "
             f"({redact_url(settings.redis_url)}) and MEMORYOS_KEY_PREFIX ({settings.key_prefix!r}), or raise "
             "MEMORYOS_RETRIEVAL_TIMEOUT if the workers are only busy"
         )
-    if isinstance(exc, ValueError):
-        return exc  # the worker rejected the input: same message as local validation
-    return MemoryOSError(f"retrieval failed on the worker: {type(exc).__name__}: {exc}")
-
-
-def _forget(result: Any) -> None:
-    """Drop the stored answer now rather than after result_expires (Redis runs with noeviction), off the
-    caller's path: the answer is already in hand."""
-    global _forgetter
-    with _forgetter_lock:
-        if _forgetter is None:
-            _forgetter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memoryos-forget-results")
-    _forgetter.submit(_forget_now, result)
-
-
-def _forget_now(result: Any) -> None:
-    try:
-        result.forget()
-    except Exception:  # noqa: BLE001 - it expires on its own after result_expires
-        pass
-
-
-_forgetter: ThreadPoolExecutor | None = None
-_forgetter_lock = threading.Lock()
+    tag, _, body = frame.partition(":")
+    if tag == "ok":
+        return body
+    if tag == "invalid":
+        raise ValueError(body)  # the worker rejected the input: same message as local validation
+    raise MemoryOSError(f"retrieval failed on the worker: {body}")
 
 
 _clients: dict[int, RetrievalClient] = {}

@@ -312,6 +312,51 @@ def test_rpc_without_a_worker_times_out_quickly() -> None:
         producers.retrieve("someone", "anything?", publisher=publisher, timeout=0.2)
 
 
+def test_rpc_leaves_nothing_behind_in_redis(long_conversation, runtime, publisher) -> None:  # noqa: ANN001
+    """Answers travel through a reply list that the caller pops; no result-backend keys pile up."""
+    user_id, _ = long_conversation
+    keys = runtime.keys
+    before = set(runtime.redis.scan_iter(match=f"{keys.celery}celery-task-meta-*", count=1000))
+    for _ in range(5):
+        assert producers.retrieve(user_id, DETAIL_QUESTION, publisher=publisher).turn_ids()
+    assert not list(runtime.redis.scan_iter(match=f"{keys.reply_prefix}*", count=1000))
+    after = set(runtime.redis.scan_iter(match=f"{keys.celery}celery-task-meta-*", count=1000))
+    assert after <= before
+
+
+def test_worker_errors_reach_the_caller(celery_worker, publisher) -> None:  # noqa: ANN001
+    """Input that only the worker checks comes back as the worker's ValueError, not as a timeout."""
+    from producers.contract import READ_PERSONA_TASK
+    from producers.retrieve import client_for
+
+    client = client_for(publisher)
+    with pytest.raises(ValueError, match="kind: must be profile, user or assistant"):
+        client.call(READ_PERSONA_TASK, ["friends", "someone", None], {}, timeout=10)
+    with pytest.raises(ValueError, match="user_id: 'a/b' is not a valid id"):
+        client.call(READ_PERSONA_TASK, ["user", "a/b", None], {}, timeout=10)
+
+
+def test_a_late_answer_expires(runtime) -> None:  # noqa: ANN001
+    """The caller timed out and will never pop the answer: it expires with result_expires."""
+    rpc = runtime.rpc
+    request_id = uuid.uuid4().hex
+    rpc.answer(request_id, lambda: '{"late": true}')
+    key = runtime.keys.reply(request_id)
+    try:
+        assert runtime.redis.lrange(key, 0, -1) == ['ok:{"late": true}']
+        assert 0 < runtime.redis.ttl(key) <= runtime.settings.result_expires
+    finally:
+        runtime.redis.delete(key)
+
+
+@pytest.mark.parametrize("request_id", [None, "", "../../other:key", "A" * 32, "0" * 31, 42])
+def test_an_rpc_task_only_writes_its_own_reply_list(runtime, request_id) -> None:  # noqa: ANN001
+    runtime.rpc.answer(request_id, lambda: "{}")
+    assert not list(runtime.redis.scan_iter(match=f"{runtime.keys.reply_prefix}*", count=1000))
+    if isinstance(request_id, str):
+        assert not runtime.redis.exists(runtime.keys.reply(request_id), request_id)
+
+
 # --- pieces ------------------------------------------------------------------------------------------------
 
 
