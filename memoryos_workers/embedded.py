@@ -39,6 +39,8 @@ class EmbeddedWorker:
         self.loglevel = loglevel
         self._worker: _ReadyWorker | None = None
         self._thread: threading.Thread | None = None
+        self._stop_sweeping = threading.Event()
+        self._sweeper: threading.Thread | None = None
 
     def start(self, timeout: float = 60.0) -> EmbeddedWorker:
         from .celery_app import app
@@ -60,9 +62,30 @@ class EmbeddedWorker:
         self._thread.start()
         if not self._worker.ready_event.wait(timeout):
             raise TimeoutError(f"the embedded worker did not start within {timeout:.0f} s; is Redis reachable?")
+        return self.start_sweeper()
+
+    def start_sweeper(self) -> EmbeddedWorker:
+        self._stop_sweeping.clear()
+        self._sweeper = threading.Thread(target=self._sweep_forever, name="memoryos-embedded-sweep", daemon=True)
+        self._sweeper.start()
         return self
 
+    def _sweep_forever(self) -> None:
+        """The embedded setup's beat: no separate process runs, so lost kicks, due batch retries and due
+        persona retries are found here (the same sweep as `memoryos beat`; a second one is harmless)."""
+        pending = self.runtime.pending
+        while not self._stop_sweeping.wait(self.runtime.settings.sweep_interval):
+            try:
+                pending.sweep()
+            except Exception as exc:  # noqa: BLE001 - Redis away: the next round tries again
+                log.warning("embedded sweep failed (%s: %s); retrying in %g s", type(exc).__name__, exc,
+                            self.runtime.settings.sweep_interval)
+
     def stop(self, timeout: float = 30.0) -> None:
+        self._stop_sweeping.set()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout)
+            self._sweeper = None
         if self._worker is None:
             return
         self._worker.stop(in_sighandler=False)

@@ -91,11 +91,21 @@ class PersonaWorker:
                 return result
             try:
                 self.redis.delete(keys.persona_kick)  # cleared first: a request from now on is seen below
-                result = self._extract_once(user_id, keys, self.redis.get(keys.epoch), force)
+                result = self._attempt(user_id, keys, force)
             finally:
                 lock.release()
             if not self.redis.exists(keys.persona_kick):
                 return result  # else a request came in meanwhile (its task found the lock held): go again
+
+    def _attempt(self, user_id: str, keys: UserKeys, force: bool) -> dict[str, int]:
+        """Honours a scheduled retry: before its not_before, a kick from a new drain waits for the sweep."""
+        retry_at = self.redis.hget(keys.state, "persona_not_before")
+        if retry_at is not None and not force and time.time() < float(retry_at):
+            return {"deferred": 1}
+        result = self._extract_once(user_id, keys, self.redis.get(keys.epoch), force)
+        if "failed" not in result:
+            self.redis.hdel(keys.state, "persona_attempts", "persona_not_before")
+        return result
 
     def _extract_once(self, user_id: str, keys: UserKeys, epoch: str | None, force: bool = False) -> dict[str, int]:
         hot = self.hot_segments(keys, force)
@@ -137,7 +147,6 @@ class PersonaWorker:
         user_out = self.rt.persona.add_facts("user", user_id, None, value.user_facts, provenance)
         assistant_out = self.rt.persona.add_facts("assistant", user_id, assistant_id, value.assistant_facts, provenance)
         self._mark_analysed(keys, [h.payload["turn_id"] for h in hits], per_segment, state="done", user_id=user_id)
-        self.redis.hdel(keys.state, "persona_attempts")
         self._count(
             llm_calls=usage.calls,
             llm_prompt_tokens=usage.prompt_tokens,
@@ -188,10 +197,13 @@ class PersonaWorker:
             log.warning(
                 "persona extraction for %s failed (attempt %d): %s; retry in %.1f s", user_id, attempts, exc, delay
             )
-            self.redis.set(keys.persona_kick, "1", px=int((delay + self.settings.kick_stale_after) * 1000))
-            self.rt.publisher.sender.app.send_task(
-                EXTRACT_PERSONA_TASK, args=[user_id], countdown=delay, queue="memoryos.persona", ignore_result=True
-            )
+            # Scheduled in Redis, not as a Celery countdown: a countdown held by a killed worker returns
+            # only after the visibility timeout, while the sweep re-kicks a due retry within its interval.
+            retry_at = time.time() + delay
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(keys.state, "persona_not_before", repr(retry_at))
+            pipe.zadd(self.rt.keys.sweep, {user_id: retry_at}, lt=True)
+            pipe.execute()
             return {"failed": 1}
         record = {
             "kind": "persona",
@@ -202,7 +214,6 @@ class PersonaWorker:
         }
         self.redis.rpush(keys.dead + ":persona", json.dumps(record))
         self.redis.zadd(self.rt.keys.dead_index, {user_id: time.time()})
-        self.redis.hdel(keys.state, "persona_attempts")
         per_segment = Counter(h.payload["segment_id"] for h in hits)
         self._mark_analysed(keys, record["turn_ids"], per_segment, state="dead", user_id=user_id)
         self._count(persona_dead_letters=1)

@@ -1,6 +1,7 @@
 """Pending work: finding users whose batches are due, re-sending lost tasks, waiting for idle.
 
-The truth lives in Redis, not in the broker: a batch records its state, attempts and not_before,
+The truth lives in Redis, not in the broker: a batch records its state, attempts and not_before
+(and a persona extraction that failed, its persona_not_before),
 and the sweep index (a sorted set of users by due time) says when to look again. Whoever looks
 (the beat sweep, a worker after its drain, `wait_idle`) runs the same check script.
 """
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from schemas.turns import SCHEMA_VERSION
 
+from .contract import EXTRACT_PERSONA_TASK
 from .publish import Publisher, default_publisher
 
 
@@ -22,7 +24,8 @@ class UserStatus:
     locked: bool  # a worker holds the user's lock
     kicked: bool  # this check sent a promote task
     due: float | None  # when the sweep must look again; None = nothing to wait for
-    persona_busy: bool = False  # heat refresh or persona extraction on its way or running
+    persona_busy: bool = False  # heat refresh or persona extraction on its way, running or due for a retry
+    persona_kicked: bool = False  # this check re-sent a persona extraction whose retry was due
 
     @property
     def idle(self) -> bool:
@@ -44,7 +47,7 @@ class PendingWork:
         s = self.p.settings
         now = time.time() if now is None else now
         with self.p.redis_errors(CHECK_HINT):
-            pending, buffered, locked, kick, due, busy = self.p.scripts.check(
+            pending, buffered, locked, kick, due, busy, persona_kick = self.p.scripts.check(
                 keys=self.p.keys.user(user_id).script_keys(),
                 args=[
                     repr(now), s.promotion_max_wait, s.kick_stale_after, int(force), s.promotion_batch_size,
@@ -56,7 +59,10 @@ class PendingWork:
                 self.p.redis.zadd(self.p.keys.sweep, {user_id: due_at}, lt=True)
         if int(kick):
             self.p.sender.promote(user_id)
-        return UserStatus(int(pending), int(buffered), bool(int(locked)), bool(int(kick)), due_at, bool(int(busy)))
+        if int(persona_kick):
+            self.p.sender.send(EXTRACT_PERSONA_TASK, user_id)
+        return UserStatus(int(pending), int(buffered), bool(int(locked)), bool(int(kick)), due_at, bool(int(busy)),
+                          bool(int(persona_kick)))
 
     def sweep(self, *, now: float | None = None, limit: int = 1000) -> int:
         """Look at every user whose due time has passed; returns how many tasks were sent."""
@@ -69,8 +75,8 @@ class PendingWork:
                 mark = int(now) + self.recheck
                 self.p.redis.zadd(sweep_key, {user_id: mark}, xx=True)
                 status = self.check(user_id, now=now)
-                sent += status.kicked
-                if status.pending == 0 and status.buffered == 0:
+                sent += status.kicked + status.persona_kicked
+                if status.due is None:
                     self.p.scripts.cas_remove(keys=[sweep_key], args=[user_id, mark])
         return sent
 

@@ -100,35 +100,76 @@ def test_duplicate_facts_and_capacity(runtime, user_id) -> None:  # noqa: ANN001
     assert texts == texts_in
 
 
+def _failing_persona(request):  # noqa: ANN001, ANN202
+    if "current_profile" in json.dumps(request.get("messages")):
+        return Fault.malformed()
+    from tests.llm_responders import default_responder
+
+    return default_responder(request)
+
+
 def test_failed_extraction_is_retried_then_dead_lettered(
-    celery_worker, runtime, publisher, pending, user_id, fake_llm
+    celery_worker, runtime, publisher, pending, user_id, fake_llm, monkeypatch
 ) -> None:  # noqa: ANN001
+    """Nobody drives the retries by hand: wait_idle's checks (as the beat sweep's would) re-kick each one
+    when its not_before comes, and the last attempt dead-letters the pages."""
+    monkeypatch.setattr(runtime.settings, "retry_backoff_base", 0.2)
+    monkeypatch.setattr(runtime.settings, "retry_backoff_max", 0.5)
     old = UserProfile(user_id=user_id, summary="A long and careful profile of this user. " * 5)
     runtime.persona.put_profile(old)
-
-    def responder(request):  # noqa: ANN001, ANN202
-        if "current_profile" in json.dumps(request.get("messages")):
-            return Fault.malformed()
-        from tests.llm_responders import default_responder
-
-        return default_responder(request)
-
-    fake_llm.responder = responder
+    fake_llm.responder = _failing_persona
     settings = runtime.settings
-    worker = PersonaWorker(runtime)
     keys = runtime.keys.user(user_id)
-    _publish_batches(publisher, pending, user_id, 1)
-    # Drive the remaining attempts directly (the scheduled retries use the backoff of the settings).
-    deadline = time.time() + 60
-    while not runtime.redis.llen(keys.dead + ":persona") and time.time() < deadline:
-        runtime.redis.delete(keys.persona_lock)
-        worker.extract(user_id)
+    _publish_batches(publisher, pending, user_id, 1)  # waits until the persona work is over, too
     dead = [json.loads(x) for x in runtime.redis.lrange(keys.dead + ":persona", 0, -1)]
     assert len(dead) == 1 and dead[0]["attempts"] == settings.max_attempts and "MalformedOutput" in dead[0]["error"]
     assert persona_calls(fake_llm) == settings.max_attempts * settings.llm_max_attempts
     assert runtime.persona.get_profile(user_id).summary == old.summary
     assert all(p.payload["persona"] == "dead" for p in runtime.pages.all_for_user(user_id))
     assert user_id in runtime.redis.zrange(runtime.keys.dead_index, 0, -1)
+    assert runtime.redis.hmget(keys.state, "persona_attempts", "persona_not_before") == [None, None]
+
+
+def test_a_persona_retry_waits_for_its_time_in_redis(
+    celery_worker, runtime, publisher, pending, user_id, fake_llm, monkeypatch
+) -> None:  # noqa: ANN001
+    """The retry is scheduled on the user's state in Redis (not a Celery countdown): a new kick before
+    its time does not call the LLM, and the sweep's check sends it once due."""
+    monkeypatch.setattr(runtime.settings, "retry_backoff_base", 600.0)
+    monkeypatch.setattr(runtime.settings, "retry_backoff_max", 600.0)
+    monkeypatch.setattr("memoryos_workers.persona.retry_delay", lambda attempt, **_: 300.0)
+    fake_llm.responder = _failing_persona
+    keys = runtime.keys.user(user_id)
+    cap, size = publisher.settings.short_term_capacity, publisher.settings.promotion_batch_size
+    publisher.publish_many([
+        {"user_id": user_id, "user_input": f"I love hiking number {i} in the mountains", "agent_response": "nice"}
+        for i in range(cap + size)
+    ])
+    deadline = time.time() + 60
+    while runtime.redis.hget(keys.state, "persona_not_before") is None and time.time() < deadline:
+        time.sleep(0.05)
+    retry_at = float(runtime.redis.hget(keys.state, "persona_not_before"))
+    assert 290 < retry_at - time.time() <= 300
+    assert runtime.redis.zscore(runtime.keys.sweep, user_id) <= retry_at
+    while runtime.redis.exists(keys.persona_lock):
+        time.sleep(0.05)
+    calls = persona_calls(fake_llm)
+
+    assert PersonaWorker(runtime).extract(user_id) == {"deferred": 1}  # e.g. kicked by a new drain
+    status = pending.check(user_id)
+    assert status.persona_busy and not status.persona_kicked and not status.idle
+    assert persona_calls(fake_llm) == calls
+
+    from tests.llm_responders import default_responder
+
+    fake_llm.responder = default_responder  # the LLM is back
+    runtime.redis.hset(keys.state, "persona_not_before", repr(time.time()))  # its time has come
+    assert pending.check(user_id).persona_kicked
+    pending.wait_idle(user_id, timeout=60)
+    assert persona_calls(fake_llm) == calls + 1
+    assert runtime.persona.get_profile(user_id) is not None
+    assert runtime.redis.hmget(keys.state, "persona_attempts", "persona_not_before") == [None, None]
+    assert all(p.payload["persona"] == "done" for p in runtime.pages.all_for_user(user_id))
 
 
 def test_profile_never_shrinks_to_error_text(runtime, user_id) -> None:  # noqa: ANN001

@@ -419,3 +419,27 @@ def test_retry_delay_is_reproducible_with_a_seeded_rng() -> None:
 
     assert run(7) == run(7)
     assert run(7) != run(8)
+
+
+def test_the_embedded_setup_sweeps_for_lost_kicks(celery_worker, runtime, monkeypatch) -> None:  # noqa: ANN001
+    """No beat process runs beside an embedded worker: its own sweeper re-sends a lost promote."""
+    from memoryos_workers.embedded import EmbeddedWorker
+
+    s = runtime.settings
+    monkeypatch.setattr(s, "sweep_interval", 0.1)
+    monkeypatch.setattr(s, "kick_stale_after", 0.5)
+    user = new_user("embedded-sweep")
+    lost = Publisher(s, runtime.redis, sender=FailingSender(s))
+    cap, size = s.short_term_capacity, s.promotion_batch_size
+    ids = lost.publish_many([{"user_id": user, "user_input": f"turn {i}", "agent_response": "ok"}
+                             for i in range(cap + size)])
+    assert lost.sender.calls == [(PROMOTE_TASK, (user,))], "the kick was lost"
+    sweeper = EmbeddedWorker(runtime).start_sweeper()
+    try:
+        deadline = time.monotonic() + 30
+        while runtime.pages.count(user) < size and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        sweeper.stop()
+    stored = [p.payload["turn_id"] for p in runtime.pages.all_for_user(user)]
+    assert stored == ids[:size]

@@ -2,7 +2,9 @@
 -- when forced), and claim a kick when the first pending batch is due and nobody works on it.
 -- ARGV: 1 now, 2 max wait (s), 3 stale after (s), 4 force 1|0, 5 batch size, 6 kick ttl (ms),
 --       7 schema version
--- Returns {pending batches, buffered pages, locked 1|0, kick 1|0, due or '', persona busy 1|0}.
+-- Also re-kicks a persona extraction whose retry (state field persona_not_before) is due.
+-- Returns {pending batches, buffered pages, locked 1|0, kick 1|0, due or '', persona busy 1|0,
+--          persona kick 1|0}.
 local now = tonumber(ARGV[1])
 local max_wait = tonumber(ARGV[2])
 local stale = tonumber(ARGV[3])
@@ -41,8 +43,25 @@ if pending > 0 then
     due = batch_due
   end
 end
+local persona_kick = 0
+local persona_due = tonumber(redis.call('HGET', K.state, 'persona_not_before') or '')
+if persona_due then
+  local retry_due
+  if redis.call('EXISTS', K.persona_lock, K.persona_kick) > 0 then
+    retry_due = now + stale
+  elseif now >= persona_due then
+    redis.call('SET', K.persona_kick, '1', 'PX', ARGV[6])
+    persona_kick = 1
+    retry_due = now + stale
+  else
+    retry_due = persona_due
+  end
+  if due == nil or retry_due < due then
+    due = retry_due
+  end
+end
 local busy = 0
-if redis.call('EXISTS', K.persona_lock, K.persona_kick, K.heat_kick) > 0 then
+if persona_due or redis.call('EXISTS', K.persona_lock, K.persona_kick, K.heat_kick) > 0 then
   busy = 1
 end
-return {pending, buffered, locked, kick, due and tostring(due) or '', busy}
+return {pending, buffered, locked, kick, due and tostring(due) or '', busy, persona_kick}
