@@ -19,8 +19,10 @@ dead_cli = typer.Typer(help="List and replay dead letters.", no_args_is_help=Tru
 cli.add_typer(dead_cli, name="dead-letters")
 
 
-def _runtime() -> Any:
-    """Opens the stores here; in the embedded setup that fails while a worker holds them."""
+def _admin(op: str, user_id: str | None) -> Any:
+    """Runs an operator's command here when this process can open the store, and otherwise (the
+    embedded setup, a worker holds the local store) on that worker over RPC."""
+    from .admin import run
     from .runtime import get_runtime
     from .vectorstore import StoreLockedError
 
@@ -28,9 +30,23 @@ def _runtime() -> Any:
     try:
         rt.warm_up()
     except StoreLockedError as exc:
+        return _admin_over_rpc(op, user_id, exc)
+    return run(rt, op, user_id)
+
+
+def _admin_over_rpc(op: str, user_id: str | None, locked: Exception) -> Any:
+    from producers.admin import call_admin
+    from producers.errors import MemoryOSError
+
+    typer.echo("note: a running worker holds the local vector store; asking it over RPC", err=True)
+    try:
+        return call_admin(op, user_id)
+    except TimeoutError as exc:
+        typer.echo(f"error: {locked}\nand it did not answer over RPC: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except (MemoryOSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    return rt
 
 
 def _user(user_id: str) -> str:
@@ -176,10 +192,7 @@ def import_(
 @cli.command()
 def export(user: str = typer.Argument(..., help="User id.")) -> None:
     """Write every stored record of a user as JSON Lines to stdout."""
-    from .user_data import export_user
-
-    rt = _runtime()
-    for record in export_user(rt, _user(user)):
+    for record in _admin("export", _user(user)):
         sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
 
 
@@ -189,50 +202,36 @@ def forget(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Delete every tier of a user from Redis and the vector store."""
-    from .user_data import forget_user
-
     _user(user)
     if not yes and not typer.confirm(f"Delete all memory of user {user!r}?"):
         raise typer.Exit(1)
-    removed = forget_user(_runtime(), user)
+    removed = _admin("forget", user)
     typer.echo("removed: " + ", ".join(f"{k} {v}" for k, v in removed.items()))
 
 
 @cli.command()
 def inspect(user: str = typer.Argument(..., help="User id.")) -> None:
     """Show what each tier holds for a user: short-term, pending, segments with heat, profile, facts."""
-    from producers import state
-
-    rt = _runtime()
-    keys = rt.keys.user(_user(user))
-    stm = state.short_term(rt.redis, keys)
-    waiting = state.buffered(rt.redis, keys) + [p for b in state.batches(rt.redis, keys) for p in b.pages]
-    dead = state.batches(rt.redis, keys, dead=True)
+    view = _admin("inspect", _user(user))
     typer.echo(f"user {user}")
-    typer.echo(f"\nSHORT-TERM ({len(stm)} turns)")
-    for p in stm:
-        typer.echo(f"  {p.seq:>6}  {p.timestamp:%Y-%m-%d %H:%M}  {_clip(p.user_input, 90)}")
-    typer.echo(f"\nPENDING: {len(waiting)} turns waiting for a worker; DEAD LETTERS: {len(dead)} batches")
-    segments = rt.segments.all_for_user(user)
-    heats = rt.segments.heats(rt.redis, keys)
-    lengths = rt.redis.hgetall(keys.seg_len)
-    visits = rt.redis.hgetall(keys.seg_visit)
-    typer.echo(f"\nMID-TERM: {rt.pages.count(user)} pages in {len(segments)} segments")
+    typer.echo(f"\nSHORT-TERM ({len(view['short_term'])} turns)")
+    for p in view["short_term"]:
+        typer.echo(f"  {p['seq']:>6}  {p['timestamp'][:16].replace('T', ' ')}  {_clip(p['user_input'], 90)}")
+    typer.echo(f"\nPENDING: {view['pending_turns']} turns waiting for a worker; "
+               f"DEAD LETTERS: {view['dead_batches']} batches")
+    typer.echo(f"\nMID-TERM: {view['pages']} pages in {len(view['segments'])} segments")
     typer.echo(f"  {'heat':>7} {'pages':>5} {'visits':>6}  {'source':8}  theme / keywords")
-    for hit in sorted(segments, key=lambda h: -heats.get(h.id, 0.0)):
-        p = hit.payload
+    for seg in view["segments"]:
         typer.echo(
-            f"  {heats.get(hit.id, 0):7.2f} {lengths.get(hit.id, '0'):>5} {visits.get(hit.id, '0'):>6}  "
-            f"{p.get('source', ''):8}  {_clip(p.get('theme', ''), 40)} [{_clip(', '.join(p.get('keywords', [])), 50)}]"
+            f"  {seg['heat']:7.2f} {seg['pages']:>5} {seg['visits']:>6}  {seg['source']:8}  "
+            f"{_clip(seg['theme'], 40)} [{_clip(', '.join(seg['keywords']), 50)}]"
         )
-    profile = rt.persona.get_profile(user)
     typer.echo("\nPROFILE")
-    typer.echo("  " + (profile.render().replace("\n", "\n  ") if profile else "(none yet)"))
-    for kind in ("user", "assistant"):
-        facts = rt.persona.list(kind, user, None)
+    typer.echo("  " + (view["profile"].replace("\n", "\n  ") if view["profile"] else "(none yet)"))
+    for kind, facts in view["facts"].items():
         typer.echo(f"\n{kind.upper()} KNOWLEDGE ({len(facts)})")
-        for f in facts[-20:]:
-            typer.echo(f"  {f.date or '          '}  {_clip(f.text, 100)}")
+        for f in facts:
+            typer.echo(f"  {f.get('date') or '          '}  {_clip(f['text'], 100)}")
 
 
 def _clip(text: str, width: int) -> str:
@@ -256,9 +255,8 @@ def stats() -> None:
 @dead_cli.command("list")
 def dead_list(user: str | None = typer.Argument(None)) -> None:
     """Dead-lettered batches and persona extractions, with their errors."""
-    from .dead_letters import list_dead
 
-    rows = list_dead(_runtime(), _user(user) if user else None)
+    rows = _admin("dead_list", _user(user) if user else None)
     if not rows:
         typer.echo("no dead letters")
     for r in rows:
@@ -271,12 +269,7 @@ def dead_list(user: str | None = typer.Argument(None)) -> None:
 @dead_cli.command("replay")
 def dead_replay(user: str | None = typer.Argument(None, help="User id; all users when omitted.")) -> None:
     """Put dead letters back in line (once the cause is fixed); workers process them again."""
-    from .dead_letters import replay
-
-    rt = _runtime()
-    users = [_user(user)] if user else rt.redis.zrange(rt.keys.dead_index, 0, -1)
-    for u in users:
-        done = replay(rt, u)
+    for u, done in _admin("dead_replay", _user(user) if user else None).items():
         typer.echo(f"{u}: re-queued {done['batches']} batch(es), {done['persona_pages']} persona page(s)")
 
 

@@ -25,7 +25,7 @@ def get_assistant_knowledge(
     """With a user: the facts scoped to (assistant, user) plus shared ones; without: shared ones only."""
     rt = runtime or get_runtime()
     if user_id is None:
-        rt.persona._ensure()
+        rt.persona.ensure()
         from .persona_store import KNOWLEDGE, _entry
 
         hits = rt.store.scroll(KNOWLEDGE, filter={"kind": "assistant", "owner": f"assistant:{assistant_id}:{SHARED}"},

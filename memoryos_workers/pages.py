@@ -45,7 +45,7 @@ class PageStore:
         self._ready = False
         self._lock = threading.Lock()
 
-    def _ensure(self) -> None:
+    def ensure(self) -> None:
         with self._lock:
             if not self._ready:
                 fields = dict(
@@ -69,7 +69,7 @@ class PageStore:
     def upsert(self, pages: Sequence[Page], batch_id: str) -> None:
         if not pages:
             return
-        self._ensure()
+        self.ensure()
         vectors = self.embedder.embed([page.text() for page in pages])
         sparse = (
             self.sparse.embed_documents([page_document(p.user_input, p.agent_response) for p in pages])
@@ -88,15 +88,15 @@ class PageStore:
 
     def all_for_user(self, user_id: str) -> list[Hit]:
         """Every stored page of a user, in publish order."""
-        self._ensure()
+        self.ensure()
         return self.store.scroll(PAGES, filter={"user_id": user_id}, order_by="seq")
 
     def search(self, user_id: str, query: str, limit: int = 10) -> list[Hit]:
         """Plain dense search over a user's pages (the retrieval issue builds the full two-stage search)."""
-        self._ensure()
+        self.ensure()
         vector = self.embedder.embed_query(query)
         return self.store.query(PAGES, vector=vector, filter={"user_id": user_id}, limit=limit)
 
     def count(self, user_id: str) -> int:
-        self._ensure()
+        self.ensure()
         return self.store.count(PAGES, filter={"user_id": user_id})

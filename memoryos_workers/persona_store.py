@@ -58,7 +58,7 @@ class PersonaStore:
         self._ready = False
         self._lock = threading.Lock()
 
-    def _ensure(self) -> None:
+    def ensure(self) -> None:
         with self._lock:
             if not self._ready:
                 dim = self.embedder.dim
@@ -90,12 +90,12 @@ class PersonaStore:
 
     # -- profile ---------------------------------------------------------------------------------
     def get_profile(self, user_id: str) -> UserProfile | None:
-        self._ensure()
+        self.ensure()
         hits = self.store.retrieve(PROFILES, [profile_point_id(user_id)])
         return UserProfile.model_validate(hits[0].payload["profile"]) if hits else None
 
     def put_profile(self, profile: UserProfile) -> None:
-        self._ensure()
+        self.ensure()
         vector = self.embedder.embed_query(profile.render() or profile.user_id)
         payload = {
             "user_id": profile.user_id,
@@ -110,7 +110,7 @@ class PersonaStore:
         self, kind: str, user_id: str, assistant_id: str | None, facts: Sequence[Fact], provenance: dict[str, Any]
     ) -> dict[str, int]:
         """Adds facts; a near-duplicate of a stored one refreshes it instead. Oldest out past capacity."""
-        self._ensure()
+        self.ensure()
         facts = [f for f in facts if f.text.strip()]
         if not facts:
             return {"added": 0, "refreshed": 0, "evicted": 0}
@@ -161,11 +161,11 @@ class PersonaStore:
     def search(
         self, kind: str, user_id: str, assistant_id: str | None, vector: Sequence[float], limit: int
     ) -> list[KnowledgeEntry]:
-        self._ensure()
+        self.ensure()
         hits = self.store.query(KNOWLEDGE, vector=vector, filter=self._filter(kind, user_id, assistant_id), limit=limit)
         return [_entry(h) for h in hits]
 
     def list(self, kind: str, user_id: str, assistant_id: str | None = None) -> list[KnowledgeEntry]:
-        self._ensure()
+        self.ensure()
         hits = self.store.scroll(KNOWLEDGE, filter=self._filter(kind, user_id, assistant_id), order_by="created_ms")
         return [_entry(h) for h in hits]

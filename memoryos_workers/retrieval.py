@@ -275,7 +275,7 @@ class Retriever:
     def _top_segments(self, user_id: str, query: str, vector: Sequence[float]) -> list[tuple[Hit, float]]:
         """The paper's first stage: segments by Fscore = cos(e_seg, e_query) + Jaccard(K_seg, K_query)."""
         m = self.settings.retrieval_top_segments
-        self.rt.segments._ensure()
+        self.rt.segments.ensure()
         hits = self.rt.store.query(
             SEGMENTS, vector=vector, filter={"user_id": user_id}, limit=m * self.fusion.segment_candidates
         )
@@ -296,7 +296,7 @@ class Retriever:
     ) -> list[RetrievedPage]:
         f = self.fusion
         store = self.rt.store
-        self.rt.pages._ensure()
+        self.rt.pages.ensure()
         depth = max(f.depth, 2 * top_k)
         tenant = {"user_id": user_id}
         skip = {p.turn_id for p in short_term}

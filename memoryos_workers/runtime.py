@@ -107,8 +107,10 @@ class Runtime:
 
     def warm_up(self) -> None:
         """Load the model and open the store now, so the first task is not slow and a store held by
-        another process is reported at start-up rather than on the first turn."""
-        _ = self.embedder, self.store
+        another process is reported at start-up rather than on the first turn (Edge locks each
+        collection's folder when it opens it, so all of them are opened here)."""
+        for part in (self.pages, self.segments, self.persona):
+            part.ensure()
 
     def close(self) -> None:
         with self._lock:

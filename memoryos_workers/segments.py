@@ -59,7 +59,7 @@ class SegmentStore:
         self._ready = False
         self._lock = threading.Lock()
 
-    def _ensure(self) -> None:
+    def ensure(self) -> None:
         with self._lock:
             if not self._ready:
                 self.store.ensure_collection(
@@ -73,17 +73,17 @@ class SegmentStore:
 
     # -- reading ------------------------------------------------------------------------------
     def nearby(self, user_id: str, vector: Sequence[float], limit: int = 3) -> list[SegmentRef]:
-        self._ensure()
+        self.ensure()
         hits = self.store.query(SEGMENTS, vector=vector, filter={"user_id": user_id}, limit=limit)
         return [_ref(hit) for hit in hits]
 
     def all_for_user(self, user_id: str) -> list[Hit]:
-        self._ensure()
+        self.ensure()
         return self.store.scroll(SEGMENTS, filter={"user_id": user_id})
 
     # -- planning -----------------------------------------------------------------------------
     def plan(self, user_id: str, batch_id: str, result: SegmentationResult) -> SegmentPlan:
-        self._ensure()
+        self.ensure()
         theta = self.settings.mid_term_similarity_threshold
         vectors = self.embedder.embed([t.summary for t in result.topics])
         assignments = []
@@ -129,7 +129,7 @@ class SegmentStore:
     # -- writing ------------------------------------------------------------------------------
     def write(self, user_id: str, assistant_id: str | None, plan: SegmentPlan, provenance: dict[str, Any]) -> None:
         """Absolute values from the recorded plan: writing twice leaves the same segments."""
-        self._ensure()
+        self.ensure()
         latest = list({a.segment_id: a for a in plan.assignments}.values())  # one point per segment
         vectors = self.embedder.embed([a.summary for a in latest])
         existing = {h.id: h.payload for h in self.store.retrieve(SEGMENTS, [a.segment_id for a in latest])}
@@ -191,7 +191,7 @@ class SegmentStore:
 
         if not segment_ids:
             return
-        self._ensure()
+        self.ensure()
         for sid in segment_ids:
             self.store.delete(PAGES, filter={"user_id": user_id, "segment_id": sid})
         self.store.delete_ids(SEGMENTS, list(segment_ids))

@@ -8,6 +8,7 @@ import logging
 from celery.signals import worker_process_init, worker_ready
 
 from producers.contract import (
+    ADMIN_TASK,
     EXTRACT_PERSONA_TASK,
     PROMOTE_TASK,
     READ_PERSONA_TASK,
@@ -86,6 +87,17 @@ def read_persona(kind: str, user_id: str | None, assistant_id: str | None, reply
         return json.dumps(read(kind, user_id, assistant_id))
 
     get_runtime().rpc.answer(reply_id, compute)
+
+
+@app.task(name=ADMIN_TASK)
+def admin(op: str, user_id: str | None, reply_id: str | None = None) -> None:
+    """The RPC side of the operators' commands (export, forget, inspect, dead letters) in the embedded
+    setup, where only this process may open the vector store."""
+    from . import admin as operations
+
+    get_runtime().rpc.answer(
+        reply_id, lambda: json.dumps(operations.run(get_runtime(), op, user_id), ensure_ascii=False, default=str)
+    )
 
 
 @worker_ready.connect

@@ -64,9 +64,44 @@ def export_user(rt: Runtime, user_id: str) -> Iterator[dict[str, Any]]:
             yield {"type": "fact", **entry}
 
 
+def inspect_user(rt: Runtime, user_id: str, facts: int = 20) -> dict[str, Any]:
+    """What each tier holds, for `memoryos inspect` (locally or over RPC): plain JSON."""
+    keys = rt.keys.user(user_id)
+    waiting = state.buffered(rt.redis, keys) + [p for b in state.batches(rt.redis, keys) for p in b.pages]
+    heats = rt.segments.heats(rt.redis, keys)
+    lengths = rt.redis.hgetall(keys.seg_len)
+    visits = rt.redis.hgetall(keys.seg_visit)
+    segments = [
+        {
+            "segment_id": hit.id,
+            "heat": heats.get(hit.id, 0.0),
+            "pages": int(lengths.get(hit.id, 0)),
+            "visits": int(visits.get(hit.id, 0)),
+            "source": hit.payload.get("source", ""),
+            "theme": hit.payload.get("theme", ""),
+            "keywords": hit.payload.get("keywords", []),
+        }
+        for hit in rt.segments.all_for_user(user_id)
+    ]
+    profile = rt.persona.get_profile(user_id)
+    return {
+        "user_id": user_id,
+        "short_term": [p.model_dump(mode="json") for p in state.short_term(rt.redis, keys)],
+        "pending_turns": len(waiting),
+        "dead_batches": len(state.batches(rt.redis, keys, dead=True)),
+        "pages": rt.pages.count(user_id),
+        "segments": sorted(segments, key=lambda s: -s["heat"]),
+        "profile": profile.render() if profile else None,
+        "facts": {
+            kind: [e.model_dump(mode="json") for e in rt.persona.list(kind, user_id, None)[-facts:]]
+            for kind in ("user", "assistant")
+        },
+    }
+
+
 def _facts_from(rt: Runtime, user_id: str, kind: str) -> list[dict[str, Any]]:
     """Facts drawn from this user's dialogue (assistant facts included, whoever they are scoped to)."""
-    rt.persona._ensure()
+    rt.persona.ensure()
     hits = rt.store.scroll(KNOWLEDGE, filter={"user_id": user_id, "kind": kind}, order_by="created_ms")
     return [
         {
@@ -99,9 +134,9 @@ def _redis_keys(keys: UserKeys) -> list[str]:
 
 
 def _delete_vectors(rt: Runtime, user_id: str) -> dict[str, int]:
-    rt.pages._ensure()
-    rt.segments._ensure()
-    rt.persona._ensure()
+    rt.pages.ensure()
+    rt.segments.ensure()
+    rt.persona.ensure()
     removed = {
         "pages": rt.store.delete(PAGES, filter={"user_id": user_id}),
         "segments": rt.store.delete(SEGMENTS, filter={"user_id": user_id}),

@@ -14,6 +14,7 @@ REFRESH_HEAT_TASK = "memoryos.refresh_heat"
 EXTRACT_PERSONA_TASK = "memoryos.extract_persona"
 RETRIEVE_TASK = "memoryos.retrieve"
 READ_PERSONA_TASK = "memoryos.read_persona"
+ADMIN_TASK = "memoryos.admin"
 
 INGEST_QUEUE = "memoryos.ingest"
 PERSONA_QUEUE = "memoryos.persona"
@@ -27,6 +28,7 @@ TASK_ROUTES = {
     EXTRACT_PERSONA_TASK: {"queue": PERSONA_QUEUE},
     RETRIEVE_TASK: {"queue": RETRIEVAL_QUEUE},
     READ_PERSONA_TASK: {"queue": RETRIEVAL_QUEUE},
+    ADMIN_TASK: {"queue": RETRIEVAL_QUEUE},
 }
 
 

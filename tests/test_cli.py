@@ -144,20 +144,37 @@ def _turn_ids(export_stdout: str) -> list[str]:
 
 
 def test_inspect_export_forget_on_a_populated_store(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """While a worker holds the embedded store the commands go to it over RPC; once it is gone they open
+    the store themselves. Both give the same answers."""
     from producers.pending import PendingWork
     from producers.publish import Publisher
     from schemas.settings import Settings
 
-    user = "cli_user"
+    user, other = "cli_user", "cli_other"
     data = _write_jsonl(tmp_path / "cli.jsonl", user, 30)
     res = _cli(cli_env, "import", str(data))
+    assert res.returncode == 0, res.stderr
+    res = _cli(cli_env, "import", str(_write_jsonl(tmp_path / "other.jsonl", other, 20)))
     assert res.returncode == 0, res.stderr
 
     worker = _start_worker(cli_env, tmp_path / "worker.log")
     try:
-        PendingWork(Publisher(Settings(key_prefix=CLI_PREFIX, data_dir=tmp_path / "data"))).wait_idle(
-            user, timeout=120, flush=True
-        )
+        work = PendingWork(Publisher(Settings(key_prefix=CLI_PREFIX, data_dir=tmp_path / "data")))
+        for u in (user, other):
+            work.wait_idle(u, timeout=120, flush=True)
+        res = _cli(cli_env, "inspect", user)
+        assert res.returncode == 0 and "over RPC" in res.stderr, res.stderr
+        assert re.search(r"MID-TERM: [1-9]\d* pages in [1-9]\d* segments", res.stdout), res.stdout
+        remote_inspect = res.stdout
+        res = _cli(cli_env, "export", user)
+        assert res.returncode == 0 and "over RPC" in res.stderr, res.stderr
+        remote_ids = _turn_ids(res.stdout)
+        assert sorted(remote_ids) == sorted(f"cli-turn-{i}" for i in range(30)), remote_ids
+        res = _cli(cli_env, "dead-letters", "list")
+        assert res.returncode == 0 and res.stdout.strip() == "no dead letters", res.stdout + res.stderr
+        res = _cli(cli_env, "forget", other, "--yes")
+        assert res.returncode == 0 and "over RPC" in res.stderr, res.stderr
+        assert re.search(r"pages [1-9]\d*", res.stdout), res.stdout
     finally:
         # The embedded store belongs to one process: the CLI can open it only once the worker is gone.
         worker.send_signal(signal.SIGTERM)
@@ -166,6 +183,15 @@ def test_inspect_export_forget_on_a_populated_store(cli_env: dict[str, str], tmp
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait(10)
+
+    res = _cli(cli_env, "export", other)
+    assert res.returncode == 0 and "over RPC" not in res.stderr, res.stderr
+    assert _turn_ids(res.stdout) == [], "forgotten over RPC: nothing left"
+    res = _cli(cli_env, "export", user)
+    assert _turn_ids(res.stdout) == remote_ids, "the same export, locally and over RPC"
+    res = _cli(cli_env, "inspect", user)
+    # Segment heats decay with time between the two runs; the rest is the same.
+    assert re.sub(r"\d+\.\d+", "H", res.stdout) == re.sub(r"\d+\.\d+", "H", remote_inspect)
 
     res = _cli(cli_env, "inspect", user)
     assert res.returncode == 0, res.stderr

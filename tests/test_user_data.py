@@ -80,3 +80,27 @@ def test_forget_during_inflight_promotion_does_not_bring_data_back(
     # The user can start afresh.
     _publish(publisher, user_id, 3)
     assert [t["seq"] for t in export_user(runtime, user_id)] == [1, 2, 3]
+
+
+def test_export_and_forget_over_rpc_match_the_local_calls(
+    celery_worker, runtime, publisher, pending, user_id, fake_llm  # noqa: ANN001
+) -> None:
+    """For processes that cannot open the embedded store: the worker that owns it answers."""
+    from producers import admin
+
+    ids = _publish(publisher, user_id, 23)
+    pending.wait_idle(user_id, timeout=60)
+    remote = admin.export_user(user_id, publisher=publisher)
+    local = list(export_user(runtime, user_id))
+    assert [r["turn_id"] for r in remote if r["type"] == "turn"] == ids
+    assert [r["type"] for r in remote] == [r["type"] for r in local]
+
+    with pytest.raises(ValueError, match="op: must be one of export, forget"):
+        admin.call_admin("drop_everything", user_id, publisher=publisher, timeout=10)
+    with pytest.raises(ValueError, match="user_id: 'x y' is not a valid id"):
+        admin.forget_user("x y", publisher=publisher, timeout=10)
+    assert [r["turn_id"] for r in export_user(runtime, user_id) if r["type"] == "turn"] == ids, "nothing changed"
+
+    removed = admin.forget_user(user_id, publisher=publisher)
+    assert removed["pages"] + removed["pending"] + removed["short_term"] == 23
+    assert list(export_user(runtime, user_id)) == []
