@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from producers.contract import EXTRACT_PERSONA_TASK, REFRESH_HEAT_TASK
 from producers.keys import UserKeys
 from schemas.persona import PersonaExtraction
+from schemas.settings import Settings
 from schemas.turns import Page
 
 from .backoff import retry_delay
@@ -32,10 +33,17 @@ log = logging.getLogger("memoryos.persona")
 MAX_PERSONA_PAGES = 40
 
 
+def heat_kick_ttl_ms(settings: Settings) -> int:
+    """How long the "refresh on its way" flag lives, for every caller (promotion, retrieval): as long
+    as a lost kick may take to notice. Shorter, a refresh still queued behind long persona calls would be
+    sent again by the next retrieval, and duplicates would pile up exactly when the queue is busiest."""
+    return int(settings.kick_stale_after * 1000)
+
+
 def request_heat_refresh(rt: Runtime, user_id: str) -> bool:
     """Cheap and coalesced: at most one refresh_heat on its way per user."""
     keys = rt.keys.user(user_id)
-    if rt.redis.set(keys.heat_kick, "1", nx=True, px=int(rt.settings.kick_stale_after * 1000)):
+    if rt.redis.set(keys.heat_kick, "1", nx=True, px=heat_kick_ttl_ms(rt.settings)):
         if not rt.publisher.sender.send(REFRESH_HEAT_TASK, user_id):
             rt.redis.delete(keys.heat_kick)
             return False

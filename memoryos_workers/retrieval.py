@@ -36,6 +36,7 @@ from schemas.context import RetrievedContext, RetrievedPage, check_retrieval_arg
 from schemas.turns import Page
 
 from .pages import PAGES
+from .persona import heat_kick_ttl_ms
 from .runtime import Runtime, get_runtime
 from .segmentation import extract_keywords, jaccard
 from .segments import SEGMENTS
@@ -43,8 +44,6 @@ from .sparse import get_sparse_encoder
 from .vectorstore import Hit
 
 log = logging.getLogger("memoryos.retrieval")
-
-HEAT_KICK_MS = 5_000  # at most one refresh_heat per user per this many milliseconds from retrieval
 
 # Short-term, buffer, and the pages of pending and dead-lettered batches, in one atomic read. Every key
 # carries the user's hash tag (batch keys are built from the prefix, as the producers' scripts do).
@@ -370,7 +369,7 @@ class Retriever:
             for sid in segment_ids:
                 pipe.hincrby(keys.seg_visit, sid, 1)
             pipe.hset(keys.seg_access, mapping=dict.fromkeys(segment_ids, now))
-            pipe.set(keys.heat_kick, "1", nx=True, px=HEAT_KICK_MS)
+            pipe.set(keys.heat_kick, "1", nx=True, px=heat_kick_ttl_ms(self.rt.settings))
             kicked = pipe.execute()[-1]
         except Exception as exc:  # noqa: BLE001 - visits are best effort; the context is what matters
             log.warning("could not record segment visits of user %s: %s", user_id, exc)
