@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,11 +18,13 @@ from schemas.turns import SCHEMA_VERSION, Turn
 
 from .connection import redis_client
 from .errors import MemoryOSError, RedisUnavailableError, redact_url
+from .followup import KickFollowUp
 from .keys import Keys
 from .scripts import Scripts
 from .sender import TaskSender
 
 TurnLike = Turn | Mapping[str, Any]
+log = logging.getLogger("memoryos.producers")
 
 
 PUBLISH_HINT = (
@@ -71,6 +74,8 @@ class Publisher:
         self.scripts = Scripts.register(self.redis)
         self.sender = sender or TaskSender(self.settings)
         self._context = validation_context(self.settings)
+        self._followup: KickFollowUp | None = None
+        self._followup_lock = threading.Lock()
 
     # -- validation -------------------------------------------------------------------------
     def make_turn(self, data: TurnLike) -> Turn:
@@ -124,14 +129,33 @@ class Publisher:
         pipe.zadd(self.keys.sweep, {turn.user_id: now + s.promotion_max_wait}, lt=True)
 
     def _after_publish(self, turns: Sequence[Turn], results: Sequence[Any], now: float) -> None:
-        """Index users for the sweep first, then kick workers: a lost send is found by the sweep."""
+        """The turns are stored; what is left is telling workers. When that fails it is retried in the
+        background (see followup.py) and the publish still returns: its turns are safe."""
         kicks = list(dict.fromkeys(turn.user_id for turn, result in zip(turns, results, strict=True) if int(result[3])))
         if not kicks:
             return
-        due = now + self.settings.kick_stale_after
-        self.redis.zadd(self.keys.sweep, dict.fromkeys(kicks, due), lt=True)
-        for user_id in kicks:
+        try:
+            self.kick(kicks, now)
+        except redis.RedisError as exc:
+            log.warning("turns stored, but Redis failed before the promote kick (%s); retrying it in the "
+                        "background", type(exc).__name__)
+            self.followup.add(kicks)
+
+    def kick(self, user_ids: Sequence[str], now: float | None = None) -> None:
+        """Index users for the sweep at the time a lost kick goes stale, then send their promote tasks
+        (a failed send is logged; the sweep re-sends it then). Raises RedisError when the index update
+        fails, since then only the later promotion_max_wait entry would find them."""
+        due = (time.time() if now is None else now) + self.settings.kick_stale_after
+        self.redis.zadd(self.keys.sweep, dict.fromkeys(user_ids, due), lt=True)
+        for user_id in user_ids:
             self.sender.promote(user_id)
+
+    @property
+    def followup(self) -> KickFollowUp:
+        with self._followup_lock:
+            if self._followup is None:
+                self._followup = KickFollowUp(self.kick, give_up_after=self.settings.promotion_max_wait)
+            return self._followup
 
     def redis_errors(self, hint: str = PUBLISH_HINT) -> Any:
         return _RedisErrors(self.settings.redis_url, hint)

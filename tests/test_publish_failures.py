@@ -421,6 +421,38 @@ def test_retry_delay_is_reproducible_with_a_seeded_rng() -> None:
     assert run(7) != run(8)
 
 
+def test_redis_failing_after_the_turns_are_stored_delays_the_kick_only_briefly(make_settings) -> None:  # noqa: ANN001
+    """Redis answers the publish pipeline, then fails the index update and the kick: the publish returns
+    (its turns are stored) and the kick is re-sent from the background once Redis answers again,
+    instead of waiting for the sweep at promotion_max_wait."""
+    s = make_settings("followup")
+    client = redis.Redis.from_url(s.redis_url, decode_responses=True)
+    recording = RecordingSender(s)
+    pub = Publisher(s, client, sender=recording)
+    user = new_user("fu")
+    real_zadd = client.zadd
+    failures = [3]
+
+    def flaky_zadd(*args: Any, **kwargs: Any) -> Any:
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise redis.ConnectionError("Connection reset by peer (test)")
+        return real_zadd(*args, **kwargs)
+
+    client.zadd = flaky_zadd  # only the follow-up's own call: the pipeline has its own zadd
+    try:
+        ids = pub.publish_many(turns(user, CAPACITY + BATCH))  # returns: the turns are stored
+        assert len(ids) == CAPACITY + BATCH
+        assert pub.followup.wait_empty(timeout=30)
+        assert recording.promoted() == [user], "the kick was re-sent once Redis answered"
+        assert failures[0] == 0
+        score = client.zscore(pub.keys.sweep, user)
+        assert score is not None and score <= time.time() + s.kick_stale_after, "indexed at the stale time"
+        assert [b.state for b in state.batches(client, pub.keys.user(user))] == ["pending"]
+    finally:
+        client.close()
+
+
 def test_the_embedded_setup_sweeps_for_lost_kicks(celery_worker, runtime, monkeypatch) -> None:  # noqa: ANN001
     """No beat process runs beside an embedded worker: its own sweeper re-sends a lost promote."""
     from memoryos_workers.embedded import EmbeddedWorker
