@@ -16,8 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from producers.knobs import set_user_knobs
 from producers.pending import PendingWork
 from schemas.context import RetrievedContext
+from schemas.knobs import UserKnobs
 from schemas.settings import Settings, get_settings
 
 from .generation import generate_response
@@ -85,6 +87,9 @@ class Memoryos:
         self.assistant_id = assistant_id
         self.runtime = _shared_runtime(self.settings)
         self.runtime.warm_up()  # a model or store problem shows here, not on the first call
+        # This object's capacities and thresholds are its user's, wherever the work runs (DESIGN:
+        # per-user settings in Redis, honoured by the publish script and by workers).
+        set_user_knobs(self.runtime.redis, self.runtime.keys.user(user_id), UserKnobs.from_settings(self.settings))
         self._worker = None
         self._previous_runtime = set_runtime(self.runtime)
         if not (self.settings.qdrant_url and os.environ.get("MEMORYOS_EXTERNAL_WORKERS") == "1"):
@@ -187,7 +192,7 @@ class Memoryos:
 
 def _shared_runtime(settings: Settings) -> Runtime:
     """One runtime per store in a process: the embedded store can be opened once. Objects for other
-    users on the same store share it (and the first object's capacities and thresholds)."""
+    users on the same store share it; each keeps its own capacities and thresholds (per-user knobs)."""
     key = (str(settings.data_dir), settings.qdrant_url, settings.key_prefix, settings.embedding_model)
     with _active_lock:
         runtimes = _active.setdefault("runtimes", {})

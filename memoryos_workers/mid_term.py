@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from producers.keys import Keys, UserKeys
+from producers.knobs import user_settings
 from producers.scripts import Scripts
 from producers.state import Batch
 from schemas.memory import BatchAnalysis, SegmentationResult, SegmentPlan
@@ -109,10 +110,12 @@ class MidTerm:
             previous = self._previous_page(keys)
             analysis = self.analyse(user_id, pages, previous)
             update(state="analyzed", analysis=analysis.model_dump_json(), previous=json.dumps(previous))
+        mine = user_settings(self.redis, keys, self.settings)  # this user's capacities and thresholds
         raw_plan = batch.extra.get("plan")
         plan = SegmentPlan.model_validate_json(raw_plan) if raw_plan else None
         if plan is None:
-            plan = self.segments.plan(user_id, batch.batch_id, analysis.result)
+            theta = mine.mid_term_similarity_threshold
+            plan = self.segments.plan(user_id, batch.batch_id, analysis.result, theta=theta)
             update(state="planned", plan=plan.model_dump_json())
         provenance = {
             "source": analysis.source,
@@ -128,7 +131,7 @@ class MidTerm:
             )
             if int(applied) == -1:
                 return False
-        evicted = self.segments.evict(user_id, self.redis, keys, self.settings.mid_term_capacity)
+        evicted = self.segments.evict(user_id, self.redis, keys, mine.mid_term_capacity)
         if evicted:
             log.info("evicted %d cold segment(s) of user %s", len(evicted), user_id)
             self._count(segments_evicted=len(evicted))

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from producers.contract import EXTRACT_PERSONA_TASK, REFRESH_HEAT_TASK
 from producers.keys import UserKeys
+from producers.knobs import user_settings
 from schemas.persona import PersonaExtraction
 from schemas.settings import Settings
 from schemas.turns import Page
@@ -65,7 +66,7 @@ class PersonaWorker:
             self.redis.zadd(keys.heat, heats)
         lengths = self.redis.hgetall(keys.seg_len)
         analysed = self.redis.hgetall(keys.seg_lbase)
-        tau = float("-inf") if force else self.settings.mid_term_heat_threshold
+        tau = float("-inf") if force else user_settings(self.redis, keys, self.settings).mid_term_heat_threshold
         return [
             sid
             for sid, h in sorted(heats.items(), key=lambda kv: -kv[1])
@@ -152,8 +153,11 @@ class PersonaWorker:
         )
         self.rt.persona.put_profile(profile)
         assistant_id = pages[-1].assistant_id or self.settings.assistant_id
-        user_out = self.rt.persona.add_facts("user", user_id, None, value.user_facts, provenance)
-        assistant_out = self.rt.persona.add_facts("assistant", user_id, assistant_id, value.assistant_facts, provenance)
+        capacity = user_settings(self.redis, keys, self.settings).long_term_knowledge_capacity
+        user_out = self.rt.persona.add_facts("user", user_id, None, value.user_facts, provenance, capacity)
+        assistant_out = self.rt.persona.add_facts(
+            "assistant", user_id, assistant_id, value.assistant_facts, provenance, capacity
+        )
         self._mark_analysed(keys, [h.payload["turn_id"] for h in hits], per_segment, state="done", user_id=user_id)
         self._count(
             llm_calls=usage.calls,

@@ -107,9 +107,16 @@ class PersonaStore:
 
     # -- knowledge -------------------------------------------------------------------------------
     def add_facts(
-        self, kind: str, user_id: str, assistant_id: str | None, facts: Sequence[Fact], provenance: dict[str, Any]
+        self,
+        kind: str,
+        user_id: str,
+        assistant_id: str | None,
+        facts: Sequence[Fact],
+        provenance: dict[str, Any],
+        capacity: int | None = None,
     ) -> dict[str, int]:
-        """Adds facts; a near-duplicate of a stored one refreshes it instead. Oldest out past capacity."""
+        """Adds facts; a near-duplicate of a stored one refreshes it instead. Oldest out past capacity
+        (the user's own, when given; the deployment's otherwise)."""
         self.ensure()
         facts = [f for f in facts if f.text.strip()]
         if not facts:
@@ -145,12 +152,11 @@ class PersonaStore:
             }
             self.store.upsert(KNOWLEDGE, [PointIn(id=point_id, vector=vector, payload=payload)])
             added += 1
-        evicted = self._trim(flt)
+        evicted = self._trim(flt, capacity or self.settings.long_term_knowledge_capacity)
         return {"added": added, "refreshed": refreshed, "evicted": evicted}
 
-    def _trim(self, flt: dict[str, Any]) -> int:
+    def _trim(self, flt: dict[str, Any], capacity: int) -> int:
         """FIFO by creation time, as the paper's knowledge queues (capacity 100 each)."""
-        capacity = self.settings.long_term_knowledge_capacity
         total = self.store.count(KNOWLEDGE, filter=flt)
         if total <= capacity:
             return 0

@@ -82,9 +82,12 @@ class SegmentStore:
         return self.store.scroll(SEGMENTS, filter={"user_id": user_id})
 
     # -- planning -----------------------------------------------------------------------------
-    def plan(self, user_id: str, batch_id: str, result: SegmentationResult) -> SegmentPlan:
+    def plan(
+        self, user_id: str, batch_id: str, result: SegmentationResult, theta: float | None = None
+    ) -> SegmentPlan:
+        """`theta`: the user's own similarity threshold when they have one (schemas.knobs)."""
         self.ensure()
-        theta = self.settings.mid_term_similarity_threshold
+        theta = self.settings.mid_term_similarity_threshold if theta is None else theta
         vectors = self.embedder.embed([t.summary for t in result.topics])
         assignments = []
         merged_here: dict[str, SegmentAssignment] = {}  # two topics of one batch may join one segment

@@ -13,6 +13,7 @@ from typing import Any
 
 from producers import state
 from producers.keys import UserKeys
+from producers.knobs import user_knobs
 
 from .locks import UserLock
 from .pages import PAGES
@@ -59,6 +60,9 @@ def export_user(rt: Runtime, user_id: str) -> Iterator[dict[str, Any]]:
     profile = rt.persona.get_profile(user_id)
     if profile:
         yield {"type": "profile", **profile.model_dump(mode="json")}
+    knobs = user_knobs(rt.redis, keys).model_dump(exclude_none=True)
+    if knobs:
+        yield {"type": "settings", **knobs}
     for kind in ("user", "assistant"):
         for entry in _facts_from(rt, user_id, kind):
             yield {"type": "fact", **entry}

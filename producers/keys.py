@@ -31,6 +31,7 @@ class UserKeys:
     persona_kick: str  # coalescing flag: an extract_persona task is on its way
     persona_lock: str  # lock of persona work (separate from promotion, which it never blocks)
     epoch: str  # bumped by forget; work that read another epoch writes nothing more
+    knobs: str  # hash of this user's settings (capacities, thresholds) that override the global ones
 
     def batch(self, batch_id: str) -> str:
         return self.batch_prefix + batch_id
@@ -40,7 +41,7 @@ class UserKeys:
         return [
             self.stm, self.buf, self.state, self.ids, self.batches, self.batch_prefix, self.kick, self.lock,
             self.dead, self.seg_len, self.seg_visit, self.seg_access, self.heat, self.seg_lbase,
-            self.heat_kick, self.persona_kick, self.persona_lock,
+            self.heat_kick, self.persona_kick, self.persona_lock, self.knobs,
         ]
 
 
@@ -80,6 +81,7 @@ class Keys:
             persona_kick=base + "personakick",
             persona_lock=base + "plock",
             epoch=base + "epoch",
+            knobs=base + "knobs",
         )
 
     def user_pattern(self) -> str:

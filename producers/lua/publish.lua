@@ -1,4 +1,4 @@
--- ARGV: 1 turn_id, 2 page JSON object without "seq", 3 capacity, 4 batch size, 5 now,
+-- ARGV: 1 turn_id, 2 page JSON object without "seq", 3 capacity (unless the user's knobs set one), 4 batch size, 5 now,
 --       6 dedupe window (s), 7 kick ttl (ms), 8 schema version
 -- Returns {new 1|0, seq, batch id or '', kick 1|0}.
 local turn_id = ARGV[1]
@@ -11,7 +11,7 @@ redis.call('ZADD', K.ids, now, turn_id)
 redis.call('ZREMRANGEBYSCORE', K.ids, '-inf', now - tonumber(ARGV[6]))
 redis.call('RPUSH', K.stm, '{"seq":' .. seq .. ',' .. string.sub(ARGV[2], 2))
 
-local capacity = tonumber(ARGV[3])
+local capacity = tonumber(redis.call('HGET', K.knobs, 'short_term_capacity') or ARGV[3])
 while redis.call('LLEN', K.stm) > capacity do
   if redis.call('RPUSH', K.buf, redis.call('LPOP', K.stm)) == 1 then
     redis.call('HSET', K.state, 'buf_since', now)
