@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     )
     embedding_batch_size: int = Field(64, ge=1, le=4096)
     embedding_threads: int | None = Field(None, ge=1)
+    embedding_concurrency: int | None = Field(
+        None, ge=1, description="Model runs at once per process; unset = the CPU count. Each concurrent "
+        "onnxruntime run holds its own buffers, so more runs than cores only cost memory."
+    )
 
     # --- input limits --------------------------------------------------------------------------
     timezone: str = Field("UTC", description="Zone for timestamps given without one.")

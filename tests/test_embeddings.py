@@ -162,6 +162,31 @@ def test_concurrent_callers(embedder: Embedder) -> None:
         np.testing.assert_allclose(np.array(got), np.array(want), atol=1e-5)
 
 
+def test_model_runs_at_once_are_capped(embedder: Embedder, model_cache: Path) -> None:
+    """embedding_concurrency bounds concurrent onnxruntime runs (each holds its own buffers); default: CPUs."""
+    import threading
+
+    assert embedder.concurrency == (os.cpu_count() or 1)
+    capped = Embedder(make_settings(embedding_concurrency=1), cache_dir=model_cache)
+    inner, active, peak, guard = capped._model.embed, [0], [0], threading.Lock()
+
+    def tracked(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        with guard:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            yield from inner(*args, **kwargs)
+        finally:
+            with guard:
+                active[0] -= 1
+
+    capped._model.embed = tracked
+    groups = [[f"thread {t} sentence {i}" for i in range(30)] for t in range(6)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(capped.embed, groups))
+    assert peak[0] == 1 and all(len(r) == 30 for r in results)
+
+
 # --- integrity of the offline files -------------------------------------------------------------
 
 
