@@ -1,80 +1,247 @@
-"""publish_turn latency and throughput, beside a Redis PING round trip measured in the same run.
+"""publish_turn latency and throughput (one at a time, bulk, 4 threads), beside a Redis PING round trip
+and beside sending one Celery task per turn, both measured in the same run.
 
 No worker runs: this measures the chat backend's cost only. Batches that fill up send a task to a
-queue nobody consumes, under a private key prefix deleted at the end.
+queue nobody consumes, under a private key prefix deleted at the end. The Celery baseline sends the same
+turn dict with the Celery app's `send_task` (the producers' configuration: JSON, the private
+`global_keyprefix`) to a queue nobody consumes, so its messages are deleted with the rest.
 """
 
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 import uuid
+from typing import Any
 
 from tqdm import tqdm
 
+from producers.contract import celery_config
 from producers.publish import Publisher
+from producers.sender import TaskSender
 
-from .common import bench_settings, cleanup, reproduce, summary
+from .common import (
+    bench_settings,
+    cleanup,
+    fmt,
+    image_md,
+    md_table,
+    pyplot,
+    ratio,
+    reproduce,
+    reproduce_md,
+    save_figure,
+    save_result,
+    summary,
+)
+
+CELERY_TASK = "mosbench.turn"  # registered nowhere: nobody consumes the queue
+CELERY_QUEUE = "mosbench.unconsumed"
+
+PING = "Redis PING round trip"
+SINGLE = "publish_turn, one at a time"
+THREADS = "publish_turn, {threads} threads"
+BULK = "publish_turns, {chunk} per call"
+CELERY = "one Celery task per turn (send_task)"
+
+
+def _message(i: int, user: str) -> dict[str, Any]:
+    return {"user_id": user, "user_input": f"message {i} " * 8, "agent_response": f"reply {i} " * 8}
 
 
 def _ping(publisher: Publisher, n: int) -> list[float]:
     out = []
-    for _ in range(n):
+    for _ in tqdm(range(n), desc="PING", unit="call", leave=False):
         t0 = time.perf_counter()
         publisher.redis.ping()
         out.append(time.perf_counter() - t0)
     return out
 
 
-def _single(publisher: Publisher, n: int, users: int) -> list[float]:
+def _single(publisher: Publisher, n: int, users: int, tag: str = "bench", progress: bool = True) -> list[float]:
     out = []
-    for i in tqdm(range(n), desc="publish_turn", unit="turn", leave=False):
+    for i in tqdm(range(n), desc="publish_turn", unit="turn", leave=False, disable=not progress):
+        turn = _message(i, f"{tag}-{i % users}")
         t0 = time.perf_counter()
-        publisher.publish({"user_id": f"bench-{i % users}", "user_input": f"message {i} " * 8,
-                           "agent_response": f"reply {i} " * 8})
+        publisher.publish(turn)
         out.append(time.perf_counter() - t0)
     return out
 
 
-def _bulk(publisher: Publisher, n: int, users: int, chunk: int) -> float:
-    turns = [{"user_id": f"bulk-{i % users}", "user_input": f"message {i} " * 8, "agent_response": f"reply {i} " * 8,
-              "turn_id": uuid.uuid4().hex} for i in range(n)]
+def _threads(publisher: Publisher, n: int, users: int, threads: int) -> tuple[list[float], float]:
+    """`threads` threads share one Publisher (as a chat backend process does), each with its own users,
+    n turns in all. Returns every call's latency and the wall time from the first to the last call."""
+    per_thread = n // threads
+    results: list[list[float]] = [[] for _ in range(threads)]
+    barrier = threading.Barrier(threads + 1)
+    bar = tqdm(total=per_thread * threads, desc=f"publish_turn x{threads} threads", unit="turn", leave=False)
+
+    def work(index: int) -> None:
+        barrier.wait()
+        out = results[index]
+        for i in range(per_thread):
+            turn = _message(i, f"thread{index}-{i % max(1, users // threads)}")
+            t0 = time.perf_counter()
+            publisher.publish(turn)
+            out.append(time.perf_counter() - t0)
+            if i % 100 == 99:
+                bar.update(100)
+
+    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter() - t0
+    bar.close()
+    return [x for r in results for x in r], wall
+
+
+def _bulk(publisher: Publisher, n: int, users: int, chunk: int) -> tuple[list[float], float]:
+    turns = [dict(_message(i, f"bulk-{i % users}"), turn_id=uuid.uuid4().hex) for i in range(n)]
+    calls = []
     t0 = time.perf_counter()
     for start in tqdm(range(0, n, chunk), desc="publish_turns", unit="chunk", leave=False):
+        c0 = time.perf_counter()
         publisher.publish_many(turns[start : start + chunk])
-    return time.perf_counter() - t0
+        calls.append(time.perf_counter() - c0)
+    return calls, time.perf_counter() - t0
 
 
-def run(n: int = 5000, users: int = 50, chunk: int = 500) -> dict[str, float]:
+def _celery(sender: TaskSender, n: int, users: int) -> list[float]:
+    """The same turn dict as a task message, one per turn, to a queue under the private prefix."""
+    app = sender.app
+    out = []
+    for i in tqdm(range(n), desc="Celery send_task", unit="task", leave=False):
+        turn = dict(_message(i, f"celery-{i % users}"), turn_id=uuid.uuid4().hex)
+        t0 = time.perf_counter()
+        app.send_task(CELERY_TASK, args=[turn], queue=CELERY_QUEUE, ignore_result=True)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _row(name: str, calls: list[float], rate: float, unit: str = "turn") -> dict[str, Any]:
+    return {"name": name, **summary(calls), "rate": rate, "calls": len(calls), "call_unit": unit}
+
+
+def run(n: int = 5000, users: int = 50, chunk: int = 500, threads: int = 4) -> dict[str, Any]:
     settings = bench_settings()
     publisher = Publisher(settings)
+    sender = TaskSender(settings)
+    assert sender.app.conf.broker_transport_options == celery_config(settings)["broker_transport_options"]
     try:
-        _single(publisher, 200, users)  # warm up: scripts loaded, connections open
-        ping = summary(_ping(publisher, n))
-        single_samples = _single(publisher, n, users)
-        single = summary(single_samples)
-        single_rate = n / sum(single_samples)
-        bulk_rate = n / _bulk(publisher, n, users, chunk)
+        # Scripts loaded, connections open, and each warm-up user's first batch sent (Celery loaded).
+        warm = (settings.short_term_capacity + settings.promotion_batch_size) * users
+        _single(publisher, warm, users, tag="warm", progress=False)
+        _celery(sender, 50, users)  # the broker connection opened, the queue declared
+        ping = _ping(publisher, n)
+        single = _single(publisher, n, users)
+        threaded, wall = _threads(publisher, n, users, threads)
+        bulk_calls, bulk_wall = _bulk(publisher, n, users, chunk)
+        celery = _celery(sender, n, users)
     finally:
-        cleanup(publisher.redis, settings.key_prefix)
+        removed = cleanup(publisher.redis, settings.key_prefix)
     rows = [
-        ("Redis PING round trip (baseline)", ping["p50_ms"], ping["p99_ms"], float("nan"), 1.0),
-        ("publish_turn, one at a time", single["p50_ms"], single["p99_ms"], single_rate,
-         single["p50_ms"] / ping["p50_ms"]),
-        (f"publish_turns, bulk of {chunk}", float("nan"), float("nan"), bulk_rate, float("nan")),
+        _row(PING, ping, len(ping) / sum(ping), unit="call"),
+        _row(SINGLE, single, len(single) / sum(single)),
+        _row(THREADS.format(threads=threads), threaded, len(threaded) / wall),
+        _row(BULK.format(chunk=chunk), bulk_calls, n / bulk_wall, unit=f"call of {chunk} turns"),
+        _row(CELERY, celery, len(celery) / sum(celery)),
     ]
-    print(f"\npublish benchmark: {n} turns over {users} users, one process")
-    print(f"{'':40} {'p50 ms':>9} {'p99 ms':>9} {'turns/s':>10} {'p50 / PING':>11}")
-    for name, p50, p99, rate, ratio in rows:
-        print(f"{name:40} {p50:9.3f} {p99:9.3f} {rate:10.0f} {ratio:11.2f}")
-    print(f"floors: p50 within 10x of PING -> {single['p50_ms'] / ping['p50_ms']:.2f}x; bulk >= 3000 turns/s -> "
-          f"{bulk_rate:.0f}")
-    print(reproduce(f"python -m bench publish --n {n} --users {users} --chunk {chunk}"))
-    return {"ping_p50_ms": ping["p50_ms"], "single_p50_ms": single["p50_ms"], "single_p99_ms": single["p99_ms"],
-            "single_rate": single_rate, "bulk_rate": bulk_rate}
+    result: dict[str, Any] = {
+        "n": n, "users": users, "chunk": chunk, "threads": threads, "rows": rows, "keys_deleted": removed,
+        "reproduce": f"python -m bench publish --n {n} --users {users} --chunk {chunk} --threads {threads}",
+    }
+    _print(result)
+    save_result("publish", result)
+    print(f"plot: {_plot(result)}")
+    print(reproduce(result["reproduce"]))
+    return result
+
+
+def _find(result: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return next(r for r in result["rows"] if r["name"].startswith(prefix))
+
+
+def _table(result: dict[str, Any]) -> list[tuple[str, ...]]:
+    ping, celery = _find(result, PING), _find(result, CELERY)
+    out = []
+    for r in result["rows"]:
+        per_turn = r["call_unit"] == "turn"
+        out.append((
+            r["name"] + ("" if r["call_unit"] in ("turn", "call") else " *"),
+            fmt(r["p50_ms"], 3), fmt(r["p99_ms"], 3), fmt(r["rate"]),
+            ratio(r["p50_ms"], ping["p50_ms"]) if r["call_unit"] != f"call of {result['chunk']} turns" else "—",
+            ratio(r["p50_ms"], celery["p50_ms"]) if per_turn and r["name"] != THREADS.format(threads=result["threads"])
+            else "—",
+            ratio(r["rate"], celery["rate"]) if r["name"] != PING else "—",
+        ))
+    return out
+
+
+HEADERS = ("", "p50 ms", "p99 ms", "turns/s", "p50 / PING", "p50 / Celery task", "turns/s / Celery task")
+
+
+def _print(result: dict[str, Any]) -> None:
+    print(f"\npublish benchmark: {result['n']} turns per row over {result['users']} users, one process, no worker")
+    widths = (38, 9, 9, 10, 11, 18, 22)
+    print(f"(* latency per call of {result['chunk']} turns)")
+    print(" ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(HEADERS, widths, strict=True))))
+    for row in _table(result):
+        print(" ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+    single, ping = _find(result, SINGLE), _find(result, PING)
+    bulk = _find(result, "publish_turns")
+    print(f"floors: publish_turn p50 within 10x of PING -> {single['p50_ms'] / ping['p50_ms']:.2f}x; "
+          f"bulk >= 3000 turns/s -> {bulk['rate']:.0f}")
+
+
+def _plot(result: dict[str, Any]) -> Any:
+    plt = pyplot()
+    rows = [r for r in result["rows"] if not r["name"].startswith("publish_turns")]
+    names = [r["name"].replace(", ", ",\n").replace(" (", "\n(") for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    x = range(len(rows))
+    ax1.bar([i - 0.2 for i in x], [r["p50_ms"] for r in rows], 0.4, label="p50")
+    ax1.bar([i + 0.2 for i in x], [r["p99_ms"] for r in rows], 0.4, label="p99")
+    ax1.set_xticks(list(x), names, fontsize=7)
+    ax1.set_ylabel("ms per call")
+    ax1.set_title("latency per call")
+    ax1.legend()
+    ax1.grid(axis="y", alpha=0.3)
+    rates = [r for r in result["rows"] if r["name"] != PING]
+    ax2.bar(range(len(rates)), [r["rate"] for r in rates], 0.6, color="tab:green")
+    ax2.set_xticks(range(len(rates)), [r["name"].replace(", ", ",\n").replace(" (", "\n(") for r in rates],
+                   fontsize=7)
+    ax2.set_ylabel("turns/s")
+    ax2.set_title("throughput, one process")
+    ax2.grid(axis="y", alpha=0.3)
+    return save_figure(fig, "publish.png")
+
+
+def markdown(result: dict[str, Any]) -> str:
+    return "\n\n".join([
+        "## 1. Publishing turns",
+        f"What the chat backend pays per turn: `publish_turn` (one Lua script per turn) one call at a time, from "
+        f"{result['threads']} threads sharing one publisher (each thread its own users), and `publish_turns` in "
+        f"bulk; {result['n']:,} turns per row over {result['users']} users, Redis on loopback, no worker running. "
+        "Baselines from the same run: a Redis `PING` round trip (the floor for any call to Redis) and sending "
+        "the same turn dict as one Celery task per turn (`send_task`, the producers' Celery configuration, to a "
+        "queue nobody consumes), the usual way to hand work to Celery workers.",
+        md_table(HEADERS, _table(result)),
+        "\\* latency per call of "
+        f"{result['chunk']} turns. turns/s of a single-threaded row is calls / time spent in the calls; of the "
+        "threaded and bulk rows, turns / wall time. The threaded row's latency is per call while the other "
+        "threads publish too, so it is compared with PING only.",
+        image_md("publish latency and throughput", "publish.png"),
+        reproduce_md(result["reproduce"]),
+    ])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--n", type=int, default=5000, help="turns (or calls) per row")
     parser.add_argument("--users", type=int, default=50)
-    parser.add_argument("--chunk", type=int, default=500)
+    parser.add_argument("--chunk", type=int, default=500, help="turns per publish_turns call")
+    parser.add_argument("--threads", type=int, default=4, help="threads for the concurrent row")
