@@ -38,6 +38,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,7 @@ class _EmbeddingSettings(Protocol):
     embedding_batch_size: int
     embedding_threads: int | None
     embedding_concurrency: int | None
+    embedding_cache_size: int
 
 
 @dataclass(frozen=True)
@@ -425,6 +427,7 @@ class Embedder:
         self.batch_size = int(settings.embedding_batch_size)
         self.concurrency = settings.embedding_concurrency or os.cpu_count() or 1
         self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._cache = _VectorCache(settings.embedding_cache_size)
         resolved = _resolve(self.model_id, settings.embedding_model_path, cache_dir)
         self.model_dir = resolved.model_dir
         kwargs: dict[str, Any] = {"threads": settings.embedding_threads}
@@ -477,29 +480,72 @@ class Embedder:
             )
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Unit-length vectors, one per text, in order; batched by ``embedding_batch_size``."""
+        """Unit-length vectors, one per text, in order; batched by ``embedding_batch_size``. Texts seen
+        recently (``embedding_cache_size``) are not run through the model again."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts; use embed_query() for one text")
         documents = list(texts)
-        if not documents:
-            return []
         for i, text in enumerate(documents):
             if not isinstance(text, str):
                 raise TypeError(f"texts[{i}] is {type(text).__name__}, not str")
-        with self._slots:
-            return [
-                vector.astype(float).tolist()
-                for vector in self._model.embed(documents, batch_size=self.batch_size)
-            ]
+        found = self._cache.get_many(documents)
+        missing = list(dict.fromkeys(text for text in documents if text not in found))
+        if missing:
+            fresh = dict(zip(missing, self._run(missing), strict=True))
+            self._cache.put_many(fresh)
+            found.update(fresh)
+        return [found[text].astype(float).tolist() for text in documents]
 
     def embed_query(self, text: str) -> list[float]:
-        """The vector of one text (all-MiniLM-L6-v2 uses no query prefix, so same as ``embed``)."""
+        """The vector of one text (all-MiniLM-L6-v2 uses no query prefix, so same as ``embed``). Never
+        cached: queries rarely repeat, and a cache would only hide the model's cost in measurements."""
         if not isinstance(text, str):
             raise TypeError(f"text is {type(text).__name__}, not str")
-        return self.embed([text])[0]
+        return self._run([text])[0].astype(float).tolist()
+
+    def _run(self, documents: list[str]) -> list[Any]:
+        if not documents:
+            return []
+        with self._slots:
+            return list(self._model.embed(documents, batch_size=self.batch_size))
 
     def __repr__(self) -> str:
         return f"Embedder({self.fingerprint!r}, dim={self.dim}, dir={self.model_dir})"
+
+
+class _VectorCache:
+    """Least recently used document vectors (float32 arrays, keyed by a digest of the text)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[bytes, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def get_many(self, texts: Sequence[str]) -> dict[str, Any]:
+        if not self.size:
+            return {}
+        out = {}
+        with self._lock:
+            for text in texts:
+                key = self._key(text)
+                vector = self._items.get(key)
+                if vector is not None:
+                    self._items.move_to_end(key)
+                    out[text] = vector
+        return out
+
+    def put_many(self, vectors: dict[str, Any]) -> None:
+        if not self.size:
+            return
+        with self._lock:
+            for text, vector in vectors.items():
+                self._items[self._key(text)] = vector
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
 
 
 def embedder_from_settings(settings: _EmbeddingSettings) -> Embedder:

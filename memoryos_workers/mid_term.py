@@ -27,7 +27,7 @@ from .embeddings import Embedder
 from .llm import LLMClient, LLMError, LLMNotConfigured, Usage
 from .pages import PAGES, page_point_id
 from .prompts import SEGMENT_PROMPT_VERSION, segmentation_messages
-from .segmentation import check_segmentation, fallback_segmentation, normalise
+from .segmentation import centroid, check_segmentation, fallback_segmentation, normalise
 from .segments import SegmentStore
 from .stats import count
 from .vectorstore import VectorStore
@@ -60,7 +60,7 @@ class MidTerm:
 
     # -- step 1: one structured call (or the fallback) ------------------------------------------
     def analyse(self, user_id: str, pages: Sequence[Page], previous: dict[str, Any] | None) -> BatchAnalysis:
-        probe = self.embedder.embed_query(" ".join(p.user_input for p in pages)[:2000])
+        probe = centroid(self.embedder.embed([p.text() for p in pages]))
         nearby = self.segments.nearby(user_id, probe, limit=3)
         messages = segmentation_messages(pages, previous, nearby)
         model, version = self.settings.llm_model, SEGMENT_PROMPT_VERSION

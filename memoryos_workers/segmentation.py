@@ -121,6 +121,17 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
     return dot / (na * nb) if na and nb else 0.0
 
 
+def centroid(vectors: Sequence[Sequence[float]]) -> list[float]:
+    """The unit-length mean of a batch's page vectors: what the batch is about as a whole, to find the
+    segments it may continue. (Embedding the pages' text joined together would cost a 256-token model
+    run per batch, as much as five pages, and see only the first pages: the model truncates.)"""
+    if not vectors:
+        raise ValueError("centroid of no vectors")
+    mean = [sum(column) / len(vectors) for column in zip(*vectors, strict=True)]
+    norm = math.sqrt(sum(x * x for x in mean))
+    return [x / norm for x in mean] if norm else mean
+
+
 def fscore(
     seg_vector: Sequence[float], seg_keywords: Sequence[str], vector: Sequence[float], keywords: Sequence[str]
 ) -> float:

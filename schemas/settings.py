@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     )
     embedding_batch_size: int = Field(64, ge=1, le=4096)
     embedding_threads: int | None = Field(None, ge=1)
+    embedding_cache_size: int = Field(
+        4096, ge=0, description="Recent document vectors kept per process (about 1.6 KB each); 0 = off. A batch "
+        "embeds its pages, then its topic summaries twice (plan, write): the repeats come from here."
+    )
     embedding_concurrency: int | None = Field(
         None, ge=1, description="Model runs at once per process; unset = the CPU count. Each concurrent "
         "onnxruntime run holds its own buffers, so more runs than cores only cost memory."

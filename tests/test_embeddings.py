@@ -187,6 +187,30 @@ def test_model_runs_at_once_are_capped(embedder: Embedder, model_cache: Path) ->
     assert peak[0] == 1 and all(len(r) == 30 for r in results)
 
 
+def test_recent_documents_are_not_run_through_the_model_again(model_cache: Path) -> None:
+    small = Embedder(make_settings(embedding_cache_size=3), cache_dir=model_cache)
+    inner, seen = small._model.embed, []
+
+    def counted(documents, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        seen.extend(documents)
+        return inner(documents, **kwargs)
+
+    small._model.embed = counted
+    first = small.embed(["a cat", "a dog", "a cat"])
+    assert seen == ["a cat", "a dog"], "a text twice in one call runs once"
+    again = small.embed(["a dog", "a cat", "a bird"])
+    assert seen == ["a cat", "a dog", "a bird"]
+    assert again[:2] == [first[1], first[0]], "a cached vector is the vector the model gave"
+    small.embed(["a fish"])  # four texts, room for three: the least recently used ("a dog") goes
+    small.embed(["a dog"])
+    assert seen[-2:] == ["a fish", "a dog"]
+    small.embed_query("a cat")
+    small.embed_query("a cat")
+    assert seen[-2:] == ["a cat", "a cat"], "queries are never cached"
+    off = Embedder(make_settings(embedding_cache_size=0), cache_dir=model_cache)
+    np.testing.assert_allclose(off.embed(["a cat"])[0], first[0], atol=1e-6)
+
+
 # --- integrity of the offline files -------------------------------------------------------------
 
 

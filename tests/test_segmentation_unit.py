@@ -15,6 +15,7 @@ from memoryos_workers.llm import MalformedOutput
 from memoryos_workers.prompts import MAX_PAGE_CHARS, SEGMENT_PROMPT_VERSION, segmentation_messages
 from memoryos_workers.segmentation import (
     STOPWORDS,
+    centroid,
     check_segmentation,
     clean_keywords,
     cosine,
@@ -310,3 +311,15 @@ def test_prompt_includes_timestamps_and_clips_long_text() -> None:
 
 def test_prompt_version_is_recorded() -> None:
     assert SEGMENT_PROMPT_VERSION.startswith("segment-v")
+
+
+def test_centroid_is_the_unit_mean_and_closest_to_its_members() -> None:
+    a, b, far = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]
+    c = centroid([a, b])
+    assert c == pytest.approx([math.sqrt(0.5), math.sqrt(0.5), 0.0])
+    assert math.isclose(sum(x * x for x in c), 1.0)
+    assert cosine(c, a) > cosine(c, far) and cosine(c, b) > cosine(c, far)
+    assert centroid([a]) == a
+    assert centroid([a, [-1.0, 0.0, 0.0]]) == [0.0, 0.0, 0.0]  # opposite pages: no direction, no crash
+    with pytest.raises(ValueError):
+        centroid([])
