@@ -9,8 +9,10 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -177,3 +179,36 @@ def save_figure(fig: Any, name: str) -> Path:
 
 def image_md(alt: str, name: str) -> str:
     return f"![{alt}](bench/results/{name})"
+
+
+def start_worker(settings: Settings, log_path: Path, queues: Sequence[str], threads: int, name: str,
+                 **env: str) -> subprocess.Popen:
+    """A real worker process (`celery -A memoryos_workers worker -P threads`) on this run's private key
+    prefix and data folder, its output appended to log_path."""
+    environment = dict(os.environ, MEMORYOS_KEY_PREFIX=settings.key_prefix, MEMORYOS_DATA_DIR=str(settings.data_dir),
+                       MEMORYOS_REDIS_URL=settings.redis_url, **env)
+    environment.pop("MEMORYOS_QDRANT_URL", None)
+    cmd = [sys.executable, "-m", "celery", "-A", "memoryos_workers", "worker", "-Q", ",".join(queues),
+           "-P", "threads", "-c", str(threads), "--without-heartbeat", "--without-mingle", "--without-gossip",
+           "-n", f"{name}-{os.getpid()}@%h", "-l", "WARNING"]
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(cmd, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+@contextmanager
+def worker(settings: Settings, log_path: Path, queues: Sequence[str], threads: int, name: str,
+           **env: str) -> Iterator[subprocess.Popen]:
+    proc = start_worker(settings, log_path, queues, threads, name, **env)
+    try:
+        yield proc
+    finally:
+        stop_worker(proc)

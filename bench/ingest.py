@@ -30,11 +30,9 @@ import argparse
 import os
 import random
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +51,8 @@ from .common import (
     reproduce_md,
     save_figure,
     save_result,
+    worker,
 )
-from .retrieval import _stop_worker
 
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo"
 CONVERSATIONS = ("conv-26", "conv-30")
@@ -141,28 +139,11 @@ def _inline(base_url: str, model: str, embedder: Any, dialogue: Sequence[tuple[s
 # --- ours: a real worker process --------------------------------------------------------------------------
 
 
-def _start_worker(settings: Any, threads: int, log_path: Path) -> subprocess.Popen:
-    """Like bench.retrieval._start_worker, with the ingest and persona queues and N threads."""
+def _worker(settings: Any, threads: int, log_path: Path) -> Any:
     from producers.contract import INGEST_QUEUE, PERSONA_QUEUE
 
-    env = dict(os.environ, MEMORYOS_KEY_PREFIX=settings.key_prefix, MEMORYOS_DATA_DIR=str(settings.data_dir),
-               MEMORYOS_REDIS_URL=settings.redis_url, MEMORYOS_OPENAI_BASE_URL=settings.openai_base_url,
-               MEMORYOS_OPENAI_API_KEY="bench")
-    env.pop("MEMORYOS_QDRANT_URL", None)
-    cmd = [sys.executable, "-m", "celery", "-A", "memoryos_workers", "worker", "-Q", f"{INGEST_QUEUE},{PERSONA_QUEUE}",
-           "-P", "threads", "-c", str(threads), "--without-heartbeat", "--without-mingle", "--without-gossip",
-           "-n", f"ingest-{threads}-{os.getpid()}@%h", "-l", "WARNING"]
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-@contextmanager
-def _worker(settings: Any, threads: int, log_path: Path) -> Iterator[subprocess.Popen]:
-    proc = _start_worker(settings, threads, log_path)
-    try:
-        yield proc
-    finally:
-        _stop_worker(proc)
+    return worker(settings, log_path, [INGEST_QUEUE, PERSONA_QUEUE], threads, f"ingest-{threads}",
+                  MEMORYOS_OPENAI_BASE_URL=settings.openai_base_url, MEMORYOS_OPENAI_API_KEY="bench")
 
 
 def _cpu_s(pid: int) -> float:

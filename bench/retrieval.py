@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
-import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -52,6 +49,7 @@ from .common import (
     save_figure,
     save_result,
     summary,
+    worker,
 )
 
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo"
@@ -199,27 +197,6 @@ def _time_calls(fn: Any, args: Sequence[tuple[str, str]], desc: str) -> list[flo
     return out
 
 
-def _start_worker(settings: Any, log_path: Path) -> subprocess.Popen:
-    from producers.contract import RETRIEVAL_QUEUE
-
-    env = dict(os.environ, MEMORYOS_KEY_PREFIX=settings.key_prefix, MEMORYOS_DATA_DIR=str(settings.data_dir),
-               MEMORYOS_REDIS_URL=settings.redis_url)
-    env.pop("MEMORYOS_QDRANT_URL", None)
-    cmd = [sys.executable, "-m", "celery", "-A", "memoryos_workers", "worker", "-Q", RETRIEVAL_QUEUE, "-P", "threads",
-           "-c", "2", "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "WARNING"]
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _stop_worker(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
 def _tail(path: Path, chars: int = 3000) -> str:
     try:
         return path.read_text(errors="replace")[-chars:]
@@ -229,10 +206,10 @@ def _tail(path: Path, chars: int = 3000) -> str:
 
 def _rpc(settings: Any, calls: Sequence[tuple[str, str]], log_path: Path, size: int) -> dict[str, Any]:
     """The same calls through producers' public RetrievalClient, answered by a worker process."""
+    from producers.contract import RETRIEVAL_QUEUE
     from producers.retrieve import RetrievalClient
 
-    proc = _start_worker(settings, log_path)
-    try:
+    with worker(settings, log_path, [RETRIEVAL_QUEUE], threads=2, name="retrieval"):
         client = RetrievalClient(settings)
         client.retrieve(calls[0][0], calls[0][1], timeout=120)  # waits for the worker to start
         for user, query in calls:  # warm, as in-process: a store just opened reads its files in on first touch
@@ -243,8 +220,6 @@ def _rpc(settings: Any, calls: Sequence[tuple[str, str]], log_path: Path, size: 
             inner.append(client.retrieve(user, query).timings_ms["total"] / 1000)
 
         remote = _time_calls(rpc_call, calls, f"RPC @{size}")
-    finally:
-        _stop_worker(proc)
     transport = [a - b for a, b in zip(remote, inner, strict=True)]
     # rpc_worker: the worker's own time for the same calls; transport: round trip minus that, per call.
     return {"rpc": summary(remote), "rpc_worker": summary(inner),
