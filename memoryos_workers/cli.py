@@ -24,13 +24,16 @@ def _admin(op: str, user_id: str | None) -> Any:
     embedded setup, a worker holds the local store) on that worker over RPC."""
     from .admin import run
     from .runtime import get_runtime
-    from .vectorstore import StoreLockedError
+    from .vectorstore import StoreLockedError, VectorStoreError
 
     rt = get_runtime()
     try:
         rt.warm_up()
     except StoreLockedError as exc:
         return _admin_over_rpc(op, user_id, exc)
+    except VectorStoreError as exc:  # e.g. the store holds vectors of another embedding model
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     return run(rt, op, user_id)
 
 

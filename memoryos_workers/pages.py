@@ -50,6 +50,7 @@ class PageStore:
             if not self._ready:
                 fields = dict(
                     dim=self.embedder.dim,
+                    model=self.embedder.fingerprint,
                     tenant_fields=("user_id",),
                     keyword_fields=("assistant_id", "turn_id", "batch_id", "segment_id"),
                     integer_fields=("seq",),

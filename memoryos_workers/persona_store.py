@@ -62,10 +62,12 @@ class PersonaStore:
         with self._lock:
             if not self._ready:
                 dim = self.embedder.dim
-                self.store.ensure_collection(PROFILES, dim=dim, tenant_fields=("user_id",))
+                model = self.embedder.fingerprint
+                self.store.ensure_collection(PROFILES, dim=dim, tenant_fields=("user_id",), model=model)
                 self.store.ensure_collection(
                     KNOWLEDGE,
                     dim=dim,
+                    model=model,
                     tenant_fields=("user_id",),
                     keyword_fields=("kind", "assistant_id", "scope_user", "owner"),
                     integer_fields=("created_ms",),

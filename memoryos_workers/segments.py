@@ -65,6 +65,7 @@ class SegmentStore:
                 self.store.ensure_collection(
                     SEGMENTS,
                     dim=self.embedder.dim,
+                    model=self.embedder.fingerprint,
                     tenant_fields=("user_id",),
                     keyword_fields=("segment_id", "assistant_id"),
                     float_fields=("created_at",),

@@ -21,6 +21,7 @@ from qdrant_client import QdrantClient
 
 from memoryos_workers.vectorstore import (
     Hit,
+    ModelMismatchError,
     PointIn,
     SparseVector,
     StoreLockedError,
@@ -106,6 +107,37 @@ def test_ensure_collection_rejects_another_dim(store: VectorStore) -> None:
     store.ensure_collection(COLL, dim=DIM)
     with pytest.raises(VectorStoreError, match="dim"):
         store.ensure_collection(COLL, dim=DIM * 2)
+
+
+def test_vectors_of_another_model_are_refused(store: VectorStore) -> None:
+    """Two models of one dimension would mix silently: the collection records its model."""
+    store.ensure_collection(COLL, dim=DIM, model="all-MiniLM-L6-v2@aaaa")
+    store.upsert(COLL, [point(1, unit(0))])
+    store.ensure_collection(COLL, dim=DIM, model="all-MiniLM-L6-v2@aaaa")  # the same model: fine
+    with pytest.raises(ModelMismatchError, match=r"holds vectors of all-MiniLM-L6-v2@aaaa.*embeds with bge@bbbb.*"
+                                                 r"MEMORYOS_EMBEDDING_MODEL"):
+        store.ensure_collection(COLL, dim=DIM, model="bge@bbbb")
+    assert store.count(COLL, filter={"user_id": "a"}) == 1, "nothing stored is touched"
+
+
+def test_a_collection_made_before_models_were_recorded_adopts_the_first(store: VectorStore) -> None:
+    store.ensure_collection(COLL, dim=DIM)
+    store.ensure_collection(COLL, dim=DIM, model="m@1")
+    store.ensure_collection(COLL, dim=DIM, model="m@1")
+    with pytest.raises(ModelMismatchError):
+        store.ensure_collection(COLL, dim=DIM, model="m@2")
+
+
+def test_edge_remembers_the_model_across_reopen(tmp_path: Path) -> None:
+    first = make_edge(tmp_path)
+    first.ensure_collection(COLL, dim=DIM, model="m@1")
+    first.close()
+    second = make_edge(tmp_path)
+    try:
+        with pytest.raises(ModelMismatchError, match=str(tmp_path)):
+            second.ensure_collection(COLL, dim=DIM, model="m@2")
+    finally:
+        second.close()
 
 
 def test_unknown_collection_raises(store: VectorStore) -> None:
@@ -403,3 +435,16 @@ def test_open_store_picks_backend(tmp_path: Path) -> None:
     assert isinstance(in_memory, QdrantServerStore)
     in_memory.ensure_collection(COLL, dim=DIM)
     in_memory.close()
+
+
+def test_the_runtime_records_its_model_in_every_collection(runtime) -> None:  # noqa: ANN001
+    from memoryos_workers.pages import PAGES
+    from memoryos_workers.persona_store import KNOWLEDGE, PROFILES
+    from memoryos_workers.segments import SEGMENTS
+
+    runtime.warm_up()
+    dim = runtime.embedder.dim
+    for name in (PAGES, SEGMENTS, PROFILES, KNOWLEDGE):
+        runtime.store.ensure_collection(name, dim=dim, model=runtime.embedder.fingerprint)
+        with pytest.raises(ModelMismatchError, match=runtime.embedder.fingerprint):
+            runtime.store.ensure_collection(name, dim=dim, model="another-model@0000")

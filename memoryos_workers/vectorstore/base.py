@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 DENSE = "dense"
 SPARSE = "sparse"
+MODEL_KEY = "embedding_model"  # the embedder fingerprint a collection's vectors come from
 RANGE_KEYS = frozenset({"gte", "lte", "gt", "lt"})
 SCROLL_PAGE = 256
 # Qdrant's own default for RRF; the Edge backend passes it explicitly so both rank alike.
@@ -30,6 +31,21 @@ class VectorStoreError(RuntimeError):
 
 class StoreLockedError(VectorStoreError):
     """The embedded store is single-process: another process already holds its files."""
+
+
+class ModelMismatchError(VectorStoreError):
+    """The collection holds vectors of another embedding model: the two must never be mixed."""
+
+
+def check_model(name: str, recorded: str | None, wanted: str | None, where: str) -> None:
+    """Models of the same dimension (MiniLM and bge-small are both 384) would otherwise mix silently."""
+    if recorded and wanted and recorded != wanted:
+        raise ModelMismatchError(
+            f"the {name!r} collection at {where} holds vectors of {recorded}, but this process embeds with "
+            f"{wanted}; vectors of two models never mix. Set MEMORYOS_EMBEDDING_MODEL (and "
+            "MEMORYOS_EMBEDDING_MODEL_PATH) back to the store's model, or give the new model its own store "
+            "(a new MEMORYOS_DATA_DIR, or a new MEMORYOS_KEY_PREFIX on a Qdrant server)"
+        )
 
 
 @dataclass(frozen=True)
@@ -77,7 +93,10 @@ class VectorStore(Protocol):
         keyword_fields: Sequence[str] = (),
         integer_fields: Sequence[str] = (),
         float_fields: Sequence[str] = (),
-    ) -> None: ...
+        model: str | None = None,
+    ) -> None:
+        """`model`: the embedder's fingerprint; recorded when the collection is made (or first seen
+        without one) and compared on every later open (ModelMismatchError)."""
 
     def upsert(self, collection: str, points: Sequence[PointIn]) -> None: ...
 

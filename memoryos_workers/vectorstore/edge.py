@@ -33,6 +33,7 @@ from .base import (
     VectorStoreError,
     check_dim,
     check_limit,
+    check_model,
     check_name,
     check_query,
     make_hit,
@@ -70,12 +71,13 @@ class EdgeStore:
         keyword_fields: Sequence[str] = (),
         integer_fields: Sequence[str] = (),
         float_fields: Sequence[str] = (),
+        model: str | None = None,
     ) -> None:
         check_name(name)
         check_dim(dim)
         with self._lock:
             shard = self._open_or_create(name, dim, sparse)
-            _check_meta(self._folder(name), name, dim, sparse)
+            _check_meta(self._folder(name), name, dim, sparse, model)
             wanted = _index_schemas(tenant_fields, keyword_fields, integer_fields, float_fields)
             self._create_indexes(shard, wanted)
 
@@ -308,19 +310,22 @@ def _config(dim: int, sparse: bool) -> qe.EdgeConfig:
     )
 
 
-def _write_meta(folder: Path, dim: int, sparse: bool) -> None:
-    """Our own record of the shape, so a dim mismatch is caught before the first write fails."""
+def _write_meta(folder: Path, dim: int, sparse: bool, model: str | None = None) -> None:
+    """Our own record of the shape and the model, so a mismatch is caught before the first write."""
     tmp = folder / f"{META_FILE}.tmp"
-    tmp.write_text(json.dumps({"dim": dim, "sparse": sparse}), encoding="utf-8")
+    tmp.write_text(json.dumps({"dim": dim, "sparse": sparse, "model": model}), encoding="utf-8")
     os.replace(tmp, folder / META_FILE)
 
 
-def _check_meta(folder: Path, name: str, dim: int, sparse: bool) -> None:
+def _check_meta(folder: Path, name: str, dim: int, sparse: bool, model: str | None = None) -> None:
     meta_path = folder / META_FILE
     if not meta_path.exists():  # created by a run that died before writing it
-        _write_meta(folder, dim, sparse)
+        _write_meta(folder, dim, sparse, model)
         return
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    check_model(name, meta.get("model"), model, str(folder))
+    if model and not meta.get("model"):  # made before models were recorded: adopt the one in use
+        _write_meta(folder, meta.get("dim", dim), bool(meta.get("sparse", sparse)), model)
     if meta.get("dim") != dim:
         raise VectorStoreError(f"collection {name!r} exists with dim {meta.get('dim')}, not {dim}")
     if sparse and not meta.get("sparse"):

@@ -16,6 +16,7 @@ from qdrant_client import QdrantClient, models
 
 from .base import (
     DENSE,
+    MODEL_KEY,
     SCROLL_PAGE,
     SPARSE,
     Condition,
@@ -26,6 +27,7 @@ from .base import (
     VectorStoreError,
     check_dim,
     check_limit,
+    check_model,
     check_name,
     check_query,
     make_hit,
@@ -64,15 +66,20 @@ class QdrantServerStore:
         keyword_fields: Sequence[str] = (),
         integer_fields: Sequence[str] = (),
         float_fields: Sequence[str] = (),
+        model: str | None = None,
     ) -> None:
         check_name(name)
         check_dim(dim)
         full = self._full(name)
         with self._engine(f"ensure collection {full!r}"):
             if not self._client.collection_exists(full):
-                self._create(full, dim, sparse)
+                self._create(full, dim, sparse, model)
             info = self._client.get_collection(full)
             _check_shape(info, name, dim, sparse)
+            recorded = (info.config.metadata or {}).get(MODEL_KEY)
+            check_model(name, recorded, model, f"the Qdrant server ({full})")
+            if model and not recorded:  # made before models were recorded: adopt the one in use
+                self._client.update_collection(full, metadata={MODEL_KEY: model})
             wanted = _index_schemas(tenant_fields, keyword_fields, integer_fields, float_fields)
             self._create_indexes(full, info, wanted)
         self._known.add(name)
@@ -200,7 +207,7 @@ class QdrantServerStore:
         self._known.add(name)
         return full
 
-    def _create(self, full: str, dim: int, sparse: bool) -> None:
+    def _create(self, full: str, dim: int, sparse: bool, model: str | None) -> None:
         """Another worker may create it first; that race is fine as long as the shape matches."""
         sparse_config = {SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)} if sparse else None
         try:
@@ -208,6 +215,7 @@ class QdrantServerStore:
                 full,
                 vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
                 sparse_vectors_config=sparse_config,
+                metadata={MODEL_KEY: model} if model else None,
             )
         except Exception:
             if not self._client.collection_exists(full):
