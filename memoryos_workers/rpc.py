@@ -13,11 +13,11 @@ import logging
 import re
 from collections.abc import Callable
 
+from producers.contract import REPLY_ERROR, REPLY_INVALID, REPLY_OK
 from producers.keys import Keys
 
 log = logging.getLogger("memoryos.rpc")
 
-OK, ERROR, INVALID = "ok:", "error:", "invalid:"  # reply frames: tag, then JSON or a message
 _REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -40,12 +40,12 @@ class RPCAnswer:
         """`compute` returns the answer as JSON text; a ValueError is the caller's bad input."""
         key = self.reply_key(request_id)
         try:
-            frame = OK + compute()
+            frame = REPLY_OK + compute()
         except ValueError as exc:
-            frame = INVALID + str(exc)
+            frame = REPLY_INVALID + str(exc)
         except Exception as exc:
             log.exception("RPC read failed")
-            frame = f"{ERROR}{type(exc).__name__}: {exc}"
+            frame = f"{REPLY_ERROR}{type(exc).__name__}: {exc}"
         if key is None:
             return
         pipe = self.redis.pipeline(transaction=True)  # type: ignore[attr-defined]

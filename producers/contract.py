@@ -16,6 +16,9 @@ RETRIEVE_TASK = "memoryos.retrieve"
 READ_PERSONA_TASK = "memoryos.read_persona"
 ADMIN_TASK = "memoryos.admin"
 
+# An RPC answer in the caller's reply list: one of these tags, then JSON (ok) or a message.
+REPLY_OK, REPLY_INVALID, REPLY_ERROR = "ok:", "invalid:", "error:"
+
 INGEST_QUEUE = "memoryos.ingest"
 PERSONA_QUEUE = "memoryos.persona"
 RETRIEVAL_QUEUE = "memoryos.retrieval"

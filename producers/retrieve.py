@@ -20,7 +20,7 @@ from schemas.context import RetrievedContext, check_retrieval_args
 from schemas.settings import Settings
 
 from .connection import redis_client
-from .contract import RETRIEVAL_QUEUE, RETRIEVE_TASK
+from .contract import REPLY_ERROR, REPLY_INVALID, REPLY_OK, RETRIEVAL_QUEUE, RETRIEVE_TASK
 from .errors import MemoryOSError, RedisUnavailableError, redact_url
 from .keys import Keys
 from .publish import Publisher, default_publisher
@@ -119,12 +119,11 @@ def _unwrap(frame: str | None, timeout: float, settings: Settings) -> str:
             f"({redact_url(settings.redis_url)}) and MEMORYOS_KEY_PREFIX ({settings.key_prefix!r}), or raise "
             "MEMORYOS_RETRIEVAL_TIMEOUT if the workers are only busy"
         )
-    tag, _, body = frame.partition(":")
-    if tag == "ok":
-        return body
-    if tag == "invalid":
-        raise ValueError(body)  # the worker rejected the input: same message as local validation
-    raise MemoryOSError(f"retrieval failed on the worker: {body}")
+    if frame.startswith(REPLY_OK):
+        return frame[len(REPLY_OK):]
+    if frame.startswith(REPLY_INVALID):  # the worker rejected the input: same message as local validation
+        raise ValueError(frame[len(REPLY_INVALID):])
+    raise MemoryOSError(f"retrieval failed on the worker: {frame.removeprefix(REPLY_ERROR)}")
 
 
 _clients: dict[int, RetrievalClient] = {}
