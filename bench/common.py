@@ -11,7 +11,7 @@ import statistics
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -212,3 +212,15 @@ def worker(settings: Settings, log_path: Path, queues: Sequence[str], threads: i
         yield proc
     finally:
         stop_worker(proc)
+
+
+def finish(name: str, result: dict[str, Any], show: Callable[[dict[str, Any]], None],
+           plot: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any]:
+    """What every part does with its result: print the table, save the JSON, draw the plot(s), and say
+    how to reproduce it (result["reproduce"])."""
+    show(result)
+    save_result(name, result)
+    if plot is not None:
+        print(f"plot: {plot(result)}")
+    print(reproduce(result["reproduce"]))
+    return result

@@ -42,15 +42,14 @@ from .common import (
     ROOT,
     bench_settings,
     cleanup,
+    finish,
     fmt,
     image_md,
     md_table,
     pyplot,
     ratio,
-    reproduce,
     reproduce_md,
     save_figure,
-    save_result,
     worker,
 )
 
@@ -415,11 +414,7 @@ def run(
     result = {"options": options, "short_term_capacity": settings.short_term_capacity,
               "batch_size": settings.promotion_batch_size, "baseline": baseline, "runs": runs,
               "elapsed_s": time.perf_counter() - started, "reproduce": _command(options)}
-    _print(result)
-    save_result("ingest", result)
-    print(f"plot: {_plot(result)}")
-    print(reproduce(result["reproduce"]))
-    return result
+    return finish("ingest", result, _print, _plot)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

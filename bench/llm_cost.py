@@ -19,15 +19,14 @@ from .common import (
     ROOT,
     bench_settings,
     cleanup,
+    finish,
     fmt,
     image_md,
     md_table,
     pyplot,
     ratio,
-    reproduce,
     reproduce_md,
     save_figure,
-    save_result,
 )
 
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo"
@@ -86,11 +85,7 @@ def run(conversations: str = "conv-26,conv-30", batch_size: int = 10) -> dict[st
         "batch_size": batch_size, "conversations": rows,
         "reproduce": f"python -m bench llm_cost --conversations {','.join(names)} --batch-size {batch_size}",
     }
-    _print(result)
-    save_result("llm_cost", result)
-    print(f"plot: {_plot(result)}")
-    print(reproduce(result["reproduce"]))
-    return result
+    return finish("llm_cost", result, _print, _plot)
 
 
 HEADERS = ("conversation", "turns", "promoted pages", "MemoryOS calls / 100 turns", "ours: calls / 100 turns",

@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .common import RESULTS, ROOT, bench_settings, cleanup, fmt, md_table, reproduce, reproduce_md, save_result
+from .common import RESULTS, ROOT, bench_settings, cleanup, finish, fmt, md_table, reproduce_md
 
 TOP = 6
 PATHS = {
@@ -265,10 +265,7 @@ def run(publish_calls: int = 3000, pages: int = 3000, users: int = 30, retrieval
         "reproduce": f"python -m bench profile --publish-calls {publish_calls} --pages {pages} --users {users} "
                      f"--retrievals {retrievals} --drains {drains} --interval {interval}",
     }
-    _print(result)
-    save_result("profile", result)
-    print(reproduce(result["reproduce"]))
-    return result
+    return finish("profile", result, _print)
 
 
 def _print(result: dict[str, Any]) -> None:

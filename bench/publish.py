@@ -24,15 +24,14 @@ from producers.sender import TaskSender
 from .common import (
     bench_settings,
     cleanup,
+    finish,
     fmt,
     image_md,
     md_table,
     pyplot,
     ratio,
-    reproduce,
     reproduce_md,
     save_figure,
-    save_result,
     summary,
 )
 
@@ -155,11 +154,7 @@ def run(n: int = 5000, users: int = 50, chunk: int = 500, threads: int = 4) -> d
         "n": n, "users": users, "chunk": chunk, "threads": threads, "rows": rows, "keys_deleted": removed,
         "reproduce": f"python -m bench publish --n {n} --users {users} --chunk {chunk} --threads {threads}",
     }
-    _print(result)
-    save_result("publish", result)
-    print(f"plot: {_plot(result)}")
-    print(reproduce(result["reproduce"]))
-    return result
+    return finish("publish", result, _print, _plot)
 
 
 def _find(result: dict[str, Any], prefix: str) -> dict[str, Any]:

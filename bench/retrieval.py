@@ -38,16 +38,15 @@ from .common import (
     ROOT,
     bench_settings,
     cleanup,
+    finish,
     fmt,
     image_md,
     md_table,
     percentile,
     pyplot,
     ratio,
-    reproduce,
     reproduce_md,
     save_figure,
-    save_result,
     summary,
     worker,
 )
@@ -687,21 +686,14 @@ def run(
             "reproduce": f"python -m bench retrieval --skip-recall --sizes {sizes} --users {users} "
                          f"--queries {queries} --seed {seed}" + ("" if rpc else " --no-rpc"),
         })
-        _print_latency(latency)
-        save_result("retrieval_latency", latency)
-        print(f"plot: {_plot_latency(latency['rows'])}")
-        print(reproduce(latency["reproduce"]))
-        out["latency"] = latency
+        out["latency"] = finish("retrieval_latency", latency, _print_latency, lambda r: _plot_latency(r["rows"]))
     if not skip_recall:
         recall = _recall([c for c in conversations.split(",") if c], k_list, stm)
         recall = _jsonable(dict(recall, stm=stm, reproduce=f"python -m bench retrieval --skip-latency "
                                 f"--conversations {conversations} --ks {','.join(map(str, k_list))} --stm {stm}"))
         recall["ks"] = [str(k) for k in k_list]  # as the keys of the recall dicts
-        _print_recall(recall)
-        save_result("retrieval_recall", recall)
-        print(f"plots: {_plot_recall(recall)}, {_plot_by_category(recall)}")
-        print(reproduce(recall["reproduce"]))
-        out["recall"] = recall
+        out["recall"] = finish("retrieval_recall", recall, _print_recall,
+                               lambda r: f"{_plot_recall(r)}, {_plot_by_category(r)}")
     return out
 
 
