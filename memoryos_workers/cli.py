@@ -120,8 +120,9 @@ def beat(loglevel: str = typer.Option("INFO", "--loglevel", "-l")) -> None:
 
 
 def _read_turns(path: Path, user_id: str | None, assistant_id: str | None) -> list[dict[str, Any]]:
-    """JSON Lines of turns, a MemoryOS-style JSON list, or a LoCoMo conversation. Turns without a
-    turn_id get one from the file's content and position, so importing twice stores nothing twice."""
+    """JSON Lines of turns (`memoryos export` output too), a MemoryOS-style JSON list, or a LoCoMo
+    conversation. Turns without a turn_id get one from the file's content and position, so importing
+    twice stores nothing twice."""
     from .importers import locomo_turns
 
     text = path.read_text(encoding="utf-8")
@@ -141,6 +142,8 @@ def _read_turns(path: Path, user_id: str | None, assistant_id: str | None) -> li
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise typer.BadParameter(f"record {index + 1} is not a JSON object", param_hint="FILE")
+        if item.get("type", "turn") != "turn":
+            continue  # `memoryos export` output: segments, profile and facts are derived, not imported
         turn = {
             k: item[k]
             for k in ("user_id", "assistant_id", "user_input", "agent_response", "timestamp", "turn_id", "metadata")
@@ -240,6 +243,36 @@ def inspect(user: str = typer.Argument(..., help="User id.")) -> None:
 def _clip(text: str, width: int) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@cli.command()
+def reembed(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
+    """Re-embed every stored vector with the configured model, after changing MEMORYOS_EMBEDDING_MODEL.
+    Stop the workers first; an interrupted run is finished by running it again."""
+    from tqdm import tqdm
+
+    from schemas.settings import get_settings
+
+    from .embeddings import get_embedder
+    from .reembed import reembed as run
+    from .sparse import get_sparse_encoder
+    from .vectorstore import VectorStoreError, open_store
+
+    settings = get_settings()
+    embedder = get_embedder(settings)
+    where = settings.qdrant_url or settings.data_dir
+    if not yes and not typer.confirm(f"Re-embed every vector in {where} with {embedder.fingerprint}?"):
+        raise typer.Exit(1)
+    store = open_store(settings)
+    try:
+        with tqdm(desc="re-embedding", unit="vector", disable=not sys.stderr.isatty()) as bar:
+            done = run(store, embedder, get_sparse_encoder(), progress=lambda _name, n: bar.update(n))
+    except VectorStoreError as exc:  # held by a worker, another dimension, ...
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        store.close()
+    typer.echo(f"re-embedded with {embedder.fingerprint}: " + ", ".join(f"{k} {v}" for k, v in done.items()))
 
 
 @cli.command()

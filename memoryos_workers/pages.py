@@ -25,6 +25,15 @@ def page_point_id(user_id: str, turn_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"page\x1f{user_id}\x1f{turn_id}"))
 
 
+def page_vector_text(payload: dict[str, Any]) -> str:
+    """What a stored page's dense vector was made from (for re-embedding)."""
+    return Page.model_validate(payload).text()
+
+
+def page_sparse_text(payload: dict[str, Any]) -> str:
+    return page_document(payload["user_input"], payload["agent_response"])
+
+
 def page_payload(page: Page, batch_id: str, embedding_model: str) -> dict[str, Any]:
     payload = page.model_dump(mode="json")
     payload.update(

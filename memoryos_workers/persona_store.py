@@ -50,6 +50,19 @@ def _entry(hit: Hit) -> KnowledgeEntry:
     )
 
 
+def profile_text(profile: UserProfile) -> str:
+    return profile.render() or profile.user_id
+
+
+def profile_vector_text(payload: dict[str, Any]) -> str:
+    """What a stored profile's vector was made from (for re-embedding)."""
+    return profile_text(UserProfile.model_validate(payload["profile"]))
+
+
+def fact_vector_text(payload: dict[str, Any]) -> str:
+    return str(payload["text"])
+
+
 class PersonaStore:
     def __init__(self, store: VectorStore, embedder: Embedder, settings: Settings) -> None:
         self.store = store
@@ -98,7 +111,7 @@ class PersonaStore:
 
     def put_profile(self, profile: UserProfile) -> None:
         self.ensure()
-        vector = self.embedder.embed_query(profile.render() or profile.user_id)
+        vector = self.embedder.embed_query(profile_text(profile))
         payload = {
             "user_id": profile.user_id,
             "profile": profile.model_dump(mode="json"),

@@ -50,6 +50,11 @@ def merge_keywords(old: Sequence[str], new: Sequence[str]) -> list[str]:
     return out[:MAX_SEGMENT_KEYWORDS]
 
 
+def segment_vector_text(payload: dict[str, Any]) -> str:
+    """A segment's vector is its (merged) summary's (see SegmentStore.write)."""
+    return str(payload["summary"])
+
+
 class SegmentStore:
     def __init__(self, store: VectorStore, embedder: Embedder, settings: Settings) -> None:
         self.store = store

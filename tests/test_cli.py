@@ -193,6 +193,19 @@ def test_inspect_export_forget_on_a_populated_store(cli_env: dict[str, str], tmp
     # Segment heats decay with time between the two runs; the rest is the same.
     assert re.sub(r"\d+\.\d+", "H", res.stdout) == re.sub(r"\d+\.\d+", "H", remote_inspect)
 
+    # An export is importable: its turn records are read, the derived ones skipped, nothing doubled.
+    exported = tmp_path / "export.jsonl"
+    exported.write_text(_cli(cli_env, "export", user).stdout, encoding="utf-8")
+    res = _cli(cli_env, "import", str(exported))
+    assert res.returncode == 0 and res.stdout.startswith("published 30 turns for 1 user(s)"), res.stdout + res.stderr
+    assert sorted(_turn_ids(_cli(cli_env, "export", user).stdout)) == sorted(remote_ids)
+
+    res = _cli(cli_env, "reembed", "--yes")
+    assert res.returncode == 0, res.stderr
+    assert re.match(r"re-embedded with sentence-transformers/all-MiniLM-L6-v2@\w+: pages [1-9]\d*, segments",
+                    res.stdout), res.stdout
+    assert _turn_ids(_cli(cli_env, "export", user).stdout) == remote_ids, "the same pages, re-embedded"
+
     res = _cli(cli_env, "inspect", user)
     assert res.returncode == 0, res.stderr
     out = res.stdout

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 DENSE = "dense"
 SPARSE = "sparse"
 MODEL_KEY = "embedding_model"  # the embedder fingerprint a collection's vectors come from
+MIGRATING = "migrating to "  # the recorded model while `memoryos reembed` runs: nobody may open it
 RANGE_KEYS = frozenset({"gte", "lte", "gt", "lt"})
 SCROLL_PAGE = 256
 # Qdrant's own default for RRF; the Edge backend passes it explicitly so both rank alike.
@@ -39,12 +40,18 @@ class ModelMismatchError(VectorStoreError):
 
 def check_model(name: str, recorded: str | None, wanted: str | None, where: str) -> None:
     """Models of the same dimension (MiniLM and bge-small are both 384) would otherwise mix silently."""
+    if recorded and wanted and recorded.startswith(MIGRATING):
+        raise ModelMismatchError(
+            f"the {name!r} collection at {where} is being re-embedded ({recorded}), or a re-embedding was "
+            "interrupted: run `memoryos reembed` with the new model to finish it before starting workers"
+        )
     if recorded and wanted and recorded != wanted:
         raise ModelMismatchError(
             f"the {name!r} collection at {where} holds vectors of {recorded}, but this process embeds with "
             f"{wanted}; vectors of two models never mix. Set MEMORYOS_EMBEDDING_MODEL (and "
             "MEMORYOS_EMBEDDING_MODEL_PATH) back to the store's model, or give the new model its own store "
-            "(a new MEMORYOS_DATA_DIR, or a new MEMORYOS_KEY_PREFIX on a Qdrant server)"
+            "(a new MEMORYOS_DATA_DIR, or a new MEMORYOS_KEY_PREFIX on a Qdrant server), or run `memoryos "
+            "reembed` with the workers stopped to move the store to the new model"
         )
 
 
@@ -131,6 +138,15 @@ class VectorStore(Protocol):
     def delete_ids(self, collection: str, ids: Sequence[str]) -> None: ...
 
     def set_payload(self, collection: str, ids: Sequence[str], payload: dict[str, Any]) -> None: ...
+
+    def scan(self, collection: str) -> Iterator[list[Hit]]:
+        """Every point, a page at a time, with payloads: for operators' migrations (`memoryos reembed`)
+        only, the one read that is not filtered by tenant."""
+        ...
+
+    def set_model(self, collection: str, model: str) -> None:
+        """Records the model the collection's vectors now come from (after a re-embedding)."""
+        ...
 
     def close(self) -> None: ...
 

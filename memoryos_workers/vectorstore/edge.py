@@ -242,6 +242,22 @@ class EdgeStore:
                 break
         return hits
 
+    def scan(self, collection: str) -> Iterator[list[Hit]]:
+        offset: Any = None
+        while True:
+            records, offset = self._scroll_page(collection, qe.Filter(must=[]), SCROLL_PAGE, offset, False)
+            if records:
+                yield [make_hit(r.id, 0.0, r.payload, r.vector) for r in records]
+            if offset is None:
+                return
+
+    def set_model(self, collection: str, model: str) -> None:
+        with self._lock:
+            self._shard(collection)  # it must exist
+            folder = self._folder(collection)
+            meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+            _write_meta(folder, meta["dim"], bool(meta.get("sparse")), model)
+
     def _scroll_page(
         self, collection: str, edge_filter: qe.Filter, page: int, offset: Any, with_vectors: bool
     ) -> tuple[list[qe.Record], Any]:

@@ -230,6 +230,24 @@ class QdrantServerStore:
                 if field not in existing:
                     self._client.create_payload_index(full, field, field_schema=schema, wait=True)
 
+    def scan(self, collection: str) -> Iterator[list[Hit]]:
+        full = self._collection(collection)
+        offset: Any = None
+        while True:
+            with self._engine(f"scan {full!r}"):
+                records, offset = self._client.scroll(
+                    full, scroll_filter=None, limit=SCROLL_PAGE, offset=offset, with_payload=True, with_vectors=False
+                )
+            if records:
+                yield [make_hit(r.id, 0.0, r.payload, r.vector) for r in records]
+            if offset is None:
+                return
+
+    def set_model(self, collection: str, model: str) -> None:
+        full = self._collection(collection)
+        with self._engine(f"record the model of {full!r}"):
+            self._client.update_collection(full, metadata={MODEL_KEY: model})
+
     def _scroll_all(
         self, full: str, qfilter: models.Filter, limit: int | None, with_vectors: bool
     ) -> list[Hit]:
