@@ -448,3 +448,20 @@ def test_the_runtime_records_its_model_in_every_collection(runtime) -> None:  # 
         runtime.store.ensure_collection(name, dim=dim, model=runtime.embedder.fingerprint)
         with pytest.raises(ModelMismatchError, match=runtime.embedder.fingerprint):
             runtime.store.ensure_collection(name, dim=dim, model="another-model@0000")
+
+
+def test_scan_yields_every_point_of_every_tenant_once(coll: VectorStore) -> None:
+    """The operators' read (memoryos reembed): no tenant filter, page by page."""
+    coll.upsert(COLL, [point(i, unit(i % DIM), user=f"u{i % 7}") for i in range(600)])
+    pages = list(coll.scan(COLL))
+    seen = [h.id for page in pages for h in page]
+    assert len(pages) > 1 and sorted(seen) == sorted(pid(i) for i in range(600))
+    assert {h.payload["user_id"] for page in pages for h in page} == {f"u{i}" for i in range(7)}
+
+
+def test_set_model_is_what_the_next_open_checks(store: VectorStore) -> None:
+    store.ensure_collection(COLL, dim=DIM, model="m@1")
+    store.set_model(COLL, "m@2")
+    store.ensure_collection(COLL, dim=DIM, model="m@2")
+    with pytest.raises(ModelMismatchError):
+        store.ensure_collection(COLL, dim=DIM, model="m@1")
