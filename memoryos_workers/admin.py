@@ -4,15 +4,12 @@ the CLI runs them here when it can open the store and over RPC on the store's ow
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
-from schemas.turns import ID_PATTERN
+from schemas.turns import check_id
 
 from .runtime import Runtime
-
-_ID = re.compile(ID_PATTERN)
 
 
 def _export(rt: Runtime, user_id: str | None) -> list[dict[str, Any]]:
@@ -58,8 +55,7 @@ OPS: dict[str, Callable[[Runtime, str | None], Any]] = {
 def run(rt: Runtime, op: str, user_id: str | None) -> Any:
     if op not in OPS:
         raise ValueError(f"op: must be one of {', '.join(OPS)}, not {op!r}")
-    if user_id is not None and not (isinstance(user_id, str) and _ID.fullmatch(user_id)):
-        raise ValueError(f"user_id: {user_id!r} is not a valid id (letters, digits and _.:@+- ; at most 128)")
+    check_id("user_id", user_id, required=False)
     return OPS[op](rt, user_id)
 
 

@@ -16,16 +16,13 @@ from producers.contract import (
     RETRIEVE_TASK,
     SWEEP_TASK,
 )
-from schemas.turns import ID_PATTERN
+from schemas.turns import check_id
 
 from .celery_app import app
 from .promotion import Promoter
 from .runtime import get_runtime
 
 log = logging.getLogger("memoryos.tasks")
-_ID = __import__("re").compile(ID_PATTERN)
-
-
 @app.task(name=PROMOTE_TASK)
 def promote(user_id: str) -> int:
     if not _valid(user_id):
@@ -52,10 +49,12 @@ def extract_persona(user_id: str) -> dict:
 
 
 def _valid(user_id: object) -> bool:
-    if isinstance(user_id, str) and _ID.match(user_id):
-        return True
-    log.error("rejected a task for the invalid user_id %r", user_id)
-    return False
+    try:
+        check_id("user_id", user_id)
+    except ValueError:
+        log.error("rejected a task for the invalid user_id %r", user_id)
+        return False
+    return True
 
 
 @app.task(name=SWEEP_TASK)
@@ -81,9 +80,8 @@ def read_persona(kind: str, user_id: str | None, assistant_id: str | None, reply
     from .long_term import read
 
     def compute() -> str:
-        for name, value in (("user_id", user_id), ("assistant_id", assistant_id)):
-            if value is not None and not _valid(value):
-                raise ValueError(f"{name}: {value!r} is not a valid id")
+        check_id("user_id", user_id, required=False)
+        check_id("assistant_id", assistant_id, required=False)
         return json.dumps(read(kind, user_id, assistant_id))
 
     get_runtime().rpc.answer(reply_id, compute)

@@ -3,35 +3,25 @@
 from __future__ import annotations
 
 import json
-import re
 
 from schemas.persona import KnowledgeEntry, UserProfile
-from schemas.turns import ID_PATTERN
+from schemas.turns import check_id
 
 from .contract import READ_PERSONA_TASK
 from .publish import Publisher
 from .retrieve import client_for
 
-_ID = re.compile(ID_PATTERN)
-
-
-def _check(name: str, value: str | None, required: bool = True) -> None:
-    if value is None and not required:
-        return
-    if not isinstance(value, str) or not _ID.match(value):
-        raise ValueError(f"{name}: {value!r} is not a valid id (letters, digits and _.:@+- ; at most 128)")
-
 
 def get_user_profile(user_id: str, *, timeout: float | None = None, publisher: Publisher | None = None,
                      ) -> UserProfile | None:
-    _check("user_id", user_id)
+    check_id("user_id", user_id)
     value = json.loads(client_for(publisher).call(READ_PERSONA_TASK, ["profile", user_id, None], {}, timeout=timeout))
     return UserProfile.model_validate(value) if value else None
 
 
 def get_user_knowledge(user_id: str, *, timeout: float | None = None, publisher: Publisher | None = None,
                        ) -> list[KnowledgeEntry]:
-    _check("user_id", user_id)
+    check_id("user_id", user_id)
     value = json.loads(client_for(publisher).call(READ_PERSONA_TASK, ["user", user_id, None], {}, timeout=timeout))
     return [KnowledgeEntry.model_validate(v) for v in value]
 
@@ -40,8 +30,8 @@ def get_assistant_knowledge(assistant_id: str, user_id: str | None = None, *, ti
                             publisher: Publisher | None = None) -> list[KnowledgeEntry]:
     """Facts the assistant may use with `user_id` (its own scope plus shared ones), or only the shared
     ones without a user: facts drawn from one user's dialogue never reach another by default."""
-    _check("assistant_id", assistant_id)
-    _check("user_id", user_id, required=False)
+    check_id("assistant_id", assistant_id)
+    check_id("user_id", user_id, required=False)
     answer = client_for(publisher).call(READ_PERSONA_TASK, ["assistant", user_id, assistant_id], {}, timeout=timeout)
     value = json.loads(answer)
     return [KnowledgeEntry.model_validate(v) for v in value]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -20,6 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 SCHEMA_VERSION = 1
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$"
+_ID = re.compile(ID_PATTERN)
+
+
+def check_id(name: str, value: object, *, required: bool = True) -> None:
+    """The one id rule for user, assistant and turn ids wherever they enter; ValueError names the field."""
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not _ID.match(value):
+        raise ValueError(f"{name}: {value!r} is not a valid id (letters, digits and _.:@+-, at most 128)")
 DEFAULT_MAX_TEXT_CHARS = 32_000
 DEFAULT_MAX_METADATA_BYTES = 8_192
 
