@@ -62,72 +62,64 @@ def populated(tmp_path: Path, redis_client: redis.Redis, fake_llm) -> Iterator[S
         redis_client.delete(*keys)
 
 
+@pytest.fixture
+def opened(populated: Settings) -> Iterator[tuple[Any, Any]]:
+    """The deployment's embedder and the populated store, opened directly as `memoryos reembed` does."""
+    from memoryos_workers.embeddings import get_embedder
+
+    store = open_store(populated)
+    yield get_embedder(populated), store
+    store.close()
+
+
 def _payloads(store: Any) -> dict[str, dict[str, dict]]:
     return {name: {h.id: h.payload for page in store.scan(name) for h in page} for name in SOURCES}
 
 
-def test_reembed_moves_every_vector_to_the_new_model(populated: Settings) -> None:
-    from memoryos_workers.embeddings import get_embedder
-
-    real = get_embedder(populated)
-    store = open_store(populated)
-    try:
-        before = _payloads(store)
-        assert all(before[name] for name in (PAGES, SEGMENTS, PROFILES, KNOWLEDGE)), "a populated store"
-        new = Renamed(real, "all-MiniLM-L6-v2@new")
-        done = reembed(store, new, get_sparse_encoder())
-        assert done == {name: len(points) for name, points in before.items()}
-        assert new.embedded == sum(done.values())
-        after = _payloads(store)
-        for name, points in before.items():
-            assert set(after[name]) == set(points), f"{name}: the same points"
-            for point_id, payload in points.items():
-                assert after[name][point_id] == {**payload, "embedding_model": new.fingerprint}
-        for name in SOURCES:
-            store.ensure_collection(name, dim=new.dim, model=new.fingerprint)  # the new model opens it
-            with pytest.raises(ModelMismatchError, match="holds vectors of all-MiniLM-L6-v2@new"):
-                store.ensure_collection(name, dim=new.dim, model=real.fingerprint)
-        # Dense and BM25 search still find the detail.
-        vector = real.embed_query("What is my grandfather's boat called?")
-        sparse = get_sparse_encoder().embed_query("grandfather boat Marisol")
-        for hits in (store.query(PAGES, vector=vector, filter={"user_id": USER}, limit=3),
-                     store.query(PAGES, sparse=sparse, filter={"user_id": USER}, limit=3)):
-            assert DETAIL in [h.payload["user_input"] for h in hits]
-        assert reembed(store, new, get_sparse_encoder()) == done, "running again changes nothing more"
-    finally:
-        store.close()
+def test_reembed_moves_every_vector_to_the_new_model(opened: tuple[Any, Any]) -> None:
+    real, store = opened
+    before = _payloads(store)
+    assert all(before[name] for name in (PAGES, SEGMENTS, PROFILES, KNOWLEDGE)), "a populated store"
+    new = Renamed(real, "all-MiniLM-L6-v2@new")
+    done = reembed(store, new, get_sparse_encoder())
+    assert done == {name: len(points) for name, points in before.items()}
+    assert new.embedded == sum(done.values())
+    after = _payloads(store)
+    for name, points in before.items():
+        assert set(after[name]) == set(points), f"{name}: the same points"
+        for point_id, payload in points.items():
+            assert after[name][point_id] == {**payload, "embedding_model": new.fingerprint}
+    for name in SOURCES:
+        store.ensure_collection(name, dim=new.dim, model=new.fingerprint)  # the new model opens it
+        with pytest.raises(ModelMismatchError, match="holds vectors of all-MiniLM-L6-v2@new"):
+            store.ensure_collection(name, dim=new.dim, model=real.fingerprint)
+    # Dense and BM25 search still find the detail.
+    vector = real.embed_query("What is my grandfather's boat called?")
+    sparse = get_sparse_encoder().embed_query("grandfather boat Marisol")
+    for hits in (store.query(PAGES, vector=vector, filter={"user_id": USER}, limit=3),
+                 store.query(PAGES, sparse=sparse, filter={"user_id": USER}, limit=3)):
+        assert DETAIL in [h.payload["user_input"] for h in hits]
+    assert reembed(store, new, get_sparse_encoder()) == done, "running again changes nothing more"
 
 
-def test_an_interrupted_reembedding_blocks_both_models_until_finished(populated: Settings) -> None:
-    from memoryos_workers.embeddings import get_embedder
-
-    real = get_embedder(populated)
-    store = open_store(populated)
-    try:
-        store.ensure_collection(PAGES, dim=real.dim, model=real.fingerprint)
-        store.set_model(PAGES, MIGRATING + "all-MiniLM-L6-v2@new")  # as a run killed mid-way leaves it
-        for model in (real.fingerprint, "all-MiniLM-L6-v2@new"):
-            with pytest.raises(ModelMismatchError, match="run `memoryos reembed`"):
-                store.ensure_collection(PAGES, dim=real.dim, model=model)
-        reembed(store, Renamed(real, "all-MiniLM-L6-v2@new"), get_sparse_encoder())
-        store.ensure_collection(PAGES, dim=real.dim, model="all-MiniLM-L6-v2@new")
-    finally:
-        store.close()
+def test_an_interrupted_reembedding_blocks_both_models_until_finished(opened: tuple[Any, Any]) -> None:
+    real, store = opened
+    store.ensure_collection(PAGES, dim=real.dim, model=real.fingerprint)
+    store.set_model(PAGES, MIGRATING + "all-MiniLM-L6-v2@new")  # as a run killed mid-way leaves it
+    for model in (real.fingerprint, "all-MiniLM-L6-v2@new"):
+        with pytest.raises(ModelMismatchError, match="run `memoryos reembed`"):
+            store.ensure_collection(PAGES, dim=real.dim, model=model)
+    reembed(store, Renamed(real, "all-MiniLM-L6-v2@new"), get_sparse_encoder())
+    store.ensure_collection(PAGES, dim=real.dim, model="all-MiniLM-L6-v2@new")
 
 
-def test_another_dimension_is_refused_before_anything_changes(populated: Settings) -> None:
-    from memoryos_workers.embeddings import get_embedder
-
-    real = get_embedder(populated)
-    store = open_store(populated)
-    try:
-        before = _payloads(store)
-        wide = Renamed(real, "bigger-model@x", dim=real.dim * 2)
-        with pytest.raises(ReembedError, match=r"dimension is fixed.*memoryos export"):
-            reembed(store, wide, get_sparse_encoder())
-        assert wide.embedded == 0
-        assert _payloads(store) == before
-        for name in SOURCES:
-            store.ensure_collection(name, dim=real.dim, model=real.fingerprint)  # still the old model's
-    finally:
-        store.close()
+def test_another_dimension_is_refused_before_anything_changes(opened: tuple[Any, Any]) -> None:
+    real, store = opened
+    before = _payloads(store)
+    wide = Renamed(real, "bigger-model@x", dim=real.dim * 2)
+    with pytest.raises(ReembedError, match=r"dimension is fixed.*memoryos export"):
+        reembed(store, wide, get_sparse_encoder())
+    assert wide.embedded == 0
+    assert _payloads(store) == before
+    for name in SOURCES:
+        store.ensure_collection(name, dim=real.dim, model=real.fingerprint)  # still the old model's
