@@ -183,8 +183,10 @@ def test_visits_are_recorded_and_one_refresh_is_sent(long_conversation, runtime,
             sent.append((task, *args))
         return original(task, *args)
 
+    # Earlier tests' retrievals send their refresh from a background thread of this process: wait until
+    # it has run (the flag is gone) before recording, or their late send is counted as this test's.
+    runtime.pending.wait_idle(user_id, timeout=60)
     monkeypatch.setattr(runtime.publisher.sender, "send", record)
-    runtime.pending.wait_idle(user_id, timeout=60)  # no refresh from earlier retrievals still in flight
     # A refresh already on its way (its flag set): retrieval records visits but sends nothing more.
     runtime.redis.set(keys.heat_kick, "1", px=5000)
     before = {k: int(v) for k, v in runtime.redis.hgetall(keys.seg_visit).items()}
