@@ -59,14 +59,13 @@ class PersonaWorker:
         self.redis = runtime.redis
 
     # -- heat ------------------------------------------------------------------------------------
-    def hot_segments(self, keys: UserKeys, force: bool = False) -> list[str]:
-        """Segments at or over tau (any, with force) that still hold pages the persona has not analysed."""
+    def hot_segments(self, keys: UserKeys, tau: float) -> list[str]:
+        """Segments at or over tau that still hold pages the persona has not analysed."""
         heats = self.rt.segments.heats(self.redis, keys)
         if heats:
             self.redis.zadd(keys.heat, heats)
         lengths = self.redis.hgetall(keys.seg_len)
         analysed = self.redis.hgetall(keys.seg_lbase)
-        tau = float("-inf") if force else user_settings(self.redis, keys, self.settings).mid_term_heat_threshold
         return [
             sid
             for sid, h in sorted(heats.items(), key=lambda kv: -kv[1])
@@ -81,7 +80,8 @@ class PersonaWorker:
         self.redis.delete(keys.heat_kick)
         if not claimed:
             return False  # an extraction is already on its way and reads the heat itself
-        if not self.hot_segments(keys) or not self.rt.llm.configured:
+        tau = user_settings(self.redis, keys, self.settings).mid_term_heat_threshold
+        if not self.hot_segments(keys, tau) or not self.rt.llm.configured:
             self.redis.delete(keys.persona_kick)
             return False  # without an LLM the persona cannot be extracted; heat is still kept current
         if not self.rt.publisher.sender.send(EXTRACT_PERSONA_TASK, user_id):
@@ -117,7 +117,8 @@ class PersonaWorker:
         return result
 
     def _extract_once(self, user_id: str, keys: UserKeys, epoch: str | None, force: bool = False) -> dict[str, int]:
-        hot = self.hot_segments(keys, force)
+        mine = user_settings(self.redis, keys, self.settings)  # one read of this user's knobs per attempt
+        hot = self.hot_segments(keys, float("-inf") if force else mine.mid_term_heat_threshold)
         if not hot:
             return {}
         hits = self.rt.store.scroll(
@@ -153,7 +154,7 @@ class PersonaWorker:
         )
         self.rt.persona.put_profile(profile)
         assistant_id = pages[-1].assistant_id or self.settings.assistant_id
-        capacity = user_settings(self.redis, keys, self.settings).long_term_knowledge_capacity
+        capacity = mine.long_term_knowledge_capacity
         user_out = self.rt.persona.add_facts("user", user_id, None, value.user_facts, provenance, capacity)
         assistant_out = self.rt.persona.add_facts(
             "assistant", user_id, assistant_id, value.assistant_facts, provenance, capacity
