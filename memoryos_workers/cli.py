@@ -246,9 +246,14 @@ def _clip(text: str, width: int) -> str:
 
 
 @cli.command()
-def reembed(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
+def reembed(
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    skip_worker_check: bool = typer.Option(
+        False, "--skip-worker-check", help="Do not ask over Redis whether workers still run (e.g. Redis is down)."
+    ),
+) -> None:
     """Re-embed every stored vector with the configured model, after changing MEMORYOS_EMBEDDING_MODEL.
-    Stop the workers first; an interrupted run is finished by running it again."""
+    Stop the workers first (it refuses while any answers); an interrupted run is finished by running it again."""
     from tqdm import tqdm
 
     from schemas.settings import get_settings
@@ -261,6 +266,8 @@ def reembed(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for 
     settings = get_settings()
     embedder = get_embedder(settings)
     where = settings.qdrant_url or settings.data_dir
+    if not skip_worker_check:
+        _refuse_while_workers_run()
     if not yes and not typer.confirm(f"Re-embed every vector in {where} with {embedder.fingerprint}?"):
         raise typer.Exit(1)
     store = open_store(settings)
@@ -273,6 +280,31 @@ def reembed(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for 
     finally:
         store.close()
     typer.echo(f"re-embedded with {embedder.fingerprint}: " + ", ".join(f"{k} {v}" for k, v in done.items()))
+
+
+def _refuse_while_workers_run() -> None:
+    """A worker writing during a migration would mix two models in one collection. Collections carry a
+    "migrating" mark, but a worker checks it only when it opens one, so ask the deployment's workers
+    (the broker's control channel is under the deployment's key prefix) before anything changes."""
+    from . import app
+
+    try:
+        replies = app.control.ping(timeout=1.0)
+    except Exception as exc:  # noqa: BLE001 - kombu/redis raise several connection errors
+        typer.echo(
+            f"error: could not ask Redis whether workers still run ({type(exc).__name__}: {exc}); "
+            "stop every worker and run again with --skip-worker-check",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
+    names = sorted(name for reply in replies for name in reply)
+    if names:
+        typer.echo(
+            f"error: {len(names)} worker(s) of this deployment still run ({', '.join(names)}); "
+            "stop them first, re-embed, then start them with the new MEMORYOS_EMBEDDING_MODEL",
+            err=True,
+        )
+        raise typer.Exit(2)
 
 
 @cli.command()

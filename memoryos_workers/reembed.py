@@ -5,7 +5,8 @@ MEMORYOS_EMBEDDING_MODEL needs this step. It needs the same dimension (a collect
 one means a new store). While it runs, each collection records "migrating to <model>", so no worker of
 either model opens it; an interrupted run leaves that mark, and running again finishes the job (every
 point is written again, payload kept, only the vectors and the model field change). Stop the workers
-first: a worker still writing would be overwritten or mixed.
+first: a worker still writing would be overwritten or mixed (`memoryos reembed` refuses while any of the
+deployment's workers answers a ping).
 """
 
 from __future__ import annotations

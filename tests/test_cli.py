@@ -175,6 +175,11 @@ def test_inspect_export_forget_on_a_populated_store(cli_env: dict[str, str], tmp
         res = _cli(cli_env, "forget", other, "--yes")
         assert res.returncode == 0 and "over RPC" in res.stderr, res.stderr
         assert re.search(r"pages [1-9]\d*", res.stdout), res.stdout
+        # Re-embedding under a running worker would mix models: refused, naming the worker, nothing asked.
+        res = _cli(cli_env, "reembed", "--yes")
+        assert res.returncode == 2 and f"cli-{os.getpid()}@" in res.stderr and "stop them first" in res.stderr, (
+            res.stdout + res.stderr
+        )
     finally:
         # The embedded store belongs to one process: the CLI can open it only once the worker is gone.
         worker.send_signal(signal.SIGTERM)
@@ -230,3 +235,12 @@ def test_inspect_export_forget_on_a_populated_store(cli_env: dict[str, str], tmp
     res = _cli(cli_env, "inspect", "bad/user")
     assert res.returncode == 2
     assert "bad/user" in res.stderr, res.stderr
+
+
+def test_reembed_without_redis_refuses_unless_told_the_workers_are_stopped(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "MEMORYOS_REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing listens on port 1
+    res = _cli(env, "reembed", "--yes")
+    assert res.returncode == 2 and "--skip-worker-check" in res.stderr, res.stdout + res.stderr
+    assert not Path(env["MEMORYOS_DATA_DIR"]).exists(), "refused before opening the store"
+    res = _cli(env, "reembed", "--yes", "--skip-worker-check")
+    assert res.returncode == 0 and res.stdout.startswith("re-embedded with "), res.stdout + res.stderr
