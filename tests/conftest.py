@@ -96,6 +96,35 @@ def redis_client(settings: Settings) -> Iterator[redis.Redis]:
     shutil.rmtree(DATA_DIR, ignore_errors=True)
 
 
+@pytest.fixture
+def private_runtime(tmp_path, redis_client: redis.Redis, fake_llm):  # noqa: ANN001, ANN201
+    """Builds Runtimes with their own key prefix and store folder (settings overridable), for Promoter and
+    PersonaWorker driven directly in the test's thread; closed and cleaned afterwards."""
+    from memoryos_workers.runtime import Runtime
+
+    made: list[Runtime] = []
+
+    def make(**overrides: object) -> Runtime:
+        n = len(made)
+        settings = Settings(
+            key_prefix=f"{PREFIX}-mt{n}-{uuid.uuid4().hex[:8]}",
+            data_dir=tmp_path / f"data{n}",
+            openai_base_url=fake_llm.base_url,
+            openai_api_key="k",
+            retry_backoff_base=0.01,
+            retry_backoff_max=0.05,
+            **overrides,
+        )
+        rt = Runtime(settings)
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        rt.close()
+        _delete_prefix(redis_client, rt.settings.key_prefix + ":")
+
+
 @pytest.fixture(scope="session")
 def runtime(settings: Settings, redis_client: redis.Redis):  # noqa: ANN201
     from memoryos_workers.runtime import get_runtime

@@ -14,14 +14,11 @@ import math
 import re
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from memoryos_workers.heat import HeatParams, heat
 from memoryos_workers.llm import LLMClient, LLMError
@@ -33,7 +30,6 @@ from producers import state
 from schemas.memory import SegmentationResult
 from schemas.settings import Settings
 from schemas.turns import Page
-from tests.conftest import PREFIX
 from tests.fake_llm import Fault
 from tests.llm_responders import data_block, default_responder, segmentation_answer
 
@@ -203,38 +199,6 @@ def assert_no_error_text(rt: Runtime, user_id: str) -> None:
 
 
 # -- private runtimes (Promoter driven directly, no worker) ----------------------------------------
-
-
-def _delete_prefix(client: redis.Redis, prefix: str) -> None:
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    for start in range(0, len(keys), 500):
-        client.delete(*keys[start : start + 500])
-
-
-@pytest.fixture
-def private_runtime(tmp_path: Path, redis_client: redis.Redis, fake_llm) -> Iterator[Callable[..., Runtime]]:  # noqa: ANN001
-    """Builds Runtimes with their own key prefix and store folder; closed and cleaned afterwards."""
-    made: list[Runtime] = []
-
-    def make(**overrides: Any) -> Runtime:
-        n = len(made)
-        settings = Settings(
-            key_prefix=f"{PREFIX}-mt{n}-{uuid.uuid4().hex[:8]}",
-            data_dir=tmp_path / f"data{n}",
-            openai_base_url=fake_llm.base_url,
-            openai_api_key="k",
-            retry_backoff_base=0.01,
-            retry_backoff_max=0.05,
-            **overrides,
-        )
-        rt = Runtime(settings)
-        made.append(rt)
-        return rt
-
-    yield make
-    for rt in made:
-        rt.close()
-        _delete_prefix(redis_client, rt.settings.key_prefix)
 
 
 def promote(rt: Runtime, user_id: str) -> int:
