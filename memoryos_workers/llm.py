@@ -20,6 +20,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from schemas.settings import Settings
 
+from .rate_limit import RateLimited, TokenBudget, estimate_tokens
+
 log = logging.getLogger("memoryos.llm")
 M = TypeVar("M", bound=BaseModel)
 
@@ -39,6 +41,11 @@ class LLMError(Exception):
 
 class LLMNotConfigured(LLMError):
     pass
+
+
+class LLMRateLimited(LLMError):
+    """The shared token budget is committed too far ahead: not a failure of the LLM, so callers retry
+    the work later instead of taking a fallback."""
 
 
 class MalformedOutput(LLMError):
@@ -74,8 +81,9 @@ def response_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 class LLMClient:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, budget: TokenBudget | None = None) -> None:
         self.settings = settings
+        self.budget = budget  # background calls wait for it; answers to users are only charged
         self.configured = bool(settings.openai_api_key or settings.openai_base_url)
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
         self._client = openai.OpenAI(
@@ -101,6 +109,10 @@ class LLMClient:
         )
         try:
             value = retrying(self._attempt, messages, model, check, name or model.__name__, usage)
+        except RateLimited as exc:
+            error = LLMRateLimited(str(exc))
+            error.usage = usage
+            raise error from exc
         except (*TRANSIENT, MalformedOutput, openai.APIStatusError) as exc:
             error = LLMError(f"{type(exc).__name__}: {_short(exc)}")
             error.usage = usage
@@ -145,17 +157,34 @@ class LLMClient:
                 },
                 messages[-1],
             ]
+        reserved = estimate_tokens(messages, self.settings.llm_completion_reserve)
+        if self.budget is not None:
+            self.budget.reserve(reserved)
         usage.calls += 1
-        response = self._client.chat.completions.create(
-            model=self.settings.llm_model,
-            messages=messages,
-            response_format=fmt,
-            temperature=0,  # type: ignore[arg-type]
-        )
+        response = None
+        try:
+            response = self._client.chat.completions.create(
+                model=self.settings.llm_model,
+                messages=messages,
+                response_format=fmt,
+                temperature=0,  # type: ignore[arg-type]
+            )
+        finally:
+            self._settle(reserved, response)
         if response.usage is not None:
             usage.prompt_tokens += response.usage.prompt_tokens
             usage.completion_tokens += response.usage.completion_tokens
         return response
+
+    def _settle(self, reserved: int, response: Any) -> None:
+        """Corrects a reservation by what the provider reported. A failed call keeps its reservation:
+        the provider may have counted it, and a burst of errors should slow the workers down anyway."""
+        if self.budget is None or response is None or response.usage is None:
+            return
+        try:
+            self.budget.charge(response.usage.total_tokens - reserved)
+        except Exception as exc:  # noqa: BLE001 - the answer is in hand; the budget catches up next call
+            log.warning("could not correct the LLM token budget: %s", exc)
 
     def text(self, messages: list[dict[str, str]], *, temperature: float = 0.7) -> tuple[str, Usage]:
         """Plain text generation (responses to the user); same retry policy, no schema."""
@@ -173,6 +202,7 @@ class LLMClient:
             if response.usage is not None:
                 usage.prompt_tokens += response.usage.prompt_tokens
                 usage.completion_tokens += response.usage.completion_tokens
+                self._settle(0, response)  # a user is waiting for this answer: charged, never held
             return response.choices[0].message.content or ""
 
         retrying = Retrying(

@@ -24,7 +24,7 @@ from schemas.settings import Settings
 from schemas.turns import Page
 
 from .embeddings import Embedder
-from .llm import LLMClient, LLMError, LLMNotConfigured, Usage
+from .llm import LLMClient, LLMError, LLMNotConfigured, LLMRateLimited, Usage
 from .pages import PAGES, page_point_id
 from .prompts import SEGMENT_PROMPT_VERSION, segmentation_messages
 from .segmentation import centroid, check_segmentation, fallback_segmentation, normalise
@@ -70,6 +70,8 @@ class MidTerm:
             )
         except LLMNotConfigured as exc:
             return BatchAnalysis(source="fallback", result=fallback_segmentation(pages), reason=str(exc))
+        except LLMRateLimited:
+            raise  # the LLM did not fail: the batch waits for the budget instead of taking the fallback
         except LLMError as exc:
             log.warning("segmentation for user %s fell back after LLM failures: %s", user_id, exc)
             spent = exc.usage or Usage()

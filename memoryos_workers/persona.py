@@ -22,7 +22,7 @@ from schemas.settings import Settings
 from schemas.turns import Page
 
 from .backoff import retry_delay
-from .llm import LLMError, Usage
+from .llm import LLMError, LLMRateLimited, Usage
 from .locks import UserLock
 from .pages import PAGES, page_point_id
 from .profile import merge_profile
@@ -112,7 +112,7 @@ class PersonaWorker:
         if retry_at is not None and not force and time.time() < float(retry_at):
             return {"deferred": 1}
         result = self._extract_once(user_id, keys, self.redis.get(keys.epoch), force)
-        if "failed" not in result:
+        if "failed" not in result and "rate_limited" not in result:
             self.redis.hdel(keys.state, "persona_attempts", "persona_not_before")
         return result
 
@@ -133,6 +133,8 @@ class PersonaWorker:
         messages = persona_messages(old.model_dump(mode="json", include={"summary", "traits"}) if old else None, pages)
         try:
             answer = self.rt.llm.structured(messages, PersonaExtraction, name="persona")
+        except LLMRateLimited:
+            return self._wait_for_budget(user_id, keys)
         except LLMError as exc:
             return self._failed(user_id, keys, hits, exc)
         value, usage = answer.value, answer.usage
@@ -198,6 +200,19 @@ class PersonaWorker:
         if heats:
             self.redis.zadd(keys.heat, heats)
 
+    def _wait_for_budget(self, user_id: str, keys: UserKeys) -> dict[str, int]:
+        """Scheduled like a retry, but not counted as one: waiting for the budget never dead-letters."""
+        self._schedule(user_id, keys, time.time() + max(self.settings.llm_rate_limit_max_wait, 1.0))
+        return {"rate_limited": 1}
+
+    def _schedule(self, user_id: str, keys: UserKeys, retry_at: float) -> None:
+        # In Redis, not as a Celery countdown: a countdown held by a killed worker returns only after the
+        # visibility timeout, while the sweep re-kicks a due retry within its interval.
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(keys.state, "persona_not_before", repr(retry_at))
+        pipe.zadd(self.rt.keys.sweep, {user_id: retry_at}, lt=True)
+        pipe.execute()
+
     def _failed(self, user_id: str, keys: UserKeys, hits: Sequence, exc: LLMError) -> dict[str, int]:
         """Retried later with backoff; after max attempts the pages are dead-lettered (recorded with
         the error, marked so they stop re-triggering) and the old profile stays as it was."""
@@ -210,13 +225,7 @@ class PersonaWorker:
             log.warning(
                 "persona extraction for %s failed (attempt %d): %s; retry in %.1f s", user_id, attempts, exc, delay
             )
-            # Scheduled in Redis, not as a Celery countdown: a countdown held by a killed worker returns
-            # only after the visibility timeout, while the sweep re-kicks a due retry within its interval.
-            retry_at = time.time() + delay
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hset(keys.state, "persona_not_before", repr(retry_at))
-            pipe.zadd(self.rt.keys.sweep, {user_id: retry_at}, lt=True)
-            pipe.execute()
+            self._schedule(user_id, keys, time.time() + delay)
             return {"failed": 1}
         record = {
             "kind": "persona",

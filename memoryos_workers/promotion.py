@@ -14,6 +14,7 @@ from producers.keys import UserKeys
 from producers.state import Batch, read_batch
 
 from .backoff import retry_delay
+from .llm import LLMRateLimited
 from .locks import UserLock
 from .runtime import Runtime
 
@@ -92,6 +93,12 @@ class Promoter:
                 raise LockLost()
         except LockLost:
             raise
+        except LLMRateLimited as exc:
+            # Not an attempt that failed: waiting for the shared budget must never dead-letter a batch.
+            wait = max(self.settings.llm_rate_limit_max_wait, 1.0)
+            update(not_before=repr(time.time() + wait), error=f"waiting for the LLM token budget: {exc}"[:2000])
+            log.warning("batch %s of user %s waits %.0f s for the LLM token budget", batch.batch_id, user_id, wait)
+            return False
         except Exception as exc:  # noqa: BLE001 - store and embedding errors are retried, then parked
             log.exception("batch %s of user %s failed", batch.batch_id, user_id)
             return self._failed(user_id, keys, lock, batch, exc)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .mid_term import MidTerm
     from .pages import PageStore
     from .persona_store import PersonaStore
+    from .rate_limit import TokenBudget
     from .rpc import RPCAnswer
     from .segments import SegmentStore
     from .vectorstore import VectorStore
@@ -82,7 +83,18 @@ class Runtime:
     def llm(self) -> LLMClient:
         from .llm import LLMClient
 
-        return self._once("llm", lambda: LLMClient(self.settings))
+        return self._once("llm", lambda: LLMClient(self.settings, budget=self._token_budget()))
+
+    def _token_budget(self) -> TokenBudget | None:
+        from .rate_limit import TokenBudget
+
+        tpm = self.settings.llm_tokens_per_minute
+        if not tpm:
+            return None
+        return TokenBudget(
+            self.redis, self.keys.llm_budget, tpm,
+            max_wait=self.settings.llm_rate_limit_max_wait, stats_key=self.keys.stats,
+        )  # fmt: skip
 
     @property
     def segments(self) -> SegmentStore:

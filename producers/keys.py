@@ -55,6 +55,7 @@ class Keys:
         self.celery = f"{prefix}:celery:"  # Celery's global_keyprefix
         self.stats = f"{prefix}:stats"  # hash of counters (LLM calls, tokens, fallbacks, ...)
         self.reply_prefix = f"{prefix}:reply:"  # one short-lived list per RPC call, for its answer
+        self.llm_budget = f"{prefix}:llmtat"  # the shared LLM token budget (memoryos_workers.rate_limit)
 
     def reply(self, request_id: str) -> str:
         return self.reply_prefix + request_id

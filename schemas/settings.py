@@ -55,7 +55,17 @@ class Settings(BaseSettings):
     llm_max_attempts: int = Field(3, ge=1, description="Our own retries; the openai client's are off.")
     llm_backoff_base: float = Field(0.5, ge=0, description="Seconds; exponential backoff with jitter between attempts.")
     llm_backoff_max: float = Field(8.0, ge=0)
-    llm_tokens_per_minute: int = Field(0, ge=0, description="Shared rate limit; 0 = unlimited.")
+    llm_tokens_per_minute: int = Field(
+        0, ge=0, description="The provider's quota, shared by every worker of the deployment through Redis; "
+        "background calls wait for it, answers to users are only counted. 0 = unlimited."
+    )
+    llm_rate_limit_max_wait: float = Field(
+        120.0, ge=0, description="Seconds a background call may wait for the token budget; longer, and the "
+        "batch or persona extraction is retried later (and is not taken as an LLM failure)."
+    )
+    llm_completion_reserve: int = Field(
+        1024, ge=1, description="Tokens reserved for an answer before a call; corrected by the reported usage."
+    )
 
     # --- embeddings ----------------------------------------------------------------------------
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
