@@ -217,8 +217,9 @@ class Retriever:
         return Retriever(self.rt, replace(self.fusion, **changes))
 
     def retrieve(
-        self, user_id: str, query: str, *, assistant_id: str | None = None, top_k: int = 10
+        self, user_id: str, query: str, *, assistant_id: str | None = None, top_k: int | None = None
     ) -> RetrievedContext:
+        top_k = self.settings.retrieval_top_pages if top_k is None else top_k
         check_retrieval_args(user_id, query, assistant_id, top_k, max_text_chars=self.settings.max_text_chars)
         timings: dict[str, float] = {}
         started = clock = time.perf_counter()
@@ -433,9 +434,15 @@ def _background() -> ThreadPoolExecutor:
 
 
 def retrieve(
-    user_id: str, query: str, *, assistant_id: str | None = None, top_k: int = 10, runtime: Runtime | None = None
+    user_id: str,
+    query: str,
+    *,
+    assistant_id: str | None = None,
+    top_k: int | None = None,
+    runtime: Runtime | None = None,
 ) -> RetrievedContext:
-    """In-process retrieval for a process that owns the vector store (a worker, the embedded setup)."""
+    """In-process retrieval for a process that owns the vector store (a worker, the embedded setup);
+    top_k defaults to MEMORYOS_RETRIEVAL_TOP_PAGES."""
     rt = runtime or get_runtime()
     retriever = rt._once("retriever", lambda: Retriever(rt))  # one per runtime, made once
     return retriever.retrieve(user_id, query, assistant_id=assistant_id, top_k=top_k)

@@ -64,7 +64,7 @@ def sweep() -> int:
 
 @app.task(name=RETRIEVE_TASK)
 def retrieve(
-    user_id: str, query: str, assistant_id: str | None = None, top_k: int = 10, reply_id: str | None = None
+    user_id: str, query: str, assistant_id: str | None = None, top_k: int | None = None, reply_id: str | None = None
 ) -> None:
     """The RPC side of producers.retrieve: the same context as in-process, as JSON in the reply list."""
     from .retrieval import retrieve as retrieve_context

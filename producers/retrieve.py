@@ -52,10 +52,12 @@ class RetrievalClient:
         query: str,
         *,
         assistant_id: str | None = None,
-        top_k: int = 10,
+        top_k: int | None = None,
         timeout: float | None = None,
     ) -> RetrievedContext:
+        """top_k defaults to MEMORYOS_RETRIEVAL_TOP_PAGES, resolved here so both sides agree."""
         s = self.settings
+        top_k = s.retrieval_top_pages if top_k is None else top_k
         check_retrieval_args(user_id, query, assistant_id, top_k, max_text_chars=s.max_text_chars)
         answer = self.call(
             RETRIEVE_TASK, [user_id, query], {"assistant_id": assistant_id, "top_k": top_k}, timeout=timeout,
@@ -147,7 +149,7 @@ def retrieve(
     query: str,
     *,
     assistant_id: str | None = None,
-    top_k: int = 10,
+    top_k: int | None = None,
     timeout: float | None = None,
     publisher: Publisher | None = None,
 ) -> RetrievedContext:

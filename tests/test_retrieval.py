@@ -390,3 +390,17 @@ def test_date_mentions(query: str, expected: list) -> None:
     from memoryos_workers.retrieval import date_mentions
 
     assert [(m.year, m.month, m.day) for m in date_mentions(query)] == expected
+
+
+def test_top_k_defaults_to_the_retrieval_top_pages_setting(private_runtime) -> None:  # noqa: ANN001
+    from memoryos_workers.promotion import Promoter
+    from memoryos_workers.retrieval import retrieve
+
+    rt = private_runtime(retrieval_top_pages=3)
+    user = "topk-user"
+    rt.publisher.publish_many(chatter(user, 40))
+    rt.pending.check(user, force=True)
+    while Promoter(rt).run(user):
+        pass
+    assert len(retrieve(user, "What did I talk about with my sister?", runtime=rt).pages) == 3
+    assert len(retrieve(user, "What did I talk about with my sister?", top_k=7, runtime=rt).pages) == 7
