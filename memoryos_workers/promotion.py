@@ -17,6 +17,7 @@ from .backoff import retry_delay
 from .llm import LLMRateLimited
 from .locks import UserLock
 from .runtime import Runtime
+from .stats import count
 
 log = logging.getLogger("memoryos.promotion")
 
@@ -119,10 +120,12 @@ class Promoter:
         if int(attempts) == -1:
             raise LockLost()
         if outcome == "dead":
+            count(self.redis, self.rt.keys.stats, batch_dead_letters=1)
             self.redis.zadd(self.rt.keys.dead_index, {user_id: now})
             log.error("batch %s of user %s dead-lettered after %s attempts: %s", batch.batch_id, user_id, attempts,
                       error)
             return True
+        count(self.redis, self.rt.keys.stats, batch_retries=1)
         log.warning(
             "batch %s of user %s: attempt %s failed: %s; retry in %.1f s",
             batch.batch_id, user_id, attempts, error, delay,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import calendar
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -41,6 +42,7 @@ from .runtime import Runtime, get_runtime
 from .segmentation import extract_keywords, jaccard
 from .segments import SEGMENTS
 from .sparse import get_sparse_encoder
+from .stats import count
 from .vectorstore import Hit
 
 log = logging.getLogger("memoryos.retrieval")
@@ -245,6 +247,7 @@ class Retriever:
         self._record_visits(user_id, keys, pages)
         lap("visits")
         timings["total"] = round((time.perf_counter() - started) * 1000, 3)
+        _background().submit(self._count, timings["total"])
         return RetrievedContext(
             user_id=user_id,
             assistant_id=assistant_id,
@@ -378,6 +381,14 @@ class Retriever:
         if kicked:
             _background().submit(self._send_refresh, user_id, keys)
 
+    def _count(self, total_ms: float) -> None:
+        """Retrievals and a latency histogram in the deployment's counters (off the request path)."""
+        try:
+            count(self.rt.redis, self.rt.keys.stats, retrievals=1, retrieval_ms=math.ceil(total_ms),
+                  **{latency_bucket(total_ms): 1})
+        except Exception as exc:  # noqa: BLE001 - counters are best effort
+            log.debug("could not count a retrieval: %s", exc)
+
     def _send_refresh(self, user_id: str, keys: UserKeys) -> None:
         if not self.rt.publisher.sender.send(REFRESH_HEAT_TASK, user_id):
             try:
@@ -422,6 +433,17 @@ def _page(hit: Hit, score: float, segments: dict[str, Hit], found_by: list[str])
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
+
+
+LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 1000)
+
+
+def latency_bucket(ms: float) -> str:
+    """The histogram counter a retrieval of `ms` falls in (Prometheus-style upper bounds, not cumulative)."""
+    for bound in LATENCY_BUCKETS_MS:
+        if ms <= bound:
+            return f"retrieval_ms_le_{bound}"
+    return "retrieval_ms_le_inf"
 
 
 def _background() -> ThreadPoolExecutor:

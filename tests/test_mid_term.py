@@ -636,6 +636,7 @@ def test_crash_at_each_step_resumes_without_a_second_call(where, private_runtime
     monkeypatch.setattr(target, where, crash)
     rt.publisher.publish_many(turns(user, [filler(i) for i in range(10)]))
     assert promote(rt, user) == 0  # the attempt fails and is scheduled again
+    assert stats(rt).get("batch_retries") == 1 and "batch_dead_letters" not in stats(rt)
     monkeypatch.setattr(target, where, original)
     assert len(segmentation_requests(fake_llm)) == 2
     time.sleep(0.06)  # past the (tiny) retry backoff

@@ -373,6 +373,8 @@ def test_failing_store_retries_then_dead_letters_and_the_queue_moves_on(make_set
     assert float(dead[0].extra["dead_at"]) >= t1
     assert rt.redis.lrange(keys.dead, 0, -1) == [first]
     assert rt.redis.zscore(rt.keys.dead_index, user) is not None
+    counters = rt.redis.hgetall(rt.keys.stats)
+    assert (counters["batch_retries"], counters["batch_dead_letters"]) == ("1", "1"), counters
     assert not rt.redis.exists(keys.batch(second)), "a finished batch leaves Redis"
     assert seqs(state.short_term(rt.redis, keys)) == list(range(2 * BATCH + 1, n + 1))
     assert not rt.redis.exists(keys.lock)

@@ -404,3 +404,19 @@ def test_top_k_defaults_to_the_retrieval_top_pages_setting(private_runtime) -> N
         pass
     assert len(retrieve(user, "What did I talk about with my sister?", runtime=rt).pages) == 3
     assert len(retrieve(user, "What did I talk about with my sister?", top_k=7, runtime=rt).pages) == 7
+    # Each retrieval is counted, with its latency in one histogram bucket (off the request path).
+    deadline = time.monotonic() + 5
+    while int(rt.redis.hget(rt.keys.stats, "retrievals") or 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    counters = {k: int(v) for k, v in rt.redis.hgetall(rt.keys.stats).items()}
+    assert counters["retrievals"] == 2 and counters["retrieval_ms"] >= 1
+    assert sum(v for k, v in counters.items() if k.startswith("retrieval_ms_le_")) == 2
+
+
+def test_latency_buckets() -> None:
+    from memoryos_workers.retrieval import latency_bucket
+
+    assert [latency_bucket(ms) for ms in (0.4, 5, 5.01, 99, 250, 1000, 1000.5)] == [
+        "retrieval_ms_le_5", "retrieval_ms_le_5", "retrieval_ms_le_10", "retrieval_ms_le_100",
+        "retrieval_ms_le_250", "retrieval_ms_le_1000", "retrieval_ms_le_inf",
+    ]  # fmt: skip
