@@ -61,14 +61,14 @@ def test_workers_share_one_budget_and_queue_behind_each_other(redis_client, sett
     b = TokenBudget(other_client, budget_key, TPM, max_wait=60, stats_key=stats_key, sleep=b_sleeps)
     try:
         assert a.reserve(TPM) == 0, "a whole minute's budget may be spent at once"
-        assert b.reserve(300) == pytest.approx(3.0, abs=0.1)  # 300 tokens at 100/s
-        assert a.reserve(100) == pytest.approx(4.0, abs=0.1)  # behind b's reservation
-        assert a_sleeps == [pytest.approx(4.0, abs=0.1)] and b_sleeps == [pytest.approx(3.0, abs=0.1)]
+        assert b.reserve(300) == pytest.approx(3.0, abs=0.3)  # 300 tokens at 100/s
+        assert a.reserve(100) == pytest.approx(4.0, abs=0.3)  # behind b's reservation
+        assert a_sleeps == [pytest.approx(4.0, abs=0.3)] and b_sleeps == [pytest.approx(3.0, abs=0.3)]
         b.charge(-400)  # both reservations turned out unused
-        assert committed(redis_client, budget_key) == pytest.approx(0.0, abs=0.1)
+        assert committed(redis_client, budget_key) == pytest.approx(0.0, abs=0.3)
         assert 0 < redis_client.pttl(budget_key) <= 61_000, "the key expires once the budget is whole again"
         counters = redis_client.hgetall(stats_key)
-        assert counters["llm_rate_waits"] == "2" and 6900 <= int(counters["llm_rate_wait_ms"]) <= 7100
+        assert counters["llm_rate_waits"] == "2" and 6400 <= int(counters["llm_rate_wait_ms"]) <= 7100
     finally:
         other_client.close()
         redis_client.delete(stats_key)
@@ -78,11 +78,11 @@ def test_a_call_that_would_wait_too_long_reserves_nothing(redis_client, budget_k
     sleeps = Sleeps()
     budget = TokenBudget(redis_client, budget_key, TPM, max_wait=5, sleep=sleeps)
     budget.reserve(TPM + 200)  # 2 s committed beyond the burst
-    assert sleeps == [pytest.approx(2.0, abs=0.1)]
+    assert sleeps == [pytest.approx(2.0, abs=0.3)]
     with pytest.raises(RateLimited, match="MEMORYOS_LLM_TOKENS_PER_MINUTE"):
         budget.reserve(400)  # would wait 6 s
-    assert committed(redis_client, budget_key) == pytest.approx(2.0, abs=0.1), "the refused call took nothing"
-    assert budget.reserve(250) == pytest.approx(4.5, abs=0.1)
+    assert committed(redis_client, budget_key) == pytest.approx(2.0, abs=0.3), "the refused call took nothing"
+    assert budget.reserve(250) == pytest.approx(4.5, abs=0.3)
 
 
 def test_refunds_never_bank_credit_beyond_a_full_budget(redis_client, budget_key) -> None:  # noqa: ANN001
@@ -90,7 +90,7 @@ def test_refunds_never_bank_credit_beyond_a_full_budget(redis_client, budget_key
     budget.charge(-10_000)
     assert not redis_client.exists(budget_key)
     assert budget.reserve(TPM) == 0
-    assert budget.reserve(100) == pytest.approx(1.0, abs=0.1)
+    assert budget.reserve(100) == pytest.approx(1.0, abs=0.3)
 
 
 def test_bad_budget_and_estimates() -> None:
@@ -121,10 +121,10 @@ def test_background_calls_wait_and_are_corrected_by_usage(redis_client, budget_k
     budget.reserve(TPM)  # another worker spent the minute's budget
 
     answer = client.structured(messages, SegmentationResult, name="segmentation")
-    assert sleeps[-1] == pytest.approx(reserved / 100, abs=0.1), "waited for its reservation"
+    assert sleeps[-1] == pytest.approx(reserved / 100, abs=0.3), "waited for its reservation"
     used = answer.usage.prompt_tokens + answer.usage.completion_tokens
     assert 0 < used < reserved
-    assert committed(redis_client, budget_key) == pytest.approx(used / 100, abs=0.1), "corrected to the usage"
+    assert committed(redis_client, budget_key) == pytest.approx(used / 100, abs=0.3), "corrected to the usage"
 
     # An answer to a user is never held, only charged.
     before = committed(redis_client, budget_key)
