@@ -8,18 +8,17 @@ import json
 import os
 import pty
 import re
-import signal
 import struct
 import subprocess
 import sys
 import termios
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .conftest import PREFIX
+from .processes import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -120,24 +119,6 @@ def test_progress_bar_only_on_a_terminal(cli_env: dict[str, str], tmp_path: Path
     assert "importing turns.jsonl" in shown and "turn" in shown and "%|" in shown, shown
 
 
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    cmd = [
-        sys.executable, "-m", "celery", "-A", "memoryos_workers", "worker", "-P", "threads", "-c", "2",
-        "-Q", "memoryos.ingest,memoryos.persona,memoryos.retrieval", "-l", "INFO",
-        "--without-heartbeat", "--without-mingle", "--without-gossip", "-n", f"cli-{os.getpid()}@%h",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if "memoryos worker ready" in log.read_text(errors="replace"):
-            return proc
-        if proc.poll() is not None:
-            raise AssertionError(f"worker exited early:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError(f"worker did not become ready:\n{log.read_text()[-3000:]}")
-
-
 def _turn_ids(export_stdout: str) -> list[str]:
     records = [json.loads(line) for line in export_stdout.splitlines() if line.strip()]
     return [r["turn_id"] for r in records if r["type"] == "turn"]
@@ -157,7 +138,7 @@ def test_inspect_export_forget_on_a_populated_store(cli_env: dict[str, str], tmp
     res = _cli(cli_env, "import", str(_write_jsonl(tmp_path / "other.jsonl", other, 20)))
     assert res.returncode == 0, res.stderr
 
-    worker = _start_worker(cli_env, tmp_path / "worker.log")
+    worker = WorkerProcess("cli", cli_env, tmp_path, concurrency=2).start()
     try:
         work = PendingWork(Publisher(Settings(key_prefix=CLI_PREFIX, data_dir=tmp_path / "data")))
         for u in (user, other):
@@ -182,12 +163,7 @@ def test_inspect_export_forget_on_a_populated_store(cli_env: dict[str, str], tmp
         )
     finally:
         # The embedded store belongs to one process: the CLI can open it only once the worker is gone.
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
+        worker.stop()
 
     res = _cli(cli_env, "export", other)
     assert res.returncode == 0 and "over RPC" not in res.stderr, res.stderr

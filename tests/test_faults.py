@@ -15,11 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -31,7 +26,6 @@ import pytest
 import redis
 
 from producers import state
-from producers.contract import ALL_QUEUES
 from producers.errors import RedisUnavailableError
 from producers.keys import Keys, UserKeys
 from producers.pending import PendingWork
@@ -39,12 +33,12 @@ from producers.publish import Publisher
 from schemas.settings import Settings
 from tests.fake_llm import FakeLLM, Fault
 from tests.llm_responders import data_block, default_responder, schema_name
+from tests.processes import PrivateRedis, WorkerProcess, free_port
 
 from .conftest import PREFIX
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
 FIGURES: list[dict[str, Any]] = []
 
 
@@ -121,58 +115,6 @@ def _config(prefix: str, data_dir: Path, llm_url: str, **knobs: Any) -> tuple[Se
     }
     env.update({f"MEMORYOS_{name.upper()}": str(value) for name, value in knobs.items()})
     return settings, env
-
-
-class WorkerProcess:
-    """`celery -A memoryos_workers worker -P threads -c N` in its own process (it owns the store)."""
-
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path, concurrency: int = 8) -> None:
-        self.name = name
-        self.env = env
-        self.log_dir = log_dir
-        self.concurrency = concurrency
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-        self.log: Path | None = None
-
-    def start(self, timeout: float = 90) -> None:
-        self.starts += 1
-        self.log = self.log_dir / f"worker-{self.name}-{self.starts}.log"
-        cmd = [
-            sys.executable, "-m", "celery", "-A", "memoryos_workers", "worker", "-P", "threads",
-            "-c", str(self.concurrency), "-Q", ",".join(ALL_QUEUES), "-l", "INFO",
-            "--without-heartbeat", "--without-mingle", "--without-gossip",
-            "-n", f"faults-{self.name}-{os.getpid()}@%h",
-        ]
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "memoryos worker ready" in self.log.read_text(errors="replace"):
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{self.tail()}")
-            time.sleep(0.2)
-        self.kill()
-        raise AssertionError(f"worker did not become ready:\n{self.tail()}")
-
-    def tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log else ""
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        """Warm shutdown (running tasks finish); SIGKILL if it does not stop in time."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(40)
-        except subprocess.TimeoutExpired:
-            self.kill()
 
 
 def wait_all_idle(pending: PendingWork, users: list[str], *, timeout: float, flush: bool = False,
@@ -287,7 +229,7 @@ def test_llm_chaos_every_turn_once_and_dead_letters_replay(tmp_path: Path, priva
     )
     publisher = Publisher(settings)
     pending = PendingWork(publisher)
-    worker = WorkerProcess("chaos", env, tmp_path, concurrency=8)
+    worker = WorkerProcess("faults-chaos", env, tmp_path, concurrency=8)
     per_user = 50
     published: dict[str, list[str]] = {u: [] for u in users}
 
@@ -411,7 +353,7 @@ def test_sigkill_worker_mid_promotions_8_threads(tmp_path: Path, private_prefix,
     settings, env = _config(prefix, tmp_path / "data", llm.base_url, lock_ttl=3, kick_stale_after=4, sweep_interval=1)
     publisher = Publisher(settings)
     pending = PendingWork(publisher)
-    worker = WorkerProcess("kill", env, tmp_path, concurrency=8)
+    worker = WorkerProcess("faults-kill", env, tmp_path, concurrency=8)
     users = [f"kill-{i}" for i in range(5)]
     per_user = 40
     published: dict[str, list[str]] = {}
@@ -483,65 +425,9 @@ def test_sigkill_worker_mid_promotions_8_threads(tmp_path: Path, private_prefix,
 # --------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, persistence on (every write fsynced before its reply)."""
-
-    def __init__(self, port: int, folder: Path) -> None:
-        self.port = port
-        self.folder = folder
-        self.proc: subprocess.Popen | None = None
-        folder.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 20) -> None:
-        cmd = [
-            shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-            "--protected-mode", "no", "--logfile", str(self.folder / "redis.log"),
-        ]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    if client.ping() and client.info("persistence").get("loading") == 0:
-                        return
-                except (redis.ConnectionError, redis.BusyLoadingError):
-                    pass
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"redis-server exited: {(self.folder / 'redis.log').read_text()[-2000:]}")
-                time.sleep(0.05)
-        finally:
-            client.close()
-        raise AssertionError("private redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 def test_redis_killed_and_restarted_while_publishing(tmp_path: Path) -> None:
     started = time.monotonic()
-    server = PrivateRedis(_free_port(), tmp_path / "redis")
+    server = PrivateRedis(free_port(), tmp_path / "redis")
     server.start()
     try:
         settings = Settings(redis_url=server.url, key_prefix=f"{PREFIX}-rr")
@@ -655,7 +541,7 @@ def test_hundred_lookalike_users_never_see_each_other(tmp_path: Path, private_pr
                             sweep_interval=1)
     publisher = Publisher(settings)
     pending = PendingWork(publisher)
-    worker = WorkerProcess("iso", env, tmp_path, concurrency=4)
+    worker = WorkerProcess("faults-iso", env, tmp_path, concurrency=4)
     users = [f"iso-{i:03d}" for i in range(100)]
     # 5 promoted pages: a segment hot at birth, so persona facts too. (DESIGN says 4 pages are hot at
     # birth, but recency is already below 1 when heat is read: 4 + 0.99999... < tau = 5; see the report.)
@@ -749,7 +635,7 @@ def test_concurrent_publishers_and_8_worker_threads_keep_order(tmp_path: Path, p
     settings, env = _config(prefix, tmp_path / "data", llm.base_url, lock_ttl=5, kick_stale_after=6, sweep_interval=1)
     publisher = Publisher(settings)
     pending = PendingWork(publisher)
-    worker = WorkerProcess("order", env, tmp_path, concurrency=8)
+    worker = WorkerProcess("faults-order", env, tmp_path, concurrency=8)
     users = [f"order-{i}" for i in range(3)]
     threads_n, per_thread = 4, 45
     sent: dict[tuple[int, str], list[str]] = {}

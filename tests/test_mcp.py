@@ -21,6 +21,7 @@ import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from .conftest import PREFIX
+from .processes import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,16 +226,10 @@ def test_mcp_over_stdio(tmp_path, fake_llm, prefix) -> None:  # noqa: ANN001
     assert "memory ready" in logged  # the log went to stderr (stdout carried only the protocol)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_mcp_over_streamable_http(tmp_path, fake_llm, prefix) -> None:  # noqa: ANN001
     from mcp.client.streamable_http import streamable_http_client
 
-    port = _free_port()
+    port = free_port()
     server_log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "memoryos_workers.mcp_server", "--transport", "http", "--port", str(port)],

@@ -8,9 +8,6 @@ of the user's queue, and the check that wait_idle and the beat sweep run re-send
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,27 +18,9 @@ from producers.publish import Publisher
 from schemas.settings import Settings
 
 from .conftest import PREFIX
+from .processes import WorkerProcess
 
 pytestmark = pytest.mark.integration
-
-
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    cmd = [
-        sys.executable, "-m", "celery", "-A", "memoryos_workers", "worker", "-P", "threads", "-c", "4",
-        "-Q", "memoryos.ingest,memoryos.persona,memoryos.retrieval", "-l", "INFO",
-        "--without-heartbeat", "--without-mingle", "--without-gossip", "-n", f"crash-{os.getpid()}@%h",
-    ]
-    already = log.read_text(errors="replace").count("memoryos worker ready") if log.exists() else 0
-    proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if log.read_text(errors="replace").count("memoryos worker ready") > already:
-            return proc
-        if proc.poll() is not None:
-            raise AssertionError(f"worker exited early:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError(f"worker did not become ready:\n{log.read_text()[-3000:]}")
 
 
 def test_sigkill_mid_batch_loses_nothing(tmp_path: Path, redis_client) -> None:  # noqa: ANN001
@@ -56,10 +35,9 @@ def test_sigkill_mid_batch_loses_nothing(tmp_path: Path, redis_client) -> None: 
     }
     settings = Settings(key_prefix=prefix, data_dir=tmp_path / "data", lock_ttl=3, kick_stale_after=4, sweep_interval=1)
     publisher = Publisher(settings)
-    log = tmp_path / "worker.log"
     users = [f"crash-user-{i}" for i in range(3)]
     per_user = 150
-    worker = _start_worker(env, log)
+    worker = WorkerProcess("crash", env, tmp_path, concurrency=4).start()
     try:
         for user in users:
             publisher.publish_many(
@@ -77,23 +55,18 @@ def test_sigkill_mid_batch_loses_nothing(tmp_path: Path, redis_client) -> None: 
             if left <= batches_total * 0.6:
                 break
             time.sleep(0.01)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
+        worker.kill()
         left_at_kill = sum(redis_client.llen(publisher.keys.user(u).batches) for u in users)
         assert 0 < left_at_kill < batches_total, "the kill should land mid-way through the promotions"
 
-        worker = _start_worker(env, log)
+        worker.start()
         from producers.pending import PendingWork
 
         waiter = PendingWork(publisher)
         for user in users:
             waiter.wait_idle(user, timeout=120, flush=True)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        worker.stop()
 
     from memoryos_workers.runtime import Runtime
 
