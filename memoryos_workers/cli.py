@@ -309,12 +309,17 @@ def _refuse_while_workers_run() -> None:
 
 @cli.command()
 def stats() -> None:
-    """Counters: LLM calls and tokens, fallbacks, dead letters, users waiting for the sweep."""
+    """Counters: LLM calls and tokens, fallbacks, dead letters, users waiting for the sweep, and how late
+    the most overdue of them is (0 while workers keep up; it grows when none run)."""
+    import time
+
     from producers import default_publisher
 
     publisher = default_publisher()
     counters = publisher.redis.hgetall(publisher.keys.stats)
     counters["users_in_sweep_index"] = publisher.redis.zcard(publisher.keys.sweep)
+    earliest = publisher.redis.zrange(publisher.keys.sweep, 0, 0, withscores=True)
+    counters["sweep_overdue_s"] = round(max(0.0, time.time() - earliest[0][1]), 1) if earliest else 0
     counters["users_with_dead_letters"] = publisher.redis.zcard(publisher.keys.dead_index)
     for name in sorted(counters):
         typer.echo(f"{name:28} {counters[name]}")

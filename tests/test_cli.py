@@ -220,3 +220,18 @@ def test_reembed_without_redis_refuses_unless_told_the_workers_are_stopped(cli_e
     assert not Path(env["MEMORYOS_DATA_DIR"]).exists(), "refused before opening the store"
     res = _cli(env, "reembed", "--yes", "--skip-worker-check")
     assert res.returncode == 0 and res.stdout.startswith("re-embedded with "), res.stdout + res.stderr
+
+
+def test_stats_shows_how_late_the_most_overdue_work_is(cli_env: dict[str, str], redis_client, tmp_path: Path) -> None:  # noqa: ANN001
+    import time
+
+    res = _cli(cli_env, "stats")
+    assert res.returncode == 0 and re.search(r"^sweep_overdue_s\s+0$", res.stdout, re.MULTILINE), res.stdout
+    assert _cli(cli_env, "import", str(_write_jsonl(tmp_path / "late.jsonl", "late_user", 25))).returncode == 0
+    # No worker runs: make the user's work due 42 s ago, as if the workers had been down that long.
+    redis_client.zadd(f"{CLI_PREFIX}:sweep", {"late_user": time.time() - 42})
+    res = _cli(cli_env, "stats")
+    assert res.returncode == 0, res.stderr
+    shown = dict(line.split(None, 1) for line in res.stdout.splitlines() if line.strip())
+    assert shown["users_in_sweep_index"].strip() == "1"
+    assert 42 <= float(shown["sweep_overdue_s"]) < 60, res.stdout
