@@ -157,8 +157,9 @@ class LLMClient:
                 },
                 messages[-1],
             ]
-        reserved = estimate_tokens(messages, self.settings.llm_completion_reserve)
+        reserved = 0
         if self.budget is not None:
+            reserved = self.budget.fit(estimate_tokens(messages, self.settings.llm_completion_reserve))
             self.budget.reserve(reserved)
         usage.calls += 1
         response = None

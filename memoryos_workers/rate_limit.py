@@ -73,16 +73,23 @@ class TokenBudget:
             raise ValueError("tokens_per_minute must be positive (0 means no budget: do not create one)")
         self._redis = client
         self._key = key
+        self.capacity = tokens_per_minute
         self._interval = 60.0 / tokens_per_minute
         self._max_wait = max_wait
         self._stats_key = stats_key
         self._sleep = sleep
         self._script = client.register_script(_GCRA)
 
+    def fit(self, tokens: int) -> int:
+        """What a call of `tokens` reserves: at most a whole minute's budget. A larger call would never
+        fit and be put off for ever; it waits for a full budget instead, and its correction afterwards
+        charges the rest, which slows the calls after it."""
+        return min(tokens, self.capacity)
+
     def reserve(self, tokens: int) -> float:
-        """Takes `tokens` from the budget, sleeping until they are available; returns the seconds slept.
-        Raises RateLimited, reserving nothing, when that would be longer than max_wait."""
-        granted, wait = self._run(tokens, self._max_wait)
+        """Takes fit(tokens) from the budget, sleeping until they are available; returns the seconds
+        slept. Raises RateLimited, reserving nothing, when that would be longer than max_wait."""
+        granted, wait = self._run(self.fit(tokens), self._max_wait)
         if not granted:
             self._count(llm_rate_limited=1)
             raise RateLimited(

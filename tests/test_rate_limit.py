@@ -77,7 +77,8 @@ def test_workers_share_one_budget_and_queue_behind_each_other(redis_client, sett
 def test_a_call_that_would_wait_too_long_reserves_nothing(redis_client, budget_key) -> None:  # noqa: ANN001
     sleeps = Sleeps()
     budget = TokenBudget(redis_client, budget_key, TPM, max_wait=5, sleep=sleeps)
-    budget.reserve(TPM + 200)  # 2 s committed beyond the burst
+    budget.reserve(TPM)
+    budget.reserve(200)  # 2 s committed beyond the burst
     assert sleeps == [pytest.approx(2.0, abs=0.3)]
     with pytest.raises(RateLimited, match="MEMORYOS_LLM_TOKENS_PER_MINUTE"):
         budget.reserve(400)  # would wait 6 s
@@ -221,3 +222,14 @@ def test_an_exhausted_budget_delays_persona_extraction_without_counting_attempts
     assert result.get("calls") == 1 and result.get("pages", 0) > 0, result
     assert rt.redis.hget(keys.state, "persona_not_before") is None
     assert rt.persona.get_profile(user) is not None
+
+
+def test_a_call_larger_than_the_whole_budget_waits_for_a_full_one_then_pays_the_rest(redis_client, budget_key) -> None:  # noqa: ANN001
+    sleeps = Sleeps()
+    budget = TokenBudget(redis_client, budget_key, TPM, max_wait=5, sleep=sleeps)
+    assert budget.fit(3 * TPM) == TPM
+    assert budget.reserve(3 * TPM) == 0, "never refused for ever: it takes a whole (full) budget"
+    with pytest.raises(RateLimited):
+        budget.reserve(3 * TPM)  # the budget is spent: a full one is 60 s away, over max_wait
+    budget.charge(3 * TPM - TPM)  # the correction after the call: the rest is paid
+    assert committed(redis_client, budget_key) == pytest.approx(120, abs=0.3)
