@@ -12,7 +12,7 @@ import traceback
 from types import ModuleType
 
 # In the order they run; each module has add_arguments(parser), run(**options) and markdown(result).
-ORDER = ("publish", "ingest", "retrieval", "llm_cost", "profile")
+ORDER = ("publish", "ingest", "retrieval", "llm_cost", "llm_budget", "profile")
 
 
 def load_part(name: str) -> ModuleType | None:

@@ -39,6 +39,7 @@ SECTIONS = (
             "python -m bench retrieval --skip-latency"),
     Section(5, "LLM cost of ingestion", "llm_cost", "llm_cost", "markdown", "python -m bench llm_cost"),
     Section(6, "Where the time goes", "profile", "profile", "markdown", "python -m bench profile"),
+    Section(7, "LLM token budget", "llm_budget", "llm_budget", "markdown", "python -m bench llm_budget"),
 )
 
 
@@ -100,8 +101,8 @@ def _header(rows: list[tuple[str, str, str]]) -> str:
         "Reproduce everything with `make bench` (sets up the virtualenv, the offline model and Redis; options "
         "through `BENCH_ARGS`, e.g. `make bench BENCH_ARGS=\"retrieval --sizes 1000\"`), or one part with "
         "`python -m bench <part>` (`python -m bench <part> --help` lists its options; parts: publish, ingest, "
-        "retrieval, llm_cost, profile). `python -m bench report` only rewrites this file from the saved results. "
-        "Every run uses a private Redis key prefix and deletes only its own keys.",
+        "retrieval, llm_cost, llm_budget, profile). `python -m bench report` only rewrites this file from the "
+        "saved results. Every run uses a private Redis key prefix and deletes only its own keys.",
         md_table(("section", "measured", "commit"), rows, align="lll"),
     ])
 
