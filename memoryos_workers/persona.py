@@ -27,6 +27,7 @@ from .locks import UserLock
 from .pages import PAGES, page_point_id
 from .profile import merge_profile
 from .prompts import PERSONA_PROMPT_VERSION, persona_messages
+from .rate_limit import budget_retry_after
 from .runtime import Runtime
 from .stats import count
 
@@ -202,7 +203,7 @@ class PersonaWorker:
 
     def _wait_for_budget(self, user_id: str, keys: UserKeys) -> dict[str, int]:
         """Scheduled like a retry, but not counted as one: waiting for the budget never dead-letters."""
-        self._schedule(user_id, keys, time.time() + max(self.settings.llm_rate_limit_max_wait, 1.0))
+        self._schedule(user_id, keys, time.time() + budget_retry_after(self.settings.llm_rate_limit_max_wait))
         return {"rate_limited": 1}
 
     def _schedule(self, user_id: str, keys: UserKeys, retry_at: float) -> None:

@@ -16,6 +16,7 @@ from producers.state import Batch, read_batch
 from .backoff import retry_delay
 from .llm import LLMRateLimited
 from .locks import UserLock
+from .rate_limit import budget_retry_after
 from .runtime import Runtime
 from .stats import count
 
@@ -96,7 +97,7 @@ class Promoter:
             raise
         except LLMRateLimited as exc:
             # Not an attempt that failed: waiting for the shared budget must never dead-letter a batch.
-            wait = max(self.settings.llm_rate_limit_max_wait, 1.0)
+            wait = budget_retry_after(self.settings.llm_rate_limit_max_wait)
             update(not_before=repr(time.time() + wait), error=f"waiting for the LLM token budget: {exc}"[:2000])
             log.warning("batch %s of user %s waits %.0f s for the LLM token budget", batch.batch_id, user_id, wait)
             return False

@@ -9,7 +9,7 @@ user) never wait: they are only charged, so background work yields to them.
 Why not a rate-limit library: `limits` and `pyrate-limiter` count per window (a call larger than a
 window's share never fits, and their moving windows store one entry per token), and neither corrects
 a reservation afterwards, which is how a token budget has to work when the cost is known only after
-the answer. The whole algorithm is the ten lines of Lua below; Redis's own clock (TIME) is used, so
+the answer. The whole algorithm is the short Lua script below; Redis's own clock (TIME) is used, so
 workers on machines with skewed clocks share one timeline.
 """
 
@@ -116,6 +116,12 @@ class TokenBudget:
     def _count(self, **counters: int) -> None:
         if self._stats_key:
             count(self._redis, self._stats_key, **counters)
+
+
+def budget_retry_after(max_wait: float) -> float:
+    """When work refused by the budget comes back: after the longest wait a call accepts (at least 1 s,
+    so a max_wait of 0 never spins)."""
+    return max(max_wait, 1.0)
 
 
 def estimate_tokens(messages: list[dict[str, str]], completion_reserve: int) -> int:
