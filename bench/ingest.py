@@ -66,7 +66,7 @@ HEADERS = ("", "LLM ms", "turns", "pages", "s", "CPU s", "pages/s", "ratio", "ca
 
 def _dialogue() -> list[tuple[str, str]]:
     """(user_input, agent_response) of every LoCoMo turn of both conversations, in order."""
-    from memoryos_workers.importers import locomo_turns
+    from memoryos_workers.ops.importers import locomo_turns
 
     turns = [t for c in CONVERSATIONS for t in locomo_turns(LOCOMO / f"{c}.json", "bench")]
     return [(t["user_input"], t["agent_response"]) for t in turns]
@@ -139,7 +139,7 @@ def _inline(base_url: str, model: str, embedder: Any, dialogue: Sequence[tuple[s
 
 
 def _worker(settings: Any, threads: int, log_path: Path) -> Any:
-    from producers.contract import INGEST_QUEUE, PERSONA_QUEUE
+    from producers.wire.contract import INGEST_QUEUE, PERSONA_QUEUE
 
     return worker(settings, log_path, [INGEST_QUEUE, PERSONA_QUEUE], threads, f"ingest-{threads}",
                   MEMORYOS_OPENAI_BASE_URL=settings.openai_base_url, MEMORYOS_OPENAI_API_KEY="bench")
@@ -214,7 +214,7 @@ def _verify_redis(rt: Any, published: dict[str, int]) -> int:
 def _verify_store(settings: Any, expected: dict[str, int]) -> int:
     """After the worker stopped (the embedded store belongs to one process): pages per user in the store,
     against the turns that left short-term."""
-    from memoryos_workers.pages import PAGES
+    from memoryos_workers.memory.pages import PAGES
     from memoryos_workers.vectorstore import open_store
 
     store = open_store(settings)
@@ -382,10 +382,10 @@ def run(
     timeout: float = 300.0,
     seed: int = 7,
 ) -> dict[str, Any]:
-    from memoryos_workers.embeddings import get_embedder
+    from memoryos_workers.embeddings.embedder import get_embedder
     from memoryos_workers.runtime import Runtime
-    from tests.fake_llm import FakeLLM
-    from tests.llm_responders import default_responder
+    from memoryos_workers.testing.fake_llm import FakeLLM
+    from memoryos_workers.testing.responders import default_responder
 
     options = {"turns": turns, "users": users, "threads": threads, "latencies": latencies,
                "inline_turns": inline_turns, "inline_turns_no_latency": inline_turns_no_latency, "seed": seed}

@@ -33,7 +33,7 @@ from .common import (
 
 
 def _messages(n_pages: int) -> list[dict[str, str]]:
-    from memoryos_workers.prompts import segmentation_messages
+    from memoryos_workers.pipeline.prompts import segmentation_messages
     from schemas.turns import Page
 
     pages = [
@@ -49,9 +49,9 @@ def _row(base_url: str, tpm: int, threads: int, seconds: float, pages: int, rese
     """Calls from `threads` clients for `seconds`; tpm 0 = no budget. Returns the events and the rate."""
     import redis
 
-    from memoryos_workers.llm import LLMClient
-    from memoryos_workers.rate_limit import TokenBudget
-    from producers.keys import Keys
+    from memoryos_workers.llm.client import LLMClient
+    from memoryos_workers.llm.token_budget import TokenBudget
+    from producers.wire.keys import Keys
     from schemas.memory import SegmentationResult
 
     settings = bench_settings(openai_base_url=base_url, openai_api_key="bench", llm_completion_reserve=reserve,
@@ -98,8 +98,8 @@ def _row(base_url: str, tpm: int, threads: int, seconds: float, pages: int, rese
 
 def run(budgets: str = "30000,60000,120000", threads: int = 4, seconds: float = 20.0, baseline_seconds: float = 5.0,
         pages: int = 10, reserve: int = 256) -> dict[str, Any]:
-    from tests.fake_llm import FakeLLM
-    from tests.llm_responders import default_responder
+    from memoryos_workers.testing.fake_llm import FakeLLM
+    from memoryos_workers.testing.responders import default_responder
 
     tpms = [int(b) for b in budgets.split(",") if b]
     rows = []

@@ -34,12 +34,12 @@ MEMORYOS_CALLS_PER_PAGE = 3
 
 
 def _conversation(conversation: str, batch_size: int) -> dict[str, Any]:
-    from memoryos_workers.importers import locomo_turns
-    from memoryos_workers.persona import PersonaWorker
-    from memoryos_workers.promotion import Promoter
+    from memoryos_workers.ops.importers import locomo_turns
+    from memoryos_workers.pipeline.persona_extraction import PersonaWorker
+    from memoryos_workers.pipeline.promotion import Promoter
     from memoryos_workers.runtime import Runtime
-    from tests.fake_llm import FakeLLM
-    from tests.llm_responders import default_responder
+    from memoryos_workers.testing.fake_llm import FakeLLM
+    from memoryos_workers.testing.responders import default_responder
 
     path = LOCOMO / f"{conversation}.json"
     with FakeLLM() as llm, tempfile.TemporaryDirectory() as tmp:

@@ -17,9 +17,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from producers.contract import celery_config
 from producers.publish import Publisher
 from producers.sender import TaskSender
+from producers.wire.contract import celery_config
 
 from .common import (
     bench_settings,

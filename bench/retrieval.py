@@ -142,8 +142,8 @@ def _fill(rt: Any, users: int, start: int, stop: int, pool: _PooledText, base: d
 
 
 def _fill_user(rt: Any, user: str, start: int, stop: int, pool: _PooledText, base: datetime) -> None:
-    from memoryos_workers.pages import PAGES, page_point_id
-    from memoryos_workers.segments import segment_point_id
+    from memoryos_workers.memory.pages import PAGES, page_point_id
+    from memoryos_workers.memory.segments import segment_point_id
     from schemas.memory import SegmentAssignment, SegmentPlan
     from schemas.turns import Page
 
@@ -205,8 +205,8 @@ def _tail(path: Path, chars: int = 3000) -> str:
 
 def _rpc(settings: Any, calls: Sequence[tuple[str, str]], log_path: Path, size: int) -> dict[str, Any]:
     """The same calls through producers' public RetrievalClient, answered by a worker process."""
-    from producers.contract import RETRIEVAL_QUEUE
     from producers.retrieve import RetrievalClient
+    from producers.wire.contract import RETRIEVAL_QUEUE
 
     with worker(settings, log_path, [RETRIEVAL_QUEUE], threads=2, name="retrieval"):
         client = RetrievalClient(settings)
@@ -226,7 +226,7 @@ def _rpc(settings: Any, calls: Sequence[tuple[str, str]], log_path: Path, size: 
 
 
 def _latency(sizes: list[int], users: int, queries: int, rpc: bool, seed: int) -> list[dict[str, Any]]:
-    from memoryos_workers.retrieval import Retriever
+    from memoryos_workers.retrieval.retriever import Retriever
     from memoryos_workers.runtime import Runtime
 
     rng = random.Random(seed)
@@ -353,7 +353,8 @@ def markdown_latency(result: dict[str, Any]) -> str:
         f"`retrieve(user, query, top_k=10)` against the store size: {result['users']} users, each with a full "
         f"short-term list and mid-term pages of generated everyday dialogue in segments of {SEGMENT_PAGES}, in the "
         f"embedded store (Qdrant Edge); {result['queries']} queries per size. *In-process* is "
-        "`memoryos_workers.retrieval.Retriever` in the benchmark's process; *RPC* is producers' `RetrievalClient` "
+        "`memoryos_workers.retrieval.retriever.Retriever` in the benchmark's process; *RPC* is "
+        "producers' `RetrievalClient` "
         "(a task on the retrieval queue, answered by a real worker process on the same store). Baseline from the "
         "same run: embedding one query with the same model, which every retrieval does once, so it is the floor.",
         md_table(("pages", "embed p50 ms", "in-process p50", "p99", "in-process / embed", "RPC p50", "RPC p99",
@@ -408,8 +409,8 @@ def _covered(found: set[str], evidence: set[str]) -> float:
 
 
 def _ingest(rt: Any, path: Path, user: str) -> tuple[list[dict], dict[str, list[str]]]:
-    from memoryos_workers.importers import locomo_turns
-    from memoryos_workers.promotion import Promoter
+    from memoryos_workers.ops.importers import locomo_turns
+    from memoryos_workers.pipeline.promotion import Promoter
 
     turns = locomo_turns(path, user)
     promoter = Promoter(rt)
@@ -435,12 +436,12 @@ def _recall(conversations: list[str], ks: list[int], stm: int) -> dict[str, Any]
     """Both conversations in one store, as two users: BM25's IDF then spans several tenants, as in production."""
     import numpy as np
 
-    from memoryos_workers.retrieval import Retriever
+    from memoryos_workers.memory.segments import SEGMENTS
+    from memoryos_workers.retrieval.retriever import Retriever
     from memoryos_workers.runtime import Runtime
-    from memoryos_workers.segments import SEGMENTS
+    from memoryos_workers.testing.fake_llm import FakeLLM
+    from memoryos_workers.testing.responders import default_responder
     from schemas.turns import Page
-    from tests.fake_llm import FakeLLM
-    from tests.llm_responders import default_responder
 
     kmax = max(ks)
     per_conv = []

@@ -11,15 +11,15 @@ from producers.publish import Publisher
 from schemas.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from .embeddings import Embedder
-    from .llm import LLMClient
-    from .mid_term import MidTerm
-    from .pages import PageStore
-    from .persona_store import PersonaStore
-    from .rate_limit import TokenBudget
-    from .rpc import RPCAnswer
-    from .segments import SegmentStore
-    from .vectorstore import VectorStore
+    from memoryos_workers.embeddings.embedder import Embedder
+    from memoryos_workers.llm.client import LLMClient
+    from memoryos_workers.llm.token_budget import TokenBudget
+    from memoryos_workers.memory.pages import PageStore
+    from memoryos_workers.memory.persona_store import PersonaStore
+    from memoryos_workers.memory.segments import SegmentStore
+    from memoryos_workers.pipeline.mid_term import MidTerm
+    from memoryos_workers.vectorstore import VectorStore
+    from memoryos_workers.worker.rpc import RPCAnswer
 
 T = TypeVar("T")
 
@@ -50,7 +50,7 @@ class Runtime:
 
     @property
     def rpc(self) -> RPCAnswer:
-        from .rpc import RPCAnswer
+        from memoryos_workers.worker.rpc import RPCAnswer
 
         return self._once("rpc", lambda: RPCAnswer(self.redis, self.keys, self.settings.result_expires))
 
@@ -63,30 +63,30 @@ class Runtime:
 
     @property
     def embedder(self) -> Embedder:
-        from .embeddings import get_embedder
+        from memoryos_workers.embeddings.embedder import get_embedder
 
         return self._once("embedder", lambda: get_embedder(self.settings))
 
     @property
     def store(self) -> VectorStore:
-        from .vectorstore import open_store
+        from memoryos_workers.vectorstore import open_store
 
         return self._once("store", lambda: open_store(self.settings))
 
     @property
     def pages(self) -> PageStore:
-        from .pages import PageStore
+        from memoryos_workers.memory.pages import PageStore
 
         return self._once("pages", lambda: PageStore(self.store, self.embedder))
 
     @property
     def llm(self) -> LLMClient:
-        from .llm import LLMClient
+        from memoryos_workers.llm.client import LLMClient
 
         return self._once("llm", lambda: LLMClient(self.settings, budget=self._token_budget()))
 
     def _token_budget(self) -> TokenBudget | None:
-        from .rate_limit import TokenBudget
+        from memoryos_workers.llm.token_budget import TokenBudget
 
         tpm = self.settings.llm_tokens_per_minute
         if not tpm:
@@ -98,13 +98,13 @@ class Runtime:
 
     @property
     def segments(self) -> SegmentStore:
-        from .segments import SegmentStore
+        from memoryos_workers.memory.segments import SegmentStore
 
         return self._once("segments", lambda: SegmentStore(self.store, self.embedder, self.settings))
 
     @property
     def mid_term(self) -> MidTerm:
-        from .mid_term import MidTerm
+        from memoryos_workers.pipeline.mid_term import MidTerm
 
         return self._once("mid_term", lambda: MidTerm(
             self.settings, self.redis, self.keys, self.publisher.scripts, self.store, self.embedder, self.llm,
@@ -113,7 +113,7 @@ class Runtime:
 
     @property
     def persona(self) -> PersonaStore:
-        from .persona_store import PersonaStore
+        from memoryos_workers.memory.persona_store import PersonaStore
 
         return self._once("persona", lambda: PersonaStore(self.store, self.embedder, self.settings))
 

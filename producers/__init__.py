@@ -4,13 +4,12 @@ contract.
 Light by design (redis, celery's client side, schemas): it never imports memoryos_workers.
 """
 
+from producers.errors import MemoryOSError, RedisUnavailableError
+from producers.pending import PendingWork, UserStatus, wait_idle
+from producers.publish import Publisher, configure, default_publisher, publish_turn, publish_turns
+from producers.retrieve import RetrievalClient, RetrievalTimeout, retrieve
+from producers.wire.keys import Keys, UserKeys
 from schemas.turns import Page, Turn
-
-from .errors import MemoryOSError, RedisUnavailableError
-from .keys import Keys, UserKeys
-from .pending import PendingWork, UserStatus, wait_idle
-from .publish import Publisher, configure, default_publisher, publish_turn, publish_turns
-from .retrieve import RetrievalClient, RetrievalTimeout, retrieve
 
 __all__ = [
     "Keys",

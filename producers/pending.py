@@ -11,10 +11,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from producers.publish import Publisher, default_publisher
+from producers.wire.contract import EXTRACT_PERSONA_TASK
 from schemas.turns import SCHEMA_VERSION
-
-from .contract import EXTRACT_PERSONA_TASK
-from .publish import Publisher, default_publisher
 
 
 @dataclass(frozen=True)

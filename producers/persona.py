@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
+from producers.publish import Publisher
+from producers.retrieve import client_for
+from producers.wire.contract import READ_PERSONA_TASK
 from schemas.persona import KnowledgeEntry, UserProfile
 from schemas.turns import check_id
-
-from .contract import READ_PERSONA_TASK
-from .publish import Publisher
-from .retrieve import client_for
 
 
 def get_user_profile(user_id: str, *, timeout: float | None = None, publisher: Publisher | None = None,

@@ -13,15 +13,14 @@ from typing import Any
 import redis
 from pydantic import ValidationError
 
+from producers.connection import redis_client
+from producers.errors import MemoryOSError, RedisUnavailableError, redact_url
+from producers.followup import KickFollowUp
+from producers.sender import TaskSender
+from producers.wire.keys import Keys
+from producers.wire.scripts import Scripts
 from schemas.settings import Settings, get_settings
 from schemas.turns import SCHEMA_VERSION, Turn
-
-from .connection import redis_client
-from .errors import MemoryOSError, RedisUnavailableError, redact_url
-from .followup import KickFollowUp
-from .keys import Keys
-from .scripts import Scripts
-from .sender import TaskSender
 
 TurnLike = Turn | Mapping[str, Any]
 log = logging.getLogger("memoryos.producers")

@@ -1,6 +1,6 @@
 """Retrieval over RPC: for processes that do not own the vector store (light chat backends, the CLI, the
 embedded setup's other processes). A task on the retrieval queue, answered through a short-lived
-reply list in Redis (see memoryos_workers.rpc for why not the result backend); the answer is the same
+reply list in Redis (see memoryos_workers.worker.rpc for why not the result backend); the answer is the same
 RetrievedContext as in-process retrieval.
 
 Never imports memoryos_workers: the task is sent by name through the light Celery client of
@@ -16,15 +16,14 @@ from typing import Any
 
 import redis
 
+from producers.connection import redis_client
+from producers.errors import MemoryOSError, RedisUnavailableError, redact_url
+from producers.publish import Publisher, default_publisher
+from producers.sender import TaskSender
+from producers.wire.contract import REPLY_ERROR, REPLY_INVALID, REPLY_OK, RETRIEVAL_QUEUE, RETRIEVE_TASK
+from producers.wire.keys import Keys
 from schemas.context import RetrievedContext, check_retrieval_args
 from schemas.settings import Settings
-
-from .connection import redis_client
-from .contract import REPLY_ERROR, REPLY_INVALID, REPLY_OK, RETRIEVAL_QUEUE, RETRIEVE_TASK
-from .errors import MemoryOSError, RedisUnavailableError, redact_url
-from .keys import Keys
-from .publish import Publisher, default_publisher
-from .sender import TaskSender
 
 
 class RetrievalTimeout(MemoryOSError, TimeoutError):

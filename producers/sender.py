@@ -6,9 +6,8 @@ import logging
 import threading
 from typing import Any
 
+from producers.wire.contract import PROMOTE_TASK, TASK_ROUTES, celery_config
 from schemas.settings import Settings
-
-from .contract import PROMOTE_TASK, TASK_ROUTES, celery_config
 
 log = logging.getLogger("memoryos.producers")
 

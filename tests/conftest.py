@@ -28,16 +28,16 @@ os.environ["MEMORYOS_LLM_BACKOFF_BASE"] = "0.01"
 os.environ["MEMORYOS_LLM_BACKOFF_MAX"] = "0.05"
 os.environ["MEMORYOS_LLM_TIMEOUT"] = "5"
 
-from tests.fake_llm import FakeLLM  # noqa: E402
+from memoryos_workers.testing.fake_llm import FakeLLM  # noqa: E402
 
 # One fake OpenAI-compatible server for the session (real HTTP, the real openai client); tests
 # script its answers and faults through the `fake_llm` fixture.
 FAKE_LLM = FakeLLM().start()
 os.environ["MEMORYOS_OPENAI_BASE_URL"] = FAKE_LLM.base_url
 
-from producers.contract import ALL_QUEUES  # noqa: E402
 from producers.pending import PendingWork  # noqa: E402
 from producers.publish import Publisher  # noqa: E402
+from producers.wire.contract import ALL_QUEUES  # noqa: E402
 from schemas.settings import Settings, get_settings  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def _delete_prefix(client: redis.Redis, prefix: str) -> None:
 @pytest.fixture
 def fake_llm() -> Iterator[FakeLLM]:
     """The session's fake LLM with the default (competent) answers, counters reset; knobs restored after."""
-    from tests.llm_responders import default_responder
+    from memoryos_workers.testing.responders import default_responder
 
     FAKE_LLM.reset()
     FAKE_LLM.responder = default_responder
@@ -69,7 +69,7 @@ def fake_llm() -> Iterator[FakeLLM]:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    from tests.llm_responders import default_responder
+    from memoryos_workers.testing.responders import default_responder
 
     FAKE_LLM.responder = default_responder
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import redis
 
-from producers.contract import ALL_QUEUES
+from producers.wire.contract import ALL_QUEUES
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,0 +1,64 @@
+"""BM25 sparse vectors computed client-side, so the embedded and the server backends get the same ones.
+
+Qdrant Edge's `Bm25` tokenizes, drops English stopwords, stems and hashes tokens to indices, offline and
+in microseconds. Documents carry term-frequency weights saturated by (k, b, avg_len); queries carry 1.0
+per unique token. The collections apply the IDF modifier at search time (see vectorstore), which is
+where the "inverse document frequency" half of BM25 comes from.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from qdrant_edge import Bm25, Bm25Config
+
+from memoryos_workers.vectorstore import SparseVector
+
+#: Pages are one exchange (a few dozen tokens once stopwords are gone), not the 256 of Bm25's default:
+#: the length normalisation should compare a page with a typical page.
+AVG_PAGE_TOKENS = 48.0
+LANGUAGE = "english"
+
+
+class SparseEncoder:
+    """Thread-safe: the Rust model is immutable once built."""
+
+    def __init__(self, *, language: str = LANGUAGE, avg_len: float = AVG_PAGE_TOKENS) -> None:
+        self.language = language
+        self.avg_len = avg_len
+        self._model = Bm25(Bm25Config(language=language, avg_len=avg_len))
+
+    def embed_documents(self, texts: Sequence[str]) -> list[SparseVector]:
+        if isinstance(texts, str):
+            raise TypeError("embed_documents() takes a sequence of texts")
+        return [_convert(self._model.embed_document(text)) for text in texts]
+
+    def embed_query(self, text: str) -> SparseVector | None:
+        """None when nothing is left after stopwords (a sparse query without terms matches nothing)."""
+        vector = _convert(self._model.embed_query(text))
+        return vector if vector.indices else None
+
+
+def _convert(vector: object) -> SparseVector:
+    indices = [int(i) for i in vector.indices]  # type: ignore[attr-defined]
+    values = [float(v) for v in vector.values]  # type: ignore[attr-defined]
+    return SparseVector(indices=indices, values=values)
+
+
+_encoder: SparseEncoder | None = None
+_encoder_lock = threading.Lock()
+
+
+def get_sparse_encoder() -> SparseEncoder:
+    """One encoder per process (cheap to build, but no reason to build it per call)."""
+    global _encoder
+    with _encoder_lock:
+        if _encoder is None:
+            _encoder = SparseEncoder()
+        return _encoder
+
+
+def page_document(user_input: str, agent_response: str) -> str:
+    """What BM25 indexes for a page: both sides, without the "User:"/"Assistant:" labels every page has."""
+    return f"{user_input}\n{agent_response}"

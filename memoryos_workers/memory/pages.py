@@ -1,0 +1,111 @@
+"""Mid-term pages in the vector store: deterministic ids, so re-running a batch changes nothing."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from memoryos_workers.embeddings.embedder import Embedder
+from memoryos_workers.embeddings.sparse import get_sparse_encoder, page_document
+from memoryos_workers.vectorstore import Hit, PointIn, VectorStore, VectorStoreError
+from schemas.turns import SCHEMA_VERSION, Page
+
+log = logging.getLogger("memoryos.pages")
+
+PAGES = "pages"
+_NAMESPACE = uuid.UUID("6f1c5b8e-3d2a-4b7c-9e10-4d6a2f8b9c01")
+
+
+def page_point_id(user_id: str, turn_id: str) -> str:
+    """The same turn always maps to the same point, whichever worker stores it and how often."""
+    return str(uuid.uuid5(_NAMESPACE, f"page\x1f{user_id}\x1f{turn_id}"))
+
+
+def page_vector_text(payload: dict[str, Any]) -> str:
+    """What a stored page's dense vector was made from (for re-embedding)."""
+    return Page.model_validate(payload).text()
+
+
+def page_sparse_text(payload: dict[str, Any]) -> str:
+    return page_document(payload["user_input"], payload["agent_response"])
+
+
+def page_payload(page: Page, batch_id: str, embedding_model: str) -> dict[str, Any]:
+    payload = page.model_dump(mode="json")
+    payload.update(
+        ts=page.timestamp.timestamp(),
+        batch_id=batch_id,
+        embedding_model=embedding_model,
+        schema_version=SCHEMA_VERSION,
+    )
+    return payload
+
+
+class PageStore:
+    def __init__(self, store: VectorStore, embedder: Embedder) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.sparse = get_sparse_encoder()
+        self.hybrid = True  # pages carry BM25 vectors; False only for a collection made before they did
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def ensure(self) -> None:
+        with self._lock:
+            if not self._ready:
+                fields = dict(
+                    dim=self.embedder.dim,
+                    model=self.embedder.fingerprint,
+                    tenant_fields=("user_id",),
+                    keyword_fields=("assistant_id", "turn_id", "batch_id", "segment_id"),
+                    integer_fields=("seq",),
+                    float_fields=("ts",),
+                )
+                try:
+                    self.store.ensure_collection(PAGES, sparse=True, **fields)
+                except VectorStoreError as exc:
+                    if "without a sparse vector" not in str(exc):
+                        raise
+                    log.warning("the pages collection predates BM25 vectors: page search stays dense only "
+                                "until the collection is rebuilt")
+                    self.store.ensure_collection(PAGES, sparse=False, **fields)
+                    self.hybrid = False
+                self._ready = True
+
+    def upsert(self, pages: Sequence[Page], batch_id: str) -> None:
+        if not pages:
+            return
+        self.ensure()
+        vectors = self.embedder.embed([page.text() for page in pages])
+        sparse = (
+            self.sparse.embed_documents([page_document(p.user_input, p.agent_response) for p in pages])
+            if self.hybrid else [None] * len(pages)
+        )
+        points = [
+            PointIn(
+                id=page_point_id(page.user_id, page.turn_id),
+                vector=vector,
+                payload=page_payload(page, batch_id, self.embedder.fingerprint),
+                sparse=sparse_vector if sparse_vector is not None and sparse_vector.indices else None,
+            )
+            for page, vector, sparse_vector in zip(pages, vectors, sparse, strict=True)
+        ]
+        self.store.upsert(PAGES, points)
+
+    def all_for_user(self, user_id: str) -> list[Hit]:
+        """Every stored page of a user, in publish order."""
+        self.ensure()
+        return self.store.scroll(PAGES, filter={"user_id": user_id}, order_by="seq")
+
+    def search(self, user_id: str, query: str, limit: int = 10) -> list[Hit]:
+        """Plain dense search over a user's pages (the retrieval issue builds the full two-stage search)."""
+        self.ensure()
+        vector = self.embedder.embed_query(query)
+        return self.store.query(PAGES, vector=vector, filter={"user_id": user_id}, limit=limit)
+
+    def count(self, user_id: str) -> int:
+        self.ensure()
+        return self.store.count(PAGES, filter={"user_id": user_id})

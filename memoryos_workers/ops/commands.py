@@ -1,0 +1,64 @@
+"""Operators' reads and writes on one user (export, forget, inspect, dead letters), in one table, so
+the CLI runs them here when it can open the store and over RPC on the store's owner when it cannot
+(the embedded setup: a running worker holds the local vector store)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from memoryos_workers.runtime import Runtime
+from schemas.turns import check_id
+
+
+def _export(rt: Runtime, user_id: str | None) -> list[dict[str, Any]]:
+    from memoryos_workers.ops.user_data import export_user
+
+    return list(export_user(rt, _required(user_id)))
+
+
+def _forget(rt: Runtime, user_id: str | None) -> dict[str, int]:
+    from memoryos_workers.ops.user_data import forget_user
+
+    return forget_user(rt, _required(user_id))
+
+
+def _inspect(rt: Runtime, user_id: str | None) -> dict[str, Any]:
+    from memoryos_workers.ops.user_data import inspect_user
+
+    return inspect_user(rt, _required(user_id))
+
+
+def _dead_list(rt: Runtime, user_id: str | None) -> list[dict[str, Any]]:
+    from memoryos_workers.ops.dead_letters import list_dead
+
+    return list_dead(rt, user_id)
+
+
+def _dead_replay(rt: Runtime, user_id: str | None) -> dict[str, dict[str, int]]:
+    from memoryos_workers.ops.dead_letters import replay
+
+    users = [user_id] if user_id else rt.redis.zrange(rt.keys.dead_index, 0, -1)
+    return {u: replay(rt, u) for u in users}
+
+
+OPS: dict[str, Callable[[Runtime, str | None], Any]] = {
+    "export": _export,
+    "forget": _forget,
+    "inspect": _inspect,
+    "dead_list": _dead_list,
+    "dead_replay": _dead_replay,
+}
+
+
+def run(rt: Runtime, op: str, user_id: str | None) -> Any:
+    if op not in OPS:
+        raise ValueError(f"op: must be one of {', '.join(OPS)}, not {op!r}")
+    check_id("user_id", user_id, required=False)
+    return OPS[op](rt, user_id)
+
+
+def _required(user_id: str | None) -> str:
+    if user_id is None:
+        raise ValueError("user_id: required for this operation")
+    return user_id

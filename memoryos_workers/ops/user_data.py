@@ -1,0 +1,186 @@
+"""All of a user's data: export it (JSON Lines records) or forget it (every tier, idempotently).
+
+forget bumps the user's epoch first, so in-flight work stops at its next check, deletes Redis and
+vector-store data, then waits for the user's locks and deletes the vector data once more: a write
+that slipped in between (a promotion mid-upsert) cannot bring deleted data back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from memoryos_workers.memory.pages import PAGES
+from memoryos_workers.memory.persona_store import KNOWLEDGE, PROFILES, profile_point_id
+from memoryos_workers.memory.segments import SEGMENTS
+from memoryos_workers.pipeline.locks import UserLock
+from memoryos_workers.runtime import Runtime
+from producers.wire import state
+from producers.wire.keys import UserKeys
+from producers.wire.knobs import user_knobs
+
+
+def export_user(rt: Runtime, user_id: str) -> Iterator[dict[str, Any]]:
+    """Every stored turn once (by turn_id), in publish order, then segments, profile and facts."""
+    keys = rt.keys.user(user_id)
+    turns: dict[str, dict[str, Any]] = {}
+    segments = {h.id: h.payload for h in rt.segments.all_for_user(user_id)}
+    for hit in rt.pages.all_for_user(user_id):
+        record = {k: v for k, v in hit.payload.items() if k not in ("embedding_model",)}
+        seg = segments.get(record.get("segment_id") or "", {})
+        turns[record["turn_id"]] = {"type": "turn", "tier": "mid_term", **record, "segment_theme": seg.get("theme")}
+    for tier, batches in (
+        ("pending", state.batches(rt.redis, keys)),
+        ("dead_letter", state.batches(rt.redis, keys, dead=True)),
+    ):
+        for batch in batches:
+            for page in batch.pages:
+                turns.setdefault(
+                    page.turn_id,
+                    {"type": "turn", "tier": tier, "batch_id": batch.batch_id, **page.model_dump(mode="json")},
+                )
+    for tier, pages in (("pending", state.buffered(rt.redis, keys)), ("short_term", state.short_term(rt.redis, keys))):
+        for page in pages:
+            turns.setdefault(page.turn_id, {"type": "turn", "tier": tier, **page.model_dump(mode="json")})
+    yield from sorted(turns.values(), key=lambda r: r.get("seq", 0))
+    lengths = rt.redis.hgetall(keys.seg_len)
+    heats = rt.segments.heats(rt.redis, keys)
+    for sid, payload in segments.items():
+        yield {
+            "type": "segment",
+            "segment_id": sid,
+            "theme": payload.get("theme"),
+            "summary": payload.get("summary"),
+            "keywords": payload.get("keywords", []),
+            "pages": int(lengths.get(sid, 0)),
+            "heat": heats.get(sid),
+        }
+    profile = rt.persona.get_profile(user_id)
+    if profile:
+        yield {"type": "profile", **profile.model_dump(mode="json")}
+    knobs = user_knobs(rt.redis, keys).model_dump(exclude_none=True)
+    if knobs:
+        yield {"type": "settings", **knobs}
+    for kind in ("user", "assistant"):
+        for entry in _facts_from(rt, user_id, kind):
+            yield {"type": "fact", **entry}
+
+
+def inspect_user(rt: Runtime, user_id: str, facts: int = 20) -> dict[str, Any]:
+    """What each tier holds, for `memoryos inspect` (locally or over RPC): plain JSON."""
+    keys = rt.keys.user(user_id)
+    waiting = state.buffered(rt.redis, keys) + [p for b in state.batches(rt.redis, keys) for p in b.pages]
+    heats = rt.segments.heats(rt.redis, keys)
+    lengths = rt.redis.hgetall(keys.seg_len)
+    visits = rt.redis.hgetall(keys.seg_visit)
+    segments = [
+        {
+            "segment_id": hit.id,
+            "heat": heats.get(hit.id, 0.0),
+            "pages": int(lengths.get(hit.id, 0)),
+            "visits": int(visits.get(hit.id, 0)),
+            "source": hit.payload.get("source", ""),
+            "theme": hit.payload.get("theme", ""),
+            "keywords": hit.payload.get("keywords", []),
+        }
+        for hit in rt.segments.all_for_user(user_id)
+    ]
+    profile = rt.persona.get_profile(user_id)
+    return {
+        "user_id": user_id,
+        "short_term": [p.model_dump(mode="json") for p in state.short_term(rt.redis, keys)],
+        "pending_turns": len(waiting),
+        "dead_batches": len(state.batches(rt.redis, keys, dead=True)),
+        "pages": rt.pages.count(user_id),
+        "segments": sorted(segments, key=lambda s: -s["heat"]),
+        "profile": profile.render() if profile else None,
+        "facts": {
+            kind: [e.model_dump(mode="json") for e in rt.persona.list(kind, user_id, None)[-facts:]]
+            for kind in ("user", "assistant")
+        },
+    }
+
+
+def _facts_from(rt: Runtime, user_id: str, kind: str) -> list[dict[str, Any]]:
+    """Facts drawn from this user's dialogue (assistant facts included, whoever they are scoped to)."""
+    rt.persona.ensure()
+    hits = rt.store.scroll(KNOWLEDGE, filter={"user_id": user_id, "kind": kind}, order_by="created_ms")
+    return [
+        {
+            "kind": kind,
+            "entry_id": h.id,
+            **{k: h.payload.get(k) for k in ("text", "date", "assistant_id", "created_at")},
+        }
+        for h in hits
+    ]
+
+
+def _redis_keys(keys: UserKeys) -> list[str]:
+    return [
+        keys.stm,
+        keys.buf,
+        keys.state,
+        keys.ids,
+        keys.batches,
+        keys.kick,
+        keys.dead,
+        keys.dead + ":persona",
+        keys.seg_len,
+        keys.seg_visit,
+        keys.seg_access,
+        keys.heat,
+        keys.seg_lbase,
+        keys.heat_kick,
+        keys.persona_kick,
+    ]
+
+
+def _delete_vectors(rt: Runtime, user_id: str) -> dict[str, int]:
+    rt.pages.ensure()
+    rt.segments.ensure()
+    rt.persona.ensure()
+    removed = {
+        "pages": rt.store.delete(PAGES, filter={"user_id": user_id}),
+        "segments": rt.store.delete(SEGMENTS, filter={"user_id": user_id}),
+        "facts": rt.store.delete(KNOWLEDGE, filter={"user_id": user_id}),
+        "profile": len(rt.store.retrieve(PROFILES, [profile_point_id(user_id)])),
+    }
+    rt.store.delete_ids(PROFILES, [profile_point_id(user_id)])
+    return removed
+
+
+def forget_user(rt: Runtime, user_id: str, *, wait: float | None = None) -> dict[str, int]:
+    """Deletes every tier of a user; returns what was removed. Safe to run twice."""
+    keys = rt.keys.user(user_id)
+    rt.redis.incr(keys.epoch)
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.llen(keys.stm)
+    pipe.llen(keys.buf)
+    pipe.lrange(keys.batches, 0, -1)
+    pipe.lrange(keys.dead, 0, -1)
+    stm, buf, batch_ids, dead_ids = pipe.execute()
+    batch_pages = sum(len(b.pages) for b in state.batches(rt.redis, keys) + state.batches(rt.redis, keys, dead=True))
+    pipe = rt.redis.pipeline(transaction=False)
+    for batch_id in [*batch_ids, *dead_ids]:
+        pipe.delete(keys.batch(batch_id))
+    pipe.delete(*_redis_keys(keys))
+    pipe.zrem(rt.keys.sweep, user_id)
+    pipe.zrem(rt.keys.dead_index, user_id)
+    pipe.execute()
+    removed = {"short_term": stm, "pending": buf + batch_pages, **_delete_vectors(rt, user_id)}
+    # Wait out in-flight work, then sweep the vector store again for anything it wrote meanwhile.
+    deadline = time.monotonic() + (wait if wait is not None else 2 * rt.settings.lock_ttl)
+    for lock_key in (keys.lock, keys.persona_lock):
+        lock = UserLock(rt.redis, keys, rt.settings.lock_ttl, lock_key=lock_key)
+        while not lock.acquire():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        else:
+            lock.release()
+    again = _delete_vectors(rt, user_id)
+    for name, count in again.items():
+        removed[name] += count
+    rt.redis.delete(*_redis_keys(keys))
+    return removed

@@ -1,0 +1,246 @@
+"""Heat refresh and persona extraction (paper section 3.2-3.3), coalesced per user.
+
+refresh_heat recomputes heat (recency from the clock) and, when segments are hot and hold pages the
+persona has not seen, sends one extract_persona. extract_persona makes one LLM call covering the
+unanalysed pages of every hot segment, then marks them analysed and resets those segments'
+L_interaction (by raising their analysed base), as the paper does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from memoryos_workers.counters import count
+from memoryos_workers.llm.client import LLMError, LLMRateLimited, Usage
+from memoryos_workers.llm.token_budget import budget_retry_after
+from memoryos_workers.memory.pages import PAGES, page_point_id
+from memoryos_workers.pipeline.backoff import retry_delay
+from memoryos_workers.pipeline.locks import UserLock
+from memoryos_workers.pipeline.profile_merge import merge_profile
+from memoryos_workers.pipeline.prompts import PERSONA_PROMPT_VERSION, persona_messages
+from memoryos_workers.runtime import Runtime
+from producers.wire.contract import EXTRACT_PERSONA_TASK, REFRESH_HEAT_TASK
+from producers.wire.keys import UserKeys
+from producers.wire.knobs import user_settings
+from schemas.persona import PersonaExtraction
+from schemas.settings import Settings
+from schemas.turns import Page
+
+log = logging.getLogger("memoryos.persona")
+MAX_PERSONA_PAGES = 40
+
+
+def heat_kick_ttl_ms(settings: Settings) -> int:
+    """How long the "refresh on its way" flag lives, for every caller (promotion, retrieval): as long
+    as a lost kick may take to notice. Shorter, a refresh still queued behind long persona calls would be
+    sent again by the next retrieval, and duplicates would pile up exactly when the queue is busiest."""
+    return int(settings.kick_stale_after * 1000)
+
+
+def request_heat_refresh(rt: Runtime, user_id: str) -> bool:
+    """Cheap and coalesced: at most one refresh_heat on its way per user."""
+    keys = rt.keys.user(user_id)
+    if rt.redis.set(keys.heat_kick, "1", nx=True, px=heat_kick_ttl_ms(rt.settings)):
+        if not rt.publisher.sender.send(REFRESH_HEAT_TASK, user_id):
+            rt.redis.delete(keys.heat_kick)
+            return False
+        return True
+    return False
+
+
+class PersonaWorker:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.settings = runtime.settings
+        self.redis = runtime.redis
+
+    # -- heat ------------------------------------------------------------------------------------
+    def hot_segments(self, keys: UserKeys, tau: float) -> list[str]:
+        """Segments at or over tau that still hold pages the persona has not analysed."""
+        heats = self.rt.segments.heats(self.redis, keys)
+        if heats:
+            self.redis.zadd(keys.heat, heats)
+        lengths = self.redis.hgetall(keys.seg_len)
+        analysed = self.redis.hgetall(keys.seg_lbase)
+        return [
+            sid
+            for sid, h in sorted(heats.items(), key=lambda kv: -kv[1])
+            # The recency term is a hair under 1 once any time has passed: a 4-page segment is hot at birth.
+            if h >= tau - 1e-6 and int(lengths.get(sid, 0)) > int(analysed.get(sid, 0))
+        ]
+
+    def refresh_heat(self, user_id: str) -> bool:
+        keys = self.rt.keys.user(user_id)
+        # Claim the persona flag before dropping the heat flag: wait_idle never sees a gap between them.
+        claimed = self.redis.set(keys.persona_kick, "1", nx=True, px=int(self.settings.kick_stale_after * 1000))
+        self.redis.delete(keys.heat_kick)
+        if not claimed:
+            return False  # an extraction is already on its way and reads the heat itself
+        tau = user_settings(self.redis, keys, self.settings).mid_term_heat_threshold
+        if not self.hot_segments(keys, tau) or not self.rt.llm.configured:
+            self.redis.delete(keys.persona_kick)
+            return False  # without an LLM the persona cannot be extracted; heat is still kept current
+        if not self.rt.publisher.sender.send(EXTRACT_PERSONA_TASK, user_id):
+            self.redis.delete(keys.persona_kick)
+            return False
+        return True
+
+    # -- extraction ------------------------------------------------------------------------------
+    def extract(self, user_id: str, force: bool = False) -> dict[str, int]:
+        """At most one LLM call per drain. Returns counters of what changed."""
+        keys = self.rt.keys.user(user_id)
+        result: dict[str, int] = {}
+        while True:
+            lock = UserLock(self.redis, keys, self.settings.lock_ttl, lock_key=keys.persona_lock)
+            if not lock.acquire():
+                return result
+            try:
+                self.redis.delete(keys.persona_kick)  # cleared first: a request from now on is seen below
+                result = self._attempt(user_id, keys, force)
+            finally:
+                lock.release()
+            if not self.redis.exists(keys.persona_kick):
+                return result  # else a request came in meanwhile (its task found the lock held): go again
+
+    def _attempt(self, user_id: str, keys: UserKeys, force: bool) -> dict[str, int]:
+        """Honours a scheduled retry: before its not_before, a kick from a new drain waits for the sweep."""
+        retry_at = self.redis.hget(keys.state, "persona_not_before")
+        if retry_at is not None and not force and time.time() < float(retry_at):
+            return {"deferred": 1}
+        result = self._extract_once(user_id, keys, self.redis.get(keys.epoch), force)
+        if "failed" not in result and "rate_limited" not in result:
+            self.redis.hdel(keys.state, "persona_attempts", "persona_not_before")
+        return result
+
+    def _extract_once(self, user_id: str, keys: UserKeys, epoch: str | None, force: bool = False) -> dict[str, int]:
+        mine = user_settings(self.redis, keys, self.settings)  # one read of this user's knobs per attempt
+        hot = self.hot_segments(keys, float("-inf") if force else mine.mid_term_heat_threshold)
+        if not hot:
+            return {}
+        hits = self.rt.store.scroll(
+            PAGES, filter={"user_id": user_id, "segment_id": hot, "persona": "pending"}, order_by="seq"
+        )
+        per_segment = Counter(h.payload["segment_id"] for h in hits)
+        if not hits:  # nothing left to read: just move the analysed base up
+            self._mark_analysed(keys, [], {sid: 0 for sid in hot}, sync=True)
+            return {}
+        pages = [Page.model_validate(h.payload) for h in hits[-MAX_PERSONA_PAGES:]]
+        old = self.rt.persona.get_profile(user_id)
+        messages = persona_messages(old.model_dump(mode="json", include={"summary", "traits"}) if old else None, pages)
+        try:
+            answer = self.rt.llm.structured(messages, PersonaExtraction, name="persona")
+        except LLMRateLimited:
+            return self._wait_for_budget(user_id, keys)
+        except LLMError as exc:
+            return self._failed(user_id, keys, hits, exc)
+        value, usage = answer.value, answer.usage
+        if self.redis.get(keys.epoch) != epoch:
+            return {"forgotten": 1}  # forget ran during the call: its pages must not come back as facts
+        now = time.time()
+        provenance = {
+            "llm_model": self.settings.llm_model,
+            "prompt_version": PERSONA_PROMPT_VERSION,
+            "source_turns": [p.turn_id for p in pages][-10:],
+        }
+        profile = merge_profile(
+            old,
+            value.profile,
+            user_id=user_id,
+            now=now,
+            llm_model=self.settings.llm_model,
+            prompt_version=PERSONA_PROMPT_VERSION,
+        )
+        self.rt.persona.put_profile(profile)
+        assistant_id = pages[-1].assistant_id or self.settings.assistant_id
+        capacity = mine.long_term_knowledge_capacity
+        user_out = self.rt.persona.add_facts("user", user_id, None, value.user_facts, provenance, capacity)
+        assistant_out = self.rt.persona.add_facts(
+            "assistant", user_id, assistant_id, value.assistant_facts, provenance, capacity
+        )
+        self._mark_analysed(keys, [h.payload["turn_id"] for h in hits], per_segment, state="done", user_id=user_id)
+        self._count(
+            llm_calls=usage.calls,
+            llm_prompt_tokens=usage.prompt_tokens,
+            llm_completion_tokens=usage.completion_tokens,
+            persona_extractions=1,
+        )
+        log.info("persona of user %s updated from %d pages (%d hot segments)", user_id, len(hits), len(per_segment))
+        return {
+            "calls": usage.calls,
+            "pages": len(hits),
+            "user_facts": user_out["added"],
+            "assistant_facts": assistant_out["added"],
+        }
+
+    def _mark_analysed(
+        self,
+        keys: UserKeys,
+        turn_ids: Sequence[str],
+        per_segment: dict[str, int],
+        *,
+        state: str = "done",
+        user_id: str = "",
+        sync: bool = False,
+    ) -> None:
+        for turn_id in turn_ids:
+            self.rt.store.set_payload(PAGES, [page_point_id(user_id, turn_id)], {"persona": state})
+        lengths = self.redis.hgetall(keys.seg_len)
+        pipe = self.redis.pipeline(transaction=False)
+        for sid, pages_done in per_segment.items():
+            if sync:
+                pipe.hset(keys.seg_lbase, sid, lengths.get(sid, 0))
+            else:
+                pipe.hincrby(keys.seg_lbase, sid, pages_done)
+        pipe.execute()
+        heats = self.rt.segments.heats(self.redis, keys)
+        if heats:
+            self.redis.zadd(keys.heat, heats)
+
+    def _wait_for_budget(self, user_id: str, keys: UserKeys) -> dict[str, int]:
+        """Scheduled like a retry, but not counted as one: waiting for the budget never dead-letters."""
+        self._schedule(user_id, keys, time.time() + budget_retry_after(self.settings.llm_rate_limit_max_wait))
+        return {"rate_limited": 1}
+
+    def _schedule(self, user_id: str, keys: UserKeys, retry_at: float) -> None:
+        # In Redis, not as a Celery countdown: a countdown held by a killed worker returns only after the
+        # visibility timeout, while the sweep re-kicks a due retry within its interval.
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(keys.state, "persona_not_before", repr(retry_at))
+        pipe.zadd(self.rt.keys.sweep, {user_id: retry_at}, lt=True)
+        pipe.execute()
+
+    def _failed(self, user_id: str, keys: UserKeys, hits: Sequence, exc: LLMError) -> dict[str, int]:
+        """Retried later with backoff; after max attempts the pages are dead-lettered (recorded with
+        the error, marked so they stop re-triggering) and the old profile stays as it was."""
+        spent = exc.usage or Usage()
+        self._count(llm_calls=spent.calls, llm_prompt_tokens=spent.prompt_tokens,
+                    llm_completion_tokens=spent.completion_tokens)
+        attempts = self.redis.hincrby(keys.state, "persona_attempts", 1)
+        if attempts < self.settings.max_attempts:
+            delay = retry_delay(attempts, base=self.settings.retry_backoff_base, cap=self.settings.retry_backoff_max)
+            log.warning(
+                "persona extraction for %s failed (attempt %d): %s; retry in %.1f s", user_id, attempts, exc, delay
+            )
+            self._schedule(user_id, keys, time.time() + delay)
+            return {"failed": 1}
+        record = {
+            "kind": "persona",
+            "error": str(exc)[:2000],
+            "at": time.time(),
+            "attempts": attempts,
+            "turn_ids": [h.payload["turn_id"] for h in hits],
+        }
+        self.redis.rpush(keys.dead + ":persona", json.dumps(record))
+        self.redis.zadd(self.rt.keys.dead_index, {user_id: time.time()})
+        per_segment = Counter(h.payload["segment_id"] for h in hits)
+        self._mark_analysed(keys, record["turn_ids"], per_segment, state="dead", user_id=user_id)
+        self._count(persona_dead_letters=1)
+        log.error("persona extraction for %s dead-lettered after %d attempts: %s", user_id, attempts, exc)
+        return {"dead": 1}
+
+    def _count(self, **counters: int) -> None:
+        count(self.redis, self.rt.keys.stats, **counters)

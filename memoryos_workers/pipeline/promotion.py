@@ -1,0 +1,133 @@
+"""The promote task's work: drain one user's pending batches, oldest first, under the user's lock.
+
+A batch leaves Redis only after its pages are in the vector store, and only through a fenced
+script, so a turn is always in short-term, in a pending batch, or in the store (briefly in both,
+which readers dedupe by turn_id).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from memoryos_workers.counters import count
+from memoryos_workers.llm.client import LLMRateLimited
+from memoryos_workers.llm.token_budget import budget_retry_after
+from memoryos_workers.pipeline.backoff import retry_delay
+from memoryos_workers.pipeline.locks import UserLock
+from memoryos_workers.runtime import Runtime
+from producers.wire.keys import UserKeys
+from producers.wire.state import Batch, read_batch
+
+log = logging.getLogger("memoryos.promotion")
+
+
+class LockLost(Exception):
+    """Another worker took over the user's lock; this one must stop writing."""
+
+
+class Promoter:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.settings = runtime.settings
+        self.redis = runtime.redis
+        self.scripts = runtime.publisher.scripts
+        self.pages = runtime.pages
+
+    def run(self, user_id: str) -> int:
+        """Returns the number of batches finished. A duplicate task finds the lock held and leaves."""
+        keys = self.rt.keys.user(user_id)
+        done = 0
+        while True:
+            lock = UserLock(self.redis, keys, self.settings.lock_ttl)
+            if not lock.acquire():
+                return done
+            epoch = self.redis.get(keys.epoch)
+            try:
+                # Cleared before draining: a batch created from now on sets it again, and we see it below.
+                self.redis.delete(keys.kick)
+                drained = self._drain(user_id, keys, lock, epoch)
+                done += drained
+                if drained:
+                    # Asked while the lock is held, so wait_idle never sees a gap before persona work.
+                    from memoryos_workers.pipeline.persona_extraction import request_heat_refresh
+
+                    request_heat_refresh(self.rt, user_id)
+            except LockLost:
+                log.warning("lock lost while promoting user %s; the new holder continues", user_id)
+                return done
+            finally:
+                lock.release()
+            if not (self.redis.exists(keys.kick) and self.redis.llen(keys.batches)):
+                break
+        self.rt.pending.check(user_id)  # schedules retries and anything left for the sweep
+        return done
+
+    def _drain(self, user_id: str, keys: UserKeys, lock: UserLock, epoch: str | None) -> int:
+        done = 0
+        while True:
+            if lock.lost or self.redis.get(keys.epoch) != epoch:
+                raise LockLost()  # taken over, or the user was forgotten: write nothing more
+            batch_id = self.redis.lindex(keys.batches, 0)
+            batch = read_batch(self.redis, keys, batch_id) if batch_id else None
+            if batch is None or batch.not_before > time.time():
+                return done
+            if not self._process(user_id, keys, lock, batch):
+                return done
+            done += 1
+
+    def _process(self, user_id: str, keys: UserKeys, lock: UserLock, batch: Batch) -> bool:
+        """True when the batch is finished (or parked as dead) and the next one may go."""
+        def update(**fields: object) -> None:
+            args = [lock.token, batch.batch_id]
+            for name, value in fields.items():
+                args += [name, value]
+            if int(self.scripts.batch_update(keys=keys.script_keys(), args=args)) == -1:
+                raise LockLost()
+
+        try:
+            if batch.state == "pending":
+                # Pages are stored before any LLM call: an LLM outage never makes a turn unretrievable.
+                self.pages.upsert(batch.pages, batch.batch_id)
+                update(state="stored")
+            if not self.rt.mid_term.segment(user_id, keys, batch, update, lock.token):
+                raise LockLost()
+        except LockLost:
+            raise
+        except LLMRateLimited as exc:
+            # Not an attempt that failed: waiting for the shared budget must never dead-letter a batch.
+            wait = budget_retry_after(self.settings.llm_rate_limit_max_wait)
+            update(not_before=repr(time.time() + wait), error=f"waiting for the LLM token budget: {exc}"[:2000])
+            log.warning("batch %s of user %s waits %.0f s for the LLM token budget", batch.batch_id, user_id, wait)
+            return False
+        except Exception as exc:  # noqa: BLE001 - store and embedding errors are retried, then parked
+            log.exception("batch %s of user %s failed", batch.batch_id, user_id)
+            return self._failed(user_id, keys, lock, batch, exc)
+        result = self.scripts.batch_done(keys=keys.script_keys(), args=[lock.token, batch.batch_id])
+        if int(result) == -1:
+            raise LockLost()
+        log.info("promoted batch %s of user %s (%d pages)", batch.batch_id, user_id, len(batch.pages))
+        return True
+
+    def _failed(self, user_id: str, keys: UserKeys, lock: UserLock, batch: Batch, exc: Exception) -> bool:
+        s = self.settings
+        now = time.time()
+        delay = retry_delay(batch.attempts + 1, base=s.retry_backoff_base, cap=s.retry_backoff_max)
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        attempts, outcome = self.scripts.batch_failed(
+            keys=keys.script_keys(), args=[lock.token, batch.batch_id, error, repr(now + delay), s.max_attempts, now]
+        )
+        if int(attempts) == -1:
+            raise LockLost()
+        if outcome == "dead":
+            count(self.redis, self.rt.keys.stats, batch_dead_letters=1)
+            self.redis.zadd(self.rt.keys.dead_index, {user_id: now})
+            log.error("batch %s of user %s dead-lettered after %s attempts: %s", batch.batch_id, user_id, attempts,
+                      error)
+            return True
+        count(self.redis, self.rt.keys.stats, batch_retries=1)
+        log.warning(
+            "batch %s of user %s: attempt %s failed: %s; retry in %.1f s",
+            batch.batch_id, user_id, attempts, error, delay,
+        )
+        return False

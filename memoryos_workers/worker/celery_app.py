@@ -1,0 +1,36 @@
+"""The Celery app: `celery -A memoryos_workers worker` finds it as `memoryos_workers.app`.
+
+Delivery is at-least-once (acks_late); the tasks are idempotent kicks ("drain user X") whose state
+lives in Redis, so a duplicate or re-delivered message changes nothing twice.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from producers.wire.contract import ALL_QUEUES, SWEEP_TASK, celery_config
+from schemas.settings import Settings, get_settings
+
+
+def make_app(settings: Settings) -> Celery:
+    app = Celery("memoryos_workers", include=["memoryos_workers.worker.tasks"])
+    app.conf.update(celery_config(settings))
+    app.conf.update(
+        task_queues=[Queue(name) for name in ALL_QUEUES],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        worker_send_task_events=False,
+        # The embedded store belongs to one process: its workers are threads of that process.
+        worker_pool="threads" if settings.embedded else "prefork",
+        worker_concurrency=4 if settings.embedded else None,
+        beat_schedule={
+            "memoryos-sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval, "options": {"expires": 60}},
+        },
+    )
+    return app
+
+
+app = make_app(get_settings())

@@ -1,0 +1,116 @@
+"""Celery tasks: thin shells over plain classes, so the logic is testable without a broker."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from celery.signals import worker_process_init, worker_ready
+
+from memoryos_workers.pipeline.promotion import Promoter
+from memoryos_workers.runtime import get_runtime
+from memoryos_workers.worker.celery_app import app
+from producers.wire.contract import (
+    ADMIN_TASK,
+    EXTRACT_PERSONA_TASK,
+    PROMOTE_TASK,
+    READ_PERSONA_TASK,
+    REFRESH_HEAT_TASK,
+    RETRIEVE_TASK,
+    SWEEP_TASK,
+)
+from schemas.turns import check_id
+
+log = logging.getLogger("memoryos.tasks")
+@app.task(name=PROMOTE_TASK)
+def promote(user_id: str) -> int:
+    if not _valid(user_id):
+        return 0
+    return Promoter(get_runtime()).run(user_id)
+
+
+@app.task(name=REFRESH_HEAT_TASK)
+def refresh_heat(user_id: str) -> bool:
+    if not _valid(user_id):
+        return False
+    from memoryos_workers.pipeline.persona_extraction import PersonaWorker
+
+    return PersonaWorker(get_runtime()).refresh_heat(user_id)
+
+
+@app.task(name=EXTRACT_PERSONA_TASK)
+def extract_persona(user_id: str) -> dict:
+    if not _valid(user_id):
+        return {}
+    from memoryos_workers.pipeline.persona_extraction import PersonaWorker
+
+    return PersonaWorker(get_runtime()).extract(user_id)
+
+
+def _valid(user_id: object) -> bool:
+    try:
+        check_id("user_id", user_id)
+    except ValueError:
+        log.error("rejected a task for the invalid user_id %r", user_id)
+        return False
+    return True
+
+
+@app.task(name=SWEEP_TASK)
+def sweep() -> int:
+    return get_runtime().pending.sweep()
+
+
+@app.task(name=RETRIEVE_TASK)
+def retrieve(
+    user_id: str, query: str, assistant_id: str | None = None, top_k: int | None = None, reply_id: str | None = None
+) -> None:
+    """The RPC side of producers.retrieve: the same context as in-process, as JSON in the reply list."""
+    from memoryos_workers.retrieval.retriever import retrieve as retrieve_context
+
+    get_runtime().rpc.answer(
+        reply_id, lambda: retrieve_context(user_id, query, assistant_id=assistant_id, top_k=top_k).model_dump_json()
+    )
+
+
+@app.task(name=READ_PERSONA_TASK)
+def read_persona(kind: str, user_id: str | None, assistant_id: str | None, reply_id: str | None = None) -> None:
+    """The RPC side of producers.persona: profile, user facts or assistant facts as JSON."""
+    from memoryos_workers.retrieval.persona_reads import read
+
+    def compute() -> str:
+        check_id("user_id", user_id, required=False)
+        check_id("assistant_id", assistant_id, required=False)
+        return json.dumps(read(kind, user_id, assistant_id))
+
+    get_runtime().rpc.answer(reply_id, compute)
+
+
+@app.task(name=ADMIN_TASK)
+def admin(op: str, user_id: str | None, reply_id: str | None = None) -> None:
+    """The RPC side of the operators' commands (export, forget, inspect, dead letters) in the embedded
+    setup, where only this process may open the vector store."""
+    from memoryos_workers.ops import commands as operations
+
+    get_runtime().rpc.answer(
+        reply_id, lambda: json.dumps(operations.run(get_runtime(), op, user_id), ensure_ascii=False, default=str)
+    )
+
+
+@worker_ready.connect
+def _warm_up(**_: object) -> None:
+    """Open the model and the store at start-up: the first task is not slow, and a store held by
+    another process is reported when the worker starts, not on the first turn."""
+    runtime = get_runtime()
+    if not runtime.settings.embedded:
+        return  # prefork children open their own adapters
+    runtime.warm_up()
+    log.info("memoryos worker ready (store: %s)", runtime.settings.qdrant_url or runtime.settings.data_dir)
+
+
+@worker_process_init.connect
+def _fresh_runtime(**_: object) -> None:
+    """A forked pool child must not share the parent's sockets or store handle."""
+    from memoryos_workers.runtime import Runtime, set_runtime
+
+    set_runtime(Runtime(get_runtime().settings))

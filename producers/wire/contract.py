@@ -1,0 +1,59 @@
+"""Task and queue names shared by both sides; producers send by name and never import workers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from producers.wire.keys import Keys
+from schemas.settings import Settings
+
+PROMOTE_TASK = "memoryos.promote"
+SWEEP_TASK = "memoryos.sweep"
+REFRESH_HEAT_TASK = "memoryos.refresh_heat"
+EXTRACT_PERSONA_TASK = "memoryos.extract_persona"
+RETRIEVE_TASK = "memoryos.retrieve"
+READ_PERSONA_TASK = "memoryos.read_persona"
+ADMIN_TASK = "memoryos.admin"
+
+# An RPC answer in the caller's reply list: one of these tags, then JSON (ok) or a message.
+REPLY_OK, REPLY_INVALID, REPLY_ERROR = "ok:", "invalid:", "error:"
+
+INGEST_QUEUE = "memoryos.ingest"
+PERSONA_QUEUE = "memoryos.persona"
+RETRIEVAL_QUEUE = "memoryos.retrieval"
+ALL_QUEUES = (INGEST_QUEUE, PERSONA_QUEUE, RETRIEVAL_QUEUE)
+
+TASK_ROUTES = {
+    PROMOTE_TASK: {"queue": INGEST_QUEUE},
+    SWEEP_TASK: {"queue": INGEST_QUEUE},
+    REFRESH_HEAT_TASK: {"queue": PERSONA_QUEUE},
+    EXTRACT_PERSONA_TASK: {"queue": PERSONA_QUEUE},
+    RETRIEVE_TASK: {"queue": RETRIEVAL_QUEUE},
+    READ_PERSONA_TASK: {"queue": RETRIEVAL_QUEUE},
+    ADMIN_TASK: {"queue": RETRIEVAL_QUEUE},
+}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery options both sides must agree on (serialisation, key prefix, routes)."""
+    prefix = Keys(settings.key_prefix).celery
+    # Longer than the longest task plus any countdown, so acks_late never re-delivers live work.
+    visibility = max(3600, int(settings.lock_ttl * 10))
+    transport = {"global_keyprefix": prefix, "visibility_timeout": visibility}
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": settings.redis_url,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"global_keyprefix": prefix},
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_routes": TASK_ROUTES,
+        "task_default_queue": INGEST_QUEUE,
+        "result_expires": settings.result_expires,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 3,
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        "enable_utc": True,
+    }

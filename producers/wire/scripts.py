@@ -1,0 +1,39 @@
+"""The per-user Lua scripts, registered once per Redis client.
+
+redis-py's Script objects run EVALSHA and reload on NOSCRIPT, also inside pipelines, so a Redis
+restart or failover never surfaces as an error here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+import redis
+from redis.commands.core import Script
+
+_PER_USER = ("publish", "check", "batch_done", "batch_update", "batch_failed", "segment_apply")
+_GLOBAL = ("cas_remove",)
+
+
+def _source(name: str) -> str:
+    folder = resources.files("producers.wire") / "lua"
+    body = (folder / f"{name}.lua").read_text(encoding="utf-8")
+    if name in _GLOBAL:
+        return body
+    return (folder / "common.lua").read_text(encoding="utf-8") + "\n" + body
+
+
+@dataclass(frozen=True)
+class Scripts:
+    publish: Script
+    check: Script
+    batch_done: Script
+    batch_update: Script
+    batch_failed: Script
+    segment_apply: Script
+    cas_remove: Script
+
+    @classmethod
+    def register(cls, client: redis.Redis) -> Scripts:
+        return cls(**{name: client.register_script(_source(name)) for name in _PER_USER + _GLOBAL})

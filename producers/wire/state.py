@@ -1,0 +1,67 @@
+"""Reading what Redis holds for a user: short-term, the buffer, pending and dead batches.
+
+Readers see every turn that is not yet in the vector store, so nothing recent drops out of view
+between publishing and promotion.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import redis
+
+from producers.wire.keys import UserKeys
+from schemas.turns import Page
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: str
+    state: str
+    pages: list[Page]
+    attempts: int = 0
+    not_before: float = 0.0
+    error: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_hash(cls, batch_id: str, data: dict[str, str]) -> Batch:
+        known = {"state", "pages", "attempts", "not_before", "error"}
+        return cls(
+            batch_id=batch_id,
+            state=data.get("state", "pending"),
+            pages=parse_pages(json.loads(data.get("pages", "[]"))),
+            attempts=int(data.get("attempts", 0)),
+            not_before=float(data.get("not_before", 0)),
+            error=data.get("error", ""),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+
+def parse_pages(raw: Iterable[str | dict]) -> list[Page]:
+    return [Page.model_validate_json(item) if isinstance(item, str) else Page.model_validate(item) for item in raw]
+
+
+def short_term(client: redis.Redis, keys: UserKeys) -> list[Page]:
+    return parse_pages(client.lrange(keys.stm, 0, -1))
+
+
+def buffered(client: redis.Redis, keys: UserKeys) -> list[Page]:
+    return parse_pages(client.lrange(keys.buf, 0, -1))
+
+
+def batches(client: redis.Redis, keys: UserKeys, *, dead: bool = False) -> list[Batch]:
+    ids = client.lrange(keys.dead if dead else keys.batches, 0, -1)
+    if not ids:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for batch_id in ids:
+        pipe.hgetall(keys.batch(batch_id))
+    return [Batch.from_hash(b, data) for b, data in zip(ids, pipe.execute(), strict=True) if data]
+
+
+def read_batch(client: redis.Redis, keys: UserKeys, batch_id: str) -> Batch | None:
+    data = client.hgetall(keys.batch(batch_id))
+    return Batch.from_hash(batch_id, data) if data else None
