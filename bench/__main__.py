@@ -4,29 +4,15 @@ BENCHMARKS.md from every saved result. `python -m bench report` only regenerates
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import sys
 import time
 import traceback
 from types import ModuleType
 
+from bench.parts import ORDER, load_part
+
+
 # In the order they run; each module has add_arguments(parser), run(**options) and markdown(result).
-ORDER = ("publish", "ingest", "retrieval", "llm_cost", "llm_budget", "profile")
-
-
-def load_part(name: str) -> ModuleType | None:
-    """The part's module, or None (with the reason printed) when it is not there or does not import."""
-    if importlib.util.find_spec(f"bench.{name}") is None:
-        print(f"bench: part {name!r} skipped: bench/{name}.py does not exist yet", file=sys.stderr)
-        return None
-    try:
-        return importlib.import_module(f"bench.{name}")
-    except Exception as exc:  # noqa: BLE001 - a part being written must not stop the others
-        print(f"bench: part {name!r} skipped: importing it failed ({type(exc).__name__}: {exc})", file=sys.stderr)
-        return None
-
-
 def _first_line(module: ModuleType) -> str:
     return (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else ""
 

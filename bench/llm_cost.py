@@ -35,8 +35,6 @@ MEMORYOS_CALLS_PER_PAGE = 3
 
 def _conversation(conversation: str, batch_size: int) -> dict[str, Any]:
     from memoryos_workers.ops.importers import locomo_turns
-    from memoryos_workers.pipeline.persona_extraction import PersonaWorker
-    from memoryos_workers.pipeline.promotion import Promoter
     from memoryos_workers.runtime import Runtime
     from memoryos_workers.testing.fake_llm import FakeLLM
     from memoryos_workers.testing.responders import default_responder
@@ -51,8 +49,8 @@ def _conversation(conversation: str, batch_size: int) -> dict[str, Any]:
         user = "locomo-bench"
         try:
             turns = locomo_turns(path, user)
-            promoter = Promoter(rt)
-            persona = PersonaWorker(rt)
+            promoter = rt.promoter
+            persona = rt.persona_worker
             for start in tqdm(range(0, len(turns), batch_size), desc=f"ingest {conversation}", unit="batch",
                               leave=False):
                 rt.publisher.publish_many(turns[start : start + batch_size])

@@ -173,7 +173,6 @@ def _publish(calls: int, interval: float) -> dict[str, Any]:
 
 
 def _retrieval(pages: int, users: int, calls: int, interval: float) -> dict[str, Any]:
-    from memoryos_workers.retrieval.retriever import Retriever
     from memoryos_workers.runtime import Runtime
 
     from .retrieval import _query, build_store
@@ -184,7 +183,7 @@ def _retrieval(pages: int, users: int, calls: int, interval: float) -> dict[str,
         rt = Runtime(settings)
         try:
             build_store(rt, users, max(1, pages // users), rng)
-            retriever = Retriever(rt)
+            retriever = rt.retriever
             queries = [(f"bench-{rng.randrange(users)}", _query(rng)) for _ in range(calls)]
             for user, query in queries[:20]:
                 retriever.retrieve(user, query)
@@ -204,8 +203,6 @@ def _retrieval(pages: int, users: int, calls: int, interval: float) -> dict[str,
 
 def _promotion(drains: int, interval: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """Promotion drains, then the persona extraction each drain asks for (what the persona worker runs)."""
-    from memoryos_workers.pipeline.persona_extraction import PersonaWorker
-    from memoryos_workers.pipeline.promotion import Promoter
     from memoryos_workers.runtime import Runtime
     from memoryos_workers.testing.fake_llm import FakeLLM
     from memoryos_workers.testing.responders import default_responder
@@ -219,7 +216,7 @@ def _promotion(drains: int, interval: float) -> tuple[dict[str, Any], dict[str, 
         rt = Runtime(settings)
         s = rt.settings
         try:
-            promoter, persona = Promoter(rt), PersonaWorker(rt)
+            promoter, persona = rt.promoter, rt.persona_worker
             # Each user gets exactly one full batch: short-term capacity + one batch of turns.
             per_user = s.short_term_capacity + s.promotion_batch_size
             users = [f"drain-{i}" for i in range(drains + 1)]
@@ -262,7 +259,7 @@ def run(publish_calls: int = 3000, pages: int = 3000, users: int = 30, retrieval
     paths["promotion"], paths["persona"] = _promotion(drains, interval)
     result: dict[str, Any] = {
         "interval_s": interval, "paths": paths,
-        "reproduce": f"python -m bench profile --publish-calls {publish_calls} --pages {pages} --users {users} "
+        "reproduce": f"python -m bench profiling --publish-calls {publish_calls} --pages {pages} --users {users} "
                      f"--retrievals {retrievals} --drains {drains} --interval {interval}",
     }
     return finish("profile", result, _print)

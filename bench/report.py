@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .common import RESULTS, ROOT, cpu_model, git_commit, md_table
+from .parts import load_part
 
 OUTPUT = ROOT / "BENCHMARKS.md"
 ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
@@ -38,7 +39,7 @@ SECTIONS = (
     Section(4, "LoCoMo evidence recall", "retrieval", "retrieval_recall", "markdown_recall",
             "python -m bench retrieval --skip-latency"),
     Section(5, "LLM cost of ingestion", "llm_cost", "llm_cost", "markdown", "python -m bench llm_cost"),
-    Section(6, "Where the time goes", "profile", "profile", "markdown", "python -m bench profile"),
+    Section(6, "Where the time goes", "profiling", "profile", "markdown", "python -m bench profiling"),
     Section(7, "LLM token budget", "llm_budget", "llm_budget", "markdown", "python -m bench llm_budget"),
 )
 
@@ -67,8 +68,6 @@ def _not_measured(section: Section, why: str = "not measured yet") -> str:
 
 
 def _render(section: Section) -> tuple[str, tuple[str, str] | None]:
-    from .__main__ import load_part
-
     result, path = _load(section)
     if result is None:
         return _not_measured(section), None
@@ -101,7 +100,7 @@ def _header(rows: list[tuple[str, str, str]]) -> str:
         "Reproduce everything with `make bench` (sets up the virtualenv, the offline model and Redis; options "
         "through `BENCH_ARGS`, e.g. `make bench BENCH_ARGS=\"retrieval --sizes 1000\"`), or one part with "
         "`python -m bench <part>` (`python -m bench <part> --help` lists its options; parts: publish, ingest, "
-        "retrieval, llm_cost, llm_budget, profile). `python -m bench report` only rewrites this file from the "
+        "retrieval, llm_cost, llm_budget, profiling). `python -m bench report` only rewrites this file from the "
         "saved results. Every run uses a private Redis key prefix and deletes only its own keys.",
         md_table(("section", "measured", "commit"), rows, align="lll"),
     ])

@@ -226,7 +226,6 @@ def _rpc(settings: Any, calls: Sequence[tuple[str, str]], log_path: Path, size: 
 
 
 def _latency(sizes: list[int], users: int, queries: int, rpc: bool, seed: int) -> list[dict[str, Any]]:
-    from memoryos_workers.retrieval.retriever import Retriever
     from memoryos_workers.runtime import Runtime
 
     rng = random.Random(seed)
@@ -245,7 +244,7 @@ def _latency(sizes: list[int], users: int, queries: int, rpc: bool, seed: int) -
                     _fill(rt, users, per_user, target, pool, base)
                     per_user = target
                 calls = [(f"bench-{rng.randrange(users)}", _query(rng)) for _ in range(queries)]
-                retriever = Retriever(rt)
+                retriever = rt.retriever
                 # Warm up with the very calls to time: a store just opened (as after the RPC part of the
                 # previous size) reads its files in on first touch, about twice as slow for a first pass.
                 for user, query in calls:
@@ -410,10 +409,9 @@ def _covered(found: set[str], evidence: set[str]) -> float:
 
 def _ingest(rt: Any, path: Path, user: str) -> tuple[list[dict], dict[str, list[str]]]:
     from memoryos_workers.ops.importers import locomo_turns
-    from memoryos_workers.pipeline.promotion import Promoter
 
     turns = locomo_turns(path, user)
-    promoter = Promoter(rt)
+    promoter = rt.promoter
     size = rt.settings.promotion_batch_size
     for start in tqdm(range(0, len(turns), size), desc=f"ingest {path.stem}", unit="batch", leave=False):
         rt.publisher.publish_many(turns[start : start + size])
@@ -437,7 +435,6 @@ def _recall(conversations: list[str], ks: list[int], stm: int) -> dict[str, Any]
     import numpy as np
 
     from memoryos_workers.memory.segments import SEGMENTS
-    from memoryos_workers.retrieval.retriever import Retriever
     from memoryos_workers.runtime import Runtime
     from memoryos_workers.testing.fake_llm import FakeLLM
     from memoryos_workers.testing.responders import default_responder
@@ -452,7 +449,7 @@ def _recall(conversations: list[str], ks: list[int], stm: int) -> dict[str, Any]
         rt = Runtime(settings)
         try:
             ingested = {c: _ingest(rt, LOCOMO / f"{c}.json", f"locomo-{c}") for c in conversations}
-            base = Retriever(rt)
+            base = rt.retriever
             retrievers = {name: base.with_fusion(**changes) for name, changes in VARIANTS.items()}
             for conv, (turns, dia) in ingested.items():
                 user = f"locomo-{conv}"

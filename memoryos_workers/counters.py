@@ -12,3 +12,14 @@ def count(client: redis.Redis, stats_key: str, **counters: int) -> None:
         if value:
             pipe.hincrby(stats_key, name, value)
     pipe.execute()
+
+
+LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 1000)
+
+
+def latency_bucket(ms: float) -> str:
+    """The histogram counter a retrieval of `ms` falls in (Prometheus-style upper bounds, not cumulative)."""
+    for bound in LATENCY_BUCKETS_MS:
+        if ms <= bound:
+            return f"retrieval_ms_le_{bound}"
+    return "retrieval_ms_le_inf"

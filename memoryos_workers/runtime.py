@@ -1,4 +1,7 @@
-"""The adapters a worker process needs, created once from settings and shared by its threads."""
+"""The composition root: every part a worker process needs, created once from settings and shared by
+its threads. Classes receive their collaborators explicitly (nothing below reaches back into the
+runtime), so a call can be followed and any part replaced, for instance by the stubs beside each
+adapter. Only the hosts (worker tasks, ops, apps) hold a Runtime."""
 
 from __future__ import annotations
 
@@ -16,8 +19,12 @@ if TYPE_CHECKING:
     from memoryos_workers.llm.token_budget import TokenBudget
     from memoryos_workers.memory.pages import PageStore
     from memoryos_workers.memory.persona_store import PersonaStore
+    from memoryos_workers.memory.segment_stats import HeatRefresh, SegmentStats
     from memoryos_workers.memory.segments import SegmentStore
     from memoryos_workers.pipeline.mid_term import MidTerm
+    from memoryos_workers.pipeline.persona_extraction import PersonaWorker
+    from memoryos_workers.pipeline.promotion import Promoter
+    from memoryos_workers.retrieval.retriever import Retriever
     from memoryos_workers.vectorstore import VectorStore
     from memoryos_workers.worker.rpc import RPCAnswer
 
@@ -103,12 +110,55 @@ class Runtime:
         return self._once("segments", lambda: SegmentStore(self.store, self.embedder, self.settings))
 
     @property
+    def segment_stats(self) -> SegmentStats:
+        from memoryos_workers.memory.heat import HeatParams
+        from memoryos_workers.memory.segment_stats import SegmentStats
+
+        return self._once("segment_stats", lambda: SegmentStats(self.redis, HeatParams.from_settings(self.settings)))
+
+    @property
+    def heat_refresh(self) -> HeatRefresh:
+        from memoryos_workers.memory.segment_stats import HeatRefresh
+
+        return self._once(
+            "heat_refresh", lambda: HeatRefresh(self.redis, self.publisher.sender, self.settings.kick_stale_after)
+        )
+
+    @property
     def mid_term(self) -> MidTerm:
         from memoryos_workers.pipeline.mid_term import MidTerm
 
         return self._once("mid_term", lambda: MidTerm(
-            self.settings, self.redis, self.keys, self.publisher.scripts, self.store, self.embedder, self.llm,
-            self.segments,
+            self.settings, self.redis, self.keys, self.publisher.scripts, self.embedder, self.llm, self.pages,
+            self.segments, self.segment_stats,
+        ))
+
+    @property
+    def promoter(self) -> Promoter:
+        from memoryos_workers.pipeline.promotion import Promoter
+
+        return self._once("promoter", lambda: Promoter(
+            self.settings, self.redis, self.keys, self.publisher.scripts, self.pending, self.pages, self.mid_term,
+            self.heat_refresh,
+        ))
+
+    @property
+    def persona_worker(self) -> PersonaWorker:
+        from memoryos_workers.pipeline.persona_extraction import PersonaWorker
+
+        return self._once("persona_worker", lambda: PersonaWorker(
+            self.settings, self.redis, self.keys, self.publisher.sender, self.llm, self.pages, self.persona,
+            self.segment_stats, self.heat_refresh,
+        ))
+
+    @property
+    def retriever(self) -> Retriever:
+        from memoryos_workers.retrieval.bookkeeping import Bookkeeping
+        from memoryos_workers.retrieval.retriever import Retriever
+
+        return self._once("retriever", lambda: Retriever(
+            self.settings, self.redis, self.keys, self.publisher.scripts, self.embedder, self.pages, self.segments,
+            self.persona, Bookkeeping(self.redis, self.keys.stats, self.segment_stats, self.heat_refresh),
         ))
 
     @property

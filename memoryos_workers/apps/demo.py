@@ -61,8 +61,8 @@ def _report(rt: Runtime, user_id: str, question: str, say: Callable[[str], None]
     for hit in pages[:3]:
         say(f"  #{hit.payload['seq']:<3} {hit.payload['timestamp'][:10]}  user: {_short(hit.payload['user_input'])}")
     segments = rt.segments.all_for_user(user_id)
-    heats = rt.segments.heats(rt.redis, keys)
-    lengths = rt.redis.hgetall(keys.seg_len)
+    heats = rt.segment_stats.heats(keys)
+    lengths = rt.segment_stats.lengths(keys)
     say(f"mid-term segments (vector store, heat in Redis): {len(segments)}")
     for hit in sorted(segments, key=lambda h: -heats.get(h.id, 0.0))[:5]:
         p = hit.payload

@@ -114,9 +114,8 @@ class Memoryos:
         )
 
     def retrieve(self, query: str, top_k: int | None = None) -> RetrievedContext:
-        from memoryos_workers.retrieval.retriever import Retriever
 
-        return Retriever(self.runtime).retrieve(
+        return self.runtime.retriever.retrieve(
             self.user_id, query, assistant_id=self.assistant_id, top_k=top_k or self.settings.retrieval_queue_capacity
         )
 
@@ -146,10 +145,9 @@ class Memoryos:
 
     def force_mid_term_analysis(self, timeout: float = 300.0) -> dict[str, int]:
         """Promote everything pending, then analyse every segment's unanalysed pages now."""
-        from memoryos_workers.pipeline.persona_extraction import PersonaWorker
 
         PendingWork(self.runtime.publisher).wait_idle(self.user_id, timeout=timeout, flush=True)
-        return PersonaWorker(self.runtime).extract(self.user_id, force=True)
+        return self.runtime.persona_worker.extract(self.user_id, force=True)
 
     def get_memory_stats(self) -> dict[str, Any]:
         from producers.wire import state
@@ -165,7 +163,7 @@ class Memoryos:
             "pending_turns": rt.redis.llen(keys.buf) + sum(len(b.pages) for b in state.batches(rt.redis, keys)),
             "mid_term_memory": {
                 "pages": rt.pages.count(self.user_id),
-                "segments": rt.redis.hlen(keys.seg_len),
+                "segments": rt.segment_stats.count(keys),
                 "capacity": self.settings.mid_term_capacity,
             },
             "long_term_memory": {

@@ -24,31 +24,12 @@ from typing import Any
 import redis
 
 from memoryos_workers.counters import count
+from producers.wire.scripts import lua_source
 
 log = logging.getLogger("memoryos.rate_limit")
 
-# KEYS[1]: the TAT key. ARGV: cost in tokens (negative: a refund), seconds per token, burst seconds,
-# the longest wait the caller accepts (-1: charge, never refuse). Returns {granted 0|1, wait seconds}.
-_GCRA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local cost, interval, burst, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local new_tat = tat + cost * interval
-local wait = new_tat - burst - now
-if wait < 0 then wait = 0 end
-if max_wait >= 0 and wait > max_wait then
-  return {0, tostring(wait)}
-end
-if new_tat <= now then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
-end
-return {1, tostring(wait)}
-"""
-
+# The algorithm runs in Redis (producers/wire/lua/token_budget.lua); a negative cost is a refund, a max
+# wait of -1 charges and never refuses.
 BURST_SECONDS = 60.0  # a whole minute's budget may be spent at once, as providers allow
 
 
@@ -78,7 +59,7 @@ class TokenBudget:
         self._max_wait = max_wait
         self._stats_key = stats_key
         self._sleep = sleep
-        self._script = client.register_script(_GCRA)
+        self._script = client.register_script(lua_source("token_budget"))
 
     def fit(self, tokens: int) -> int:
         """What a call of `tokens` reserves: at most a whole minute's budget. A larger call would never

@@ -109,3 +109,41 @@ class PageStore:
     def count(self, user_id: str) -> int:
         self.ensure()
         return self.store.count(PAGES, filter={"user_id": user_id})
+
+    def get(self, user_id: str, turn_ids: Sequence[str]) -> list[Hit]:
+        """Stored pages by turn id (absent ones are left out)."""
+        self.ensure()
+        return self.store.get(PAGES, [page_point_id(user_id, t) for t in turn_ids])
+
+    def query(self, user_id: str, limit: int, *, vector: Sequence[float] | None = None, sparse: Any = None,
+              where: dict[str, Any] | None = None) -> list[Hit]:
+        """A search within one user's pages; `where` narrows it (segment ids, a time range)."""
+        self.ensure()
+        return self.store.query(PAGES, vector=vector, sparse=sparse, filter={**(where or {}), "user_id": user_id},
+                                limit=limit)
+
+    def pending_persona(self, user_id: str, segment_ids: Sequence[str]) -> list[Hit]:
+        """Pages of these segments the persona has not read yet, in publish order."""
+        self.ensure()
+        flt = {"user_id": user_id, "segment_id": list(segment_ids), "persona": "pending"}
+        return self.store.scroll(PAGES, filter=flt, order_by="seq")
+
+    # -- annotations written after the pages are stored ----------------------------------------------
+    def annotate(self, user_id: str, turn_id: str, fields: dict[str, Any]) -> None:
+        """Segment, chain and persona fields on one page (absolute values: a replay writes the same)."""
+        self.store.set_payload(PAGES, [page_point_id(user_id, turn_id)], fields)
+
+    def mark_persona(self, user_id: str, turn_ids: Sequence[str], state: str) -> None:
+        """Where a page stands for the persona: pending, done or dead."""
+        for turn_id in turn_ids:
+            self.annotate(user_id, turn_id, {"persona": state})
+
+    # -- deleting ----------------------------------------------------------------------------------
+    def delete_in_segments(self, user_id: str, segment_ids: Sequence[str]) -> None:
+        self.ensure()
+        for sid in segment_ids:
+            self.store.delete(PAGES, filter={"user_id": user_id, "segment_id": sid})
+
+    def delete_user(self, user_id: str) -> int:
+        self.ensure()
+        return self.store.delete(PAGES, filter={"user_id": user_id})

@@ -105,7 +105,7 @@ class PersonaStore:
     # -- profile ---------------------------------------------------------------------------------
     def get_profile(self, user_id: str) -> UserProfile | None:
         self.ensure()
-        hits = self.store.retrieve(PROFILES, [profile_point_id(user_id)])
+        hits = self.store.get(PROFILES, [profile_point_id(user_id)])
         return UserProfile.model_validate(hits[0].payload["profile"]) if hits else None
 
     def put_profile(self, profile: UserProfile) -> None:
@@ -189,3 +189,24 @@ class PersonaStore:
         self.ensure()
         hits = self.store.scroll(KNOWLEDGE, filter=self._filter(kind, user_id, assistant_id), order_by="created_ms")
         return [_entry(h) for h in hits]
+
+    def shared_assistant_facts(self, assistant_id: str) -> list[KnowledgeEntry]:
+        """An assistant's facts shared across its users (MEMORYOS_SHARE_ASSISTANT_KNOWLEDGE)."""
+        self.ensure()
+        flt = {"kind": "assistant", "owner": f"assistant:{assistant_id}:{SHARED}"}
+        return [_entry(h) for h in self.store.scroll(KNOWLEDGE, filter=flt, order_by="created_ms")]
+
+    def drawn_from(self, user_id: str, kind: str) -> list[Hit]:
+        """Facts drawn from this user's dialogue, whoever they are scoped to (for export)."""
+        self.ensure()
+        return self.store.scroll(KNOWLEDGE, filter={"user_id": user_id, "kind": kind}, order_by="created_ms")
+
+    def delete_user(self, user_id: str) -> dict[str, int]:
+        """Every fact drawn from the user and their profile; counts of what was removed."""
+        self.ensure()
+        removed = {
+            "facts": self.store.delete(KNOWLEDGE, filter={"user_id": user_id}),
+            "profile": len(self.store.get(PROFILES, [profile_point_id(user_id)])),
+        }
+        self.store.delete_ids(PROFILES, [profile_point_id(user_id)])
+        return removed

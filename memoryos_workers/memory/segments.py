@@ -1,4 +1,5 @@
-"""Mid-term segments: topic groups of pages in the vector store, with their heat stats in Redis.
+"""Mid-term segments: topic groups of pages in the vector store (their statistics and heat live in
+Redis: memory/segment_stats.py).
 
 Assignment follows the paper: a topic joins the user's best segment when
 Fscore = cos(e_seg, e_topic) + Jaccard(K_seg, K_topic) >= theta, else it starts a new segment.
@@ -12,13 +13,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import redis
-
 from memoryos_workers.embeddings.embedder import Embedder
-from memoryos_workers.memory.heat import HeatParams, heat
-from memoryos_workers.pipeline.segmentation import fscore
+from memoryos_workers.memory.similarity import fscore
 from memoryos_workers.vectorstore import Hit, PointIn, VectorStore
-from producers.wire.keys import UserKeys
 from schemas.memory import SegmentAssignment, SegmentationResult, SegmentPlan, SegmentRef
 from schemas.settings import Settings
 from schemas.turns import SCHEMA_VERSION
@@ -59,7 +56,6 @@ class SegmentStore:
         self.store = store
         self.embedder = embedder
         self.settings = settings
-        self.params = HeatParams.from_settings(settings)
         self._ready = False
         self._lock = threading.Lock()
 
@@ -140,7 +136,7 @@ class SegmentStore:
         self.ensure()
         latest = list({a.segment_id: a for a in plan.assignments}.values())  # one point per segment
         vectors = self.embedder.embed([a.summary for a in latest])
-        existing = {h.id: h.payload for h in self.store.retrieve(SEGMENTS, [a.segment_id for a in latest])}
+        existing = {h.id: h.payload for h in self.store.get(SEGMENTS, [a.segment_id for a in latest])}
         now = time.time()
         points = []
         for assignment, vector in zip(latest, vectors, strict=True):
@@ -167,47 +163,25 @@ class SegmentStore:
             )
         self.store.upsert(SEGMENTS, points)
 
-    # -- heat and eviction ----------------------------------------------------------------------
-    def heats(self, client: redis.Redis, keys: UserKeys, now: float | None = None) -> dict[str, float]:
-        """Current heat of every segment of a user, recency from the clock."""
-        now = time.time() if now is None else now
-        pipe = client.pipeline(transaction=False)
-        pipe.hgetall(keys.seg_len)
-        pipe.hgetall(keys.seg_visit)
-        pipe.hgetall(keys.seg_access)
-        pipe.hgetall(keys.seg_lbase)
-        lengths, visits, access, analysed = pipe.execute()
-        return {
-            sid: heat(
-                float(visits.get(sid, 0)), float(length) - float(analysed.get(sid, 0)), float(access.get(sid, now)),
-                now, self.params,
-            )
-            for sid, length in lengths.items()
-        }
+    # -- deleting ----------------------------------------------------------------------------------
+    def delete(self, segment_ids: Sequence[str]) -> None:
+        """The segment points only: their pages and statistics belong to PageStore and SegmentStats."""
+        if segment_ids:
+            self.ensure()
+            self.store.delete_ids(SEGMENTS, list(segment_ids))
 
-    def evict(self, user_id: str, client: redis.Redis, keys: UserKeys, capacity: int) -> list[str]:
-        """Past capacity, the lowest-heat segments leave with their pages. Idempotent."""
-        if client.hlen(keys.seg_len) <= capacity:
-            return []
-        heats = self.heats(client, keys)
-        victims = sorted(heats, key=lambda sid: (heats[sid], sid))[: len(heats) - capacity]
-        self.delete_segments(user_id, victims, client, keys)
-        return victims
-
-    def delete_segments(self, user_id: str, segment_ids: Sequence[str], client: redis.Redis, keys: UserKeys) -> None:
-        from memoryos_workers.memory.pages import PAGES
-
-        if not segment_ids:
-            return
+    def delete_user(self, user_id: str) -> int:
         self.ensure()
-        for sid in segment_ids:
-            self.store.delete(PAGES, filter={"user_id": user_id, "segment_id": sid})
-        self.store.delete_ids(SEGMENTS, list(segment_ids))
-        pipe = client.pipeline(transaction=False)
-        for key in (keys.seg_len, keys.seg_visit, keys.seg_access, keys.seg_lbase):
-            pipe.hdel(key, *segment_ids)
-        pipe.zrem(keys.heat, *segment_ids)
-        pipe.execute()
+        return self.store.delete(SEGMENTS, filter={"user_id": user_id})
+
+    def get(self, segment_ids: Sequence[str]) -> list[Hit]:
+        self.ensure()
+        return self.store.get(SEGMENTS, list(segment_ids))
+
+    def search(self, user_id: str, vector: Sequence[float], limit: int) -> list[Hit]:
+        """A user's segments nearest the vector (the first stage of the paper's retrieval)."""
+        self.ensure()
+        return self.store.query(SEGMENTS, vector=vector, filter={"user_id": user_id}, limit=limit)
 
 
 def _ref(hit: Hit) -> SegmentRef:

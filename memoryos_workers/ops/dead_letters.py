@@ -10,7 +10,6 @@ import json
 from collections import Counter
 from typing import Any
 
-from memoryos_workers.memory.pages import PAGES, page_point_id
 from memoryos_workers.runtime import Runtime
 from producers.wire import state
 
@@ -31,7 +30,7 @@ def list_dead(rt: Runtime, user_id: str | None = None) -> list[dict[str, Any]]:
                     "turns": len(batch.pages),
                 }
             )
-        for index, raw in enumerate(rt.redis.lrange(keys.dead + ":persona", 0, -1)):
+        for index, raw in enumerate(rt.redis.lrange(keys.dead_persona, 0, -1)):
             record = json.loads(raw)
             out.append(
                 {
@@ -57,19 +56,17 @@ def replay(rt: Runtime, user_id: str) -> dict[str, int]:
         pipe.lpush(keys.batches, batch_id)
     pipe.delete(keys.dead)
     pipe.execute()
-    persona = rt.redis.lrange(keys.dead + ":persona", 0, -1)
+    persona = rt.redis.lrange(keys.dead_persona, 0, -1)
     turn_ids = [t for raw in persona for t in json.loads(raw).get("turn_ids", [])]
     if turn_ids:
-        hits = rt.store.retrieve(PAGES, [page_point_id(user_id, t) for t in turn_ids])
-        for hit in hits:
-            rt.store.set_payload(PAGES, [hit.id], {"persona": "pending"})
-        for sid, count in Counter(h.payload.get("segment_id") for h in hits if h.payload.get("segment_id")).items():
-            rt.redis.hincrby(keys.seg_lbase, sid, -count)
-    rt.redis.delete(keys.dead + ":persona")
+        hits = rt.pages.get(user_id, turn_ids)
+        rt.pages.mark_persona(user_id, [h.payload["turn_id"] for h in hits], "pending")
+        rt.segment_stats.unmark_analysed(
+            keys, Counter(h.payload["segment_id"] for h in hits if h.payload.get("segment_id"))
+        )
+    rt.redis.delete(keys.dead_persona)
     rt.redis.zrem(rt.keys.dead_index, user_id)
     rt.pending.check(user_id)
     if turn_ids:
-        from memoryos_workers.pipeline.persona_extraction import request_heat_refresh
-
-        request_heat_refresh(rt, user_id)
+        rt.heat_refresh.request(user_id, keys)
     return {"batches": len(dead_ids), "persona_pages": len(turn_ids)}

@@ -11,9 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from memoryos_workers.memory.pages import PAGES
-from memoryos_workers.memory.persona_store import KNOWLEDGE, PROFILES, profile_point_id
-from memoryos_workers.memory.segments import SEGMENTS
+from memoryos_workers.memory.segment_stats import SegmentStats
 from memoryos_workers.pipeline.locks import UserLock
 from memoryos_workers.runtime import Runtime
 from producers.wire import state
@@ -44,8 +42,8 @@ def export_user(rt: Runtime, user_id: str) -> Iterator[dict[str, Any]]:
         for page in pages:
             turns.setdefault(page.turn_id, {"type": "turn", "tier": tier, **page.model_dump(mode="json")})
     yield from sorted(turns.values(), key=lambda r: r.get("seq", 0))
-    lengths = rt.redis.hgetall(keys.seg_len)
-    heats = rt.segments.heats(rt.redis, keys)
+    lengths = rt.segment_stats.lengths(keys)
+    heats = rt.segment_stats.heats(keys)
     for sid, payload in segments.items():
         yield {
             "type": "segment",
@@ -71,9 +69,9 @@ def inspect_user(rt: Runtime, user_id: str, facts: int = 20) -> dict[str, Any]:
     """What each tier holds, for `memoryos inspect` (locally or over RPC): plain JSON."""
     keys = rt.keys.user(user_id)
     waiting = state.buffered(rt.redis, keys) + [p for b in state.batches(rt.redis, keys) for p in b.pages]
-    heats = rt.segments.heats(rt.redis, keys)
-    lengths = rt.redis.hgetall(keys.seg_len)
-    visits = rt.redis.hgetall(keys.seg_visit)
+    heats = rt.segment_stats.heats(keys)
+    lengths = rt.segment_stats.lengths(keys)
+    visits = rt.segment_stats.visits(keys)
     segments = [
         {
             "segment_id": hit.id,
@@ -104,8 +102,7 @@ def inspect_user(rt: Runtime, user_id: str, facts: int = 20) -> dict[str, Any]:
 
 def _facts_from(rt: Runtime, user_id: str, kind: str) -> list[dict[str, Any]]:
     """Facts drawn from this user's dialogue (assistant facts included, whoever they are scoped to)."""
-    rt.persona.ensure()
-    hits = rt.store.scroll(KNOWLEDGE, filter={"user_id": user_id, "kind": kind}, order_by="created_ms")
+    hits = rt.persona.drawn_from(user_id, kind)
     return [
         {
             "kind": kind,
@@ -125,29 +122,18 @@ def _redis_keys(keys: UserKeys) -> list[str]:
         keys.batches,
         keys.kick,
         keys.dead,
-        keys.dead + ":persona",
-        keys.seg_len,
-        keys.seg_visit,
-        keys.seg_access,
-        keys.heat,
-        keys.seg_lbase,
-        keys.heat_kick,
+        keys.dead_persona,
         keys.persona_kick,
+        *SegmentStats.user_keys(keys),
     ]
 
 
 def _delete_vectors(rt: Runtime, user_id: str) -> dict[str, int]:
-    rt.pages.ensure()
-    rt.segments.ensure()
-    rt.persona.ensure()
-    removed = {
-        "pages": rt.store.delete(PAGES, filter={"user_id": user_id}),
-        "segments": rt.store.delete(SEGMENTS, filter={"user_id": user_id}),
-        "facts": rt.store.delete(KNOWLEDGE, filter={"user_id": user_id}),
-        "profile": len(rt.store.retrieve(PROFILES, [profile_point_id(user_id)])),
+    return {
+        "pages": rt.pages.delete_user(user_id),
+        "segments": rt.segments.delete_user(user_id),
+        **rt.persona.delete_user(user_id),
     }
-    rt.store.delete_ids(PROFILES, [profile_point_id(user_id)])
-    return removed
 
 
 def forget_user(rt: Runtime, user_id: str, *, wait: float | None = None) -> dict[str, int]:

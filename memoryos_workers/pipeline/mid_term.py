@@ -18,11 +18,12 @@ import redis
 from memoryos_workers.counters import count
 from memoryos_workers.embeddings.embedder import Embedder
 from memoryos_workers.llm.client import LLMClient, LLMError, LLMNotConfigured, LLMRateLimited, Usage
-from memoryos_workers.memory.pages import PAGES, page_point_id
+from memoryos_workers.memory.pages import PageStore
+from memoryos_workers.memory.segment_stats import SegmentStats
 from memoryos_workers.memory.segments import SegmentStore
+from memoryos_workers.memory.similarity import centroid
 from memoryos_workers.pipeline.prompts import SEGMENT_PROMPT_VERSION, segmentation_messages
-from memoryos_workers.pipeline.segmentation import centroid, check_segmentation, fallback_segmentation, normalise
-from memoryos_workers.vectorstore import VectorStore
+from memoryos_workers.pipeline.segmentation import check_segmentation, fallback_segmentation, normalise
 from producers.wire.keys import Keys, UserKeys
 from producers.wire.knobs import user_settings
 from producers.wire.scripts import Scripts
@@ -43,19 +44,21 @@ class MidTerm:
         client: redis.Redis,
         keys: Keys,
         scripts: Scripts,
-        store: VectorStore,
         embedder: Embedder,
         llm: LLMClient,
+        pages: PageStore,
         segments: SegmentStore,
+        stats: SegmentStats,
     ) -> None:
         self.settings = settings
         self.redis = client
         self.keys = keys
         self.scripts = scripts
-        self.store = store
         self.embedder = embedder
         self.llm = llm
+        self.pages = pages
         self.segments = segments
+        self.stats = stats
 
     # -- step 1: one structured call (or the fallback) ------------------------------------------
     def analyse(self, user_id: str, pages: Sequence[Page], previous: dict[str, Any] | None) -> BatchAnalysis:
@@ -132,11 +135,22 @@ class MidTerm:
             )
             if int(applied) == -1:
                 return False
-        evicted = self.segments.evict(user_id, self.redis, keys, mine.mid_term_capacity)
+        evicted = self.evict(user_id, keys, mine.mid_term_capacity)
         if evicted:
             log.info("evicted %d cold segment(s) of user %s", len(evicted), user_id)
             self._count(segments_evicted=len(evicted))
         return True
+
+    def evict(self, user_id: str, keys: UserKeys, capacity: int) -> list[str]:
+        """Past capacity, the lowest-heat segments leave with their pages. Idempotent."""
+        if self.stats.count(keys) <= capacity:
+            return []
+        heats = self.stats.heats(keys)
+        victims = sorted(heats, key=lambda sid: (heats[sid], sid))[: len(heats) - capacity]
+        self.pages.delete_in_segments(user_id, victims)
+        self.segments.delete(victims)
+        self.stats.delete(keys, victims)
+        return victims
 
     def _apply_args(self, token: str, batch: Batch, analysis: BatchAnalysis, plan: SegmentPlan) -> list[Any]:
         s = self.settings
@@ -173,9 +187,9 @@ class MidTerm:
             if chain[i].continues_previous:
                 prev_id = pages[i - 1].turn_id if i > 0 else (previous or {}).get("turn_id")
             next_id = pages[i + 1].turn_id if i + 1 < len(pages) and chain[i + 1].continues_previous else None
-            self.store.set_payload(
-                PAGES,
-                [page_point_id(user_id, page.turn_id)],
+            self.pages.annotate(
+                user_id,
+                page.turn_id,
                 {
                     "segment_id": assignment.segment_id,
                     "theme": assignment.theme,
@@ -188,9 +202,7 @@ class MidTerm:
                 },
             )
         if previous and chain and chain[0].continues_previous:
-            self.store.set_payload(
-                PAGES, [page_point_id(user_id, previous["turn_id"])], {"chain_next": pages[0].turn_id}
-            )
+            self.pages.annotate(user_id, previous["turn_id"], {"chain_next": pages[0].turn_id})
 
     def _previous_page(self, keys: UserKeys) -> dict[str, Any] | None:
         raw = self.redis.hget(keys.state, "last_page")

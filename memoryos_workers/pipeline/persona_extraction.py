@@ -14,17 +14,21 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
+import redis
+
 from memoryos_workers.counters import count
-from memoryos_workers.llm.client import LLMError, LLMRateLimited, Usage
+from memoryos_workers.llm.client import LLMClient, LLMError, LLMRateLimited, Usage
 from memoryos_workers.llm.token_budget import budget_retry_after
-from memoryos_workers.memory.pages import PAGES, page_point_id
+from memoryos_workers.memory.pages import PageStore
+from memoryos_workers.memory.persona_store import PersonaStore
+from memoryos_workers.memory.segment_stats import HeatRefresh, SegmentStats
 from memoryos_workers.pipeline.backoff import retry_delay
 from memoryos_workers.pipeline.locks import UserLock
 from memoryos_workers.pipeline.profile_merge import merge_profile
 from memoryos_workers.pipeline.prompts import PERSONA_PROMPT_VERSION, persona_messages
-from memoryos_workers.runtime import Runtime
-from producers.wire.contract import EXTRACT_PERSONA_TASK, REFRESH_HEAT_TASK
-from producers.wire.keys import UserKeys
+from producers.sender import TaskSender
+from producers.wire.contract import EXTRACT_PERSONA_TASK
+from producers.wire.keys import Keys, UserKeys
 from producers.wire.knobs import user_settings
 from schemas.persona import PersonaExtraction
 from schemas.settings import Settings
@@ -34,57 +38,41 @@ log = logging.getLogger("memoryos.persona")
 MAX_PERSONA_PAGES = 40
 
 
-def heat_kick_ttl_ms(settings: Settings) -> int:
-    """How long the "refresh on its way" flag lives, for every caller (promotion, retrieval): as long
-    as a lost kick may take to notice. Shorter, a refresh still queued behind long persona calls would be
-    sent again by the next retrieval, and duplicates would pile up exactly when the queue is busiest."""
-    return int(settings.kick_stale_after * 1000)
-
-
-def request_heat_refresh(rt: Runtime, user_id: str) -> bool:
-    """Cheap and coalesced: at most one refresh_heat on its way per user."""
-    keys = rt.keys.user(user_id)
-    if rt.redis.set(keys.heat_kick, "1", nx=True, px=heat_kick_ttl_ms(rt.settings)):
-        if not rt.publisher.sender.send(REFRESH_HEAT_TASK, user_id):
-            rt.redis.delete(keys.heat_kick)
-            return False
-        return True
-    return False
-
-
 class PersonaWorker:
-    def __init__(self, runtime: Runtime) -> None:
-        self.rt = runtime
-        self.settings = runtime.settings
-        self.redis = runtime.redis
-
-    # -- heat ------------------------------------------------------------------------------------
-    def hot_segments(self, keys: UserKeys, tau: float) -> list[str]:
-        """Segments at or over tau that still hold pages the persona has not analysed."""
-        heats = self.rt.segments.heats(self.redis, keys)
-        if heats:
-            self.redis.zadd(keys.heat, heats)
-        lengths = self.redis.hgetall(keys.seg_len)
-        analysed = self.redis.hgetall(keys.seg_lbase)
-        return [
-            sid
-            for sid, h in sorted(heats.items(), key=lambda kv: -kv[1])
-            # The recency term is a hair under 1 once any time has passed: a 4-page segment is hot at birth.
-            if h >= tau - 1e-6 and int(lengths.get(sid, 0)) > int(analysed.get(sid, 0))
-        ]
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        keys: Keys,
+        sender: TaskSender,
+        llm: LLMClient,
+        pages: PageStore,
+        persona: PersonaStore,
+        stats: SegmentStats,
+        refresh: HeatRefresh,
+    ) -> None:
+        self.settings = settings
+        self.redis = client
+        self.keys = keys
+        self.sender = sender
+        self.llm = llm
+        self.pages = pages
+        self.persona = persona
+        self.stats = stats
+        self.refresh = refresh
 
     def refresh_heat(self, user_id: str) -> bool:
-        keys = self.rt.keys.user(user_id)
+        keys = self.keys.user(user_id)
         # Claim the persona flag before dropping the heat flag: wait_idle never sees a gap between them.
         claimed = self.redis.set(keys.persona_kick, "1", nx=True, px=int(self.settings.kick_stale_after * 1000))
-        self.redis.delete(keys.heat_kick)
+        self.refresh.started(keys)
         if not claimed:
             return False  # an extraction is already on its way and reads the heat itself
         tau = user_settings(self.redis, keys, self.settings).mid_term_heat_threshold
-        if not self.hot_segments(keys, tau) or not self.rt.llm.configured:
+        if not self.stats.hot(keys, tau) or not self.llm.configured:
             self.redis.delete(keys.persona_kick)
             return False  # without an LLM the persona cannot be extracted; heat is still kept current
-        if not self.rt.publisher.sender.send(EXTRACT_PERSONA_TASK, user_id):
+        if not self.sender.send(EXTRACT_PERSONA_TASK, user_id):
             self.redis.delete(keys.persona_kick)
             return False
         return True
@@ -92,7 +80,7 @@ class PersonaWorker:
     # -- extraction ------------------------------------------------------------------------------
     def extract(self, user_id: str, force: bool = False) -> dict[str, int]:
         """At most one LLM call per drain. Returns counters of what changed."""
-        keys = self.rt.keys.user(user_id)
+        keys = self.keys.user(user_id)
         result: dict[str, int] = {}
         while True:
             lock = UserLock(self.redis, keys, self.settings.lock_ttl, lock_key=keys.persona_lock)
@@ -118,21 +106,19 @@ class PersonaWorker:
 
     def _extract_once(self, user_id: str, keys: UserKeys, epoch: str | None, force: bool = False) -> dict[str, int]:
         mine = user_settings(self.redis, keys, self.settings)  # one read of this user's knobs per attempt
-        hot = self.hot_segments(keys, float("-inf") if force else mine.mid_term_heat_threshold)
+        hot = self.stats.hot(keys, float("-inf") if force else mine.mid_term_heat_threshold)
         if not hot:
             return {}
-        hits = self.rt.store.scroll(
-            PAGES, filter={"user_id": user_id, "segment_id": hot, "persona": "pending"}, order_by="seq"
-        )
+        hits = self.pages.pending_persona(user_id, hot)
         per_segment = Counter(h.payload["segment_id"] for h in hits)
         if not hits:  # nothing left to read: just move the analysed base up
-            self._mark_analysed(keys, [], {sid: 0 for sid in hot}, sync=True)
+            self.stats.mark_analysed(keys, dict.fromkeys(hot, 0), sync=True)
             return {}
         pages = [Page.model_validate(h.payload) for h in hits[-MAX_PERSONA_PAGES:]]
-        old = self.rt.persona.get_profile(user_id)
+        old = self.persona.get_profile(user_id)
         messages = persona_messages(old.model_dump(mode="json", include={"summary", "traits"}) if old else None, pages)
         try:
-            answer = self.rt.llm.structured(messages, PersonaExtraction, name="persona")
+            answer = self.llm.structured(messages, PersonaExtraction, name="persona")
         except LLMRateLimited:
             return self._wait_for_budget(user_id, keys)
         except LLMError as exc:
@@ -154,11 +140,11 @@ class PersonaWorker:
             llm_model=self.settings.llm_model,
             prompt_version=PERSONA_PROMPT_VERSION,
         )
-        self.rt.persona.put_profile(profile)
+        self.persona.put_profile(profile)
         assistant_id = pages[-1].assistant_id or self.settings.assistant_id
         capacity = mine.long_term_knowledge_capacity
-        user_out = self.rt.persona.add_facts("user", user_id, None, value.user_facts, provenance, capacity)
-        assistant_out = self.rt.persona.add_facts(
+        user_out = self.persona.add_facts("user", user_id, None, value.user_facts, provenance, capacity)
+        assistant_out = self.persona.add_facts(
             "assistant", user_id, assistant_id, value.assistant_facts, provenance, capacity
         )
         self._mark_analysed(keys, [h.payload["turn_id"] for h in hits], per_segment, state="done", user_id=user_id)
@@ -177,28 +163,10 @@ class PersonaWorker:
         }
 
     def _mark_analysed(
-        self,
-        keys: UserKeys,
-        turn_ids: Sequence[str],
-        per_segment: dict[str, int],
-        *,
-        state: str = "done",
-        user_id: str = "",
-        sync: bool = False,
+        self, keys: UserKeys, turn_ids: Sequence[str], per_segment: dict[str, int], *, state: str, user_id: str
     ) -> None:
-        for turn_id in turn_ids:
-            self.rt.store.set_payload(PAGES, [page_point_id(user_id, turn_id)], {"persona": state})
-        lengths = self.redis.hgetall(keys.seg_len)
-        pipe = self.redis.pipeline(transaction=False)
-        for sid, pages_done in per_segment.items():
-            if sync:
-                pipe.hset(keys.seg_lbase, sid, lengths.get(sid, 0))
-            else:
-                pipe.hincrby(keys.seg_lbase, sid, pages_done)
-        pipe.execute()
-        heats = self.rt.segments.heats(self.redis, keys)
-        if heats:
-            self.redis.zadd(keys.heat, heats)
+        self.pages.mark_persona(user_id, turn_ids, state)
+        self.stats.mark_analysed(keys, per_segment)
 
     def _wait_for_budget(self, user_id: str, keys: UserKeys) -> dict[str, int]:
         """Scheduled like a retry, but not counted as one: waiting for the budget never dead-letters."""
@@ -210,7 +178,7 @@ class PersonaWorker:
         # visibility timeout, while the sweep re-kicks a due retry within its interval.
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(keys.state, "persona_not_before", repr(retry_at))
-        pipe.zadd(self.rt.keys.sweep, {user_id: retry_at}, lt=True)
+        pipe.zadd(self.keys.sweep, {user_id: retry_at}, lt=True)
         pipe.execute()
 
     def _failed(self, user_id: str, keys: UserKeys, hits: Sequence, exc: LLMError) -> dict[str, int]:
@@ -234,8 +202,8 @@ class PersonaWorker:
             "attempts": attempts,
             "turn_ids": [h.payload["turn_id"] for h in hits],
         }
-        self.redis.rpush(keys.dead + ":persona", json.dumps(record))
-        self.redis.zadd(self.rt.keys.dead_index, {user_id: time.time()})
+        self.redis.rpush(keys.dead_persona, json.dumps(record))
+        self.redis.zadd(self.keys.dead_index, {user_id: time.time()})
         per_segment = Counter(h.payload["segment_id"] for h in hits)
         self._mark_analysed(keys, record["turn_ids"], per_segment, state="dead", user_id=user_id)
         self._count(persona_dead_letters=1)
@@ -243,4 +211,4 @@ class PersonaWorker:
         return {"dead": 1}
 
     def _count(self, **counters: int) -> None:
-        count(self.redis, self.rt.keys.stats, **counters)
+        count(self.redis, self.keys.stats, **counters)

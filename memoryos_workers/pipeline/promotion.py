@@ -10,14 +10,21 @@ from __future__ import annotations
 import logging
 import time
 
+import redis
+
 from memoryos_workers.counters import count
 from memoryos_workers.llm.client import LLMRateLimited
 from memoryos_workers.llm.token_budget import budget_retry_after
+from memoryos_workers.memory.pages import PageStore
+from memoryos_workers.memory.segment_stats import HeatRefresh
 from memoryos_workers.pipeline.backoff import retry_delay
 from memoryos_workers.pipeline.locks import UserLock
-from memoryos_workers.runtime import Runtime
-from producers.wire.keys import UserKeys
+from memoryos_workers.pipeline.mid_term import MidTerm
+from producers.pending import PendingWork
+from producers.wire.keys import Keys, UserKeys
+from producers.wire.scripts import Scripts
 from producers.wire.state import Batch, read_batch
+from schemas.settings import Settings
 
 log = logging.getLogger("memoryos.promotion")
 
@@ -27,16 +34,29 @@ class LockLost(Exception):
 
 
 class Promoter:
-    def __init__(self, runtime: Runtime) -> None:
-        self.rt = runtime
-        self.settings = runtime.settings
-        self.redis = runtime.redis
-        self.scripts = runtime.publisher.scripts
-        self.pages = runtime.pages
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        keys: Keys,
+        scripts: Scripts,
+        pending: PendingWork,
+        pages: PageStore,
+        mid_term: MidTerm,
+        refresh: HeatRefresh,
+    ) -> None:
+        self.settings = settings
+        self.redis = client
+        self.keys = keys
+        self.scripts = scripts
+        self.pending = pending
+        self.pages = pages
+        self.mid_term = mid_term
+        self.refresh = refresh
 
     def run(self, user_id: str) -> int:
         """Returns the number of batches finished. A duplicate task finds the lock held and leaves."""
-        keys = self.rt.keys.user(user_id)
+        keys = self.keys.user(user_id)
         done = 0
         while True:
             lock = UserLock(self.redis, keys, self.settings.lock_ttl)
@@ -50,9 +70,7 @@ class Promoter:
                 done += drained
                 if drained:
                     # Asked while the lock is held, so wait_idle never sees a gap before persona work.
-                    from memoryos_workers.pipeline.persona_extraction import request_heat_refresh
-
-                    request_heat_refresh(self.rt, user_id)
+                    self.refresh.request(user_id, keys)
             except LockLost:
                 log.warning("lock lost while promoting user %s; the new holder continues", user_id)
                 return done
@@ -60,7 +78,7 @@ class Promoter:
                 lock.release()
             if not (self.redis.exists(keys.kick) and self.redis.llen(keys.batches)):
                 break
-        self.rt.pending.check(user_id)  # schedules retries and anything left for the sweep
+        self.pending.check(user_id)  # schedules retries and anything left for the sweep
         return done
 
     def _drain(self, user_id: str, keys: UserKeys, lock: UserLock, epoch: str | None) -> int:
@@ -90,7 +108,7 @@ class Promoter:
                 # Pages are stored before any LLM call: an LLM outage never makes a turn unretrievable.
                 self.pages.upsert(batch.pages, batch.batch_id)
                 update(state="stored")
-            if not self.rt.mid_term.segment(user_id, keys, batch, update, lock.token):
+            if not self.mid_term.segment(user_id, keys, batch, update, lock.token):
                 raise LockLost()
         except LockLost:
             raise
@@ -120,12 +138,12 @@ class Promoter:
         if int(attempts) == -1:
             raise LockLost()
         if outcome == "dead":
-            count(self.redis, self.rt.keys.stats, batch_dead_letters=1)
-            self.redis.zadd(self.rt.keys.dead_index, {user_id: now})
+            count(self.redis, self.keys.stats, batch_dead_letters=1)
+            self.redis.zadd(self.keys.dead_index, {user_id: now})
             log.error("batch %s of user %s dead-lettered after %s attempts: %s", batch.batch_id, user_id, attempts,
                       error)
             return True
-        count(self.redis, self.rt.keys.stats, batch_retries=1)
+        count(self.redis, self.keys.stats, batch_retries=1)
         log.warning(
             "batch %s of user %s: attempt %s failed: %s; retry in %.1f s",
             batch.batch_id, user_id, attempts, error, delay,

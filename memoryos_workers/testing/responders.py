@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from memoryos_workers.pipeline.segmentation import extract_keywords
+from memoryos_workers.memory.similarity import extract_keywords
 
 _DATA = re.compile(r"<data>\n(.*)\n</data>", re.DOTALL)
 

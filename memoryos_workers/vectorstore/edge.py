@@ -161,7 +161,7 @@ class EdgeStore:
         hits = self._scroll_all(collection, edge_filter, limit, with_vectors)
         return sort_by_field(hits, order_by) if order_by is not None else hits
 
-    def retrieve(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+    def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
         point_ids = normalize_ids(ids)
         if not point_ids:
             return []

@@ -172,7 +172,7 @@ class QdrantServerStore:
         hits = self._scroll_all(full, qfilter, limit, with_vectors)
         return sort_by_field(hits, order_by) if order_by is not None else hits
 
-    def retrieve(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+    def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
         full = self._collection(collection)
         point_ids = normalize_ids(ids)
         if not point_ids:

@@ -7,7 +7,6 @@ import logging
 
 from celery.signals import worker_process_init, worker_ready
 
-from memoryos_workers.pipeline.promotion import Promoter
 from memoryos_workers.runtime import get_runtime
 from memoryos_workers.worker.celery_app import app
 from producers.wire.contract import (
@@ -26,25 +25,21 @@ log = logging.getLogger("memoryos.tasks")
 def promote(user_id: str) -> int:
     if not _valid(user_id):
         return 0
-    return Promoter(get_runtime()).run(user_id)
+    return get_runtime().promoter.run(user_id)
 
 
 @app.task(name=REFRESH_HEAT_TASK)
 def refresh_heat(user_id: str) -> bool:
     if not _valid(user_id):
         return False
-    from memoryos_workers.pipeline.persona_extraction import PersonaWorker
-
-    return PersonaWorker(get_runtime()).refresh_heat(user_id)
+    return get_runtime().persona_worker.refresh_heat(user_id)
 
 
 @app.task(name=EXTRACT_PERSONA_TASK)
 def extract_persona(user_id: str) -> dict:
     if not _valid(user_id):
         return {}
-    from memoryos_workers.pipeline.persona_extraction import PersonaWorker
-
-    return PersonaWorker(get_runtime()).extract(user_id)
+    return get_runtime().persona_worker.extract(user_id)
 
 
 def _valid(user_id: object) -> bool:
@@ -62,26 +57,26 @@ def sweep() -> int:
 
 
 @app.task(name=RETRIEVE_TASK)
-def retrieve(
+def answer_retrieval(
     user_id: str, query: str, assistant_id: str | None = None, top_k: int | None = None, reply_id: str | None = None
 ) -> None:
     """The RPC side of producers.retrieve: the same context as in-process, as JSON in the reply list."""
-    from memoryos_workers.retrieval.retriever import retrieve as retrieve_context
-
-    get_runtime().rpc.answer(
-        reply_id, lambda: retrieve_context(user_id, query, assistant_id=assistant_id, top_k=top_k).model_dump_json()
+    runtime = get_runtime()
+    runtime.rpc.answer(
+        reply_id,
+        lambda: runtime.retriever.retrieve(user_id, query, assistant_id=assistant_id, top_k=top_k).model_dump_json(),
     )
 
 
 @app.task(name=READ_PERSONA_TASK)
-def read_persona(kind: str, user_id: str | None, assistant_id: str | None, reply_id: str | None = None) -> None:
+def answer_persona_read(kind: str, user_id: str | None, assistant_id: str | None, reply_id: str | None = None) -> None:
     """The RPC side of producers.persona: profile, user facts or assistant facts as JSON."""
-    from memoryos_workers.retrieval.persona_reads import read
+    from memoryos_workers.in_process import read_persona
 
     def compute() -> str:
         check_id("user_id", user_id, required=False)
         check_id("assistant_id", assistant_id, required=False)
-        return json.dumps(read(kind, user_id, assistant_id))
+        return json.dumps(read_persona(kind, user_id, assistant_id))
 
     get_runtime().rpc.answer(reply_id, compute)
 

@@ -22,6 +22,7 @@ class UserKeys:
     lock: str  # per-user work lock (value: fencing token)
     fence: str  # counter issuing fencing tokens
     dead: str  # list of dead-lettered batch ids
+    dead_persona: str  # list of dead-lettered persona extractions (JSON: error, attempts, turn_ids)
     seg_len: str  # hash segment_id -> L_interaction (pages in the segment)
     seg_visit: str  # hash segment_id -> N_visit (retrievals that hit it)
     seg_access: str  # hash segment_id -> last access time
@@ -73,6 +74,7 @@ class Keys:
             lock=base + "lock",
             fence=base + "fence",
             dead=base + "dead",
+            dead_persona=base + "dead:persona",
             seg_len=base + "seg:len",
             seg_visit=base + "seg:visit",
             seg_access=base + "seg:access",

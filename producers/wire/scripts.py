@@ -12,11 +12,12 @@ from importlib import resources
 import redis
 from redis.commands.core import Script
 
-_PER_USER = ("publish", "check", "batch_done", "batch_update", "batch_failed", "segment_apply")
-_GLOBAL = ("cas_remove",)
+_PER_USER = ("publish", "check", "batch_done", "batch_update", "batch_failed", "segment_apply", "recent")
+_GLOBAL = ("cas_remove", "token_budget")  # single-key scripts without the per-user prelude
 
 
-def _source(name: str) -> str:
+def lua_source(name: str) -> str:
+    """A script's text as Redis runs it (every Lua script of the project lives in lua/)."""
     folder = resources.files("producers.wire") / "lua"
     body = (folder / f"{name}.lua").read_text(encoding="utf-8")
     if name in _GLOBAL:
@@ -32,8 +33,9 @@ class Scripts:
     batch_update: Script
     batch_failed: Script
     segment_apply: Script
+    recent: Script
     cas_remove: Script
 
     @classmethod
     def register(cls, client: redis.Redis) -> Scripts:
-        return cls(**{name: client.register_script(_source(name)) for name in _PER_USER + _GLOBAL})
+        return cls(**{name: client.register_script(lua_source(name)) for name in _PER_USER + ("cas_remove",)})

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import redis
 
 from producers.wire.keys import UserKeys
+from producers.wire.scripts import Scripts
 from schemas.turns import Page
 
 
@@ -65,3 +66,24 @@ def batches(client: redis.Redis, keys: UserKeys, *, dead: bool = False) -> list[
 def read_batch(client: redis.Redis, keys: UserKeys, batch_id: str) -> Batch | None:
     data = client.hgetall(keys.batch(batch_id))
     return Batch.from_hash(batch_id, data) if data else None
+
+
+def recent(scripts: Scripts, client: redis.Redis, keys: UserKeys) -> list[Page]:
+    """Every turn of the user not yet in the vector store (short-term, buffered, in pending or dead
+    batches), deduplicated by turn_id, in publish order; one atomic round trip."""
+    stm, buf, batch_pages = scripts.recent(keys=keys.script_keys(), client=client)
+    raw: list[str | dict] = [*stm, *buf]
+    for encoded in batch_pages:
+        raw.extend(_json_list(encoded))
+    pages: dict[str, Page] = {}
+    for page in parse_pages(raw):
+        pages.setdefault(page.turn_id, page)
+    return sorted(pages.values(), key=lambda p: p.seq)
+
+
+def _json_list(encoded: str) -> list[str | dict]:
+    try:
+        value = json.loads(encoded)
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []

@@ -18,8 +18,6 @@ import redis
 
 from memoryos_workers.llm.client import LLMClient, LLMRateLimited
 from memoryos_workers.llm.token_budget import RateLimited, TokenBudget, estimate_tokens
-from memoryos_workers.pipeline.persona_extraction import PersonaWorker
-from memoryos_workers.pipeline.promotion import Promoter
 from memoryos_workers.pipeline.prompts import segmentation_messages
 from producers.wire import state
 from schemas.memory import SegmentationResult
@@ -172,7 +170,7 @@ def test_an_exhausted_budget_delays_a_batch_without_falling_back(private_runtime
     rt.publisher.publish_many(_turns(user, rt.settings.short_term_capacity + rt.settings.promotion_batch_size))
     rt.pending.check(user, force=True)
 
-    assert Promoter(rt).run(user) == 0
+    assert rt.promoter.run(user) == 0
     batch_id = rt.redis.lindex(keys.batches, 0)
     batch = state.read_batch(rt.redis, keys, batch_id)
     assert batch is not None and batch.state == "stored", "its pages are stored and retrievable meanwhile"
@@ -186,7 +184,7 @@ def test_an_exhausted_budget_delays_a_batch_without_falling_back(private_runtime
 
     rt.redis.delete(rt.keys.llm_budget)  # the budget refills
     time.sleep(max(0.0, batch.not_before - time.time()) + 0.05)
-    assert Promoter(rt).run(user) == 1
+    assert rt.promoter.run(user) == 1
     assert rt.redis.llen(keys.batches) == 0 and rt.redis.llen(keys.dead) == 0
     sources = {p["source"] for p in _segments(rt, user)}
     assert sources == {"llm"}, "analysed by the LLM once the budget allowed it"
@@ -204,16 +202,16 @@ def test_an_exhausted_budget_delays_persona_extraction_without_counting_attempts
     keys = rt.keys.user(user)
     rt.publisher.publish_many(_turns(user, rt.settings.short_term_capacity + rt.settings.promotion_batch_size))
     rt.pending.check(user, force=True)
-    assert Promoter(rt).run(user) == 1  # budget still whole: segmented by the LLM
+    assert rt.promoter.run(user) == 1  # budget still whole: segmented by the LLM
     _exhaust(rt)
 
-    worker = PersonaWorker(rt)
+    worker = rt.persona_worker
     for _ in range(3):  # with max_attempts=1, one counted failure would dead-letter at once
         assert worker.extract(user, force=True) == {"rate_limited": 1}
     retry_at = float(rt.redis.hget(keys.state, "persona_not_before"))
     assert 0 < retry_at - time.time() <= 1.0
     assert rt.redis.hget(keys.state, "persona_attempts") is None
-    assert rt.redis.llen(keys.dead + ":persona") == 0
+    assert rt.redis.llen(keys.dead_persona) == 0
     assert rt.redis.zscore(rt.keys.sweep, user) <= retry_at, "the sweep comes back for it"
 
     rt.redis.delete(rt.keys.llm_budget)

@@ -17,8 +17,6 @@ from memoryos_workers.memory.pages import PAGES
 from memoryos_workers.memory.persona_store import KNOWLEDGE, PROFILES
 from memoryos_workers.memory.segments import SEGMENTS
 from memoryos_workers.ops.reembed import SOURCES, ReembedError, reembed
-from memoryos_workers.pipeline.persona_extraction import PersonaWorker
-from memoryos_workers.pipeline.promotion import Promoter
 from memoryos_workers.runtime import Runtime
 from memoryos_workers.vectorstore import ModelMismatchError, open_store
 from memoryos_workers.vectorstore.base import MIGRATING
@@ -53,8 +51,8 @@ def populated(tmp_path: Path, redis_client: redis.Redis, fake_llm) -> Iterator[S
     turns[3] = {"user_id": USER, "user_input": DETAIL, "agent_response": "What a story!"}
     rt.publisher.publish_many(turns)
     rt.pending.check(USER, force=True)  # the partial buffer too
-    Promoter(rt).run(USER)
-    PersonaWorker(rt).extract(USER, force=True)
+    rt.promoter.run(USER)
+    rt.persona_worker.extract(USER, force=True)
     rt.close()
     yield settings
     keys = list(redis_client.scan_iter(match=f"{settings.key_prefix}*", count=1000))

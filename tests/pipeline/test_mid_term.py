@@ -23,7 +23,6 @@ import pytest
 from memoryos_workers.llm.client import LLMClient, LLMError
 from memoryos_workers.memory.heat import HeatParams, heat
 from memoryos_workers.pipeline.locks import UserLock
-from memoryos_workers.pipeline.promotion import Promoter
 from memoryos_workers.pipeline.prompts import segmentation_messages
 from memoryos_workers.runtime import Runtime
 from memoryos_workers.testing.fake_llm import Fault
@@ -204,7 +203,7 @@ def assert_no_error_text(rt: Runtime, user_id: str) -> None:
 def promote(rt: Runtime, user_id: str) -> int:
     """Flush the buffer into batches, then drain them in this thread."""
     rt.pending.check(user_id, force=True)
-    return Promoter(rt).run(user_id)
+    return rt.promoter.run(user_id)
 
 
 def segment_without_done(rt: Runtime, user_id: str) -> tuple[str, dict[str, str]]:
@@ -504,7 +503,7 @@ def test_heat_follows_the_formula(private_runtime, fake_llm) -> None:  # noqa: A
     assert view["len"] == {sid: 10} and view["visit"] == {} and interaction_length(rt, user, sid) == 10
     assert view["heat"][sid] == pytest.approx(heat(0, 10, access, access, params))
     assert view["heat"][sid] == pytest.approx(settings.heat_beta * 10 + settings.heat_gamma)
-    assert rt.segments.heats(rt.redis, keys, now=access) == {sid: pytest.approx(11.0)}
+    assert rt.segment_stats.heats(keys, now=access) == {sid: pytest.approx(11.0)}
 
     # Retrievals counted since, then a batch on the same subject merges: the stored heat includes both.
     rt.redis.hincrby(keys.seg_visit, sid, 3)
@@ -521,9 +520,9 @@ def test_heat_follows_the_formula(private_runtime, fake_llm) -> None:  # noqa: A
     now = time.time()
     rt.redis.hset(keys.seg_access, sid, repr(now - settings.heat_mu))
     expected = settings.heat_alpha * 3 + settings.heat_beta * 20 + settings.heat_gamma * math.exp(-1)
-    assert rt.segments.heats(rt.redis, keys, now=now)[sid] == pytest.approx(expected, rel=1e-9)
+    assert rt.segment_stats.heats(keys, now=now)[sid] == pytest.approx(expected, rel=1e-9)
     # A clock that runs backwards never gives a recency above 1.
-    assert rt.segments.heats(rt.redis, keys, now=now - 2 * settings.heat_mu)[sid] == pytest.approx(24.0)
+    assert rt.segment_stats.heats(keys, now=now - 2 * settings.heat_mu)[sid] == pytest.approx(24.0)
 
 
 # -- 5. eviction -----------------------------------------------------------------------------------
@@ -589,7 +588,7 @@ def test_replayed_batch_changes_nothing(private_runtime, fake_llm) -> None:  # n
     assert len(segmentation_requests(fake_llm)) == 1
 
     # The task is re-delivered: the recorded analysis and plan are used, nothing is counted twice.
-    assert Promoter(rt).run(user) == 1
+    assert rt.promoter.run(user) == 1
     assert rt.redis.llen(keys.batches) == 0
     assert snapshot(rt, user) == first
     assert len(segmentation_requests(fake_llm)) == 1
@@ -597,7 +596,7 @@ def test_replayed_batch_changes_nothing(private_runtime, fake_llm) -> None:  # n
     # The same batch once more, as if the queue handed it back after batch_done.
     rt.redis.hset(keys.batch(batch_id), mapping=batch_hash)
     rt.redis.rpush(keys.batches, batch_id)
-    assert Promoter(rt).run(user) == 1
+    assert rt.promoter.run(user) == 1
     assert snapshot(rt, user) == first
     assert len(segmentation_requests(fake_llm)) == 1
     assert stats(rt).get("llm_calls") == 1
@@ -625,7 +624,7 @@ def test_crash_at_each_step_resumes_without_a_second_call(where, private_runtime
     assert promote(rt, user) == 1
     (sid,) = segments_of(rt, user)
 
-    target = rt.mid_term if where == "_annotate_pages" else rt.segments
+    target = rt.mid_term if where in ("_annotate_pages", "evict") else rt.segments
     original = getattr(target, where)
 
     def crash(*args: Any, **kwargs: Any) -> Any:
@@ -640,7 +639,7 @@ def test_crash_at_each_step_resumes_without_a_second_call(where, private_runtime
     monkeypatch.setattr(target, where, original)
     assert len(segmentation_requests(fake_llm)) == 2
     time.sleep(0.06)  # past the (tiny) retry backoff
-    assert Promoter(rt).run(user) == 1
+    assert rt.promoter.run(user) == 1
     assert rt.redis.llen(keys.batches) == 0
 
     assert len(segmentation_requests(fake_llm)) == 2, "a resumed batch must reuse the recorded analysis"
@@ -668,7 +667,7 @@ def test_replay_after_eviction_does_not_resurrect_segments(private_runtime, fake
     assert set(segments_of(rt, user)) == {hiking_sid}
     first = snapshot(rt, user)
 
-    assert Promoter(rt).run(user) == 1  # the re-delivered task replays the applied batch
+    assert rt.promoter.run(user) == 1  # the re-delivered task replays the applied batch
     assert set(segments_of(rt, user)) == {hiking_sid}, "the evicted segment came back, without pages or heat"
     assert snapshot(rt, user) == first
 

@@ -8,7 +8,6 @@ import time
 import pytest
 
 from memoryos_workers.memory.pages import PAGES
-from memoryos_workers.pipeline.persona_extraction import PersonaWorker
 from memoryos_workers.testing.fake_llm import Fault
 from schemas.persona import Fact, ProfileUpdate, UserProfile
 
@@ -51,12 +50,12 @@ def test_hot_segment_triggers_exactly_one_extraction(celery_worker, runtime, pub
     # L_interaction reset: the analysed base equals the segment length, heat back under tau.
     lengths, base = runtime.redis.hgetall(keys.seg_len), runtime.redis.hgetall(keys.seg_lbase)
     assert lengths == base
-    heats = runtime.segments.heats(runtime.redis, keys)
+    heats = runtime.segment_stats.heats(keys)
     assert all(h < runtime.settings.mid_term_heat_threshold for h in heats.values())
     # A second refresh with no new pages triggers nothing, even when visits make the segment hot.
     for sid in lengths:
         runtime.redis.hincrby(keys.seg_visit, sid, 10)
-    assert PersonaWorker(runtime).refresh_heat(user_id) is False
+    assert runtime.persona_worker.refresh_heat(user_id) is False
     pending.wait_idle(user_id, timeout=30)
     assert persona_calls(fake_llm) == 1
 
@@ -121,7 +120,7 @@ def test_failed_extraction_is_retried_then_dead_lettered(
     settings = runtime.settings
     keys = runtime.keys.user(user_id)
     _publish_batches(publisher, pending, user_id, 1)  # waits until the persona work is over, too
-    dead = [json.loads(x) for x in runtime.redis.lrange(keys.dead + ":persona", 0, -1)]
+    dead = [json.loads(x) for x in runtime.redis.lrange(keys.dead_persona, 0, -1)]
     assert len(dead) == 1 and dead[0]["attempts"] == settings.max_attempts and "MalformedOutput" in dead[0]["error"]
     assert persona_calls(fake_llm) == settings.max_attempts * settings.llm_max_attempts
     assert runtime.persona.get_profile(user_id).summary == old.summary
@@ -155,7 +154,7 @@ def test_a_persona_retry_waits_for_its_time_in_redis(
         time.sleep(0.05)
     calls = persona_calls(fake_llm)
 
-    assert PersonaWorker(runtime).extract(user_id) == {"deferred": 1}  # e.g. kicked by a new drain
+    assert runtime.persona_worker.extract(user_id) == {"deferred": 1}  # e.g. kicked by a new drain
     status = pending.check(user_id)
     assert status.persona_busy and not status.persona_kicked and not status.idle
     assert persona_calls(fake_llm) == calls
@@ -216,7 +215,7 @@ def test_pages_persona_state_filter(runtime, user_id) -> None:  # noqa: ANN001
 
 
 def test_persona_reads_in_process_and_over_rpc(celery_worker, runtime, publisher, pending, user_id, fake_llm) -> None:  # noqa: ANN001
-    from memoryos_workers.retrieval import persona_reads as long_term
+    from memoryos_workers import in_process as long_term
     from producers import persona as rpc
 
     _publish_batches(publisher, pending, user_id, 1, assistant="bot-rpc")

@@ -323,7 +323,6 @@ class PassingMidTerm:
 
 
 def test_failing_store_retries_then_dead_letters_and_the_queue_moves_on(make_settings) -> None:  # noqa: ANN001
-    from memoryos_workers.pipeline.promotion import Promoter
     from memoryos_workers.runtime import Runtime
 
     s = make_settings("dead", max_attempts=2, retry_backoff_base=0.01, retry_backoff_max=0.02)
@@ -341,7 +340,7 @@ def test_failing_store_retries_then_dead_letters_and_the_queue_moves_on(make_set
 
     # First failure: the batch stays at the head, pending, with the attempt, error and retry time.
     t0 = time.time()
-    assert Promoter(rt).run(user) == 0
+    assert rt.promoter.run(user) == 0
     t1 = time.time()
     assert pages.calls == [first], "the batch behind a failing one waits (FIFO per user)"
     batches = state.batches(rt.redis, keys)
@@ -358,7 +357,7 @@ def test_failing_store_retries_then_dead_letters_and_the_queue_moves_on(make_set
 
     # Second failure reaches max_attempts: dead-lettered; the store works again for the next batch.
     time.sleep(max(0.0, head.not_before - time.time()) + 0.01)
-    assert Promoter(rt).run(user) == 2
+    assert rt.promoter.run(user) == 2
     assert pages.calls == [first, first, second]
     assert pages.stored == {second: list(range(BATCH + 1, 2 * BATCH + 1))}
     assert mid_term.batches in ([], [second]), "only a stored batch goes on to the mid-term step"

@@ -68,7 +68,7 @@ def ingest(publisher, pending, user_id: str, turns: list[dict]) -> list[str]:  #
 
 @pytest.fixture
 def retrieve_local(runtime):  # noqa: ANN001, ANN201
-    from memoryos_workers.retrieval.retriever import retrieve
+    from memoryos_workers.in_process import retrieve
 
     return lambda *args, **kwargs: retrieve(*args, runtime=runtime, **kwargs)
 
@@ -387,20 +387,19 @@ def test_sparse_vectors() -> None:
     ],
 )
 def test_date_mentions(query: str, expected: list) -> None:
-    from memoryos_workers.retrieval.retriever import date_mentions
+    from memoryos_workers.retrieval.dates import date_mentions
 
     assert [(m.year, m.month, m.day) for m in date_mentions(query)] == expected
 
 
 def test_top_k_defaults_to_the_retrieval_top_pages_setting(private_runtime) -> None:  # noqa: ANN001
-    from memoryos_workers.pipeline.promotion import Promoter
-    from memoryos_workers.retrieval.retriever import retrieve
+    from memoryos_workers.in_process import retrieve
 
     rt = private_runtime(retrieval_top_pages=3)
     user = "topk-user"
     rt.publisher.publish_many(chatter(user, 40))
     rt.pending.check(user, force=True)
-    while Promoter(rt).run(user):
+    while rt.promoter.run(user):
         pass
     assert len(retrieve(user, "What did I talk about with my sister?", runtime=rt).pages) == 3
     assert len(retrieve(user, "What did I talk about with my sister?", top_k=7, runtime=rt).pages) == 7
@@ -414,7 +413,7 @@ def test_top_k_defaults_to_the_retrieval_top_pages_setting(private_runtime) -> N
 
 
 def test_latency_buckets() -> None:
-    from memoryos_workers.retrieval.retriever import latency_bucket
+    from memoryos_workers.counters import latency_bucket
 
     assert [latency_bucket(ms) for ms in (0.4, 5, 5.01, 99, 250, 1000, 1000.5)] == [
         "retrieval_ms_le_5", "retrieval_ms_le_5", "retrieval_ms_le_10", "retrieval_ms_le_100",

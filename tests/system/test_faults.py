@@ -234,7 +234,6 @@ def test_llm_chaos_every_turn_once_and_dead_letters_replay(tmp_path: Path, priva
 
     from memoryos_workers.ops.dead_letters import list_dead, replay
     from memoryos_workers.ops.user_data import export_user
-    from memoryos_workers.retrieval.retriever import Retriever
     from memoryos_workers.runtime import Runtime
 
     try:
@@ -272,7 +271,7 @@ def test_llm_chaos_every_turn_once_and_dead_letters_replay(tmp_path: Path, priva
             assert int(stats.get("segment_fallbacks", 0)) == batch_kinds["fallback"]
 
             # Retrievable: the 10 latest in short-term, and sampled mid-term pages found by their text.
-            retriever = Retriever(rt)
+            retriever = rt.retriever
             for index, user in enumerate(users):
                 ctx = retriever.retrieve(user, "which trips did I plan?")
                 assert [p.turn_id for p in ctx.short_term][-10:] == published[user][-10:]
@@ -531,7 +530,6 @@ def test_redis_killed_and_restarted_while_publishing(tmp_path: Path) -> None:
 def test_hundred_lookalike_users_never_see_each_other(tmp_path: Path, private_prefix, private_llm) -> None:  # noqa: ANN001
     """Promoted by a worker process (an in-process worker shares the GIL with the fake LLM server and
     runs about half as fast here), then retrieved in this process once the worker let go of the store."""
-    from memoryos_workers.retrieval.retriever import Retriever
     from memoryos_workers.runtime import Runtime
 
     started = time.monotonic()
@@ -569,7 +567,7 @@ def test_hundred_lookalike_users_never_see_each_other(tmp_path: Path, private_pr
 
     rt = Runtime(settings)
     try:
-        retriever = Retriever(rt)
+        retriever = rt.retriever
         foreign: list[tuple[str, str, str]] = []
         returned: Counter[str] = Counter()
         for i, user in enumerate(users):

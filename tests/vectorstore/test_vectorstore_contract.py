@@ -174,7 +174,7 @@ def test_upsert_same_id_twice_keeps_one_point(coll: VectorStore) -> None:
     coll.upsert(COLL, [point("same", unit(0), version=1)])
     coll.upsert(COLL, [point("same", unit(1), version=2)])
     assert coll.count(COLL, filter={"user_id": "a"}) == 1
-    (hit,) = coll.retrieve(COLL, [pid("same")])
+    (hit,) = coll.get(COLL, [pid("same")])
     assert hit.payload["version"] == 2
 
 
@@ -278,11 +278,11 @@ def test_scroll_order_by_int_field(coll: VectorStore) -> None:
 
 def test_retrieve_by_ids(coll: VectorStore) -> None:
     coll.upsert(COLL, [point(i, unit(i), n=i) for i in range(3)])
-    hits = coll.retrieve(COLL, [pid(2), pid("missing"), pid(0)], with_vectors=True)
+    hits = coll.get(COLL, [pid(2), pid("missing"), pid(0)], with_vectors=True)
     assert ids(hits) == [pid(2), pid(0)]
     assert hits[0].payload["n"] == 2 and hits[0].vector == pytest.approx(unit(2))
-    assert coll.retrieve(COLL, []) == []
-    assert coll.retrieve(COLL, [pid(1).upper()])[0].id == pid(1)
+    assert coll.get(COLL, []) == []
+    assert coll.get(COLL, [pid(1).upper()])[0].id == pid(1)
 
 
 def test_count_and_delete_by_filter(coll: VectorStore) -> None:
@@ -306,7 +306,7 @@ def test_delete_ids(coll: VectorStore) -> None:
 def test_set_payload_merges_and_bool_filters(coll: VectorStore) -> None:
     coll.upsert(COLL, [point(i, unit(0), text=f"t{i}", flag=False) for i in range(3)])
     coll.set_payload(COLL, [pid(0), pid(1), pid("missing")], {"flag": True, "heat": 2.5})
-    (hit,) = coll.retrieve(COLL, [pid(0)])
+    (hit,) = coll.get(COLL, [pid(0)])
     assert hit.payload == {"user_id": "a", "text": "t0", "flag": True, "heat": 2.5}
     assert coll.count(COLL, filter={"user_id": "a", "flag": True}) == 2
     assert coll.count(COLL, filter={"user_id": "a", "flag": False}) == 1

@@ -1,13 +1,26 @@
-"""Read access to the long-term persona, in the process that owns the store (and behind the
-`memoryos.read_persona` task for everyone else: see producers.persona)."""
+"""In-process reads for the process that owns the vector store (a worker, the embedded setup):
+retrieval and the long-term persona through the process's runtime. Everyone else reads over RPC
+(producers.retrieve, producers.persona), answered by the worker tasks that call these."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from memoryos_workers.memory.persona_store import SHARED
 from memoryos_workers.runtime import Runtime, get_runtime
+from schemas.context import RetrievedContext
 from schemas.persona import KnowledgeEntry, UserProfile
+
+
+def retrieve(
+    user_id: str,
+    query: str,
+    *,
+    assistant_id: str | None = None,
+    top_k: int | None = None,
+    runtime: Runtime | None = None,
+) -> RetrievedContext:
+    """top_k defaults to MEMORYOS_RETRIEVAL_TOP_PAGES."""
+    return (runtime or get_runtime()).retriever.retrieve(user_id, query, assistant_id=assistant_id, top_k=top_k)
 
 
 def get_user_profile(user_id: str, runtime: Runtime | None = None) -> UserProfile | None:
@@ -24,16 +37,11 @@ def get_assistant_knowledge(
     """With a user: the facts scoped to (assistant, user) plus shared ones; without: shared ones only."""
     rt = runtime or get_runtime()
     if user_id is None:
-        rt.persona.ensure()
-        from memoryos_workers.memory.persona_store import KNOWLEDGE, _entry
-
-        hits = rt.store.scroll(KNOWLEDGE, filter={"kind": "assistant", "owner": f"assistant:{assistant_id}:{SHARED}"},
-                               order_by="created_ms")
-        return [_entry(h) for h in hits]
+        return rt.persona.shared_assistant_facts(assistant_id)
     return rt.persona.list("assistant", user_id, assistant_id)
 
 
-def read(kind: str, user_id: str | None, assistant_id: str | None, runtime: Runtime | None = None) -> Any:
+def read_persona(kind: str, user_id: str | None, assistant_id: str | None, runtime: Runtime | None = None) -> Any:
     """The JSON answer of the read_persona task."""
     if kind == "profile":
         profile = get_user_profile(str(user_id), runtime)
