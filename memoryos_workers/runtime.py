@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from memoryos_workers.pipeline.promotion import Promoter
     from memoryos_workers.retrieval.retriever import Retriever
     from memoryos_workers.vectorstore import VectorStore
-    from memoryos_workers.worker.rpc import RPCAnswer
 
 T = TypeVar("T")
 
@@ -54,12 +53,6 @@ class Runtime:
     @property
     def pending(self) -> PendingWork:
         return self._once("pending", lambda: PendingWork(self.publisher))
-
-    @property
-    def rpc(self) -> RPCAnswer:
-        from memoryos_workers.worker.rpc import RPCAnswer
-
-        return self._once("rpc", lambda: RPCAnswer(self.redis, self.keys, self.settings.result_expires))
 
     def _once(self, name: str, factory: Callable[[], T]) -> T:
         """cached_property is not thread-safe: two threads would open the embedded store twice."""

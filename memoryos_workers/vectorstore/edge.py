@@ -9,44 +9,41 @@ plain search, and optimizing would block every thread for the whole rebuild.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import qdrant_edge as qe
 
 from .base import (
-    DENSE,
-    RRF_K,
     SCROLL_PAGE,
-    SPARSE,
-    Condition,
     Filter,
     Hit,
     PointIn,
     SparseVector,
-    StoreLockedError,
     VectorStoreError,
     check_dim,
     check_limit,
-    check_model,
     check_name,
     check_query,
     make_hit,
-    normalize_id,
     normalize_ids,
     parse_filter,
-    prefetch_limit,
     sort_by_field,
 )
-
-META_FILE = "memoryos_collection.json"
-SHARD_MARKER = "edge_config.json"  # written by EdgeShard.create, so its presence means "a shard lives here"
-_LOCK_MARKERS = ("WouldBlock", "Can't init WAL")
+from .edge_requests import _filter, _point, _query_request, _with_vector
+from .edge_shards import (
+    META_FILE,
+    SHARD_MARKER,
+    _check_meta,
+    _config,
+    _engine_errors,
+    _flush_and_close,
+    _index_schemas,
+    _open_shard,
+    _write_meta,
+)
 
 
 class EdgeStore:
@@ -291,140 +288,3 @@ class EdgeStore:
 
 
 # --- opening and metadata ------------------------------------------------------------------------
-
-
-def _open_shard(folder: Path, config: qe.EdgeConfig | None) -> qe.EdgeShard:
-    """The single place where Edge's bare lock exception becomes StoreLockedError."""
-    try:
-        if config is None:
-            return qe.EdgeShard.load(str(folder))
-        return qe.EdgeShard.create(str(folder), config)
-    except Exception as exc:
-        if any(marker in str(exc) for marker in _LOCK_MARKERS):
-            raise StoreLockedError(
-                f"the local vector store at {folder} is held by another process; stop that process, "
-                "or set MEMORYOS_QDRANT_URL to a Qdrant server for multi-process deployments"
-            ) from exc
-        raise VectorStoreError(f"cannot open the local vector store at {folder}: {exc}") from exc
-
-
-def _flush_and_close(shard: qe.EdgeShard) -> str | None:
-    """Reports instead of raising, so one broken shard does not leave the others locked."""
-    try:
-        shard.flush()
-        shard.close()
-    except Exception as exc:
-        return str(exc)
-    return None
-
-
-def _config(dim: int, sparse: bool) -> qe.EdgeConfig:
-    sparse_vectors = {SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if sparse else None
-    return qe.EdgeConfig(
-        vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
-        sparse_vectors=sparse_vectors,
-    )
-
-
-def _write_meta(folder: Path, dim: int, sparse: bool, model: str | None = None) -> None:
-    """Our own record of the shape and the model, so a mismatch is caught before the first write."""
-    tmp = folder / f"{META_FILE}.tmp"
-    tmp.write_text(json.dumps({"dim": dim, "sparse": sparse, "model": model}), encoding="utf-8")
-    os.replace(tmp, folder / META_FILE)
-
-
-def _check_meta(folder: Path, name: str, dim: int, sparse: bool, model: str | None = None) -> None:
-    meta_path = folder / META_FILE
-    if not meta_path.exists():  # created by a run that died before writing it
-        _write_meta(folder, dim, sparse, model)
-        return
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    check_model(name, meta.get("model"), model, str(folder))
-    if model and not meta.get("model"):  # made before models were recorded: adopt the one in use
-        _write_meta(folder, meta.get("dim", dim), bool(meta.get("sparse", sparse)), model)
-    if meta.get("dim") != dim:
-        raise VectorStoreError(f"collection {name!r} exists with dim {meta.get('dim')}, not {dim}")
-    if sparse and not meta.get("sparse"):
-        raise VectorStoreError(f"collection {name!r} exists without a sparse vector")
-
-
-def _index_schemas(
-    tenant: Sequence[str], keyword: Sequence[str], integer: Sequence[str], floats: Sequence[str]
-) -> dict[str, Any]:
-    schemas: dict[str, Any] = {f: qe.PayloadSchemaType.Keyword for f in keyword}
-    schemas.update({f: qe.PayloadSchemaType.Integer for f in integer})
-    schemas.update({f: qe.PayloadSchemaType.Float for f in floats})
-    schemas.update({f: qe.KeywordIndexParams(is_tenant=True) for f in tenant})
-    return schemas
-
-
-@contextmanager
-def _engine_errors(action: str) -> Iterator[None]:
-    """Edge raises bare Exception; callers get VectorStoreError with the engine's text kept."""
-    try:
-        yield
-    except VectorStoreError:
-        raise
-    except Exception as exc:
-        raise VectorStoreError(f"vector store failed to {action}: {exc}") from exc
-
-
-# --- translation ---------------------------------------------------------------------------------
-
-
-def _point(point: PointIn) -> qe.Point:
-    vectors: dict[str, Any] = {DENSE: [float(x) for x in point.vector]}
-    if point.sparse is not None:
-        vectors[SPARSE] = _sparse(point.sparse)
-    return qe.Point(normalize_id(point.id), vectors, dict(point.payload))
-
-
-def _sparse(sparse: SparseVector) -> qe.SparseVector:
-    return qe.SparseVector([int(i) for i in sparse.indices], [float(v) for v in sparse.values])
-
-
-def _with_vector(with_vectors: bool) -> list[str] | bool:
-    return [DENSE] if with_vectors else False
-
-
-def _query_request(
-    vector: Sequence[float] | None,
-    sparse: SparseVector | None,
-    edge_filter: qe.Filter,
-    limit: int,
-    score_threshold: float | None,
-    with_vectors: bool,
-) -> qe.QueryRequest:
-    common: dict[str, Any] = dict(
-        limit=limit, filter=edge_filter, with_payload=True, with_vector=_with_vector(with_vectors)
-    )
-    dense_query = qe.Query.Nearest([float(x) for x in vector], using=DENSE) if vector is not None else None
-    sparse_query = qe.Query.Nearest(_sparse(sparse), using=SPARSE) if sparse is not None else None
-    if dense_query is None or sparse_query is None:
-        return qe.QueryRequest(query=dense_query or sparse_query, score_threshold=score_threshold, **common)
-    depth = prefetch_limit(limit)
-    prefetches = [
-        qe.Prefetch(depth, query=dense_query, filter=edge_filter, score_threshold=score_threshold),
-        qe.Prefetch(depth, query=sparse_query, filter=edge_filter),
-    ]
-    return qe.QueryRequest(query=qe.Fusion.Rrf(k=RRF_K), prefetches=prefetches, **common)
-
-
-def _filter(conditions: list[Condition]) -> qe.Filter:
-    return qe.Filter(must=[_edge_condition(c) for c in conditions])
-
-
-def _edge_condition(cond: Condition) -> Any:
-    if cond.kind == "range":
-        return qe.FieldCondition(cond.field, range=qe.RangeFloat(**cond.value))
-    if cond.kind == "eq":
-        return qe.FieldCondition(cond.field, match=qe.MatchValue(_match_value(cond.value)))
-    if cond.value and isinstance(cond.value[0], bool):  # MatchAny takes only str or int lists
-        return qe.Filter(should=[_edge_condition(Condition(cond.field, "eq", v)) for v in cond.value])
-    return qe.FieldCondition(cond.field, match=qe.MatchAny(list(cond.value)))
-
-
-def _match_value(value: Any) -> Any:
-    """qdrant-edge 0.9.0 turns a Python bool into the integer 1/0, which never matches a JSON bool;
-    numpy's bool_ is not an int subclass, so it reaches Edge as a real boolean."""
-    return np.bool_(value) if isinstance(value, bool) else value

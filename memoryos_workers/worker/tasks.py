@@ -7,8 +7,9 @@ import logging
 
 from celery.signals import worker_process_init, worker_ready
 
-from memoryos_workers.runtime import get_runtime
+from memoryos_workers.runtime import Runtime, get_runtime
 from memoryos_workers.worker.celery_app import app
+from memoryos_workers.worker.rpc import RPCAnswer
 from producers.wire.contract import (
     ADMIN_TASK,
     EXTRACT_PERSONA_TASK,
@@ -42,6 +43,11 @@ def extract_persona(user_id: str) -> dict:
     return get_runtime().persona_worker.extract(user_id)
 
 
+def _rpc(runtime: Runtime) -> RPCAnswer:
+    """Cheap to build: it only holds the runtime's client and key names."""
+    return RPCAnswer(runtime.redis, runtime.keys, runtime.settings.result_expires)
+
+
 def _valid(user_id: object) -> bool:
     try:
         check_id("user_id", user_id)
@@ -62,7 +68,7 @@ def answer_retrieval(
 ) -> None:
     """The RPC side of producers.retrieve: the same context as in-process, as JSON in the reply list."""
     runtime = get_runtime()
-    runtime.rpc.answer(
+    _rpc(runtime).answer(
         reply_id,
         lambda: runtime.retriever.retrieve(user_id, query, assistant_id=assistant_id, top_k=top_k).model_dump_json(),
     )
@@ -78,7 +84,7 @@ def answer_persona_read(kind: str, user_id: str | None, assistant_id: str | None
         check_id("assistant_id", assistant_id, required=False)
         return json.dumps(read_persona(kind, user_id, assistant_id))
 
-    get_runtime().rpc.answer(reply_id, compute)
+    _rpc(get_runtime()).answer(reply_id, compute)
 
 
 @app.task(name=ADMIN_TASK)
@@ -87,7 +93,7 @@ def admin(op: str, user_id: str | None, reply_id: str | None = None) -> None:
     setup, where only this process may open the vector store."""
     from memoryos_workers.ops import commands as operations
 
-    get_runtime().rpc.answer(
+    _rpc(get_runtime()).answer(
         reply_id, lambda: json.dumps(operations.run(get_runtime(), op, user_id), ensure_ascii=False, default=str)
     )
 
@@ -106,6 +112,6 @@ def _warm_up(**_: object) -> None:
 @worker_process_init.connect
 def _fresh_runtime(**_: object) -> None:
     """A forked pool child must not share the parent's sockets or store handle."""
-    from memoryos_workers.runtime import Runtime, set_runtime
+    from memoryos_workers.runtime import set_runtime
 
     set_runtime(Runtime(get_runtime().settings))

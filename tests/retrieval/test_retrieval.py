@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 import pytest
 
 import producers
+from memoryos_workers.worker.rpc import RPCAnswer
 from producers.publish import Publisher
 from producers.retrieve import RetrievalTimeout
 from producers.wire.contract import REFRESH_HEAT_TASK
@@ -340,7 +341,7 @@ def test_worker_errors_reach_the_caller(celery_worker, publisher) -> None:  # no
 
 def test_a_late_answer_expires(runtime) -> None:  # noqa: ANN001
     """The caller timed out and will never pop the answer: it expires with result_expires."""
-    rpc = runtime.rpc
+    rpc = RPCAnswer(runtime.redis, runtime.keys, runtime.settings.result_expires)
     request_id = uuid.uuid4().hex
     rpc.answer(request_id, lambda: '{"late": true}')
     key = runtime.keys.reply(request_id)
@@ -353,7 +354,7 @@ def test_a_late_answer_expires(runtime) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize("request_id", [None, "", "../../other:key", "A" * 32, "0" * 31, 42])
 def test_an_rpc_task_only_writes_its_own_reply_list(runtime, request_id) -> None:  # noqa: ANN001
-    runtime.rpc.answer(request_id, lambda: "{}")
+    RPCAnswer(runtime.redis, runtime.keys, runtime.settings.result_expires).answer(request_id, lambda: "{}")
     assert not list(runtime.redis.scan_iter(match=f"{runtime.keys.reply_prefix}*", count=1000))
     if isinstance(request_id, str):
         assert not runtime.redis.exists(runtime.keys.reply(request_id), request_id)
