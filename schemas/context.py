@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .persona import KnowledgeEntry, UserProfile
-from .turns import DEFAULT_MAX_TEXT_CHARS, SCHEMA_VERSION, Page, _check_text, check_id
+from .turns import DEFAULT_MAX_TEXT_CHARS, SCHEMA_VERSION, Page, check_id, check_text
 
 MAX_TOP_K = 100
 DATA_NOTICE = (
@@ -30,16 +30,15 @@ def check_retrieval_args(
     """The same rules on both sides of the RPC; ValueError names the field."""
     check_id("user_id", user_id)
     check_id("assistant_id", assistant_id, required=False)
-    if not isinstance(query, str):
-        raise ValueError(f"query: must be a string, not {type(query).__name__}")
-    if not query.strip():
-        raise ValueError("query: must not be empty")
-    try:
-        _check_text(query, max_text_chars)
-    except ValueError as exc:
-        raise ValueError(f"query: {exc}") from None
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-        raise ValueError(f"top_k: must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}")
+    check_text("query", query, max_text_chars)
+    check_top_k("top_k", top_k)
+
+
+def check_top_k(name: str, value: Any) -> int:
+    """How many results a caller may ask for (retrieval's bound); ValueError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
+        raise ValueError(f"{name}: must be an integer from 1 to {MAX_TOP_K}, got {value!r}")
+    return value
 
 
 class RetrievedPage(BaseModel):

@@ -20,18 +20,46 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 SCHEMA_VERSION = 1
+ID_RULE = "letters, digits and _.:@+-, starting with a letter or digit, at most 128"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$"
 _ID = re.compile(ID_PATTERN)
-
-
-def check_id(name: str, value: object, *, required: bool = True) -> None:
-    """The one id rule for user, assistant and turn ids wherever they enter; ValueError names the field."""
-    if value is None and not required:
-        return
-    if not isinstance(value, str) or not _ID.match(value):
-        raise ValueError(f"{name}: {value!r} is not a valid id (letters, digits and _.:@+-, at most 128)")
 DEFAULT_MAX_TEXT_CHARS = 32_000
 DEFAULT_MAX_METADATA_BYTES = 8_192
+
+
+def id_problem(value: object) -> str | None:
+    """The one id rule (user, assistant and turn ids, wherever they enter): what is wrong with `value`,
+    or None. Ids become Redis key parts and file names, so nothing outside this alphabet gets in."""
+    if value is None:
+        return "is required"
+    if not isinstance(value, str):
+        return f"must be a string, not {type(value).__name__}"
+    if not _ID.fullmatch(value):  # not match(): "$" would let a trailing newline in
+        return f"{value[:64]!r} is not a valid id ({ID_RULE})"
+    return None
+
+
+def check_id(name: str, value: object, *, required: bool = True) -> str | None:
+    """`value` if it is a valid id (None when not required and absent); else ValueError naming the field."""
+    if value is None and not required:
+        return None
+    problem = id_problem(value)
+    if problem is not None:
+        raise ValueError(f"{name}: {problem}")
+    return value  # type: ignore[return-value]  # id_problem accepted it: a str
+
+
+def check_text(name: str, value: object, max_chars: int = DEFAULT_MAX_TEXT_CHARS, *, required: bool = True) -> str:
+    """A text argument (a query, a message) outside a `Turn`: a string of storable Unicode within the
+    limit, and not blank when required; ValueError naming the field."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: must be a string, not {type(value).__name__}")
+    if required and not value.strip():
+        raise ValueError(f"{name}: must not be empty or blank")
+    try:
+        return _check_text(value, max_chars)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def _limit(info: ValidationInfo, name: str, default: Any) -> Any:
@@ -39,7 +67,7 @@ def _limit(info: ValidationInfo, name: str, default: Any) -> Any:
     return context.get(name, default)
 
 
-def _check_text(value: str, max_chars: int) -> str:
+def _check_text(value: str, max_chars: float) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
     try:
@@ -90,19 +118,22 @@ class Turn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=True)
 
-    user_id: str = Field(pattern=ID_PATTERN)
+    user_id: str = Field(json_schema_extra={"pattern": ID_PATTERN})
     user_input: str
     agent_response: str
-    assistant_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    assistant_id: str | None = Field(default=None, json_schema_extra={"pattern": ID_PATTERN})
     timestamp: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
-    turn_id: str = Field(default_factory=lambda: uuid.uuid4().hex, pattern=ID_PATTERN)
+    turn_id: str = Field(default_factory=lambda: uuid.uuid4().hex, json_schema_extra={"pattern": ID_PATTERN})
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("user_id", "assistant_id", "turn_id", mode="before")
     @classmethod
-    def _strict_id(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"must be a string, not {type(value).__name__}")
+    def _id(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name == "assistant_id":
+            return None
+        problem = id_problem(value)  # pydantic names the field itself
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("user_input", "agent_response", mode="before")

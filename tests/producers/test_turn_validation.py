@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.settings import Settings
-from schemas.turns import Turn
+from schemas.turns import Turn, check_id, check_text
 
 GOOD = {"user_id": "u1", "user_input": "hello", "agent_response": "hi"}
 
@@ -26,6 +26,7 @@ BAD_CASES = [
     ("user_id", {"user_id": "x" * 200}),
     ("user_id", {"user_id": 42}),
     ("user_id", {"user_id": None}),
+    ("user_id", {"user_id": "u1\n"}),
     ("assistant_id", {"assistant_id": "bad/id"}),
     ("turn_id", {"turn_id": "bad id"}),
     ("turn_id", {"turn_id": "-starts-with-dash"}),
@@ -55,6 +56,26 @@ def test_bad_turn_names_the_field(field: str, patch: dict) -> None:
         Turn.model_validate({**GOOD, **patch})
     message = str(info.value)
     assert field.split(" ")[0] in message
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "../etc", "has space", "x" * 129, "u1\n", "-dash", 42, None])
+def test_one_id_rule_for_every_entry_point(bad: object) -> None:
+    """check_id is what the CLI, MCP, the Memoryos class, tasks and RPC use; Turn applies the same rule."""
+    with pytest.raises(ValueError, match=r"^assistant_id: ") as info:
+        check_id("assistant_id", bad)
+    assert "valid id" in str(info.value) or "must be a string" in str(info.value) or "required" in str(info.value)
+    with pytest.raises(ValidationError, match="user_id"):
+        Turn.model_validate({**GOOD, "user_id": bad})
+    assert check_id("assistant_id", None, required=False) is None
+    assert check_id("user_id", "user@example.com:42+x") == "user@example.com:42+x"
+
+
+def test_text_check_names_the_field() -> None:
+    assert check_text("query", "  ok ") == "  ok "
+    assert check_text("hint", "", required=False) == ""
+    for bad, reason in ((" \n", "blank"), (3, "must be a string"), ("a\x00b", "NUL"), ("x" * 11, "over the limit")):
+        with pytest.raises(ValueError, match=f"^query: .*{reason}"):
+            check_text("query", bad, 10)
 
 
 def test_good_edge_cases_are_kept_exactly() -> None:
