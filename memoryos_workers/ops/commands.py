@@ -12,15 +12,15 @@ from schemas.turns import check_id
 
 
 def _export(rt: Runtime, user_id: str | None) -> list[dict[str, Any]]:
-    from memoryos_workers.ops.user_data import export_user
+    from memoryos_workers.ops.user_data import collect_user_records
 
-    return list(export_user(rt, _required(user_id)))
+    return list(collect_user_records(rt, _required(user_id)))
 
 
 def _forget(rt: Runtime, user_id: str | None) -> dict[str, int]:
-    from memoryos_workers.ops.user_data import forget_user
+    from memoryos_workers.ops.user_data import erase_user
 
-    return forget_user(rt, _required(user_id))
+    return erase_user(rt, _required(user_id))
 
 
 def _inspect(rt: Runtime, user_id: str | None) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""All of a user's data: export it (JSON Lines records) or forget it (every tier, idempotently).
+"""All of a user's data, on the side that owns the stores: `collect_user_records` (what `memoryos export`
+writes as JSON Lines), `inspect_user`, and `erase_user` (forget: every tier, idempotently). Clients that
+cannot open the store call them over RPC through producers.operations.export_user / forget_user.
 
 forget bumps the user's epoch first, so in-flight work stops at its next check, deletes Redis and
 vector-store data, then waits for the user's locks and deletes the vector data once more: a write
@@ -19,7 +21,7 @@ from producers.wire.keys import UserKeys
 from producers.wire.knobs import user_knobs
 
 
-def export_user(rt: Runtime, user_id: str) -> Iterator[dict[str, Any]]:
+def collect_user_records(rt: Runtime, user_id: str) -> Iterator[dict[str, Any]]:
     """Every stored turn once (by turn_id), in publish order, then segments, profile and facts."""
     keys = rt.keys.user(user_id)
     turns: dict[str, dict[str, Any]] = {}
@@ -136,7 +138,7 @@ def _delete_vectors(rt: Runtime, user_id: str) -> dict[str, int]:
     }
 
 
-def forget_user(rt: Runtime, user_id: str, *, wait: float | None = None) -> dict[str, int]:
+def erase_user(rt: Runtime, user_id: str, *, wait: float | None = None) -> dict[str, int]:
     """Deletes every tier of a user; returns what was removed. Safe to run twice."""
     keys = rt.keys.user(user_id)
     rt.redis.incr(keys.epoch)

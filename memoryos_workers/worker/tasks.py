@@ -88,7 +88,7 @@ def answer_persona_read(kind: str, user_id: str | None, assistant_id: str | None
 
 
 @app.task(name=ADMIN_TASK)
-def admin(op: str, user_id: str | None, reply_id: str | None = None) -> None:
+def operator_command(op: str, user_id: str | None, reply_id: str | None = None) -> None:
     """The RPC side of the operators' commands (export, forget, inspect, dead letters) in the embedded
     setup, where only this process may open the vector store."""
     from memoryos_workers.ops import commands as operations

@@ -161,7 +161,7 @@ def all_turns(rt: Any, user: str) -> list[tuple[str, int, str]]:
 
 def check_exactly_once(rt: Any, published: dict[str, list[str]]) -> dict[str, int]:
     """Every published turn is found exactly once, in publish order; export agrees. Returns counts."""
-    from memoryos_workers.ops.user_data import export_user
+    from memoryos_workers.ops.user_data import collect_user_records
 
     found = dupes = 0
     tiers: Counter[str] = Counter()
@@ -177,7 +177,7 @@ def check_exactly_once(rt: Any, published: dict[str, list[str]]) -> dict[str, in
         by_seq = [t for _, _, t in sorted(copies, key=lambda c: c[1])]
         assert by_seq == turn_ids, f"{user}: turns out of publish order"
         assert sorted(s for _, s, _ in copies) == list(range(1, len(turn_ids) + 1)), f"{user}: seq gaps or repeats"
-        exported = [r for r in export_user(rt, user) if r["type"] == "turn"]
+        exported = [r for r in collect_user_records(rt, user) if r["type"] == "turn"]
         assert [r["turn_id"] for r in exported] == turn_ids, f"{user}: export does not list each turn once in order"
     return {"found": found, "duplicates": dupes, **{f"tier_{k}": v for k, v in sorted(tiers.items())}}
 
@@ -233,7 +233,7 @@ def test_llm_chaos_every_turn_once_and_dead_letters_replay(tmp_path: Path, priva
     published: dict[str, list[str]] = {u: [] for u in users}
 
     from memoryos_workers.ops.dead_letters import list_dead, replay
-    from memoryos_workers.ops.user_data import export_user
+    from memoryos_workers.ops.user_data import collect_user_records
     from memoryos_workers.runtime import Runtime
 
     try:
@@ -302,7 +302,7 @@ def test_llm_chaos_every_turn_once_and_dead_letters_replay(tmp_path: Path, priva
             assert rt.redis.zcard(rt.keys.dead_index) == 0
             persona_states = Counter(h.payload.get("persona") for h in rt.pages.all_for_user(poisoned))
             assert persona_states.get("dead", 0) == 0, f"replayed persona pages still dead: {persona_states}"
-            facts = sum(1 for r in export_user(rt, poisoned) if r["type"] == "fact" and r["kind"] == "user")
+            facts = sum(1 for r in collect_user_records(rt, poisoned) if r["type"] == "fact" and r["kind"] == "user")
             assert facts > 0, "the replayed persona extraction added no facts"
             assert rt.persona.get_profile(poisoned) is not None
         finally:
