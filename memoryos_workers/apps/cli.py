@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from pydantic import ValidationError
 
 from producers.wire.contract import ALL_QUEUES
-from schemas.turns import ID_PATTERN
+from schemas.turns import check_id
+
+if TYPE_CHECKING:
+    from memoryos_workers.runtime import Runtime
+
+WAIT_TIMEOUT = 600.0  # `import --wait`: per user, once a worker is working on it
 
 cli = typer.Typer(help="MemoryOS workers: memory for chat agents, built in the background.", no_args_is_help=True)
 dead_cli = typer.Typer(help="List and replay dead letters.", no_args_is_help=True)
@@ -41,6 +45,13 @@ def _admin_over_rpc(op: str, user_id: str | None, locked: Exception) -> Any:
     from producers.errors import MemoryOSError
     from producers.operations import call_admin
 
+    if not _answering_workers(limit=1):
+        typer.echo(
+            f"error: {locked}\nand no worker of this deployment answers to run the command over RPC: let the "
+            "process that holds the store finish (or stop it), then run this again",
+            err=True,
+        )
+        raise typer.Exit(2)
     typer.echo("note: a running worker holds the local vector store; asking it over RPC", err=True)
     try:
         return call_admin(op, user_id)
@@ -52,15 +63,28 @@ def _admin_over_rpc(op: str, user_id: str | None, locked: Exception) -> Any:
         raise typer.Exit(2) from exc
 
 
-def _user(user_id: str) -> str:
-    import re
+def _checked_id(name: str, value: str | None, *, required: bool = True) -> str | None:
+    """schemas' id rule, as a usage error naming the argument or option."""
+    try:
+        return check_id(name, value, required=required)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
-    if not re.match(ID_PATTERN, user_id):
-        typer.echo(
-            f"error: USER {user_id!r} is not a valid user id (letters, digits and _.:@+- ; at most 128)", err=True
-        )
-        raise typer.Exit(2)
-    return user_id
+
+def _user(user_id: str) -> str:
+    return _checked_id("USER", user_id)  # type: ignore[return-value]  # required: never None
+
+
+def _answering_workers(*, limit: int | None = None) -> list[str]:
+    """This deployment's workers that answer within a second; exits with what to do when Redis cannot be asked."""
+    from memoryos_workers.worker.embedded import answering_workers
+
+    try:
+        return answering_workers(timeout=1.0, limit=limit)
+    except Exception as exc:  # noqa: BLE001 - kombu/redis raise several connection errors
+        typer.echo(f"error: could not ask Redis which workers run ({type(exc).__name__}: {exc})", err=True)
+        raise typer.Exit(2) from exc
 
 
 @cli.command()
@@ -83,7 +107,7 @@ def mcp(
     port: int = typer.Option(8765, "--port", "-p", min=1, max=65535, help="Port to listen on (http only)."),
 ) -> None:
     """Run the MCP server (add_memory, retrieve_memory, get_user_profile); logs go to stderr."""
-    from memoryos_workers.apps.mcp_server import TRANSPORTS, serve
+    from memoryos_workers.apps.mcp.server import TRANSPORTS, serve
 
     if transport not in TRANSPORTS:
         typer.echo(f"error: unknown transport {transport!r}; known: {', '.join(TRANSPORTS)}", err=True)
@@ -119,62 +143,29 @@ def beat(loglevel: str = typer.Option("INFO", "--loglevel", "-l")) -> None:
     app.start(["beat", "-l", loglevel])
 
 
-def _read_turns(path: Path, user_id: str | None, assistant_id: str | None) -> list[dict[str, Any]]:
-    """JSON Lines of turns (`memoryos export` output too), a MemoryOS-style JSON list, or a LoCoMo
-    conversation. Turns without a turn_id get one from the file's content and position, so importing
-    twice stores nothing twice."""
-    from memoryos_workers.ops.importers import locomo_turns
-
-    text = path.read_text(encoding="utf-8")
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    try:
-        whole: Any = json.loads(text)
-    except json.JSONDecodeError:
-        whole = None  # JSON Lines
-    if isinstance(whole, dict) and "conversation" in whole:
-        if not user_id:
-            raise typer.BadParameter("a LoCoMo file needs --user", param_hint="--user")
-        return locomo_turns(whole, user_id, assistant_id)
-    if isinstance(whole, dict):
-        whole = [whole]
-    items = whole if isinstance(whole, list) else [json.loads(line) for line in text.splitlines() if line.strip()]
-    turns = []
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise typer.BadParameter(f"record {index + 1} is not a JSON object", param_hint="FILE")
-        if item.get("type", "turn") != "turn":
-            continue  # `memoryos export` output: segments, profile and facts are derived, not imported
-        turn = {
-            k: item[k]
-            for k in ("user_id", "assistant_id", "user_input", "agent_response", "timestamp", "turn_id", "metadata")
-            if k in item
-        }
-        if "meta_data" in item and "metadata" not in turn:
-            turn["metadata"] = item["meta_data"]
-        turn.setdefault("user_id", user_id)
-        turn.setdefault("assistant_id", assistant_id)
-        turn.setdefault("turn_id", f"import-{digest}-{index + 1}")
-        turns.append(turn)
-    return turns
-
-
 @cli.command("import")
 def import_(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="JSONL, JSON list or LoCoMo."),
     user: str | None = typer.Option(None, "--user", "-u", help="User for records that name none."),
     assistant: str | None = typer.Option(None, "--assistant", "-a"),
     batch: int = typer.Option(500, min=1, max=10_000, help="Turns per pipelined publish."),
-    wait: bool = typer.Option(False, help="Wait until workers have processed the imported users."),
+    wait: bool = typer.Option(
+        False, help="Wait until the imported users' turns are processed (here, by an in-process worker, if none runs)."
+    ),
 ) -> None:
     """Publish a file of turns (batched, resumable: turns already stored are skipped by turn_id)."""
     from tqdm import tqdm
 
-    from producers import default_publisher, wait_idle
+    from memoryos_workers.ops.importers import ImportFileError, read_turns
+    from producers import default_publisher
 
-    if user:
-        _user(user)
+    _checked_id("--user", user, required=False)
+    _checked_id("--assistant", assistant, required=False)
     try:
-        turns = _read_turns(file, user, assistant)
+        turns = read_turns(file, user, assistant)
+    except ImportFileError as exc:
+        typer.echo(f"error: {file}: {exc}", err=True)
+        raise typer.Exit(2) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         typer.echo(f"error: {file} is not JSON Lines, a JSON list or a LoCoMo file: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -191,8 +182,38 @@ def import_(
     users = sorted({t["user_id"] for t in turns if t.get("user_id")})
     typer.echo(f"published {len(turns)} turns for {len(users)} user(s) from {file}")
     if wait:
-        for u in users:
-            wait_idle(u, timeout=600, flush=True)
+        _wait_until_processed(users)
+
+
+def _wait_until_processed(users: list[str]) -> None:
+    """Waits on the deployment's workers when one answers; otherwise processes here with an in-process
+    worker (as `demo` and `mcp` do), so a first try on the embedded default neither hangs nor times out."""
+    from memoryos_workers.runtime import get_runtime
+    from memoryos_workers.vectorstore import VectorStoreError
+    from memoryos_workers.worker.embedded import EmbeddedWorker
+
+    rt = get_runtime()
+    if _answering_workers(limit=1):
+        _wait_idle(rt, users)
+        return
+    typer.echo("note: no worker of this deployment answers; processing with an in-process worker", err=True)
+    try:
+        with EmbeddedWorker(rt):
+            _wait_idle(rt, users)
+    except VectorStoreError as exc:  # held by another process that is not a worker, another model, ...
+        typer.echo(f"error: {exc}\nthe turns are published and wait in Redis; start `memoryos worker`", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        rt.close()  # flush the embedded store: the next opener finds the promoted pages
+
+
+def _wait_idle(rt: Runtime, users: list[str]) -> None:
+    for user_id in users:
+        try:
+            rt.pending.wait_idle(user_id, timeout=WAIT_TIMEOUT, flush=True)
+        except TimeoutError as exc:
+            typer.echo(f"error: {exc}\n`memoryos inspect {user_id}` shows what is still pending", err=True)
+            raise typer.Exit(2) from exc
 
 
 @cli.command()
@@ -285,10 +306,10 @@ def _refuse_while_workers_run() -> None:
     """A worker writing during a migration would mix two models in one collection. Collections carry a
     "migrating" mark, but a worker checks it only when it opens one, so ask the deployment's workers
     (the broker's control channel is under the deployment's key prefix) before anything changes."""
-    from memoryos_workers import app
+    from memoryos_workers.worker.embedded import answering_workers
 
     try:
-        replies = app.control.ping(timeout=1.0)
+        names = answering_workers(timeout=1.0)
     except Exception as exc:  # noqa: BLE001 - kombu/redis raise several connection errors
         typer.echo(
             f"error: could not ask Redis whether workers still run ({type(exc).__name__}: {exc}); "
@@ -296,7 +317,6 @@ def _refuse_while_workers_run() -> None:
             err=True,
         )
         raise typer.Exit(2) from exc
-    names = sorted(name for reply in replies for name in reply)
     if names:
         typer.echo(
             f"error: {len(names)} worker(s) of this deployment still run ({', '.join(names)}); "

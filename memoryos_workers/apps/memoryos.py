@@ -4,17 +4,22 @@ By default it runs embedded (the vector store under data_storage_path and an in-
 worker), like MemoryOS itself; with MEMORYOS_QDRANT_URL set and MEMORYOS_EXTERNAL_WORKERS=1 it
 leaves the work to the deployment's workers. Unlike MemoryOS, add_memory returns at once: the
 summarising and persona work happens in the background (force_mid_term_analysis waits for it).
+
+A process holds one runtime per store and one in-process worker, whatever number of users it serves:
+`Memoryos.from_settings()` opens the deployment's memory, `for_user()` gives the same memory about
+another user, and `shutdown()` stops the worker and closes the store when a server ends.
 """
 
 from __future__ import annotations
 
 import atexit
+import copy
 import logging
 import os
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from memoryos_workers.apps.generation import generate_response
 from memoryos_workers.runtime import Runtime, set_runtime
@@ -22,7 +27,9 @@ from producers.pending import PendingWork
 from producers.wire.knobs import set_user_knobs
 from schemas.context import RetrievedContext
 from schemas.knobs import UserKnobs
+from schemas.persona import KnowledgeEntry, UserProfile
 from schemas.settings import Settings, get_settings
+from schemas.turns import check_id
 
 log = logging.getLogger("memoryos.facade")
 
@@ -49,6 +56,8 @@ class Memoryos:
         embedding_model_name: str | None = None,
         **_ignored: Any,
     ) -> None:
+        check_id("user_id", user_id)  # before anything opens: a bad id changes nothing
+        check_id("assistant_id", assistant_id)
         base = get_settings()
         overrides: dict[str, Any] = {
             "user_id": user_id,
@@ -77,11 +86,6 @@ class Memoryos:
                 overrides["embedding_model"] = wanted
         # Validated as a whole: a bad knob raises pydantic's ValidationError naming it.
         self.settings = Settings.model_validate({**base.model_dump(), **overrides})
-        from schemas.turns import Turn
-
-        Turn.model_validate(
-            {"user_id": user_id, "assistant_id": assistant_id, "user_input": "x", "agent_response": ""}
-        )  # same id rules as everywhere
         self.user_id = user_id
         self.assistant_id = assistant_id
         self.runtime = _shared_runtime(self.settings)
@@ -90,9 +94,48 @@ class Memoryos:
         # per-user settings in Redis, honoured by the publish script and by workers).
         set_user_knobs(self.runtime.redis, self.runtime.keys.user(user_id), UserKnobs.from_settings(self.settings))
         self._worker = None
+        self._view = False
         self._previous_runtime = set_runtime(self.runtime)
         if not (self.settings.qdrant_url and os.environ.get("MEMORYOS_EXTERNAL_WORKERS") == "1"):
             self._worker = _shared_worker(self.runtime)
+
+    @classmethod
+    def from_settings(cls) -> Memoryos:
+        """The deployment's memory: its user, assistant, capacities and model come from the MEMORYOS_*
+        settings rather than from MemoryOS's class defaults (what a server such as MCP wants)."""
+        s = get_settings()
+        return cls(
+            user_id=s.user_id,
+            assistant_id=s.assistant_id,
+            short_term_capacity=s.short_term_capacity,
+            mid_term_capacity=s.mid_term_capacity,
+            long_term_knowledge_capacity=s.long_term_knowledge_capacity,
+            retrieval_queue_capacity=s.retrieval_queue_capacity,
+            mid_term_heat_threshold=s.mid_term_heat_threshold,
+            mid_term_similarity_threshold=s.mid_term_similarity_threshold,
+            llm_model=s.llm_model,
+        )
+
+    def for_user(self, user_id: str, assistant_id: str | None = None) -> Memoryos:
+        """This memory about another user: the same runtime, store, settings and in-process worker. A
+        second `Memoryos` would try to open a second runtime, and the embedded store has one opener. The
+        view writes no per-user knobs (that user's stored knobs, or else the deployment's settings, apply)
+        and its close() does nothing: the worker stays this object's to release."""
+        check_id("user_id", user_id)
+        check_id("assistant_id", assistant_id, required=False)
+        if user_id == self.user_id and assistant_id in (None, self.assistant_id):
+            return self
+        view = copy.copy(self)
+        view.user_id = user_id
+        view.assistant_id = assistant_id or self.assistant_id
+        view._worker = None
+        view._view = True
+        return view
+
+    @property
+    def runs_worker(self) -> bool:
+        """Whether the background work runs inside this process (the embedded setup) or on the deployment's workers."""
+        return self._worker is not None
 
     # -- the MemoryOS API ------------------------------------------------------------------------
     def add_memory(
@@ -132,12 +175,22 @@ class Memoryos:
         self.add_memory(query, answer, meta_data=user_conversation_meta_data)
         return answer
 
+    def profile(self) -> UserProfile | None:
+        """The user's profile as built so far; None before the first persona extraction."""
+        return self.runtime.persona.get_profile(self.user_id)
+
+    def knowledge(self, kind: Literal["user", "assistant"]) -> list[KnowledgeEntry]:
+        """Facts about the user, or the assistant's facts drawn from this user's dialogue, oldest first."""
+        if kind == "user":
+            return self.runtime.persona.list("user", self.user_id)
+        return self.runtime.persona.list("assistant", self.user_id, self.assistant_id)
+
     def get_user_profile_summary(self) -> str:
-        profile = self.runtime.persona.get_profile(self.user_id)
+        profile = self.profile()
         return profile.render() if profile else "None"
 
     def get_assistant_knowledge_summary(self) -> list[dict[str, Any]]:
-        entries = self.runtime.persona.list("assistant", self.user_id, self.assistant_id)
+        entries = self.knowledge("assistant")
         return [
             {"knowledge": e.text, "timestamp": e.date or datetime.fromtimestamp(e.created_at).isoformat()}
             for e in entries
@@ -167,14 +220,16 @@ class Memoryos:
                 "capacity": self.settings.mid_term_capacity,
             },
             "long_term_memory": {
-                "user_knowledge": len(rt.persona.list("user", self.user_id)),
-                "assistant_knowledge": len(rt.persona.list("assistant", self.user_id, self.assistant_id)),
-                "has_profile": rt.persona.get_profile(self.user_id) is not None,
+                "user_knowledge": len(self.knowledge("user")),
+                "assistant_knowledge": len(self.knowledge("assistant")),
+                "has_profile": self.profile() is not None,
             },
         }
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
+        if self._view:
+            return
         if self._worker is not None:
             _release_worker()
             self._worker = None
@@ -221,3 +276,14 @@ def _stop_all() -> None:
         worker = _active.pop("worker", None)
     if worker is not None:
         worker.stop(timeout=10)
+
+
+def shutdown() -> None:
+    """Stop the process's in-process worker, then close the shared runtimes, so the embedded store is
+    flushed and let go (the next opener finds it clean). For a server that ends on purpose; at exit the
+    worker is stopped anyway. A `Memoryos` used afterwards opens a fresh runtime."""
+    _stop_all()
+    with _active_lock:
+        runtimes = _active.pop("runtimes", {})
+    for runtime in runtimes.values():
+        runtime.close()

@@ -1,7 +1,9 @@
-"""Reading conversations from files into turns: JSON Lines, MemoryOS-style exports, LoCoMo."""
+"""Reading conversations from files into turns: JSON Lines (`memoryos export` output too), a MemoryOS-style
+JSON list, or a LoCoMo conversation. Parsing only: publishing and validation are the publisher's."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime, timezone
@@ -49,4 +51,44 @@ def locomo_turns(source: str | Path | dict[str, Any], user_id: str, assistant_id
                 "turn_id": f"{sample}-{dia_ids[0]}",
                 "metadata": {"dia_ids": dia_ids, "session": number},
             })
+    return turns
+
+
+_TURN_FIELDS = ("user_id", "assistant_id", "user_input", "agent_response", "timestamp", "turn_id", "metadata")
+
+
+class ImportFileError(ValueError):
+    """The file's shape is wrong (not its JSON syntax): the message says which record or option."""
+
+
+def read_turns(path: str | Path, user_id: str | None = None, assistant_id: str | None = None) -> list[dict[str, Any]]:
+    """The turns in a file, with `user_id` and `assistant_id` for records that name none. Turns without a
+    turn_id get one from the file's content and position, so importing twice stores nothing twice.
+    json.JSONDecodeError or UnicodeDecodeError when it is not JSON; ImportFileError when its shape is wrong."""
+    text = Path(path).read_text(encoding="utf-8")
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    try:
+        whole: Any = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None  # JSON Lines
+    if isinstance(whole, dict) and "conversation" in whole:
+        if not user_id:
+            raise ImportFileError("a LoCoMo file needs --user (its speakers are not user ids)")
+        return locomo_turns(whole, user_id, assistant_id)
+    if isinstance(whole, dict):
+        whole = [whole]
+    items = whole if isinstance(whole, list) else [json.loads(line) for line in text.splitlines() if line.strip()]
+    turns = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ImportFileError(f"record {index + 1} is not a JSON object")
+        if item.get("type", "turn") != "turn":
+            continue  # `memoryos export` output: segments, profile and facts are derived, not imported
+        turn = {k: item[k] for k in _TURN_FIELDS if k in item}
+        if "meta_data" in item and "metadata" not in turn:
+            turn["metadata"] = item["meta_data"]
+        turn.setdefault("user_id", user_id)
+        turn.setdefault("assistant_id", assistant_id)
+        turn.setdefault("turn_id", f"import-{digest}-{index + 1}")
+        turns.append(turn)
     return turns

@@ -1,4 +1,5 @@
-"""A Celery worker inside the current process: the embedded setup (demo, Memoryos class, MCP).
+"""A Celery worker inside the current process: the embedded setup (demo, Memoryos class, MCP, and CLI
+commands that wait on workers when none answers).
 
 The embedded vector store belongs to one process, so the worker runs as threads of the process
 that opened it. It is a real Celery worker consuming the real queues; only its home differs.
@@ -99,3 +100,13 @@ class EmbeddedWorker:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def answering_workers(timeout: float = 1.0, limit: int | None = None) -> list[str]:
+    """Names of this deployment's workers (embedded ones included) that answer a ping on Celery's control
+    channel within `timeout` (the channel lives under the deployment's key prefix); with `limit`, returns
+    as soon as that many have answered. Broker errors propagate: the caller says what to do."""
+    from memoryos_workers.worker.celery_app import app
+
+    replies = app.control.ping(timeout=timeout, limit=limit)
+    return sorted(name for reply in replies for name in reply)

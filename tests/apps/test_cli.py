@@ -235,3 +235,72 @@ def test_stats_shows_how_late_the_most_overdue_work_is(cli_env: dict[str, str], 
     shown = dict(line.split(None, 1) for line in res.stdout.splitlines() if line.strip())
     assert shown["users_in_sweep_index"].strip() == "1"
     assert 42 <= float(shown["sweep_overdue_s"]) < 60, res.stdout
+
+
+def _tiers(export_stdout: str) -> dict[str, int]:
+    tiers: dict[str, int] = {}
+    for line in export_stdout.splitlines():
+        record = json.loads(line)
+        if record["type"] == "turn":
+            tiers[record["tier"]] = tiers.get(record["tier"], 0) + 1
+    return tiers
+
+
+def test_import_wait_without_a_worker_processes_the_turns_itself(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """No worker runs (the embedded default, a first try): --wait runs an in-process worker instead of
+    waiting ten minutes for one, and leaves the store closed and promoted for the next command."""
+    data = _write_jsonl(tmp_path / "wait.jsonl", "wait_user", 25)
+    res = _cli(cli_env, "import", str(data), "--wait")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "no worker of this deployment answers" in res.stderr and "in-process worker" in res.stderr, res.stderr
+    res = _cli(cli_env, "export", "wait_user")
+    assert res.returncode == 0 and "over RPC" not in res.stderr, res.stderr
+    assert _tiers(res.stdout) == {"short_term": 10, "mid_term": 15}, res.stdout  # nothing left pending
+
+
+def test_import_wait_waits_on_a_running_worker(cli_env: dict[str, str], tmp_path: Path) -> None:
+    worker = WorkerProcess("cli-wait", cli_env, tmp_path, concurrency=2).start()
+    try:
+        res = _cli(cli_env, "import", str(_write_jsonl(tmp_path / "w.jsonl", "waited_user", 25)), "--wait")
+        assert res.returncode == 0 and "in-process" not in res.stderr, res.stdout + res.stderr
+        res = _cli(cli_env, "export", "waited_user")
+        assert res.returncode == 0 and "over RPC" in res.stderr, res.stderr
+        assert _tiers(res.stdout) == {"short_term": 10, "mid_term": 15}, res.stdout
+    finally:
+        worker.stop()
+
+
+def test_a_store_held_by_no_worker_is_reported_at_once(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """Another process (not a worker) holds the embedded store: commands that would wait on a worker say so
+    instead of waiting for an answer that cannot come; the imported turns stay in Redis."""
+    from memoryos_workers.runtime import Runtime
+    from schemas.settings import Settings
+
+    holder = Runtime(Settings(key_prefix=CLI_PREFIX, data_dir=Path(cli_env["MEMORYOS_DATA_DIR"])))
+    holder.warm_up()  # this test process holds the store and runs no worker
+    try:
+        res = _cli(cli_env, "export", "held_user")
+        assert res.returncode == 2 and "no worker of this deployment answers" in res.stderr, res.stderr
+        res = _cli(cli_env, "import", str(_write_jsonl(tmp_path / "held.jsonl", "held_user", 12)), "--wait")
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert "published 12 turns" in res.stdout and "wait in Redis" in res.stderr, res.stdout + res.stderr
+    finally:
+        holder.close()
+    res = _cli(cli_env, "export", "held_user")
+    assert res.returncode == 0 and sum(_tiers(res.stdout).values()) == 12, res.stdout + res.stderr
+
+
+def test_bad_ids_are_usage_errors_naming_the_argument(cli_env: dict[str, str], tmp_path: Path, redis_client) -> None:  # noqa: ANN001
+    data = _write_jsonl(tmp_path / "anon.jsonl", None, 3)
+    for args, named in (
+        (["import", str(data), "--user", "has space"], "--user"),
+        (["import", str(data), "--user", "ok", "--assistant", "a/b"], "--assistant"),
+        (["export", "u1\n"], "USER"),
+        (["forget", "../etc", "--yes"], "USER"),
+        (["dead-letters", "list", "x" * 129], "USER"),
+    ):
+        res = _cli(cli_env, *args)
+        assert res.returncode == 2 and f"error: {named}: " in res.stderr and "not a valid id" in res.stderr, (
+            args, res.stderr
+        )
+    assert list(redis_client.scan_iter(match=f"{CLI_PREFIX}:{{u:*", count=1000)) == [], "nothing stored"

@@ -232,7 +232,7 @@ def test_mcp_over_streamable_http(tmp_path, fake_llm, prefix) -> None:  # noqa: 
     port = free_port()
     server_log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "memoryos_workers.apps.mcp_server", "--transport", "http", "--port", str(port)],
+        [sys.executable, "-m", "memoryos_workers.apps.mcp", "--transport", "http", "--port", str(port)],
         env=_env(tmp_path, fake_llm, prefix("mcp-http")), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=server_log,
     )
     try:

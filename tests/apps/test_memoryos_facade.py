@@ -66,3 +66,12 @@ def test_memoryos_api_tour(tmp_path, fake_llm, redis_client) -> None:  # noqa: A
     generation = [r for r in fake_llm.requests if not r.get("response_format")]
     prompt = json.dumps(generation[-1]["messages"])
     assert "coach" in prompt and "brief" in prompt and "Leo" in prompt
+
+
+def test_bad_ids_are_rejected_naming_the_field_before_anything_opens() -> None:
+    from memoryos_workers.apps.memoryos import Memoryos
+
+    with pytest.raises(ValueError, match=r"^user_id: 'a/b' is not a valid id"):
+        Memoryos(user_id="a/b")
+    with pytest.raises(ValueError, match=r"^assistant_id: 'has space' is not a valid id"):
+        Memoryos(user_id="ok", assistant_id="has space")
