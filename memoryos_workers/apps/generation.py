@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from memoryos_workers.llm.client import LLMClient, Usage
+from memoryos_workers.llm.base import LLM, Usage
 from schemas.context import RetrievedContext
 
 GENERATION_PROMPT_VERSION = "generate-v1"
@@ -38,6 +38,6 @@ def generate_response(
     relationship_with_user: str = "friend",
     style_hint: str = "",
     *,
-    llm: LLMClient,
+    llm: LLM,
 ) -> tuple[str, Usage]:
     return llm.text(response_messages(query, context, relationship_with_user, style_hint))

@@ -11,14 +11,23 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import openai
 from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from memoryos_workers.llm.token_budget import RateLimited, TokenBudget, estimate_tokens
+from memoryos_workers.llm.base import (
+    Budget,
+    LLMError,
+    LLMNotConfigured,
+    LLMRateLimited,
+    MalformedOutput,
+    RateLimited,
+    Structured,
+    Usage,
+)
+from memoryos_workers.llm.token_budget import estimate_tokens
 from schemas.settings import Settings
 
 log = logging.getLogger("memoryos.llm")
@@ -32,43 +41,6 @@ TRANSIENT = (
 )
 
 
-class LLMError(Exception):
-    """The LLM gave no usable answer after every attempt; callers fall back or dead-letter."""
-
-    usage: Usage | None = None  # what the failed attempts cost, for the counters
-
-
-class LLMNotConfigured(LLMError):
-    pass
-
-
-class LLMRateLimited(LLMError):
-    """The shared token budget is committed too far ahead: not a failure of the LLM, so callers retry
-    the work later instead of taking a fallback."""
-
-
-class MalformedOutput(LLMError):
-    """The answer was not valid JSON for the schema (or failed the caller's consistency check)."""
-
-
-@dataclass
-class Usage:
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def add(self, other: Usage) -> None:
-        self.calls += other.calls
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-
-
-@dataclass
-class Structured(Generic[M]):
-    value: M
-    usage: Usage
-
-
 def response_schema(model: type[BaseModel]) -> dict[str, Any]:
     """OpenAI's strict form of the model's JSON schema (every field required, no extra keys)."""
     try:
@@ -80,7 +52,9 @@ def response_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 class LLMClient:
-    def __init__(self, settings: Settings, budget: TokenBudget | None = None) -> None:
+    """The :class:`~memoryos_workers.llm.base.LLM` over an OpenAI-compatible endpoint."""
+
+    def __init__(self, settings: Settings, budget: Budget | None = None) -> None:
         self.settings = settings
         self.budget = budget  # background calls wait for it; answers to users are only charged
         self.configured = bool(settings.openai_api_key or settings.openai_base_url)

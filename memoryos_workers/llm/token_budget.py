@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from memoryos_workers.counters import count
+from memoryos_workers.llm.base import RateLimited
 from producers.wire.scripts import lua_source
 
 log = logging.getLogger("memoryos.rate_limit")
@@ -33,12 +34,9 @@ log = logging.getLogger("memoryos.rate_limit")
 BURST_SECONDS = 60.0  # a whole minute's budget may be spent at once, as providers allow
 
 
-class RateLimited(Exception):
-    """The budget is committed further ahead than the caller may wait."""
-
-
 class TokenBudget:
-    """One deployment's tokens-per-minute budget, shared by all its workers through Redis."""
+    """One deployment's tokens-per-minute budget, shared by all its workers through Redis (the
+    :class:`~memoryos_workers.llm.base.Budget` the LLM client draws on)."""
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from memoryos_workers.embeddings.embedder import Embedder
+from memoryos_workers.embeddings.base import TextEmbedder
 from memoryos_workers.embeddings.sparse import get_sparse_encoder, page_document
 from memoryos_workers.vectorstore import Hit, PointIn, VectorStore, VectorStoreError
 from schemas.turns import SCHEMA_VERSION, Page
@@ -45,7 +45,7 @@ def page_payload(page: Page, batch_id: str, embedding_model: str) -> dict[str, A
 
 
 class PageStore:
-    def __init__(self, store: VectorStore, embedder: Embedder) -> None:
+    def __init__(self, store: VectorStore, embedder: TextEmbedder) -> None:
         self.store = store
         self.embedder = embedder
         self.sparse = get_sparse_encoder()

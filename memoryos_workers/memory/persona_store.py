@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from memoryos_workers.embeddings.embedder import Embedder
+from memoryos_workers.embeddings.base import TextEmbedder
 from memoryos_workers.vectorstore import Hit, PointIn, VectorStore
 from schemas.persona import Fact, KnowledgeEntry, UserProfile
 from schemas.settings import Settings
@@ -63,7 +63,7 @@ def fact_vector_text(payload: dict[str, Any]) -> str:
 
 
 class PersonaStore:
-    def __init__(self, store: VectorStore, embedder: Embedder, settings: Settings) -> None:
+    def __init__(self, store: VectorStore, embedder: TextEmbedder, settings: Settings) -> None:
         self.store = store
         self.embedder = embedder
         self.settings = settings

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from memoryos_workers.embeddings.embedder import Embedder
+from memoryos_workers.embeddings.base import TextEmbedder
 from memoryos_workers.memory.similarity import fscore
 from memoryos_workers.vectorstore import Hit, PointIn, VectorStore
 from schemas.memory import SegmentAssignment, SegmentationResult, SegmentPlan, SegmentRef
@@ -52,7 +52,7 @@ def segment_vector_text(payload: dict[str, Any]) -> str:
 
 
 class SegmentStore:
-    def __init__(self, store: VectorStore, embedder: Embedder, settings: Settings) -> None:
+    def __init__(self, store: VectorStore, embedder: TextEmbedder, settings: Settings) -> None:
         self.store = store
         self.embedder = embedder
         self.settings = settings

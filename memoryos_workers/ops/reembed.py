@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from memoryos_workers.embeddings.base import TextEmbedder
 from memoryos_workers.memory.pages import PAGES, page_sparse_text, page_vector_text
 from memoryos_workers.memory.persona_store import KNOWLEDGE, PROFILES, fact_vector_text, profile_vector_text
 from memoryos_workers.memory.segments import SEGMENTS, segment_vector_text
@@ -33,19 +34,12 @@ class ReembedError(VectorStoreError):
     """The store cannot be moved to this model (another dimension)."""
 
 
-class _Embedder(Protocol):
-    dim: int
-    fingerprint: str
-
-    def embed(self, texts: list[str]) -> list[list[float]]: ...
-
-
 class _Sparse(Protocol):
     def embed_documents(self, texts: list[str]) -> list[Any]: ...
 
 
 def reembed(
-    store: VectorStore, embedder: _Embedder, sparse: _Sparse, progress: Callable[[str, int], None] | None = None
+    store: VectorStore, embedder: TextEmbedder, sparse: _Sparse, progress: Callable[[str, int], None] | None = None
 ) -> dict[str, int]:
     """Re-embeds every point of every collection; returns how many, by collection."""
     hybrid = _open_all(store, embedder.dim)

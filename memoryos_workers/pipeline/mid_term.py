@@ -16,8 +16,8 @@ from typing import Any
 import redis
 
 from memoryos_workers.counters import count
-from memoryos_workers.embeddings.embedder import Embedder
-from memoryos_workers.llm.client import LLMClient, LLMError, LLMNotConfigured, LLMRateLimited, Usage
+from memoryos_workers.embeddings.base import TextEmbedder
+from memoryos_workers.llm.base import LLM, LLMError, LLMNotConfigured, LLMRateLimited, Usage
 from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.segment_stats import SegmentStats
 from memoryos_workers.memory.segments import SegmentStore
@@ -44,8 +44,8 @@ class MidTerm:
         client: redis.Redis,
         keys: Keys,
         scripts: Scripts,
-        embedder: Embedder,
-        llm: LLMClient,
+        embedder: TextEmbedder,
+        llm: LLM,
         pages: PageStore,
         segments: SegmentStore,
         stats: SegmentStats,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import redis
 
 from memoryos_workers.counters import count
-from memoryos_workers.llm.client import LLMClient, LLMError, LLMRateLimited, Usage
+from memoryos_workers.llm.base import LLM, LLMError, LLMRateLimited, Usage
 from memoryos_workers.llm.token_budget import budget_retry_after
 from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.persona_store import PersonaStore
@@ -45,7 +45,7 @@ class PersonaWorker:
         client: redis.Redis,
         keys: Keys,
         sender: TaskSender,
-        llm: LLMClient,
+        llm: LLM,
         pages: PageStore,
         persona: PersonaStore,
         stats: SegmentStats,

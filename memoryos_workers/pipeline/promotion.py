@@ -13,7 +13,7 @@ import time
 import redis
 
 from memoryos_workers.counters import count
-from memoryos_workers.llm.client import LLMRateLimited
+from memoryos_workers.llm.base import LLMRateLimited
 from memoryos_workers.llm.token_budget import budget_retry_after
 from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.segment_stats import HeatRefresh

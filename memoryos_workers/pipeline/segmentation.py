@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from memoryos_workers.llm.client import MalformedOutput
+from memoryos_workers.llm.base import MalformedOutput
 from memoryos_workers.memory.similarity import extract_keywords
 from schemas.memory import MAX_KEYWORDS, MAX_TOPICS, PageAnalysis, SegmentationResult, TopicAnalysis
 from schemas.turns import Page

@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from memoryos_workers.embeddings.embedder import Embedder
+from memoryos_workers.embeddings.base import TextEmbedder
 from memoryos_workers.embeddings.sparse import get_sparse_encoder
 from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.persona_store import PersonaStore
@@ -51,7 +51,7 @@ class Retriever:
         client: redis.Redis,
         keys: Keys,
         scripts: Scripts,
-        embedder: Embedder,
+        embedder: TextEmbedder,
         pages: PageStore,
         segments: SegmentStore,
         persona: PersonaStore,

@@ -14,17 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memoryos_workers.embeddings import embedder as emb
-from memoryos_workers.embeddings.embedder import (
+from memoryos_workers.embeddings.base import EmbeddingModelError
+from memoryos_workers.embeddings.embedder import Embedder, clear_embedder_cache, get_embedder
+from memoryos_workers.embeddings.offline_model import (
     HELP,
     MINILM_MODEL_ID,
+    MODEL_CACHE_ENV,
     OFFLINE_FILES,
     OFFLINE_MODEL_DIRNAME,
-    Embedder,
-    EmbeddingModelError,
     ModelIntegrityError,
     assemble_offline_model,
-    get_embedder,
     offline_sources,
     sha256_file,
     verify_file,
@@ -279,11 +278,11 @@ def test_unknown_model_fails_fast_with_help(monkeypatch: pytest.MonkeyPatch, tmp
 
 
 def test_get_embedder_is_shared(monkeypatch: pytest.MonkeyPatch, model_cache: Path) -> None:
-    monkeypatch.setenv(emb.MODEL_CACHE_ENV, str(model_cache))
-    emb.clear_embedder_cache()
+    monkeypatch.setenv(MODEL_CACHE_ENV, str(model_cache))
+    clear_embedder_cache()
     try:
         first = get_embedder(make_settings())
         assert get_embedder(make_settings(embedding_model="all-MiniLM-L6-v2")) is first
         assert first.model_dir == model_cache / OFFLINE_MODEL_DIRNAME
     finally:
-        emb.clear_embedder_cache()
+        clear_embedder_cache()

@@ -16,8 +16,9 @@ from datetime import datetime, timezone
 import pytest
 import redis
 
-from memoryos_workers.llm.client import LLMClient, LLMRateLimited
-from memoryos_workers.llm.token_budget import RateLimited, TokenBudget, estimate_tokens
+from memoryos_workers.llm.base import LLMRateLimited, RateLimited
+from memoryos_workers.llm.client import LLMClient
+from memoryos_workers.llm.token_budget import TokenBudget, estimate_tokens
 from memoryos_workers.pipeline.prompts import segmentation_messages
 from producers.wire import state
 from schemas.memory import SegmentationResult

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from memoryos_workers.llm.client import LLMClient, LLMError
+from memoryos_workers.llm.base import LLMError
+from memoryos_workers.llm.client import LLMClient
 from memoryos_workers.memory.heat import HeatParams, heat
 from memoryos_workers.pipeline.locks import UserLock
 from memoryos_workers.pipeline.prompts import segmentation_messages

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from memoryos_workers.llm.client import MalformedOutput
+from memoryos_workers.llm.base import MalformedOutput
 from memoryos_workers.memory.heat import HeatParams, heat, recency
 from memoryos_workers.memory.segments import MAX_SEGMENT_KEYWORDS, MAX_SUMMARY_CHARS, merge_keywords, merge_summary
 from memoryos_workers.memory.similarity import STOPWORDS, centroid, cosine, extract_keywords, fscore, jaccard
@@ -87,7 +87,7 @@ def test_check_rejects_an_inconsistent_answer(answer: SegmentationResult, n: int
 
 
 def test_malformed_output_is_retried_like_any_llm_failure() -> None:
-    from memoryos_workers.llm.client import LLMError
+    from memoryos_workers.llm.base import LLMError
 
     assert issubclass(MalformedOutput, LLMError)
 

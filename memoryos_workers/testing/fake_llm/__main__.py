@@ -1,0 +1,66 @@
+"""A fake OpenAI-compatible chat-completions server, standalone (manual use, benchmarks).
+
+``python -m memoryos_workers.testing.fake_llm --port 0 --latency 0.5`` prints the base URL on stdout,
+serves until SIGINT/SIGTERM, then prints its counters as JSON on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+from memoryos_workers.testing.fake_llm.server import FakeLLM
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run until SIGINT/SIGTERM; print the base URL first so scripts can read it from stdout."""
+    parser = argparse.ArgumentParser(
+        prog="python -m memoryos_workers.testing.fake_llm", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--port", type=int, default=0, help="0 = pick a free port")
+    parser.add_argument("--model", default="fake-model")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--error-rate", type=float, default=0.0)
+    parser.add_argument("--error-status", type=int, default=500)
+    parser.add_argument("--timeout-rate", type=float, default=0.0)
+    parser.add_argument("--hang-seconds", type=float, default=60.0)
+    parser.add_argument("--malformed-rate", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reject-json-schema", action="store_true")
+    parser.add_argument("--no-auth", action="store_true", help="accept requests without a Bearer token")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
+
+    llm = FakeLLM(
+        port=args.port,
+        model=args.model,
+        latency=args.latency,
+        error_rate=args.error_rate,
+        error_status=args.error_status,
+        timeout_rate=args.timeout_rate,
+        hang_seconds=args.hang_seconds,
+        malformed_rate=args.malformed_rate,
+        seed=args.seed,
+        reject_json_schema=args.reject_json_schema,
+        require_auth=not args.no_auth,
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    with llm:
+        print(llm.base_url, flush=True)
+        try:
+            while not done.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        print(json.dumps(llm.stats()), file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

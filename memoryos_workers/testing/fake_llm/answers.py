@@ -1,0 +1,266 @@
+"""How the fake LLM answers one chat-completions request: checks, script, faults, then an answer.
+
+Per request, the answer is decided in this order: auth (401) -> body validation (400) ->
+``reject_json_schema`` (400) -> next queued item -> one RNG draw against
+error_rate / timeout_rate / malformed_rate -> responder -> default generator. Validation
+rejections consume neither the queue nor the RNG, so a client's fallback request gets the
+scripted answer and seeded fault sequences do not shift.
+
+:class:`Answering` is mixed into :class:`~memoryos_workers.testing.fake_llm.server.FakeLLM`, which owns
+the knobs and counters declared below; a new knob is read here and set there.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import logging
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from memoryos_workers.testing.fake_llm.completions import (
+    completion_body,
+    estimate_tokens,
+    message_text,
+    model_object,
+)
+from memoryos_workers.testing.fake_llm.faults import (
+    Fault,
+    default_error_message,
+    error_body,
+    format_seconds,
+    truncate_json,
+)
+from memoryos_workers.testing.fake_llm.httpd import Reply
+from memoryos_workers.testing.fake_llm.schema_answers import generate_from_schema
+
+log = logging.getLogger(__name__)
+
+#: ``responder(request_body) -> str | dict | list | Fault | None``: a dict/list is serialized as the
+#: content, a str used verbatim, a Fault injects that fault, None falls back to the default generator.
+Responder = Callable[[dict[str, Any]], Any]
+
+
+class Answering:
+    """The request-handling half of FakeLLM (see the module docstring for the order of decisions)."""
+
+    # Knobs (set by FakeLLM.__init__, read on every request).
+    model: str
+    port: int
+    latency: float
+    error_rate: float
+    error_status: int
+    timeout_rate: float
+    hang_seconds: float
+    malformed_rate: float
+    retry_after: float
+    reject_json_schema: bool
+    require_auth: bool
+    responder: Responder | None
+    text_answer: str
+    # State and counters (FakeLLM's, guarded by _lock).
+    _lock: threading.Lock
+    _rng: random.Random
+    _queue: collections.deque[Any]
+    _ids: itertools.count[int]
+    _stopping: threading.Event
+    _requests: list[dict[str, Any]]
+    calls: int
+    successes: int
+    failures: int
+    prompt_tokens: int
+    completion_tokens: int
+    unauthorized: int
+    faults: collections.Counter[str]
+    statuses: collections.Counter[int]
+
+    def models_reply(self) -> Reply:
+        return Reply(200, {"object": "list", "data": [model_object(self.model)]})
+
+    def model_reply(self, model_id: str) -> Reply:
+        if model_id != self.model:
+            message = f"The model '{model_id}' does not exist"
+            return Reply(404, error_body(404, message, code="model_not_found"))
+        return Reply(200, model_object(model_id))
+
+    def _fail(self, status: int, message: str, *, kind: str, param: str | None = None,
+              headers: dict[str, str] | None = None) -> Reply:
+        """Count a failure and build an OpenAI-style error reply. Caller holds no lock."""
+        with self._lock:
+            self.failures += 1
+            self.faults[kind] += 1
+            self.statuses[status] += 1
+        return Reply(status, error_body(status, message, param=param), headers)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Interruptible sleep; False when the server is stopping (then the request is dropped)."""
+        if seconds <= 0:
+            return not self._stopping.is_set()
+        return not self._stopping.wait(seconds)
+
+    def handle_chat(self, raw: bytes, authorization: str | None) -> Reply | None:
+        """Decide and build the answer to one chat-completions request (order: the module docstring)."""
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            body = None
+        request: dict[str, Any] = body if isinstance(body, dict) else {}
+        with self._lock:
+            self.calls += 1
+            self._requests.append(request)
+
+        # 1. Auth: a non-empty Bearer token. The key itself is never stored nor logged.
+        token = ""
+        if authorization and authorization.startswith("Bearer "):
+            token = authorization[len("Bearer "):].strip()
+        if self.require_auth and not token:
+            with self._lock:
+                self.unauthorized += 1
+            return self._fail(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization "
+                "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                kind="unauthorized",
+            )
+
+        # 2. Body validation, like the real API (catches client bugs early).
+        if not isinstance(body, dict):
+            return self._fail(400, "We could not parse the JSON body of your request.", kind="bad_request")
+        if body.get("stream"):
+            return self._fail(400, "stream=true is not supported by the fake LLM", kind="bad_request",
+                              param="stream")
+        for required in ("model", "messages"):
+            if required not in body:
+                return self._fail(400, f"Missing required parameter: '{required}'.", kind="bad_request",
+                                  param=required)
+        response_format = body.get("response_format") or {}
+        fmt_type = response_format.get("type", "text") if isinstance(response_format, dict) else "text"
+        if fmt_type == "json_schema":
+            spec = response_format.get("json_schema")
+            if not isinstance(spec, dict) or not spec.get("name"):
+                return self._fail(400, "Missing required parameter: 'response_format.json_schema.name'.",
+                                  kind="bad_request", param="response_format.json_schema.name")
+            if self.reject_json_schema:
+                return self._fail(400, "response_format json_schema is not supported by this model",
+                                  kind="json_schema_rejected", param="response_format")
+
+        # 3. Scripted answer, else one seeded draw against the fault rates.
+        with self._lock:
+            if self._queue:
+                item = self._queue.popleft()
+            else:
+                item = self._draw_fault()
+
+        if not self._sleep(self.latency):
+            return None
+        if isinstance(item, Fault):
+            return self._apply_fault(item, request, fmt_type)
+        if item is None:
+            return self._answer(request, fmt_type)
+        return self._success(request, self._as_content(item))
+
+    def _draw_fault(self) -> Fault | None:
+        """One RNG draw per unscripted request, mapped onto consecutive rate intervals. Lock held."""
+        r = self._rng.random()
+        if r < self.error_rate:
+            return Fault.http(self.error_status)
+        r -= self.error_rate
+        if r < self.timeout_rate:
+            return Fault.timeout()
+        r -= self.timeout_rate
+        if r < self.malformed_rate:
+            return Fault.malformed()
+        return None
+
+    def _apply_fault(self, fault: Fault, request: dict[str, Any], fmt_type: str) -> Reply | None:
+        if fault.kind == "http":
+            headers: dict[str, str] = {}
+            retry_after = fault.retry_after
+            if retry_after is None and fault.status == 429:
+                retry_after = self.retry_after
+            if retry_after is not None:
+                headers["Retry-After"] = format_seconds(retry_after)
+            return self._fail(fault.status, fault.message or default_error_message(fault.status),
+                              kind=f"http_{fault.status}", headers=headers)
+        if fault.kind == "timeout":
+            with self._lock:
+                self.failures += 1
+                self.faults["timeout"] += 1
+            seconds = self.hang_seconds if fault.seconds is None else fault.seconds
+            if not self._sleep(seconds):
+                return None
+            return self._answer(request, fmt_type, count=False, allow_fault=False)
+        if fault.kind == "delay":
+            if not self._sleep(fault.seconds or 0.0):
+                return None
+            return self._answer(request, fmt_type, allow_fault=False)
+        if fault.kind == "malformed":
+            with self._lock:
+                self.failures += 1
+                self.faults["malformed"] += 1
+            content = fault.content
+            if content is None:
+                valid = self._default_content(request, fmt_type)
+                content = truncate_json(valid) if fmt_type != "text" else valid[: max(1, len(valid) // 2)]
+            return self._completion(request, content)
+        if fault.kind == "text":
+            return self._success(request, fault.content or "")
+        raise ValueError(f"unknown fault kind {fault.kind!r}")
+
+    def _answer(
+        self, request: dict[str, Any], fmt_type: str, *, count: bool = True, allow_fault: bool = True
+    ) -> Reply | None:
+        """Responder first, default generator as fallback.
+
+        ``allow_fault`` is False for the answer that follows a timeout/delay fault, so a responder
+        that always returns a Fault cannot loop forever; its Fault then means "default answer".
+        """
+        result: Any = None
+        if self.responder is not None:
+            try:
+                result = self.responder(request)
+            except Exception as exc:  # a broken responder must show up in the test, not hang it
+                log.exception("FakeLLM responder raised")
+                return self._fail(500, f"fake responder raised {type(exc).__name__}: {exc}",
+                                  kind="responder_error")
+        if isinstance(result, Fault):
+            if allow_fault:
+                return self._apply_fault(result, request, fmt_type)
+            result = None
+        content = self._default_content(request, fmt_type) if result is None else self._as_content(result)
+        return self._success(request, content) if count else self._completion(request, content)
+
+    @staticmethod
+    def _as_content(item: Any) -> str:
+        if isinstance(item, str):
+            return item
+        return json.dumps(item)
+
+    def _default_content(self, request: dict[str, Any], fmt_type: str) -> str:
+        if fmt_type == "json_schema":
+            schema = request["response_format"]["json_schema"].get("schema") or {}
+            return json.dumps(generate_from_schema(schema))
+        if fmt_type == "json_object":
+            return "{}"
+        return self.text_answer
+
+    def _success(self, request: dict[str, Any], content: str) -> Reply:
+        with self._lock:
+            self.successes += 1
+        return self._completion(request, content)
+
+    def _completion(self, request: dict[str, Any], content: str) -> Reply:
+        """A chat.completion object; tokens are added to the counters when the answer is built."""
+        prompt_tokens = estimate_tokens(message_text(request.get("messages")))
+        completion_tokens = estimate_tokens(content)
+        with self._lock:
+            self.prompt_tokens += prompt_tokens
+            self.completion_tokens += completion_tokens
+            self.statuses[200] += 1
+            completion_id = f"chatcmpl-fake{self.port}-{next(self._ids):06d}"
+        model = request.get("model") or self.model
+        body = completion_body(completion_id, model, content, prompt_tokens, completion_tokens)
+        return Reply(200, body, {"x-request-id": completion_id})
