@@ -12,6 +12,11 @@ from kombu import Queue
 from producers.wire.contract import ALL_QUEUES, SWEEP_TASK, celery_config
 from schemas.settings import Settings, get_settings
 
+from . import kombu_fix
+
+# Before any broker connection: without it a worker exits when Redis restarts (see kombu_fix).
+kombu_fix.install()
+
 
 def make_app(settings: Settings) -> Celery:
     app = Celery("memoryos_workers", include=["memoryos_workers.worker.tasks"])
@@ -23,6 +28,15 @@ def make_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         worker_send_task_events=False,
+        # Redis restarts and failovers are routine: reconnect for as long as it takes. (Celery's default
+        # gives up after 100 attempts, about 45 minutes, and the worker process exits.)
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        # Tasks running when the broker connection drops are left to finish: a thread cannot be
+        # cancelled (the threads pool raises NotImplementedError), and they need not be, as each task
+        # is an idempotent kick whose writes are fenced by the user's lock; whatever one leaves undone
+        # stays pending in Redis and is kicked again (by its own drain's check or the sweep).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         # The embedded store belongs to one process: its workers are threads of that process.
         worker_pool="threads" if settings.embedded else "prefork",
         worker_concurrency=4 if settings.embedded else None,
