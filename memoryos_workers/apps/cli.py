@@ -328,8 +328,9 @@ def _refuse_while_workers_run() -> None:
 
 @cli.command()
 def stats() -> None:
-    """Counters: LLM calls and tokens, fallbacks, dead letters, users waiting for the sweep, and how late
-    the most overdue of them is (0 while workers keep up; it grows when none run)."""
+    """Counters: LLM calls and tokens, fallbacks, dead letters, users waiting for the sweep, how late the
+    most overdue of them is (0 while workers keep up; it grows when none run), and how many workers
+    answer a ping within a second (workers_alive; 0 means turns are accepted and nothing processes them)."""
     import time
 
     from producers import default_publisher
@@ -340,6 +341,7 @@ def stats() -> None:
     earliest = publisher.redis.zrange(publisher.keys.sweep, 0, 0, withscores=True)
     counters["sweep_overdue_s"] = round(max(0.0, time.time() - earliest[0][1]), 1) if earliest else 0
     counters["users_with_dead_letters"] = publisher.redis.zcard(publisher.keys.dead_index)
+    counters["workers_alive"] = len(_answering_workers())
     for name in sorted(counters):
         typer.echo(f"{name:28} {counters[name]}")
 

@@ -153,6 +153,8 @@ def test_inspect_export_forget_on_a_populated_store(cli_env: dict[str, str], tmp
         assert sorted(remote_ids) == sorted(f"cli-turn-{i}" for i in range(30)), remote_ids
         res = _cli(cli_env, "dead-letters", "list")
         assert res.returncode == 0 and res.stdout.strip() == "no dead letters", res.stdout + res.stderr
+        res = _cli(cli_env, "stats")
+        assert res.returncode == 0 and re.search(r"^workers_alive\s+1$", res.stdout, re.MULTILINE), res.stdout
         res = _cli(cli_env, "forget", other, "--yes")
         assert res.returncode == 0 and "over RPC" in res.stderr, res.stderr
         assert re.search(r"pages [1-9]\d*", res.stdout), res.stdout
@@ -227,6 +229,7 @@ def test_stats_shows_how_late_the_most_overdue_work_is(cli_env: dict[str, str], 
 
     res = _cli(cli_env, "stats")
     assert res.returncode == 0 and re.search(r"^sweep_overdue_s\s+0$", res.stdout, re.MULTILINE), res.stdout
+    assert re.search(r"^workers_alive\s+0$", res.stdout, re.MULTILINE), "no worker of this deployment runs"
     assert _cli(cli_env, "import", str(_write_jsonl(tmp_path / "late.jsonl", "late_user", 25))).returncode == 0
     # No worker runs: make the user's work due 42 s ago, as if the workers had been down that long.
     redis_client.zadd(f"{CLI_PREFIX}:sweep", {"late_user": time.time() - 42})
