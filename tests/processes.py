@@ -164,3 +164,41 @@ class PrivateRedis:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class BeatProcess:
+    """`celery -A memoryos_workers beat`: the deployment's one beat, which sends the sweep that re-kicks
+    due batches whose task was lost."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.proc: subprocess.Popen | None = None
+        self.log = log_dir / "beat.log"
+
+    def start(self, timeout: float = 60) -> BeatProcess:
+        cmd = [
+            sys.executable, "-m", "celery", "-A", "memoryos_workers", "beat", "-l", "INFO",
+            "-s", str(self.log_dir / "beat-schedule"), "--pidfile", str(self.log_dir / "beat.pid"),
+        ]  # fmt: skip
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "beat: Starting" in self.log.read_text(errors="replace"):
+                return self
+            if self.proc.poll() is not None:
+                raise AssertionError(f"beat exited early:\n{self.log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+        self.stop()
+        raise AssertionError("beat did not start")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
