@@ -50,7 +50,6 @@ def install() -> bool:
         original(self)
 
     close.__doc__ = original.__doc__
-    close.__wrapped__ = original  # type: ignore[attr-defined]  # what a test puts back to see the bug
     setattr(close, _MARK, True)
     channel.close = close
     return True
