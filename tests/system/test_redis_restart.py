@@ -29,17 +29,16 @@ from typing import Any
 
 import pytest
 
-from producers.contract import celery_config
+from memoryos_workers.testing.fake_llm import FakeLLM
+from memoryos_workers.testing.responders import default_responder
 from producers.errors import RedisUnavailableError
 from producers.pending import PendingWork
 from producers.publish import Publisher
+from producers.wire.contract import celery_config
 from schemas.settings import Settings
-from tests.fake_llm import FakeLLM
-from tests.llm_responders import default_responder
+from tests.conftest import PREFIX
 from tests.processes import BeatProcess, PrivateRedis, WorkerProcess, free_port
-from tests.test_faults import check_exactly_once, wait_all_idle
-
-from .conftest import PREFIX
+from tests.system.test_faults import check_exactly_once, wait_all_idle
 
 pytestmark = pytest.mark.integration
 
@@ -220,7 +219,6 @@ def _promotions_in_log(worker: WorkerProcess) -> Callable[[], list[float]]:
 
 def test_worker_process_rides_out_a_redis_restart(tmp_path: Path, redis_server: PrivateRedis, llm: FakeLLM) -> None:
     from memoryos_workers.runtime import Runtime
-    from memoryos_workers.stats import alive_workers
 
     started = time.monotonic()
     settings, env = _settings(redis_server, f"{PREFIX}-rs-proc", tmp_path / "data", llm.base_url)
@@ -234,7 +232,8 @@ def test_worker_process_rides_out_a_redis_restart(tmp_path: Path, redis_server: 
         pid = worker.proc.pid
         outage = run_outage(redis_server, publisher, users, _promotions_in_log(worker))
         drained = wait_all_idle(PendingWork(publisher), users, timeout=60, flush=True)
-        alive = alive_workers(publisher.sender.app, timeout=1.0)
+        # What `memoryos stats` counts as workers_alive (answering_workers), asked of this deployment's broker.
+        alive = sorted(name for reply in publisher.sender.app.control.ping(timeout=1.0) for name in reply)
         log = worker.log.read_text(errors="replace")
         assert worker.proc.poll() is None and worker.proc.pid == pid and worker.starts == 1, "the worker exited"
         assert beat.proc.poll() is None, "beat exited"
@@ -267,8 +266,8 @@ def test_worker_process_rides_out_a_redis_restart(tmp_path: Path, redis_server: 
 def _embedded_on(settings: Settings) -> Iterator[Any]:
     """Points this process's Celery app and runtime at the private Redis (an embedded setup reads both
     from its environment at start-up, which here is the shared test Redis); restores them after."""
-    from memoryos_workers.celery_app import app
     from memoryos_workers.runtime import Runtime, set_runtime
+    from memoryos_workers.worker.celery_app import app
 
     conf = celery_config(settings)
     saved = {key: app.conf.get(key) for key in conf}
@@ -321,7 +320,7 @@ class EmbeddedRun:
 
 def _embedded_outage(tmp_path: Path, server: PrivateRedis, llm: FakeLLM, tag: str) -> EmbeddedRun:
     """The outage with an EmbeddedWorker (default concurrency, 4 threads) in this process."""
-    from memoryos_workers.embedded import EmbeddedWorker
+    from memoryos_workers.worker.embedded import EmbeddedWorker
 
     settings, _ = _settings(server, f"{PREFIX}-rs-{tag}", tmp_path / "data", llm.base_url)
     # A user per publisher: fewer tasks at once than the worker's 4 threads, so its consumer waits on
