@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from bench.faults import record
 from memoryos_workers.testing.fake_llm import FakeLLM
 from memoryos_workers.testing.responders import default_responder
 from producers.errors import RedisUnavailableError
@@ -100,11 +101,14 @@ class Outage:
 
 
 def _publish_loop(publisher: Publisher, t: int, users: list[str], out: dict[str, list[str]], progress: list[int],
-                  errors: list[BaseException], lock: threading.Lock, outage: Outage) -> None:
+                  errors: list[BaseException], lock: threading.Lock, outage: Outage, killed: threading.Event) -> None:
     """One publisher thread with users of its own (so each user's order is this thread's order); a
-    publish that raises is sent again with the same turn_id, as a client would."""
+    publish that raises is sent again with the same turn_id, as a client would. Its last third waits for
+    the kill, so there are always publishes during the outage however slow the worker is to start."""
     try:
         for i in range(PER_THREAD):
+            if i == 2 * PER_THREAD // 3:
+                killed.wait(60)
             user = users[i % len(users)]
             turn = {"user_id": user, "turn_id": f"rr-{t}-{i:04d}",
                     "user_input": f"[{user}] message {i}: planning a trip to Kyoto in spring",
@@ -132,13 +136,13 @@ def _publish_loop(publisher: Publisher, t: int, users: list[str], out: dict[str,
 
 def run_outage(server: PrivateRedis, publisher: Publisher, users: list[str],
                promotions: Callable[[], list[float]]) -> Outage:
-    """Publishes from THREADS threads; once promotions run and a third is published, SIGKILLs Redis and
+    """Publishes from THREADS threads; once a third is published and a promotion runs, SIGKILLs Redis and
     starts it again from its AOF DOWN_S later; waits for the publishers and the first promotion after."""
     outage = Outage()
-    progress, errors, lock = [0], [], threading.Lock()
+    progress, errors, lock, killed = [0], [], threading.Lock(), threading.Event()
     threads = [
-        threading.Thread(target=_publish_loop, daemon=True,
-                         args=(publisher, t, users[t::THREADS], outage.published, progress, errors, lock, outage))
+        threading.Thread(target=_publish_loop, daemon=True, args=(
+            publisher, t, users[t::THREADS], outage.published, progress, errors, lock, outage, killed))
         for t in range(THREADS)
     ]
     for th in threads:
@@ -153,6 +157,7 @@ def run_outage(server: PrivateRedis, publisher: Publisher, users: list[str],
     assert promotions(), "no promotion ran before the kill"
     outage.published_before_kill, outage.promoted_before_kill = progress[0], len(promotions())
     server.kill()  # SIGKILL: only what the AOF fsynced survives
+    killed.set()
     time.sleep(DOWN_S)
     server.start()
     outage.back_at = time.time()
@@ -190,6 +195,7 @@ def _figures(scenario: str, outage: Outage, counts: dict[str, int], started: flo
         "seconds": round(time.monotonic() - started, 1),
     }
     print(f"\n[redis-restart] {json.dumps(row)}", flush=True)
+    record(row)  # into bench/results/faults.json when MEMORYOS_FAULT_RESULTS says so (BENCHMARKS section 8)
     return row
 
 
