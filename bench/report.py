@@ -41,6 +41,8 @@ SECTIONS = (
     Section(5, "LLM cost of ingestion", "llm_cost", "llm_cost", "markdown", "python -m bench llm_cost"),
     Section(6, "Where the time goes", "profiling", "profile", "markdown", "python -m bench profiling"),
     Section(7, "LLM token budget", "llm_budget", "llm_budget", "markdown", "python -m bench llm_budget"),
+    Section(8, "Fault scenarios", "faults", "faults", "markdown",
+            "MEMORYOS_FAULT_RESULTS=bench/results/faults.json python -m pytest -s tests/system/test_redis_restart.py"),
 )
 
 
