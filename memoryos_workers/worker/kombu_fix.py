@@ -8,7 +8,8 @@ messages are restored. The Celery consumer, after a connection loss, calls `conn
 which closes the same half-closed channel again: its restore builds a new connection pool from
 `transport.client`, and `_connparams` raises AttributeError("'NoneType' object has no attribute
 'hostname'"). That is not a connection error, so the worker takes it for an unrecoverable error and
-exits (the same family as celery/kombu#970 and celery/kombu#582). Checked on kombu 5.3 to 5.7.0.
+exits (the same family as celery/kombu#970 and celery/kombu#582). Seen with kombu 5.7.0, the latest
+release (celery 5.7.0, redis-py 8.1.0), whenever Redis dies while a task is unacked and a BRPOP is out.
 
 The workaround reads the in-flight BRPOP reply itself and treats a dead connection like "no reply"
 (there is nothing left to read from a closed socket), so kombu's own close then runs to the end on
