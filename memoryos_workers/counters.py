@@ -1,9 +1,25 @@
-"""Deployment-wide counters in one Redis hash (LLM calls and tokens, fallbacks, dead letters, ...),
-read by `memoryos stats` and the benchmarks; a metrics endpoint can expose the same hash."""
+"""Deployment-wide counters in one Redis hash (LLM calls and tokens, fallbacks, dead letters, ...), and
+the gauges read beside them: what `memoryos stats`, the HTTP API's /v1/stats and /metrics and the
+benchmarks all read, from here."""
 
 from __future__ import annotations
 
+import time
+from typing import Any, Protocol
+
 import redis
+
+from producers.wire.contract import ALL_QUEUES
+from producers.wire.keys import Keys
+
+LLM_PURPOSES = ("segmentation", "persona")
+MAX_USERS_SUMMED = 10_000  # pending_batches sums over at most this many users of the sweep index
+
+
+class Spent(Protocol):
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
 
 
 def count(client: redis.Redis, stats_key: str, **counters: int) -> None:
@@ -23,3 +39,51 @@ def latency_bucket(ms: float) -> str:
         if ms <= bound:
             return f"retrieval_ms_le_{bound}"
     return "retrieval_ms_le_inf"
+
+
+def llm_usage(purpose: str, spent: Spent) -> dict[str, int]:
+    """LLM calls and tokens as counters: the deployment's totals and the same split by purpose
+    (`llm_calls_segmentation`, ...), which /metrics exposes as a `purpose` label."""
+    values = {"calls": spent.calls, "prompt_tokens": spent.prompt_tokens, "completion_tokens": spent.completion_tokens}
+    out = {f"llm_{name}": value for name, value in values.items()}
+    out.update({f"llm_{name}_{purpose}": value for name, value in values.items()})
+    return out
+
+
+def queue_key(keys: Keys, queue: str) -> str:
+    """Celery's Redis list of a queue's waiting messages (kombu's global_keyprefix + the queue name)."""
+    return keys.celery + queue
+
+
+def read_stats(client: redis.Redis, keys: Keys, *, now: float | None = None) -> dict[str, Any]:
+    """The counters plus the gauges: users in the sweep index and how late the most overdue of them is,
+    users with dead letters, messages waiting per queue (`queue_<name>`), and batches pending across
+    the users of the sweep index (every user with pending work is in it)."""
+    now = time.time() if now is None else now
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(keys.stats)
+    pipe.zcard(keys.sweep)
+    pipe.zrange(keys.sweep, 0, 0, withscores=True)
+    pipe.zcard(keys.dead_index)
+    pipe.zcard(keys.users)
+    for queue in ALL_QUEUES:
+        pipe.llen(queue_key(keys, queue))
+    counters, in_sweep, earliest, dead_users, users, *queues = pipe.execute()
+    stats: dict[str, Any] = {name: int(value) for name, value in counters.items()}
+    stats["users_in_sweep_index"] = in_sweep
+    stats["sweep_overdue_s"] = round(max(0.0, now - earliest[0][1]), 1) if earliest else 0
+    stats["users_with_dead_letters"] = dead_users
+    stats["users_indexed"] = users
+    stats.update({f"queue_{queue}": length for queue, length in zip(ALL_QUEUES, queues, strict=True)})
+    stats["pending_batches"] = _pending_batches(client, keys)
+    return stats
+
+
+def _pending_batches(client: redis.Redis, keys: Keys) -> int:
+    user_ids = client.zrange(keys.sweep, 0, MAX_USERS_SUMMED - 1)
+    if not user_ids:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for user_id in user_ids:
+        pipe.llen(keys.user(user_id).batches)
+    return sum(pipe.execute())

@@ -90,7 +90,11 @@ class Publisher:
 
     def publish_many(self, turns: Iterable[TurnLike]) -> list[str]:
         """Validates every turn before storing any, then stores them in one pipelined round trip."""
-        validated = self._validate_all(list(turns))
+        return self.store(self._validate_all(list(turns)))
+
+    def store(self, validated: Sequence[Turn]) -> list[str]:
+        """Stores turns that `make_turn` made (as the HTTP API does, to name each invalid turn itself)
+        in one pipelined round trip; their turn_ids in order."""
         if not validated:
             return []
         now = time.time()
@@ -98,8 +102,9 @@ class Publisher:
             pipe = self.redis.pipeline(transaction=False)
             for turn in validated:
                 self._run_publish(turn, now, pipe)
+            pipe.zadd(self.keys.users, dict.fromkeys((t.user_id for t in validated), 0))  # the user index
             results = pipe.execute()
-            self._after_publish(validated, results[0::2], now)
+            self._after_publish(validated, results[0 : 2 * len(validated) : 2], now)
         return [turn.turn_id for turn in validated]
 
     def _validate_all(self, turns: Sequence[TurnLike]) -> list[Turn]:

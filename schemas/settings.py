@@ -26,6 +26,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         populate_by_name=True,
+        hide_input_in_errors=True,  # an error must not echo a secret (API keys, a password in a URL)
     )
 
     # --- connections -------------------------------------------------------------------------
@@ -128,6 +129,18 @@ class Settings(BaseSettings):
     user_id: str = "default_user"
     assistant_id: str = "default_assistant"
 
+    # --- HTTP API (`memoryos serve`) and MCP over HTTP ---------------------------------------------
+    api_keys: SecretStr | None = Field(
+        None, description="KEY=TENANT pairs, comma-separated (e.g. 'k1...=acme,k2...=globex,k3...=*'); a tenant's "
+        "user ids live in its own namespace; tenant * is an admin key that sees every tenant. Never logged."
+    )
+    api_max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
+    api_max_turns: int = Field(1000, ge=1, description="Turns per bulk request.")
+    metrics_public: bool = Field(
+        False, description="Serve /metrics without a key (for a scraper on a private network); the counters "
+        "name no user and hold no stored text."
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -136,6 +149,21 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Europe/Paris'") from exc
         return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        from schemas.tenants import parse_api_keys
+
+        if value is not None:
+            parse_api_keys(value.get_secret_value())  # its errors never quote a key
+        return value
+
+    def tenant_keys(self) -> dict[str, str]:
+        """{API key: tenant}; empty when MEMORYOS_API_KEYS is unset."""
+        from schemas.tenants import parse_api_keys
+
+        return parse_api_keys(self.api_keys.get_secret_value()) if self.api_keys else {}
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -202,3 +202,57 @@ class BeatProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
+
+
+class ApiServer:
+    """`memoryos serve` in its own process (uvicorn, the real app), ready once /healthz answers."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path, args: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.env = env
+        self.log_dir = log_dir
+        self.args = args
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log = log_dir / f"api-{name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> ApiServer:
+        import httpx
+
+        cmd = [sys.executable, "-m", "memoryos_workers.apps.cli", "serve", "--port", str(self.port), *self.args]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"memoryos serve exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.kill()
+        raise AssertionError(f"memoryos serve did not answer within {timeout:.0f} s:\n{self.tail()}")
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM: uvicorn's graceful shutdown stops the in-process worker and closes the store."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(45)
+        except subprocess.TimeoutExpired:
+            self.kill()

@@ -115,6 +115,27 @@ def mcp(
     serve(transport, host=host, port=port)
 
 
+@cli.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8080, "--port", "-p", min=1, max=65535),
+    worker: bool | None = typer.Option(
+        None, "--worker/--no-worker",
+        help="Run an in-process worker (default: yes on the embedded store when this process owns it)."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log"),
+) -> None:
+    """Run the HTTP API, the memory inspector (/ui) and /metrics; keys come from MEMORYOS_API_KEYS."""
+    from memoryos_workers.apps.http.app import NoKeysError
+    from memoryos_workers.apps.http.server import serve as run
+    from memoryos_workers.vectorstore import VectorStoreError
+
+    try:
+        run(host, port, worker=worker, access_log=access_log)
+    except (NoKeysError, VectorStoreError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(
     ctx: typer.Context,
@@ -329,18 +350,14 @@ def _refuse_while_workers_run() -> None:
 @cli.command()
 def stats() -> None:
     """Counters: LLM calls and tokens, fallbacks, dead letters, users waiting for the sweep, how late the
-    most overdue of them is (0 while workers keep up; it grows when none run), and how many workers
-    answer a ping within a second (workers_alive; 0 means turns are accepted and nothing processes them)."""
-    import time
-
+    most overdue of them is (0 while workers keep up; it grows when none run), messages waiting per queue,
+    batches pending, and how many workers answer a ping within a second (workers_alive; 0 means turns are
+    accepted and nothing processes them)."""
+    from memoryos_workers.counters import read_stats
     from producers import default_publisher
 
     publisher = default_publisher()
-    counters = publisher.redis.hgetall(publisher.keys.stats)
-    counters["users_in_sweep_index"] = publisher.redis.zcard(publisher.keys.sweep)
-    earliest = publisher.redis.zrange(publisher.keys.sweep, 0, 0, withscores=True)
-    counters["sweep_overdue_s"] = round(max(0.0, time.time() - earliest[0][1]), 1) if earliest else 0
-    counters["users_with_dead_letters"] = publisher.redis.zcard(publisher.keys.dead_index)
+    counters = read_stats(publisher.redis, publisher.keys)
     counters["workers_alive"] = len(_answering_workers())
     for name in sorted(counters):
         typer.echo(f"{name:28} {counters[name]}")

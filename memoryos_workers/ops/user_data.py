@@ -67,8 +67,9 @@ def collect_user_records(rt: Runtime, user_id: str) -> Iterator[dict[str, Any]]:
             yield {"type": "fact", **entry}
 
 
-def inspect_user(rt: Runtime, user_id: str, facts: int = 20) -> dict[str, Any]:
-    """What each tier holds, for `memoryos inspect` (locally or over RPC): plain JSON."""
+def inspect_user(rt: Runtime, user_id: str, facts: int = 20, pages: int = 50) -> dict[str, Any]:
+    """What each tier holds, for `memoryos inspect` and the HTTP inspector (locally or over RPC): plain
+    JSON. Pending turns and the `pages` most recent mid-term pages are listed, not only counted."""
     keys = rt.keys.user(user_id)
     waiting = state.buffered(rt.redis, keys) + [p for b in state.batches(rt.redis, keys) for p in b.pages]
     heats = rt.segment_stats.heats(keys)
@@ -82,6 +83,7 @@ def inspect_user(rt: Runtime, user_id: str, facts: int = 20) -> dict[str, Any]:
             "visits": int(visits.get(hit.id, 0)),
             "source": hit.payload.get("source", ""),
             "theme": hit.payload.get("theme", ""),
+            "summary": hit.payload.get("summary", ""),
             "keywords": hit.payload.get("keywords", []),
         }
         for hit in rt.segments.all_for_user(user_id)
@@ -91,15 +93,34 @@ def inspect_user(rt: Runtime, user_id: str, facts: int = 20) -> dict[str, Any]:
         "user_id": user_id,
         "short_term": [p.model_dump(mode="json") for p in state.short_term(rt.redis, keys)],
         "pending_turns": len(waiting),
+        "pending": [p.model_dump(mode="json") for p in waiting[:pages]],
         "dead_batches": len(state.batches(rt.redis, keys, dead=True)),
         "pages": rt.pages.count(user_id),
+        "recent_pages": _recent_pages(rt, user_id, keys, pages),
         "segments": sorted(segments, key=lambda s: -s["heat"]),
         "profile": profile.render() if profile else None,
+        "profile_detail": profile.model_dump(mode="json") if profile else None,
         "facts": {
             kind: [e.model_dump(mode="json") for e in rt.persona.list(kind, user_id, None)[-facts:]]
             for kind in ("user", "assistant")
         },
     }
+
+
+_PAGE_FIELDS = ("turn_id", "seq", "segment_id", "theme", "user_input", "agent_response", "timestamp", "assistant_id")
+
+
+def _recent_pages(rt: Runtime, user_id: str, keys: UserKeys, limit: int) -> list[dict[str, Any]]:
+    """The newest mid-term pages, newest first, read from a bounded range of sequence numbers (pages
+    stored more recently than the last `limit` published turns plus what Redis still holds)."""
+    last_seq = int(rt.redis.hget(keys.state, "seq") or 0)
+    window = limit + rt.settings.short_term_capacity + 4 * rt.settings.promotion_batch_size
+    rt.pages.ensure()
+    hits = rt.store.scroll(PAGES, filter={"user_id": user_id, "seq": {"gte": max(0, last_seq - window)}},
+                           order_by="seq")
+    if len(hits) < limit and last_seq > window:  # a user whose own knobs hold more in Redis
+        hits = rt.pages.all_for_user(user_id)
+    return [{k: h.payload.get(k) for k in _PAGE_FIELDS} for h in reversed(hits[-limit:])]
 
 
 def _facts_from(rt: Runtime, user_id: str, kind: str) -> list[dict[str, Any]]:
@@ -155,6 +176,7 @@ def erase_user(rt: Runtime, user_id: str, *, wait: float | None = None) -> dict[
     pipe.delete(*_redis_keys(keys))
     pipe.zrem(rt.keys.sweep, user_id)
     pipe.zrem(rt.keys.dead_index, user_id)
+    pipe.zrem(rt.keys.users, user_id)
     pipe.execute()
     removed = {"short_term": stm, "pending": buf + batch_pages, **_delete_vectors(rt, user_id)}
     # Wait out in-flight work, then sweep the vector store again for anything it wrote meanwhile.

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from memoryos_workers.counters import count
+from memoryos_workers.counters import count, llm_usage
 from memoryos_workers.embeddings.base import TextEmbedder
 from memoryos_workers.llm.base import LLM, LLMError, LLMNotConfigured, LLMRateLimited, Usage
 from memoryos_workers.memory.pages import PageStore
@@ -77,8 +77,7 @@ class MidTerm:
         except LLMError as exc:
             log.warning("segmentation for user %s fell back after LLM failures: %s", user_id, exc)
             spent = exc.usage or Usage()
-            self._count(segment_fallbacks=1, llm_calls=spent.calls, llm_prompt_tokens=spent.prompt_tokens,
-                        llm_completion_tokens=spent.completion_tokens)
+            self._count(segment_fallbacks=1, **llm_usage("segmentation", spent))
             return BatchAnalysis(
                 source="fallback",
                 result=fallback_segmentation(pages),
@@ -87,9 +86,7 @@ class MidTerm:
                 prompt_version=version,
             )
         usage = answer.usage
-        self._count(
-            llm_calls=usage.calls, llm_prompt_tokens=usage.prompt_tokens, llm_completion_tokens=usage.completion_tokens
-        )
+        self._count(**llm_usage("segmentation", usage))
         return BatchAnalysis(
             source="llm",
             result=normalise(answer.value),

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import redis
 
-from memoryos_workers.counters import count
+from memoryos_workers.counters import count, llm_usage
 from memoryos_workers.llm.base import LLM, LLMError, LLMRateLimited, Usage
 from memoryos_workers.llm.token_budget import budget_retry_after
 from memoryos_workers.memory.pages import PageStore
@@ -148,12 +148,7 @@ class PersonaWorker:
             "assistant", user_id, assistant_id, value.assistant_facts, provenance, capacity
         )
         self._mark_analysed(keys, [h.payload["turn_id"] for h in hits], per_segment, state="done", user_id=user_id)
-        self._count(
-            llm_calls=usage.calls,
-            llm_prompt_tokens=usage.prompt_tokens,
-            llm_completion_tokens=usage.completion_tokens,
-            persona_extractions=1,
-        )
+        self._count(persona_extractions=1, **llm_usage("persona", usage))
         log.info("persona of user %s updated from %d pages (%d hot segments)", user_id, len(hits), len(per_segment))
         return {
             "calls": usage.calls,
@@ -185,8 +180,7 @@ class PersonaWorker:
         """Retried later with backoff; after max attempts the pages are dead-lettered (recorded with
         the error, marked so they stop re-triggering) and the old profile stays as it was."""
         spent = exc.usage or Usage()
-        self._count(llm_calls=spent.calls, llm_prompt_tokens=spent.prompt_tokens,
-                    llm_completion_tokens=spent.completion_tokens)
+        self._count(**llm_usage("persona", spent))
         attempts = self.redis.hincrby(keys.state, "persona_attempts", 1)
         if attempts < self.settings.max_attempts:
             delay = retry_delay(attempts, base=self.settings.retry_backoff_base, cap=self.settings.retry_backoff_max)

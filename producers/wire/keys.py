@@ -57,6 +57,9 @@ class Keys:
         self.stats = f"{prefix}:stats"  # hash of counters (LLM calls, tokens, fallbacks, ...)
         self.reply_prefix = f"{prefix}:reply:"  # one short-lived list per RPC call, for its answer
         self.llm_budget = f"{prefix}:llmtat"  # the shared LLM token budget (memoryos_workers.llm.token_budget)
+        # Sorted set of every user id that published, all scores 0 so ZRANGEBYLEX lists them in id order
+        # (and one tenant's ids, which share a prefix, as one range); forget removes the user.
+        self.users = f"{prefix}:users"
 
     def reply(self, request_id: str) -> str:
         return self.reply_prefix + request_id

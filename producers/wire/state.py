@@ -87,3 +87,15 @@ def _json_list(encoded: str) -> list[str | dict]:
     except ValueError:
         return []
     return value if isinstance(value, list) else []
+
+
+def users(client: redis.Redis, index: str, *, prefix: str = "", after: str | None = None, limit: int = 100,
+          ) -> list[str]:
+    """User ids from the user index (`Keys.users`) in id order: those starting with `prefix`, after the
+    id `after` (a page's last id, for the next page), at most `limit`. O(log n + limit)."""
+    if after is not None and after >= prefix:  # never a range that starts before the prefix
+        low = "(" + after
+    else:
+        low = "[" + prefix if prefix else "-"
+    high = "(" + prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "+"
+    return list(client.zrangebylex(index, low, high, start=0, num=limit))

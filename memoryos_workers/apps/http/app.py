@@ -1,0 +1,77 @@
+"""The ASGI app: `create_app()` for uvicorn (`memoryos serve` runs it), any ASGI server, or tests."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from memoryos_workers.apps.http import errors
+from memoryos_workers.apps.http.auth import Keyring
+from memoryos_workers.apps.http.memory import Memory
+from memoryos_workers.apps.http.metrics import HttpMetrics, make_registry
+from memoryos_workers.apps.http.middleware import BodyLimit, SecurityHeaders
+from memoryos_workers.apps.http.routes import health, operations, retrieval, turns, users
+from memoryos_workers.apps.http.ui import views
+from schemas.settings import Settings, get_settings
+
+log = logging.getLogger("memoryos.http")
+
+DESCRIPTION = """Memory for chat agents over HTTP: publish turns, retrieve context, read and forget users.
+
+Every /v1 route needs `Authorization: Bearer KEY` (MEMORYOS_API_KEYS maps keys to tenants; a tenant's
+user ids are its own namespace). Errors come as `{"error": ..., "detail": [{"field", "message"}]}`:
+422 names the field (nothing was stored), 413 a body over the limit, 503 with Retry-After while Redis
+does not answer (retry with the same turn_id)."""
+
+
+class NoKeysError(RuntimeError):
+    pass
+
+
+def create_app(settings: Settings | None = None, memory: Memory | None = None, *, worker: bool | None = None,
+               ) -> FastAPI:
+    """`memory` defaults to one opened at start-up from `settings` (see memory.py for the modes)."""
+    settings = settings or get_settings()
+    keys = settings.tenant_keys()
+    if not keys:
+        raise NoKeysError(
+            "MEMORYOS_API_KEYS is not set: the API serves nobody without keys. Set it to KEY=TENANT pairs, e.g. "
+            "MEMORYOS_API_KEYS=\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')=default\""
+        )
+    memory = memory or Memory(settings, worker=worker)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Model and store open before the port answers, so the first request is not the slow one.
+        await run_in_threadpool(memory.open)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(memory.close)
+
+    app = FastAPI(title="MemoryOS workers", version=_version(), description=DESCRIPTION, lifespan=lifespan)
+    app.state.memory = memory
+    app.state.keyring = Keyring(keys, settings.assistant_id)
+    app.state.registry = make_registry(memory.stats)
+    errors.install(app)
+    for module in (turns, retrieval, users, operations, health):
+        app.include_router(module.router)
+    views.mount(app)
+    # Outermost first on the way in: headers on every answer (413s included), then the size limit.
+    app.add_middleware(HttpMetrics, registry=app.state.registry)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("memoryos-workers")
+    except PackageNotFoundError:
+        return "dev"

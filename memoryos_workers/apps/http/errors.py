@@ -1,0 +1,132 @@
+"""What the API answers when something is wrong, in one shape: `{"error": ..., "detail": [...]}`.
+
+- 422 names each bad field (`body.user_input`, `body[3].timestamp`, `path.user_id`, `query.limit`),
+  never echoes the input back (it may be a 32,000-character turn), and nothing was stored;
+- 503 with Retry-After while Redis (or, over RPC, a worker) does not answer: retry with the same
+  turn_id, duplicates are dropped;
+- 413 for a body over the limit; 401/403 from auth; anything unexpected is a 500 that says where to
+  look, logged here with its traceback, never bad input's fault.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+log = logging.getLogger("memoryos.http")
+RETRY_AFTER_S = 5
+
+
+class InvalidInput(Exception):
+    """Bad input found by a route: (field, message) pairs."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
+        self.problems = list(problems)
+
+    @classmethod
+    def from_value_error(cls, exc: ValueError, where: str, default_field: str) -> InvalidInput:
+        """Our ValueErrors start with the field they are about ("top_k: must be ..."); map it to `where`."""
+        text = str(exc)
+        head, sep, rest = text.partition(": ")
+        if sep and head.replace("_", "").isalnum():
+            return cls([(f"{where}.{head}", rest)])
+        return cls([(f"{where}.{default_field}" if default_field else where, text)])
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError, where: str, rename: dict[str, str] | None = None) -> InvalidInput:
+        return cls(list(_pydantic_problems(exc.errors(include_input=False), where, rename or {})))
+
+
+class TooLarge(HTTPException):
+    """An HTTPException, so FastAPI's body reading passes it on instead of making it a 400."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(status_code=413, detail=message + "; nothing was stored")
+
+
+def _pydantic_problems(errors: Iterable[Any], where: str, rename: dict[str, str]) -> Iterable[tuple[str, str]]:
+    for err in errors:
+        path = where
+        for part in err.get("loc", ()):
+            path += f"[{part}]" if isinstance(part, int) else f".{rename.get(str(part), part)}"
+        yield path, str(err.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+def _body(error: str, problems: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    return {"error": error, "detail": [{"field": f, "message": m} for f, m in problems]}
+
+
+def _request_validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for err in exc.errors():
+        loc = list(err.get("loc", ()))
+        where = str(loc.pop(0)) if loc else "body"
+        problems.extend(_pydantic_problems([{**err, "loc": loc}], where, {}))
+    return JSONResponse(_body("invalid input; nothing was changed", problems), status_code=422)
+
+
+def _invalid(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidInput)
+    return JSONResponse(_body("invalid input; nothing was changed", exc.problems), status_code=422)
+
+
+def _http(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+
+def unavailable(message: str) -> JSONResponse:
+    return JSONResponse(_body(message), status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _backend_down(_request: Request, exc: Exception) -> JSONResponse:
+    # RedisUnavailableError's own message says what happened and to retry with the same turn_id; a
+    # bare redis-py error may carry the URL, so only its type is told.
+    from producers.errors import MemoryOSError
+
+    message = str(exc) if isinstance(exc, MemoryOSError) else f"Redis is unavailable ({type(exc).__name__})"
+    log.warning("answered 503: %s", message)
+    return unavailable(message + f"; retry in {RETRY_AFTER_S} s")
+
+
+def _store_down(_request: Request, exc: Exception) -> JSONResponse:
+    log.warning("answered 503: vector store: %s", exc)
+    return unavailable(f"the vector store is unavailable ({exc}); retry in {RETRY_AFTER_S} s")
+
+
+def _nested(_request: Request, _exc: Exception) -> JSONResponse:
+    return JSONResponse(_body("invalid input; nothing was changed", [("body", "is nested too deeply")]),
+                        status_code=422)
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(_body("internal error; the server log has the details"), status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    import redis
+    from kombu.exceptions import OperationalError
+
+    from memoryos_workers.vectorstore import VectorStoreError
+    from producers.errors import RedisUnavailableError
+    from producers.retrieve import RetrievalTimeout
+
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(InvalidInput, _invalid)
+    app.add_exception_handler(HTTPException, _http)
+    for kind in (RedisUnavailableError, RetrievalTimeout, redis.ConnectionError, redis.TimeoutError,
+                 OperationalError):
+        app.add_exception_handler(kind, _backend_down)
+    app.add_exception_handler(VectorStoreError, _store_down)
+    app.add_exception_handler(RecursionError, _nested)
+    app.add_exception_handler(Exception, _unexpected)

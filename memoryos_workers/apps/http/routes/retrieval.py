@@ -1,0 +1,67 @@
+"""POST /v1/users/{user_id}/retrieve: the memory context for a query, as JSON plus the rendered prompt.
+
+Retrieval runs through its public functions (in-process `retrieval.retriever.retrieve`, or
+`producers.retrieve` over RPC), and the whole `RetrievedContext` is returned: fields retrieval gains
+later reach API clients without a change here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from memoryos_workers.apps.http.auth import Principal, require_principal
+from memoryos_workers.apps.http.errors import InvalidInput
+from memoryos_workers.apps.http.routes import body_doc, memory_of, parse_json, path_user
+from memoryos_workers.llm.token_budget import estimate_tokens
+from schemas.context import MAX_TOP_K
+
+router = APIRouter(prefix="/v1", tags=["retrieval"])
+
+
+class RetrieveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(description="The user's new message, or what to look up.")
+    top_k: int | None = Field(
+        None, description=f"Pages to return, 1-{MAX_TOP_K} (default MEMORYOS_RETRIEVAL_TOP_PAGES)."
+    )
+    assistant_id: str | None = Field(None, description="Whose assistant facts to include (default: the deployment's).")
+
+
+def prompt_tokens(prompt: str) -> int:
+    """The LLM layer's estimate (memoryos_workers.llm.token_budget), so both count alike."""
+    return estimate_tokens([{"role": "user", "content": prompt}], 0)
+
+
+def run_retrieval(request: Request, principal: Principal, user_id: str, body: RetrieveIn) -> dict[str, Any]:
+    """Shared by the API and the inspector's query box: the context (ids as the tenant knows them), its
+    prompt and the prompt's token count."""
+    memory = memory_of(request)
+    stored_user = path_user(principal, user_id)
+    try:
+        assistant_id = principal.assistant(body.assistant_id)
+    except ValueError as exc:
+        raise InvalidInput.from_value_error(exc, "body", "assistant_id") from None
+    try:
+        context = memory.retrieve(stored_user, body.query, assistant_id=assistant_id, top_k=body.top_k)
+    except ValueError as exc:  # check_retrieval_args: "query: ...", "top_k: ..."
+        raise InvalidInput.from_value_error(exc, "body", "query") from None
+    prompt = context.to_prompt()
+    answer = principal.outward(context.model_dump(mode="json"))
+    answer["prompt"] = prompt
+    answer["prompt_tokens"] = prompt_tokens(prompt)
+    return answer  # type: ignore[no-any-return]
+
+
+@router.post("/users/{user_id}/retrieve", summary="Retrieve the memory context for a query",
+             openapi_extra=body_doc(RetrieveIn))
+async def retrieve(user_id: str, request: Request, principal: Principal = Depends(require_principal)) -> dict[str, Any]:
+    """Short-term and pending turns, the mid-term pages ranked for the query (with their score and the
+    searches that found them), the profile, user and assistant facts, and `prompt`: the context block of
+    the generation prompt, stored text quoted as data."""
+    body = parse_json(await request.body(), RetrieveIn)
+    return await run_in_threadpool(run_retrieval, request, principal, user_id, body)  # type: ignore[no-any-return]

@@ -1,0 +1,94 @@
+"""POST /v1/users/{user_id}/turns: one turn or a list, stored in one round trip to Redis.
+
+The same validation as `producers.publish_turn` (schemas.turns.Turn), every turn checked before any
+is stored; `turn_id` is the idempotency key (a repeat within MEMORYOS_DEDUPE_WINDOW stores nothing).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from memoryos_workers.apps.http.auth import Principal, require_principal
+from memoryos_workers.apps.http.errors import InvalidInput, TooLarge
+from memoryos_workers.apps.http.routes import memory_of, parse_json, path_user
+from schemas.turns import Turn
+
+router = APIRouter(prefix="/v1", tags=["turns"])
+MAX_PROBLEMS = 50  # invalid turns named in one answer
+
+
+class TurnIn(BaseModel):
+    """One exchange (documentation of the body; validation is `schemas.turns.Turn`'s)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_input: str = Field(description="What the user said (at most MEMORYOS_MAX_TEXT_CHARS characters).")
+    agent_response: str = Field(description="What the assistant answered; not both blank.")
+    assistant_id: str | None = Field(None, description="The assistant (default: the deployment's).")
+    timestamp: str | None = Field(None, description="ISO 8601; default now; without a zone read in MEMORYOS_TIMEZONE.")
+    turn_id: str | None = Field(None, description="Your idempotency key (default: a new uuid).")
+    metadata: dict[str, Any] | None = Field(None, description="A JSON object of at most MEMORYOS_MAX_METADATA_BYTES.")
+
+
+class Published(BaseModel):
+    user_id: str
+    turn_ids: list[str] = Field(description="In the order given; a repeated turn_id is stored once.")
+
+
+_TURN = TurnIn.model_json_schema()
+BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"oneOf": [_TURN, {"type": "array", "items": _TURN}]}}},
+    }
+}
+
+
+@router.post("/users/{user_id}/turns", status_code=202, response_model=Published, openapi_extra=BODY_DOC,
+             summary="Publish one turn or a list of turns")
+async def publish(user_id: str, request: Request, principal: Principal = Depends(require_principal)) -> Published:
+    memory = memory_of(request)
+    stored_user = path_user(principal, user_id)
+    items, bulk = _items(await request.body(), memory.settings.api_max_turns)
+    turns, problems = [], []
+    for index, item in enumerate(items):
+        try:
+            turns.append(_turn(memory, principal, stored_user, item, f"body[{index}]" if bulk else "body"))
+        except InvalidInput as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise InvalidInput(problems[:MAX_PROBLEMS])
+    turn_ids = await run_in_threadpool(memory.publish, turns)
+    return Published(user_id=user_id, turn_ids=turn_ids)
+
+
+def _items(raw: bytes, max_turns: int) -> tuple[list[Any], bool]:
+    body = parse_json(raw)
+    if isinstance(body, dict):
+        return [body], False
+    if not isinstance(body, list):
+        raise InvalidInput([("body", f"must be a turn (JSON object) or a list of them, not {type(body).__name__}")])
+    if not body:
+        raise InvalidInput([("body", "is an empty list; send at least one turn")])
+    if len(body) > max_turns:
+        raise TooLarge(f"{len(body)} turns in one request, over the limit of {max_turns} (MEMORYOS_API_MAX_TURNS)")
+    return body, True
+
+
+def _turn(memory: Any, principal: Principal, user_id: str, item: Any, where: str) -> Turn:
+    if not isinstance(item, dict):
+        raise InvalidInput([(where, f"must be a JSON object, not {type(item).__name__}")])
+    if "user_id" in item:
+        raise InvalidInput([(f"{where}.user_id", "the path names the user; leave user_id out of the body")])
+    try:
+        assistant_id = principal.assistant(item.get("assistant_id"))
+    except ValueError as exc:
+        raise InvalidInput.from_value_error(exc, where, "assistant_id") from None
+    try:
+        return memory.make_turn({**item, "user_id": user_id, "assistant_id": assistant_id})  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise InvalidInput.from_validation(exc, where) from None

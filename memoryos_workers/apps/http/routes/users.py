@@ -1,0 +1,94 @@
+"""A tenant's users: list them, inspect one, read the profile, export everything, forget."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+
+from memoryos_workers.apps.http.auth import Principal, require_principal
+from memoryos_workers.apps.http.errors import InvalidInput
+from memoryos_workers.apps.http.routes import memory_of, path_user
+
+router = APIRouter(prefix="/v1", tags=["users"])
+MAX_PAGE = 1000
+
+
+@router.get("/users", summary="List users (ids in order, a page at a time)")
+def list_users(
+    request: Request,
+    principal: Principal = Depends(require_principal),
+    limit: int = Query(100, ge=1, le=MAX_PAGE),
+    after: str | None = Query(None, description="The last id of the previous page."),
+) -> dict[str, Any]:
+    """Users who published (through this API or `producers`); a tenant key lists only its own."""
+    stored_after = None
+    if after is not None:
+        try:
+            stored_after = principal.user(after, "after")
+        except ValueError as exc:
+            raise InvalidInput.from_value_error(exc, "query", "after") from None
+    stored = memory_of(request).users(principal.user_prefix, stored_after, limit)
+    users = [principal.known_as(u) for u in stored]
+    return {"users": users, "next": users[-1] if len(users) == limit else None}
+
+
+def inspect_view(request: Request, principal: Principal, user_id: str) -> dict[str, Any]:
+    view = memory_of(request).operation("inspect", path_user(principal, user_id))
+    return principal.outward(view)  # type: ignore[no-any-return]
+
+
+@router.get("/users/{user_id}", summary="What each tier holds for a user")
+def inspect(user_id: str, request: Request, principal: Principal = Depends(require_principal)) -> dict[str, Any]:
+    """Short-term and pending turns, recent mid-term pages, segments with their heat, profile and facts."""
+    return inspect_view(request, principal, user_id)
+
+
+@router.get("/users/{user_id}/profile", summary="The user's profile and facts")
+def profile(
+    user_id: str,
+    request: Request,
+    principal: Principal = Depends(require_principal),
+    assistant_id: str | None = Query(None, description="Whose assistant facts (default: the deployment's)."),
+) -> dict[str, Any]:
+    stored_user = path_user(principal, user_id)
+    try:
+        assistant = principal.assistant(assistant_id)
+    except ValueError as exc:
+        raise InvalidInput.from_value_error(exc, "query", "assistant_id") from None
+    persona = memory_of(request).persona(stored_user, assistant)
+    return principal.outward({"user_id": stored_user, **persona})  # type: ignore[no-any-return]
+
+
+@router.get("/users/{user_id}/export", summary="Every stored record of the user, as JSON Lines",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"application/x-ndjson": {}}, "description": "One JSON record per line."}})
+def export(user_id: str, request: Request, principal: Principal = Depends(require_principal)) -> StreamingResponse:
+    """Turns of every tier (each once, in publish order), segments, the profile, settings and facts; the
+    same records as `memoryos export`, which `memoryos import` reads back."""
+    records = memory_of(request).export(path_user(principal, user_id))
+    first = next(records, None)  # fail here (a 503, a 422) rather than inside a started 200 stream
+
+    def lines() -> Iterator[bytes]:
+        if first is None:
+            return
+        for record in _chain(first, records):
+            yield (json.dumps(principal.outward(record), ensure_ascii=False) + "\n").encode()
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    yield first
+    yield from rest
+
+
+@router.delete("/users/{user_id}", summary="Forget a user: delete every tier")
+def forget(user_id: str, request: Request, principal: Principal = Depends(require_principal)) -> dict[str, Any]:
+    """Deletes short-term, pending, mid-term, profile and facts, also while work is in flight (it waits
+    for that work to stop); reports what was removed, by tier. Safe to repeat."""
+    removed = memory_of(request).operation("forget", path_user(principal, user_id))
+    return {"user_id": user_id, "removed": removed}
