@@ -88,19 +88,25 @@ def unavailable(message: str) -> JSONResponse:
     return JSONResponse(_body(message), status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
-def _backend_down(_request: Request, exc: Exception) -> JSONResponse:
-    # RedisUnavailableError's own message says what happened and to retry with the same turn_id; a
-    # bare redis-py error may carry the URL, so only its type is told.
-    from producers.errors import MemoryOSError
+def _backend_down(request: Request, exc: Exception) -> JSONResponse:
+    """The server log gets the full reason; the client, what to do (no internal addresses)."""
+    from producers.retrieve import RetrievalTimeout
 
-    message = str(exc) if isinstance(exc, MemoryOSError) else f"Redis is unavailable ({type(exc).__name__})"
-    log.warning("answered 503: %s", message)
-    return unavailable(message + f"; retry in {RETRY_AFTER_S} s")
+    log.warning("answered 503 to %s %s: %s", request.method, request.url.path, exc)
+    if isinstance(exc, RetrievalTimeout):
+        return unavailable(f"no worker answered in time; retry in {RETRY_AFTER_S} s")
+    if request.method == "GET" or request.url.path.endswith("/retrieve"):
+        what = "nothing was changed"
+    elif request.url.path.endswith("/turns"):
+        what = "the turns may not be stored: send them again with the same turn_ids (duplicates are dropped)"
+    else:
+        what = "it may be partly done: repeat it (safe to repeat)"
+    return unavailable(f"Redis is unavailable ({type(exc).__name__}); {what}; retry in {RETRY_AFTER_S} s")
 
 
-def _store_down(_request: Request, exc: Exception) -> JSONResponse:
-    log.warning("answered 503: vector store: %s", exc)
-    return unavailable(f"the vector store is unavailable ({exc}); retry in {RETRY_AFTER_S} s")
+def _store_down(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("answered 503 to %s %s: vector store: %s", request.method, request.url.path, exc)
+    return unavailable(f"the vector store is unavailable ({type(exc).__name__}); retry in {RETRY_AFTER_S} s")
 
 
 def _nested(_request: Request, _exc: Exception) -> JSONResponse:
