@@ -100,6 +100,12 @@ class PageStore:
         self.ensure()
         return self.store.scroll(PAGES, filter={"user_id": user_id}, order_by="seq")
 
+    def since(self, user_id: str, seq: int) -> list[Hit]:
+        """The user's stored pages from sequence number `seq` on, in publish order (the newest ones
+        without reading them all)."""
+        self.ensure()
+        return self.store.scroll(PAGES, filter={"user_id": user_id, "seq": {"gte": seq}}, order_by="seq")
+
     def search(self, user_id: str, query: str, limit: int = 10) -> list[Hit]:
         """Plain dense search over a user's pages (the retrieval issue builds the full two-stage search)."""
         self.ensure()

@@ -115,9 +115,7 @@ def _recent_pages(rt: Runtime, user_id: str, keys: UserKeys, limit: int) -> list
     stored more recently than the last `limit` published turns plus what Redis still holds)."""
     last_seq = int(rt.redis.hget(keys.state, "seq") or 0)
     window = limit + rt.settings.short_term_capacity + 4 * rt.settings.promotion_batch_size
-    rt.pages.ensure()
-    hits = rt.store.scroll(PAGES, filter={"user_id": user_id, "seq": {"gte": max(0, last_seq - window)}},
-                           order_by="seq")
+    hits = rt.pages.since(user_id, max(0, last_seq - window))
     if len(hits) < limit and last_seq > window:  # a user whose own knobs hold more in Redis
         hits = rt.pages.all_for_user(user_id)
     return [{k: h.payload.get(k) for k in _PAGE_FIELDS} for h in reversed(hits[-limit:])]

@@ -87,7 +87,7 @@ class Memory:
     # -- reads ------------------------------------------------------------------------------------
     def retrieve(self, user_id: str, query: str, *, assistant_id: str | None, top_k: int | None) -> RetrievedContext:
         if self.mode == "local":
-            from memoryos_workers.retrieval.retriever import retrieve
+            from memoryos_workers.in_process import retrieve
 
             return retrieve(user_id, query, assistant_id=assistant_id, top_k=top_k, runtime=self.runtime)
         from producers.retrieve import retrieve as retrieve_rpc
@@ -116,7 +116,10 @@ class Memory:
     def persona(self, user_id: str, assistant_id: str) -> dict[str, Any]:
         """The profile, the user's facts and the assistant's facts for this user, as JSON."""
         if self.mode == "local":
-            from memoryos_workers.retrieval.persona_reads import read
+            from memoryos_workers.in_process import read_persona
+
+            def read(kind: str, user: str | None, assistant: str | None) -> Any:
+                return read_persona(kind, user, assistant, self.runtime)
         else:
             from producers import persona as remote
 

@@ -23,8 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from memoryos_workers.counters import LLM_PURPOSES
-from memoryos_workers.counters import LATENCY_BUCKETS_MS
+from memoryos_workers.counters import LATENCY_BUCKETS_MS, LLM_PURPOSES
 from producers.wire.contract import ALL_QUEUES
 
 GAUGES = {

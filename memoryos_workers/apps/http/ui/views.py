@@ -26,7 +26,7 @@ from memoryos_workers.apps.http.errors import InvalidInput
 from memoryos_workers.apps.http.routes import memory_of, operations, users
 from memoryos_workers.apps.http.routes.retrieval import RetrieveIn, run_retrieval
 from memoryos_workers.apps.http.ui import charts
-from memoryos_workers.retrieval.retriever import LATENCY_BUCKETS_MS
+from memoryos_workers.counters import LATENCY_BUCKETS_MS
 
 HERE = Path(__file__).resolve().parent
 # Autoescaping on for every template: stored text (a turn saying <script>) always shows as text.
