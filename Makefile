@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 REDIS  := deploy/local/ensure-redis.sh
+TOOLS  := deploy/local/ensure-test-tools.sh
 
 .PHONY: demo test lint bench install redis-stop clean
 
@@ -21,7 +22,7 @@ demo: $(STAMP)
 	@eval "$$(PYTHON=$(BIN)/python ./$(REDIS))" && $(BIN)/memoryos demo
 
 test: $(STAMP)
-	@eval "$$(PYTHON=$(BIN)/python ./$(REDIS))" && $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@./$(TOOLS) && eval "$$(PYTHON=$(BIN)/python ./$(REDIS))" && $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check memoryos_workers producers schemas tests bench
