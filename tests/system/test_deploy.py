@@ -683,3 +683,64 @@ def test_readme_commands_exist() -> None:
                 if token.startswith(tuple(f"{p}:celery:" for p in ("mos",))):
                     assert token.removeprefix("mos:celery:") in ALL_QUEUES, token
     assert checked
+
+
+# --- the HTTP API, its scrape config and the Grafana dashboard ----------------------------------------
+
+
+def _api_routes() -> set[str]:
+    from memoryos_workers.apps.http.routes import health
+
+    return {route.path for route in health.router.routes}  # type: ignore[attr-defined]
+
+
+def test_the_api_runs_in_compose_and_kubernetes_with_keys_from_outside() -> None:
+    services = compose()["services"]
+    (api,) = [name for name, run in compose_runs().items() if run.kind == "serve"]
+    env = _compose_env(services[api])
+    assert "MEMORYOS_API_KEYS" in env and env["MEMORYOS_API_KEYS"] is None, "keys come from the shell"
+    assert any(str(p).endswith(":8080") for p in services[api]["ports"])
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    assert {"api:8080"} == {t for job in scrape for sc in job["static_configs"] for t in sc["targets"]}
+    assert {job["metrics_path"] for job in scrape} <= _api_routes()
+    assert Settings(metrics_public=env["MEMORYOS_METRICS_PUBLIC"]).metrics_public
+
+    runs = k8s_runs()
+    (name,) = [n for n, run in runs.items() if run.kind == "serve"]
+    deployment = by_kind("Deployment")[name]
+    container = our_container(deployment)
+    assert effective_env(container)["MEMORYOS_API_KEYS"]["secretKeyRef"]["name"] == "memoryos-secrets"
+    assert "api-keys" in (DEPLOY / "README.md").read_text(), "the README says how to put the keys in the Secret"
+    port = container["ports"][0]["containerPort"]
+    assert f"--port {port}" in " ".join(_argv(container["command"]))
+    assert {container["readinessProbe"]["httpGet"]["path"], container["livenessProbe"]["httpGet"]["path"]} == {
+        "/readyz", "/healthz"} <= _api_routes()
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] in _api_routes() and int(annotations["prometheus.io/port"]) == port
+    service = by_kind("Service")[name]
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_grafana_dashboard_queries_metrics_the_code_exports() -> None:
+    import json
+
+    from prometheus_client import CollectorRegistry
+
+    from memoryos_workers.apps.http.metrics import HttpMetrics, make_registry
+
+    dashboard = json.loads((DEPLOY / "grafana" / "memoryos.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = set(re.findall(r"\b(memoryos_[a-z_]+)", " ".join(exprs)))
+    registry: CollectorRegistry = make_registry(lambda: {})
+    HttpMetrics(lambda *_: None, registry)  # type: ignore[arg-type]
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    exported = {family.name + end for family in registry.collect() for end in suffixes[family.type]}
+    source = "\n".join(p.read_text() for p in (ROOT / "memoryos_workers").rglob("*.py"))
+    for name in sorted(used):
+        if name in exported:
+            continue
+        counter = name.removeprefix("memoryos_").removesuffix("_total")  # a stats-hash counter, exported as is
+        assert name.endswith("_total") and re.search(rf"\b{counter}=", source), f"dashboard: {name} is never exported"
+    provider = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "dashboards" / "memoryos.yml").read_text())
+    mount = compose()["services"]["grafana"]["volumes"]
+    assert any(v.endswith(provider["providers"][0]["options"]["path"] + "/memoryos.json:ro") for v in mount)
