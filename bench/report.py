@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .common import RESULTS, ROOT, cpu_model, git_commit, md_table
-from .parts import load_part
+from .parts import ORDER, load_part
 
 OUTPUT = ROOT / "BENCHMARKS.md"
 ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
@@ -43,6 +43,7 @@ SECTIONS = (
     Section(7, "LLM token budget", "llm_budget", "llm_budget", "markdown", "python -m bench llm_budget"),
     Section(8, "Fault scenarios", "faults", "faults", "markdown",
             "MEMORYOS_FAULT_RESULTS=bench/results/faults.json python -m pytest -s tests/system/test_redis_restart.py"),
+    Section(9, "HTTP API", "http_api", "http_api", "markdown", "python -m bench http_api"),
 )
 
 
@@ -101,8 +102,8 @@ def _header(rows: list[tuple[str, str, str]]) -> str:
         "compare the ratios more than the absolute times, and p99s least of all.",
         "Reproduce everything with `make bench` (sets up the virtualenv, the offline model and Redis; options "
         "through `BENCH_ARGS`, e.g. `make bench BENCH_ARGS=\"retrieval --sizes 1000\"`), or one part with "
-        "`python -m bench <part>` (`python -m bench <part> --help` lists its options; parts: publish, ingest, "
-        "retrieval, llm_cost, llm_budget, profiling). `python -m bench report` only rewrites this file from the "
+        f"`python -m bench <part>` (`python -m bench <part> --help` lists its options; parts: {', '.join(ORDER)}). "
+        "`python -m bench report` only rewrites this file from the "
         "saved results. Every run uses a private Redis key prefix and deletes only its own keys.",
         md_table(("section", "measured", "commit"), rows, align="lll"),
     ])

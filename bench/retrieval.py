@@ -129,14 +129,15 @@ def _query(rng: random.Random) -> str:
 # --- latency ----------------------------------------------------------------------------------------
 
 
-def _fill(rt: Any, users: int, start: int, stop: int, pool: _PooledText, base: datetime) -> None:
+def _fill(rt: Any, users: int, start: int, stop: int, pool: _PooledText, base: datetime, prefix: str = "bench-",
+          ) -> None:
     """Pages start..stop-1 of every user (same count each), then their segments of SEGMENT_PAGES pages."""
     real = rt.embedder
     # Only while filling; retrieval embeds with the real model.
     rt.pages.embedder = rt.segments.embedder = pool.embedder(real)
     try:
         for u in tqdm(range(users), desc=f"fill pages {start}-{stop} per user", unit="user", leave=False):
-            _fill_user(rt, f"bench-{u}", start, stop, pool, base)
+            _fill_user(rt, f"{prefix}{u}", start, stop, pool, base)
     finally:
         rt.pages.embedder = rt.segments.embedder = real
 
@@ -168,22 +169,22 @@ def _fill_user(rt: Any, user: str, start: int, stop: int, pool: _PooledText, bas
     rt.segments.write(user, None, SegmentPlan(assignments=assignments), {"source": "bench"})
 
 
-def build_store(rt: Any, users: int, per_user: int, rng: random.Random) -> _PooledText:
+def build_store(rt: Any, users: int, per_user: int, rng: random.Random, prefix: str = "bench-") -> _PooledText:
     """A full short-term list and `per_user` mid-term pages (in segments) for each of `users` users
-    `bench-0`..; returns the text pool, whose `turn()` and `_query(rng)` give realistic queries."""
-    _short_term(rt, users, rng)
+    `<prefix>0`..; returns the text pool, whose `turn()` and `_query(rng)` give realistic queries."""
+    _short_term(rt, users, rng, prefix)
     pool = _PooledText(rng)
-    _fill(rt, users, 0, per_user, pool, datetime(2024, 1, 1, tzinfo=timezone.utc))
+    _fill(rt, users, 0, per_user, pool, datetime(2024, 1, 1, tzinfo=timezone.utc), prefix)
     return pool
 
 
-def _short_term(rt: Any, users: int, rng: random.Random) -> None:
+def _short_term(rt: Any, users: int, rng: random.Random, prefix: str = "bench-") -> None:
     """A full short-term list per user (no overflow, so no task is sent)."""
     turns = []
     for u in range(users):
         for _ in range(rt.settings.short_term_capacity):
             text, reply = _turn(rng)
-            turns.append({"user_id": f"bench-{u}", "user_input": text, "agent_response": reply})
+            turns.append({"user_id": f"{prefix}{u}", "user_input": text, "agent_response": reply})
     rt.publisher.publish_many(turns)
 
 
