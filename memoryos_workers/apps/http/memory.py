@@ -106,9 +106,9 @@ class Memory:
 
     def export(self, user_id: str) -> Iterator[dict[str, Any]]:
         if self.mode == "local":
-            from memoryos_workers.ops.user_data import export_user
+            from memoryos_workers.ops.user_data import collect_user_records
 
-            for record in export_user(self.runtime, user_id):
+            for record in collect_user_records(self.runtime, user_id):
                 yield json.loads(json.dumps(record, ensure_ascii=False, default=str))
         else:
             yield from self.operation("export", user_id)
