@@ -106,13 +106,19 @@ def mcp(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (http only)."),
     port: int = typer.Option(8765, "--port", "-p", min=1, max=65535, help="Port to listen on (http only)."),
 ) -> None:
-    """Run the MCP server (add_memory, retrieve_memory, get_user_profile); logs go to stderr."""
+    """Run the MCP server (add_memory, retrieve_memory, get_user_profile); logs go to stderr. Over http the
+    keys of MEMORYOS_API_KEYS are required and each key's tenant has its own users, as in `memoryos serve`."""
     from memoryos_workers.apps.mcp.server import TRANSPORTS, serve
+    from memoryos_workers.apps.mcp.tenancy import NoKeysError
 
     if transport not in TRANSPORTS:
         typer.echo(f"error: unknown transport {transport!r}; known: {', '.join(TRANSPORTS)}", err=True)
         raise typer.Exit(2)
-    serve(transport, host=host, port=port)
+    try:
+        serve(transport, host=host, port=port)
+    except NoKeysError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @cli.command()

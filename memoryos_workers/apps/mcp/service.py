@@ -59,8 +59,9 @@ class MemoryService:
         finally:
             self._ready.set()
 
-    def memoryos(self, user_id: str | None = None) -> Memoryos:
-        """The process's memory, about `user_id` when given (same runtime, worker and store)."""
+    def memoryos(self, user_id: str | None = None, assistant_id: str | None = None) -> Memoryos:
+        """The process's memory, about `user_id` (and `assistant_id`) when given (same runtime, worker and
+        store)."""
         self.start()
         if not self._ready.wait(self.startup_timeout):
             raise ToolError(f"memory is still starting after {self.startup_timeout:.0f} s; try again shortly")
@@ -72,7 +73,7 @@ class MemoryService:
                     self._ready.clear()
             raise ToolError(f"memory is unavailable: {type(error).__name__}: {error}")
         assert self._memoryos is not None
-        return self._memoryos.for_user(user_id) if user_id else self._memoryos
+        return self._memoryos.for_user(user_id, assistant_id) if user_id else self._memoryos
 
     def close(self) -> None:
         """Stop the in-process worker, then flush and close the store (the next opener finds it clean)."""
