@@ -163,10 +163,3 @@ def require_principal(request: Request) -> Principal:
             headers={"WWW-Authenticate": "Bearer"},
         )
     return principal
-
-
-def require_admin(request: Request) -> Principal:
-    principal = require_principal(request)
-    if not principal.admin:
-        raise HTTPException(status_code=403, detail="this needs an admin key (a key of tenant * in MEMORYOS_API_KEYS)")
-    return principal
