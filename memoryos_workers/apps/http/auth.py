@@ -6,7 +6,7 @@ configured key with no early exit, and they never reach a log line or an error m
 
 Every id a request names goes through `Principal.user` / `Principal.assistant` (schemas.tenants), and
 every answer through `Principal.outward`, which maps stored ids back and refuses (a 500, never a leak)
-to return an id that is not the tenant's.
+to return a user id that is not the tenant's.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from schemas.tenants import ADMIN, prefix, scoped_id, unscoped_id
 
 SESSION_COOKIE = "memoryos_ui"
 SESSION_SECONDS = 12 * 3600
-_ID_KEYS = ("user_id", "assistant_id")
 
 
 class ForeignIdError(RuntimeError):
@@ -64,17 +63,23 @@ class Principal:
         return external
 
     def outward(self, value: Any) -> Any:
-        """`value` (JSON-like) with every user_id and assistant_id mapped to the tenant's own ids."""
+        """`value` (JSON-like) with every user_id and assistant_id mapped to the tenant's own ids. A user id
+        of another namespace is a bug and raises; an assistant id of none of the tenant's (a turn a Python
+        backend published with a bare assistant id) is only a label on the tenant's own data: null."""
         if self.admin:
             return value
         if isinstance(value, Mapping):
-            return {
-                k: (self.known_as(v) if k in _ID_KEYS and isinstance(v, str) else self.outward(v))
-                for k, v in value.items()
-            }
+            return {k: self._field(k, v) for k, v in value.items()}
         if isinstance(value, list):
             return [self.outward(v) for v in value]
         return value
+
+    def _field(self, key: str, value: Any) -> Any:
+        if key == "user_id" and isinstance(value, str):
+            return self.known_as(value)
+        if key == "assistant_id" and isinstance(value, str):
+            return unscoped_id(self.tenant, value)
+        return self.outward(value)
 
 
 class Keyring:

@@ -72,4 +72,5 @@ def test_outward_refuses_a_foreign_id() -> None:
         "user_id": "u1", "pages": [{"assistant_id": "bot"}]}
     with pytest.raises(ForeignIdError):
         acme.outward({"items": [{"user_id": "globex:u1"}]})
+    assert acme.outward({"user_id": "acme:u1", "assistant_id": "globex:bot"}) == {"user_id": "u1", "assistant_id": None}
     assert acme.assistant(None) == "acme:default_assistant"
