@@ -113,6 +113,10 @@ def test_analyse_uses_the_answer_normalised_and_counts_its_usage(settings, redis
         "llm_calls": 1,
         "llm_prompt_tokens": analysis.prompt_tokens,
         "llm_completion_tokens": analysis.completion_tokens,
+        # the same split by purpose, for /metrics' `purpose` label
+        "llm_calls_segmentation": 1,
+        "llm_prompt_tokens_segmentation": analysis.prompt_tokens,
+        "llm_completion_tokens_segmentation": analysis.completion_tokens,
     }
     assert analysis.prompt_tokens > 0 and analysis.completion_tokens > 0
 
