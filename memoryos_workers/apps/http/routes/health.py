@@ -35,7 +35,7 @@ def readyz(request: Request) -> Any:
             responses={200: {"content": {"text/plain": {}}}})
 async def metrics(request: Request) -> Response:
     if not memory_of(request).settings.metrics_public:
-        require_principal(request)
+        await require_principal(request)
     try:
         text = await run_in_threadpool(generate_latest, request.app.state.registry)
     except Exception as exc:  # noqa: BLE001 - the deployment's series need Redis
