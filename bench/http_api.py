@@ -354,6 +354,9 @@ def _plot(result: dict[str, Any]) -> Path:
     ax1.set_xticks(xs, [str(x) for x in xs])
     ax1.legend()
     ax2.bar([str(x) for x in xs], [r["rps"] for r in rows], color="tab:blue", label="single-turn requests/s")
+    if all(r.get("server_cpu_us") for r in rows):
+        ax2.plot([str(x) for x in xs], [1e6 / r["server_cpu_us"] for r in rows], "D", color="tab:green",
+                 label="one fully used core at the measured server CPU")
     ax2.axhline(FLOORS["single_rps"], color="tab:red", linestyle="--", label=f"floor {FLOORS['single_rps']:,} req/s")
     ax2.set(xlabel="concurrent clients", ylabel="requests/s (one API process)", title="throughput")
     ax2.legend()
