@@ -30,6 +30,8 @@ class FusionParams:
     use_sparse: bool = True
     use_dates: bool = True
     store_hybrid: bool = False  # one dense+BM25 query fused inside the store (its RRF) instead of two lists
+    neighbour_weight: float = 0.0  # multi-hop: the pages next to the strongest hits in their segment; 0 = off
+    neighbour_hits: int = 5  # how many of the strongest hits lend their neighbours
 
 
 DEFAULT_FUSION = FusionParams()

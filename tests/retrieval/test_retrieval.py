@@ -110,12 +110,18 @@ def test_pages_waiting_in_batches_and_buffer_are_in_short_term(celery_worker, ru
     ids = publisher.publish_many(chatter(user_id, n))
     keys = runtime.keys.user(user_id)
     assert runtime.redis.llen(keys.batches) == 1 and runtime.redis.llen(keys.buf) == 3
-    context = retrieve_local(user_id, "What did I say about the garden?")
+    context = retrieve_local(user_id, "What did I say about the garden?", max_tokens=0)  # no budget: all of it
     assert [p.turn_id for p in context.short_term] == ids  # every turn once, in publish order
     assert [p.seq for p in context.short_term] == list(range(1, n + 1))
     assert context.pages == []  # nothing is in the vector store yet
-    remote = producers.retrieve(user_id, "What did I say about the garden?", publisher=runtime.publisher)
+    remote = producers.retrieve(user_id, "What did I say about the garden?", publisher=runtime.publisher,
+                                max_tokens=0)
     assert remote.short_term == context.short_term
+    # Within a budget, the newest turns that fit its share, without a gap.
+    fitted = retrieve_local(user_id, "What did I say about the garden?", max_tokens=600)
+    assert 0 < len(fitted.short_term) < n
+    assert [p.turn_id for p in fitted.short_term] == ids[-len(fitted.short_term):]
+    assert fitted.prompt_tokens() <= 600
 
 
 # --- finding things ------------------------------------------------------------------------------------
@@ -124,7 +130,7 @@ def test_pages_waiting_in_batches_and_buffer_are_in_short_term(celery_worker, ru
 def test_early_detail_of_a_long_conversation_is_found(long_conversation, retrieve_local, runtime) -> None:  # noqa: ANN001
     user_id, ids = long_conversation
     assert runtime.pages.count(user_id) == 64 - runtime.settings.short_term_capacity
-    context = retrieve_local(user_id, DETAIL_QUESTION, top_k=5)
+    context = retrieve_local(user_id, DETAIL_QUESTION, top_k=5, max_tokens=0)  # no budget: every field
     turn_ids = [p.turn_id for p in context.pages]
     assert ids[2] in turn_ids, [p.user_input for p in context.pages]
     page = next(p for p in context.pages if p.turn_id == ids[2])
@@ -372,25 +378,6 @@ def test_sparse_vectors() -> None:
     assert doc.indices and len(doc.indices) == len(doc.values) and all(v > 0 for v in doc.values)
     assert query is not None and set(query.indices) & set(doc.indices)
     assert encoder.embed_query("what is the") is None  # stopwords only: no sparse query at all
-
-
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [
-        ("What did I do on October 13, 2023?", [(2023, 10, 13)]),
-        ("What happened on 1 February, 2023?", [(2023, 2, 1)]),
-        ("Plans for 2024-03-05?", [(2024, 3, 5)]),
-        ("What did we paint in July 2023?", [(2023, 7, None)]),
-        ("How many beach trips in 2023?", [(2023, None, None)]),
-        ("When did I go camping in June?", [(None, 6, None)]),
-        ("May I ask what you think?", []),
-        ("Where did I move from 4 years ago?", []),
-    ],
-)
-def test_date_mentions(query: str, expected: list) -> None:
-    from memoryos_workers.retrieval.dates import date_mentions
-
-    assert [(m.year, m.month, m.day) for m in date_mentions(query)] == expected
 
 
 def test_top_k_defaults_to_the_retrieval_top_pages_setting(private_runtime) -> None:  # noqa: ANN001
