@@ -58,6 +58,7 @@ class PackingParams:
     profile_value: float = 0.5  # worth of the profile's summary (no query relevance to go by)
     trait_base: float = 0.2  # worth of a trait the query does not touch; up to 1 as it touches it
     fact_default: float = 0.3  # worth of a fact that came without a similarity score
+    min_fact_score: float = 0.25  # a fact less similar to the query than this is not about it
 
 
 DEFAULT_PACKING = PackingParams()
@@ -189,9 +190,9 @@ def fit(ctx: RetrievedContext, max_tokens: int, params: PackingParams = DEFAULT_
     page_items = _page_items(pages)
     reserve = int(room * params.derived_share)
     room -= _greedy(page_items, room - reserve, chosen, params.length_exponent)
+    # The reserve and what the pages left compete by value per token: derived texts and the other pages.
     derived = _derived_items(ctx, pages, chosen, params)
-    room -= _greedy(derived, room, chosen, 1.0)
-    room -= _greedy(page_items, room, chosen, params.length_exponent)
+    _greedy(derived + page_items, room, chosen, params.length_exponent)
     fitted = _assemble(ctx, short_term, pages, chosen, max_tokens)
     # The estimates of the parts add up to the whole up to rounding; should the whole still be over (a
     # non-additive estimate), the least valuable items go until it fits.
@@ -296,6 +297,8 @@ def _persona_items(ctx: RetrievedContext, params: PackingParams, add: Callable[.
     for kind, entries in (("user_fact", ctx.user_knowledge), ("assistant_fact", ctx.assistant_knowledge)):
         for entry in entries:
             relevance = params.fact_default if entry.score is None else max(0.0, min(1.0, entry.score))
+            if relevance < params.min_fact_score:
+                continue
             add(kind, entry.entry_id, fact_line(entry), entry.text, relevance)
 
 

@@ -67,13 +67,6 @@ def ingest(publisher, pending, user_id: str, turns: list[dict]) -> list[str]:  #
     return ids
 
 
-@pytest.fixture
-def retrieve_local(runtime):  # noqa: ANN001, ANN201
-    from memoryos_workers.in_process import retrieve
-
-    return lambda *args, **kwargs: retrieve(*args, runtime=runtime, **kwargs)
-
-
 @pytest.fixture(scope="module")
 def long_conversation(celery_worker, runtime):  # noqa: ANN001, ANN201
     """64 turns with a detail in turn 3, fully promoted (the fake LLM segments them)."""
@@ -141,6 +134,26 @@ def test_early_detail_of_a_long_conversation_is_found(long_conversation, retriev
     assert not set(turn_ids) & {p.turn_id for p in context.short_term}  # deduped against short-term
     assert [p.score for p in context.pages] == sorted((p.score for p in context.pages), reverse=True)
     assert {"embed", "short_term", "segments", "pages", "persona", "total"} <= set(context.timings_ms)
+
+
+def test_the_default_context_fits_2000_tokens_and_holds_what_its_prompt_holds(long_conversation, retrieve_local,
+                                                                            publisher) -> None:  # noqa: ANN001
+    user_id, ids = long_conversation
+    for context in (retrieve_local(user_id, DETAIL_QUESTION),
+                    producers.retrieve(user_id, DETAIL_QUESTION, publisher=publisher)):
+        prompt = context.to_prompt()
+        assert context.max_tokens == 2000 and context.prompt_tokens() <= 2000
+        assert ids[2] in [p.turn_id for p in context.pages]
+        assert len(context.pages) > 10  # the budget, not the paper's k=10, decides how many pages fit
+        for page in context.pages:
+            assert json.dumps({"user": page.user_input, "assistant": page.agent_response}, ensure_ascii=False) in prompt
+        for page in context.short_term:
+            assert json.dumps(page.user_input, ensure_ascii=False) in prompt
+        summaries = {p.segment_summary for p in context.pages if p.segment_summary}
+        assert all(prompt.count(json.dumps(s, ensure_ascii=False)) == 1 for s in summaries)  # said once
+        assert len(set(context.turn_ids())) == len(context.turn_ids())
+    small = retrieve_local(user_id, DETAIL_QUESTION, max_tokens=300)
+    assert small.prompt_tokens() <= 300 and small.pages and ids[2] == small.pages[0].turn_id
 
 
 def test_rpc_and_in_process_return_the_same_context(long_conversation, retrieve_local, publisher) -> None:  # noqa: ANN001
