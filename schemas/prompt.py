@@ -175,8 +175,10 @@ class _Item:
         return estimate_tokens(self.text + "\n")
 
 
-def fit(ctx: RetrievedContext, max_tokens: int, params: PackingParams = DEFAULT_PACKING) -> RetrievedContext:
-    """The context cut to `max_tokens` by value per token (see the module's docstring)."""
+def fit(ctx: RetrievedContext, max_tokens: int, params: PackingParams = DEFAULT_PACKING,
+        max_pages: int | None = None) -> RetrievedContext:
+    """The context cut to `max_tokens` by value per token (see the module's docstring), with at most
+    `max_pages` pages besides the recent dialogue."""
     empty = ctx.model_copy(update={"short_term": [], "pages": [], "user_profile": None, "user_knowledge": [],
                                    "assistant_knowledge": []})
     room = max_tokens - estimate_tokens(render(empty))
@@ -185,7 +187,7 @@ def fit(ctx: RetrievedContext, max_tokens: int, params: PackingParams = DEFAULT_
     short_term, used = _recent(ctx.short_term, int(room * params.short_term_share))
     room -= used
     seen = {p.turn_id for p in short_term}
-    pages = [p for p in _unique(ctx.pages) if p.turn_id not in seen]
+    pages = [p for p in _unique(ctx.pages) if p.turn_id not in seen][:max_pages]
     chosen: dict[str, _Item] = {}
     page_items = _page_items(pages)
     reserve = int(room * params.derived_share)

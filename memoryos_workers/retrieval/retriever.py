@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 import redis
 
 from memoryos_workers.embeddings.base import TextEmbedder
-from memoryos_workers.embeddings.sparse import get_sparse_encoder
+from memoryos_workers.embeddings.sparse import get_sparse_encoder, page_document
 from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.persona_store import PersonaStore
 from memoryos_workers.memory.segments import SegmentStore
@@ -135,7 +135,7 @@ class Retriever:
         segments = self._top_segments(user_id, query, vector) if self.fusion.use_segments else []
         lap("segments")
         windows = time_windows(query, when) if self.fusion.use_dates else []
-        pages = self._pages(user_id, vector, sparse, segments, short_term, limit, where, windows)
+        pages = self._pages(user_id, vector, sparse, segments, short_term, limit, where, windows, bool(budget))
         lap("pages")
         assistant = assistant_id or (flt.assistant_id if flt else None)
         profile, user_facts, assistant_facts = self._persona(user_id, assistant, vector)
@@ -151,7 +151,7 @@ class Retriever:
             assistant_knowledge=assistant_facts,
         )
         if budget:
-            context = fit(context, budget, self.packing)
+            context = fit(context, budget, self.packing, max_pages=limit)
         lap("fit")
         self.bookkeeping.visits(user_id, keys, list(dict.fromkeys(p.segment_id for p in context.pages
                                                                   if p.segment_id)))
@@ -186,6 +186,7 @@ class Retriever:
         limit: int,
         where: dict[str, Any],
         windows: list[TimeWindow],
+        budgeted: bool,
     ) -> list[RetrievedPage]:
         f = self.fusion
         pages = self.pages_store
@@ -210,6 +211,12 @@ class Retriever:
             fusion.add("date", found, f.date_weight, skip)
         if f.neighbour_weight > 0:
             self._neighbours(fusion, user_id, where, skip)
+        if budgeted and sparse is not None:
+            # The budget keeps only the newest of the turns Redis holds as recent dialogue; the older ones
+            # (not in the store yet) compete with the pages by their words, so none drops out of view.
+            recent = _by_words(short_term, sparse, self.sparse)
+            fusion.add("recent", recent, f.sparse_weight, set())
+            limit += len(recent)  # those the recent dialogue holds are left out of the pages when fitting
         ranked = fusion.top(limit)
         summaries = self._segment_summaries([fusion.hits[t] for t, _ in ranked], segments)
         return [_page(fusion.hits[t], score, summaries, fusion.found_by[t]) for t, score in ranked]
@@ -258,6 +265,23 @@ def replace_params(retriever: Retriever, fusion: FusionParams, packing: PackingP
     r = retriever
     return Retriever(r.settings, r.redis, r.keys, r.scripts, r.embedder, r.pages_store, r.segments, r.persona,
                      r.bookkeeping, fusion, packing)
+
+
+def _by_words(turns: Sequence[Page], query: Any, encoder: Any) -> list[Hit]:
+    """Turns Redis holds that share words with the query, best first (BM25 term weights; no IDF, as they
+    are not in the store): each as a hit shaped like a stored page."""
+    if not turns:
+        return []
+    weights = dict(zip(query.indices, query.values, strict=True))
+    docs = encoder.embed_documents([page_document(p.user_input, p.agent_response) for p in turns])
+    scored = []
+    for page, doc in zip(turns, docs, strict=True):
+        score = sum(v * weights.get(i, 0.0) for i, v in zip(doc.indices, doc.values, strict=True))
+        if score > 0:
+            payload = page.model_dump(mode="json")
+            payload["ts"] = page.timestamp.timestamp()
+            scored.append(Hit(id=page.turn_id, score=score, payload=payload))
+    return sorted(scored, key=lambda h: -h.score)
 
 
 def _page_limit(top_k: int | None, budget: int) -> int:

@@ -75,6 +75,12 @@ def max_results(value: Any) -> int:
     return _as_tool_error(lambda: check_top_k("max_results", value))
 
 
+def max_tokens(value: Any) -> int | None:
+    from schemas.query import check_max_tokens
+
+    return _as_tool_error(lambda: check_max_tokens(value))
+
+
 def flag(field: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ToolError(f"{field}: must be true or false")
