@@ -43,6 +43,7 @@ SECTIONS = (
     Section(7, "LLM token budget", "llm_budget", "llm_budget", "markdown", "python -m bench llm_budget"),
     Section(8, "Fault scenarios", "faults", "faults", "markdown",
             "MEMORYOS_FAULT_RESULTS=bench/results/faults.json python -m pytest -s tests/system/test_redis_restart.py"),
+    Section(9, "Memory context within a token budget", "context", "context", "markdown", "python -m bench context"),
 )
 
 
@@ -102,8 +103,8 @@ def _header(rows: list[tuple[str, str, str]]) -> str:
         "Reproduce everything with `make bench` (sets up the virtualenv, the offline model and Redis; options "
         "through `BENCH_ARGS`, e.g. `make bench BENCH_ARGS=\"retrieval --sizes 1000\"`), or one part with "
         "`python -m bench <part>` (`python -m bench <part> --help` lists its options; parts: publish, ingest, "
-        "retrieval, llm_cost, llm_budget, profiling). `python -m bench report` only rewrites this file from the "
-        "saved results. Every run uses a private Redis key prefix and deletes only its own keys.",
+        "retrieval, context, llm_cost, llm_budget, profiling). `python -m bench report` only rewrites this file "
+        "from the saved results. Every run uses a private Redis key prefix and deletes only its own keys.",
         md_table(("section", "measured", "commit"), rows, align="lll"),
     ])
 

@@ -24,13 +24,16 @@ class FusionParams:
     sparse_weight: float = 1.5  # BM25 over all the user's pages
     date_weight: float = 1.0  # dense search within a date the query names
     segment_candidates: int = 3  # segments read per top segment kept, to rerank them by Fscore
-    depth: int = 20  # how deep each list looks (at least 2 * top_k)
+    depth: int = 20  # how deep each list looks (at least the pages asked for)
+    candidate_tokens: int = 40  # with a budget and no top_k: one candidate page per this many tokens of it
     use_segments: bool = True
     use_dense: bool = True
     use_sparse: bool = True
     use_dates: bool = True
     store_hybrid: bool = False  # one dense+BM25 query fused inside the store (its RRF) instead of two lists
-    neighbour_weight: float = 0.0  # multi-hop: the pages next to the strongest hits in their segment; 0 = off
+    # Multi-hop: the pages next to the strongest hits in their segment, as one more list; 0 = off. Tuned on
+    # conv-26 (0.25-1.0: 1.0 best) and kept because held-out conv-30 measures better with it (BENCHMARKS section 9).
+    neighbour_weight: float = 1.0
     neighbour_hits: int = 5  # how many of the strongest hits lend their neighbours
 
 

@@ -51,10 +51,6 @@ from schemas.query import MAX_TOP_K, check_max_tokens, check_retrieval_args, par
 from schemas.settings import Settings
 from schemas.turns import Page
 
-#: With a budget and no top_k, pages are fused from lists this many tokens of budget deep per page: enough
-#: candidates for the packing to choose from (LoCoMo pages render to about 45 tokens).
-TOKENS_PER_CANDIDATE = 40
-
 
 class Retriever:
     """Safe to call from many threads at once: it holds only thread-safe adapters."""
@@ -112,7 +108,7 @@ class Retriever:
         check_retrieval_args(user_id, query, assistant_id, top_k, max_text_chars=s.max_text_chars)
         budget = s.context_max_tokens if max_tokens is None else int(check_max_tokens(max_tokens) or 0)
         flt, asked_at = parse_filters(filters), parse_now(now)
-        limit = _page_limit(top_k or s.retrieval_top_pages, budget)
+        limit = _page_limit(top_k or s.retrieval_top_pages, budget, self.fusion.candidate_tokens)
         timings: dict[str, float] = {}
         started = clock = time.perf_counter()
 
@@ -284,13 +280,14 @@ def _by_words(turns: Sequence[Page], query: Any, encoder: Any) -> list[Hit]:
     return sorted(scored, key=lambda h: -h.score)
 
 
-def _page_limit(top_k: int | None, budget: int) -> int:
-    """How many pages to fuse and hand to the packing: top_k when given; else enough for the budget."""
+def _page_limit(top_k: int | None, budget: int, candidate_tokens: int) -> int:
+    """How many pages to fuse and hand to the packing: top_k when given; else enough for the budget to
+    choose from (LoCoMo pages render to about 45 tokens)."""
     if top_k is not None:
         return top_k
     if not budget:
         return 10  # the paper's k
-    return max(10, min(MAX_TOP_K, math.ceil(budget / TOKENS_PER_CANDIDATE)))
+    return max(10, min(MAX_TOP_K, math.ceil(budget / candidate_tokens)))
 
 
 def _zone(name: str | None, settings: Settings) -> tzinfo:
