@@ -22,19 +22,17 @@ import json
 import tempfile
 import time
 from collections import defaultdict
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from .common import bench_settings, cleanup, finish, fmt, image_md, md_table, percentile, pyplot, reproduce_md
-from .retrieval import CATEGORIES, LOCOMO, _evidence, _ingest
+from .retrieval import CATEGORIES, HELD_OUT, LOCOMO, TUNED, _evidence, _ingest, question_time
 
 OURS = "memoryos-workers"
 DENSE = "plain dense, packed"
 UNBUDGETED = "before: top-10, no budget"
-TUNED, HELD_OUT = "conv-26", "conv-30"
 DEFAULT_BUDGETS = "500,1000,2000,4000"
 # Each a change to the retriever (fusion or packing parameters) measured beside the default.
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
@@ -80,7 +78,7 @@ def _conversation(rt: Any, retrievers: dict[str, Any], conv: str, turns: list[di
     lines = [dialogue_line(p) + "\n" for p in pages]
     costs = [estimate_tokens(line) for line in lines]
     matrix = np.asarray(rt.embedder.embed([p.text() for p in pages]), dtype=np.float32)
-    now = max(p.timestamp for p in pages) + timedelta(hours=1)
+    now = question_time(turns)
     # method -> budget -> category -> shares; method -> budget -> prompt tokens
     shares: dict[str, dict[int, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     tokens: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
