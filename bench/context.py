@@ -176,6 +176,7 @@ def _plot(result: dict[str, Any]) -> Path:
         ax.scatter([r["tokens_p50"][UNBUDGETED][str(budgets[0])]], [before], marker="x", color="k",
                    label=f"{UNBUDGETED} (p50 tokens)")
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(budgets, [f"{b:,}" for b in budgets])
         ax.set_xlabel("prompt budget (tokens, characters / 4)")
         ax.set_title(f"{r['conversation']} ({r['role']}, {r['questions']} q)")
@@ -221,14 +222,31 @@ def markdown(result: dict[str, Any]) -> str:
             md_table(("category", "questions", *(f"{int(b):,}" for b in budgets)), cats),
         ]
     parts += [
-        f"*{UNBUDGETED}* is the context as retrieval built it before the budget (10 pages, each with its topic "
-        "and chain summaries, every fact and trait), the same at every budget column; its p50 size is in the "
-        "last column. Variant rows change one parameter of ours; a variant is adopted only where it measures "
-        f"better on {HELD_OUT}.",
+        f"*{UNBUDGETED}* is `retrieve(top_k=10, max_tokens=0)`: the paper's 10 pages with every summary, fact "
+        "and trait kept (rendered as now, a topic's summary once), the same at every budget column; its p50 "
+        "size is in the last column. Variant rows change one parameter of ours on both conversations; a "
+        f"parameter is chosen on {TUNED} and a feature kept only where {HELD_OUT} measures better with it.",
+        _neighbours_note(result),
         image_md("evidence share against token budget", "context_budget.png"),
         reproduce_md(result["reproduce"]),
     ]
     return "\n\n".join(parts)
+
+
+def _neighbours_note(result: dict[str, Any]) -> str:
+    """The multi-hop decision, from the figures of this run."""
+    off = "without segment neighbours (multi-hop)"
+    held = [r for r in result["conversations"] if r["conversation"] == HELD_OUT and off in r["share"]]
+    if not held:
+        return f"Segment neighbours were not measured against {HELD_OUT} in this run (`--variants`)."
+    r, budgets = held[0], result["budgets"]
+    pairs = ", ".join(f"{fmt(r['share'][OURS][b], 3)} / {fmt(r['share'][off][b], 3)}" for b in budgets)
+    multi = ", ".join(f"{fmt(r['share_by_category'][OURS][b].get('1'), 2)} / "
+                      f"{fmt(r['share_by_category'][off][b].get('1'), 2)}" for b in budgets)
+    n = r["category_questions"].get("1", 0)
+    return (f"Multi-hop (segment neighbours of the strongest hits, `FusionParams.neighbour_weight`): on held-out "
+            f"{HELD_OUT} the evidence share with / without them is {pairs} at {', '.join(budgets)} tokens; for "
+            f"its {n} multi-hop questions alone {multi}.")
 
 
 def run(conversations: str = f"{TUNED},{HELD_OUT}", budgets: str = DEFAULT_BUDGETS, stm: int = 1,

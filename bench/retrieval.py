@@ -539,7 +539,7 @@ def _recall(conversations: list[str], ks: list[int], stm: int) -> dict[str, Any]
 
 
 TUNED, HELD_OUT = "conv-26", "conv-30"
-_COMPARED = ("rrf_k=60 (textbook), else ours", "+ dates")
+_COMPARED = {"rrf_k=60 (textbook), else ours": "rrf_k=60", "+ dates": "no segment neighbours"}
 
 
 def _role(conv: str) -> str:
@@ -663,7 +663,7 @@ def markdown_recall(result: dict[str, Any]) -> str:
         "The variant columns measure claims instead of asserting them: rrf_k=2 against the textbook 60, and "
         "the segment neighbours (multi-hop).",
         md_table(("conversation", "questions", "segments", *(f"ours @{k}" for k in ks), "plain dense @10",
-                  *(f"{v} @10" for v in _COMPARED)), per_conv),
+                  *(f"{label} @10" for label in _COMPARED.values())), per_conv),
     ]
     if _coarse(result):
         parts.append(f"Note: {_COARSE_NOTE}.")
