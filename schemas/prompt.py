@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from .persona import KnowledgeEntry, UserProfile
 from .tokens import estimate_tokens
 from .turns import Page
-from .words import content_words
+from .words import content_stems
 
 if TYPE_CHECKING:
     from .context import RetrievedContext, RetrievedPage
@@ -267,12 +267,12 @@ def _derived_items(
     chosen_pages = [by_id[item.key] for item in chosen.values() if item.kind == "page"]
     said: set[str] = set()
     for page in chosen_pages:
-        said |= content_words(f"{page.user_input} {page.agent_response}")
+        said |= content_stems(f"{page.user_input} {page.agent_response}")
     values = {p.turn_id: chosen[f"page:{p.turn_id}"].value for p in chosen_pages}
     items: list[_Item] = []
 
     def add(kind: str, key: Any, text: str, source: str, relevance: float) -> None:
-        words = content_words(source)
+        words = content_stems(source)
         novelty = len(words - said) / len(words) if words else 0.0
         if novelty >= params.min_novelty:
             items.append(_Item(kind, key, text, relevance * novelty, words))
@@ -295,9 +295,9 @@ def _persona_items(ctx: RetrievedContext, params: PackingParams, add: Callable[.
     if profile is not None:
         if profile.summary:
             add("profile", "summary", profile_summary_line(profile.summary), profile.summary, params.profile_value)
-        asked = content_words(ctx.query)
+        asked = content_stems(ctx.query)
         for i, trait in enumerate(profile.traits):
-            words = content_words(f"{trait.dimension} {trait.evidence}")
+            words = content_stems(f"{trait.dimension} {trait.evidence}")
             touched = len(words & asked) / len(asked) if asked else 0.0
             add("trait", i, trait_line(trait), f"{trait.dimension} {trait.evidence}",
                 params.trait_base + (1 - params.trait_base) * touched)

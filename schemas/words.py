@@ -26,5 +26,10 @@ def words(text: str) -> Iterator[str]:
             yield word
 
 
-def content_words(text: str) -> set[str]:
-    return set(words(text))
+STEM_CHARS = 5
+
+
+def content_stems(text: str) -> set[str]:
+    """Content words cut to their first five letters: a crude stem, enough for "paint", "paints" and
+    "painting" to count as one word when a text is compared with a question or with other texts."""
+    return {w[:STEM_CHARS] for w in words(text)}

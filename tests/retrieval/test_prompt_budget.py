@@ -100,8 +100,18 @@ def test_value_per_token_decides() -> None:
     # A fact the pages already say is left out; the relevant new one is in; the irrelevant one is not.
     assert [e.entry_id for e in fitted.user_knowledge] == ["f1"]
     assert "broken bell" not in prompt
-    # The trait the question touches outranks the one it does not.
-    assert [t.dimension for t in fitted.user_profile.traits][:1] == ["interest: painting"]
+
+
+def test_traits_are_ranked_by_the_question() -> None:
+    """Room for one trait: the one the question touches goes in, though it is listed second."""
+    traits = [Trait(dimension="diet: vegetarian", level="medium", evidence="orders veggie burgers"),
+              Trait(dimension="interest: painting", level="high", evidence="paints sunrises over the lake")]
+    ctx = RetrievedContext(user_id="u1", query="What do I like to paint?",
+                           user_profile=UserProfile(user_id="u1", traits=traits))
+    room = estimate_tokens(ctx.model_copy(update={"user_profile": None}).to_prompt())
+    fitted = ctx.fit(room + 22)
+    assert [t.dimension for t in fitted.user_profile.traits] == ["interest: painting"]
+    assert "vegetarian" not in fitted.to_prompt()
 
 
 def test_a_turn_is_never_in_the_prompt_twice() -> None:
