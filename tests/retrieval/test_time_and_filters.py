@@ -46,9 +46,12 @@ def climbing_days(celery_worker, runtime):  # noqa: ANN001, ANN201
     user_id = f"climb-{uuid.uuid4().hex[:8]}"
     days = {"last_tuesday": "2025-05-13T18:00:00+00:00", "tuesday_before": "2025-05-06T18:00:00+00:00",
             "monday": "2025-05-12T18:00:00+00:00", "today": "2025-05-14T09:00:00+00:00"}
-    turns = [{"user_id": user_id, "user_input": CLIMB[0], "agent_response": CLIMB[1], "timestamp": ts}
-             for ts in days.values()]
-    ids = _stored(runtime, runtime.pending, turns)
+    ids = []
+    for ts in days.values():  # other talk between them, as in a conversation, so none is another's neighbour
+        ids.append(runtime.publisher.publish({"user_id": user_id, "user_input": CLIMB[0], "agent_response": CLIMB[1],
+                                              "timestamp": ts}))
+        runtime.publisher.publish_many(_filler(user_id, 3, ts[:10]))
+    _stored(runtime, runtime.pending, _filler(user_id, 1))
     return user_id, dict(zip(days, ids, strict=True))
 
 
@@ -65,8 +68,8 @@ def test_last_tuesday_finds_tuesdays_turn_ahead_of_the_same_words_on_other_days(
     order = _order(local, ids)
     assert order[0] == "last_tuesday", order
     assert set(order) == set(ids)
-    dated = [p.turn_id for p in local.pages if "date" in p.found_by]
-    assert dated == [ids["last_tuesday"]]  # found by the search within that day, and only it
+    dated = [p.turn_id for p in local.pages if "date" in p.found_by and p.turn_id in ids.values()]
+    assert dated == [ids["last_tuesday"]]  # of the look-alikes, only it is found by the search within that day
     remote = producers.retrieve(user_id, question, now=NOW, max_tokens=0, publisher=publisher)
     assert _order(remote, ids) == order
     # Asked a week earlier, "last Tuesday" is the Tuesday before: the question's time decides, not the clock.
