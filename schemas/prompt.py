@@ -26,6 +26,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from .persona import KnowledgeEntry, UserProfile
@@ -90,7 +91,9 @@ def quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+@lru_cache(maxsize=4096)
 def time_label(ts: datetime) -> str:
+    """Cached: pages of one session share their time, and formatting dates is a good part of fitting."""
     return f"{ts:%Y-%m-%d %H:%M} {ts.tzname() or ''} ({ts:%A})".replace("  ", " ")
 
 
