@@ -44,6 +44,7 @@ SECTIONS = (
     Section(8, "Fault scenarios", "faults", "faults", "markdown",
             "MEMORYOS_FAULT_RESULTS=bench/results/faults.json python -m pytest -s tests/system/test_redis_restart.py"),
     Section(9, "HTTP API", "http_api", "http_api", "markdown", "python -m bench http_api"),
+    Section(10, "Memory context within a token budget", "context", "context", "markdown", "python -m bench context"),
 )
 
 

@@ -4,6 +4,8 @@ retrieval and the long-term persona through the process's runtime. Everyone else
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from memoryos_workers.runtime import Runtime, get_runtime
@@ -18,9 +20,15 @@ def retrieve(
     assistant_id: str | None = None,
     top_k: int | None = None,
     runtime: Runtime | None = None,
+    now: datetime | str | None = None,
+    filters: Mapping[str, Any] | None = None,
+    max_tokens: int | None = None,
 ) -> RetrievedContext:
-    """top_k defaults to MEMORYOS_RETRIEVAL_TOP_PAGES."""
-    return (runtime or get_runtime()).retriever.retrieve(user_id, query, assistant_id=assistant_id, top_k=top_k)
+    """The same arguments as producers.retrieve (see Retriever.retrieve): top_k defaults to
+    MEMORYOS_RETRIEVAL_TOP_PAGES, max_tokens to MEMORYOS_CONTEXT_MAX_TOKENS, now to the current time."""
+    return (runtime or get_runtime()).retriever.retrieve(
+        user_id, query, assistant_id=assistant_id, top_k=top_k, now=now, filters=filters, max_tokens=max_tokens
+    )
 
 
 def get_user_profile(user_id: str, runtime: Runtime | None = None) -> UserProfile | None:

@@ -166,6 +166,9 @@ class Runtime:
         collection's folder when it opens it, so all of them are opened here)."""
         for part in (self.pages, self.segments, self.persona):
             part.ensure()
+        from memoryos_workers.retrieval import dates
+
+        dates.warm_up()  # the date parser's language data: not on a user's first question
 
     def close(self) -> None:
         with self._lock:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -22,7 +24,8 @@ from producers.publish import Publisher, default_publisher
 from producers.sender import TaskSender
 from producers.wire.contract import REPLY_ERROR, REPLY_INVALID, REPLY_OK, RETRIEVAL_QUEUE, RETRIEVE_TASK
 from producers.wire.keys import Keys
-from schemas.context import RetrievedContext, check_retrieval_args
+from schemas.context import RetrievedContext
+from schemas.query import check_max_tokens, check_retrieval_args, parse_filters, parse_now
 from schemas.settings import Settings
 
 
@@ -53,13 +56,25 @@ class RetrievalClient:
         assistant_id: str | None = None,
         top_k: int | None = None,
         timeout: float | None = None,
+        now: datetime | str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        max_tokens: int | None = None,
     ) -> RetrievedContext:
-        """top_k defaults to MEMORYOS_RETRIEVAL_TOP_PAGES, resolved here so both sides agree."""
+        """top_k defaults to MEMORYOS_RETRIEVAL_TOP_PAGES and max_tokens to MEMORYOS_CONTEXT_MAX_TOKENS,
+        resolved here so the caller's settings decide; bad input raises ValueError naming the field before
+        anything is sent. A time without a zone (now, since, until) is read in the user's time zone."""
         s = self.settings
         top_k = s.retrieval_top_pages if top_k is None else top_k
         check_retrieval_args(user_id, query, assistant_id, top_k, max_text_chars=s.max_text_chars)
+        max_tokens = s.context_max_tokens if max_tokens is None else check_max_tokens(max_tokens)
+        when, flt = parse_now(now), parse_filters(filters)
+        options = {
+            "assistant_id": assistant_id, "top_k": top_k, "max_tokens": max_tokens,
+            "now": when.isoformat() if when is not None else None,
+            "filters": flt.model_dump(mode="json", exclude_defaults=True) if flt is not None else None,
+        }
         answer = self.call(
-            RETRIEVE_TASK, [user_id, query], {"assistant_id": assistant_id, "top_k": top_k}, timeout=timeout,
+            RETRIEVE_TASK, [user_id, query], options, timeout=timeout,
             # What worker logs show: the query is the user's words, so only its length.
             argsrepr=f"[{user_id!r}, <query of {len(query)} chars>]",
         )
@@ -151,9 +166,16 @@ def retrieve(
     top_k: int | None = None,
     timeout: float | None = None,
     publisher: Publisher | None = None,
+    now: datetime | str | None = None,
+    filters: Mapping[str, Any] | None = None,
+    max_tokens: int | None = None,
 ) -> RetrievedContext:
     """The user's memory context for `query`, computed by a worker; TimeoutError when none answers.
 
-    Uses the settings of `publisher` (default: the module-level one, see producers.configure).
+    max_tokens: the context's prompt budget (default MEMORYOS_CONTEXT_MAX_TOKENS; 0 = none); now: when the
+    question is asked, for "yesterday" and "last Tuesday" (default: the current time); filters: since,
+    until, assistant_id, metadata (exact values). Uses the settings of `publisher` (default: the
+    module-level one, see producers.configure).
     """
-    return client_for(publisher).retrieve(user_id, query, assistant_id=assistant_id, top_k=top_k, timeout=timeout)
+    return client_for(publisher).retrieve(user_id, query, assistant_id=assistant_id, top_k=top_k, timeout=timeout,
+                                          now=now, filters=filters, max_tokens=max_tokens)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .settings import Settings
+from .settings import Settings, check_zone
 
 
 class UserKnobs(BaseModel):
@@ -23,6 +23,12 @@ class UserKnobs(BaseModel):
     retrieval_queue_capacity: int | None = Field(None, ge=1)
     mid_term_heat_threshold: float | None = None
     mid_term_similarity_threshold: float | None = None
+    timezone: str | None = None  # the user's own zone, over MEMORYOS_TIMEZONE: how "yesterday" is read
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_zone(value)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UserKnobs:

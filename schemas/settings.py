@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .query import check_max_tokens
+
 KEY_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"
 
 
@@ -111,10 +113,17 @@ class Settings(BaseSettings):
 
     # --- retrieval -------------------------------------------------------------------------------
     retrieval_top_segments: int = Field(5, ge=1)
-    retrieval_top_pages: int = Field(10, ge=1)
+    retrieval_top_pages: int | None = Field(
+        None, ge=1, le=100, description="Most mid-term pages in a context; unset = as many as the token budget "
+        "holds (10 when there is no budget, the paper's k)."
+    )
     retrieval_top_knowledge: int = Field(10, ge=1)
     retrieval_queue_capacity: int = Field(7, ge=1)
     retrieval_timeout: float = Field(10.0, gt=0)
+    context_max_tokens: int = Field(
+        2000, ge=0, le=1_000_000, description="Token budget of a retrieved context (its prompt, estimated as "
+        "the LLM layer does); 0 = no budget. A call's max_tokens overrides it."
+    )
 
     # --- reliability -----------------------------------------------------------------------------
     lock_ttl: float = Field(30.0, gt=1, description="Per-user lock TTL; a heartbeat renews it.")
@@ -144,11 +153,12 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Europe/Paris'") from exc
-        return value
+        return check_zone(value)
+
+    @field_validator("context_max_tokens")
+    @classmethod
+    def _budget(cls, value: int) -> int:
+        return int(check_max_tokens(value) or 0)
 
     @field_validator("api_keys")
     @classmethod
@@ -178,6 +188,15 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return not self.qdrant_url
+
+
+def check_zone(value: str) -> str:
+    """An IANA time zone name, or ValueError saying what is expected."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Europe/Paris'") from exc
+    return value
 
 
 @lru_cache(maxsize=1)

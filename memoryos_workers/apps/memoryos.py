@@ -156,10 +156,13 @@ class Memoryos:
             }
         )
 
-    def retrieve(self, query: str, top_k: int | None = None) -> RetrievedContext:
-
+    def retrieve(self, query: str, top_k: int | None = None, *, max_tokens: int | None = None,
+                 now: datetime | str | None = None, filters: dict[str, Any] | None = None) -> RetrievedContext:
+        """The memory context for `query`: at most `top_k` pages (default retrieval_queue_capacity, as
+        MemoryOS), within `max_tokens` (default MEMORYOS_CONTEXT_MAX_TOKENS), the most useful per token."""
         return self.runtime.retriever.retrieve(
-            self.user_id, query, assistant_id=self.assistant_id, top_k=top_k or self.settings.retrieval_queue_capacity
+            self.user_id, query, assistant_id=self.assistant_id, top_k=top_k or self.settings.retrieval_queue_capacity,
+            max_tokens=max_tokens, now=now, filters=filters,
         )
 
     def get_response(

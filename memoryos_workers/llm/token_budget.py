@@ -26,6 +26,7 @@ import redis
 from memoryos_workers.counters import count
 from memoryos_workers.llm.base import RateLimited
 from producers.wire.scripts import lua_source
+from schemas.tokens import estimate_tokens as estimate_tokens_of_text
 
 log = logging.getLogger("memoryos.rate_limit")
 
@@ -106,5 +107,5 @@ def budget_retry_after(max_wait: float) -> float:
 def estimate_tokens(messages: list[dict[str, str]], completion_reserve: int) -> int:
     """What a call may cost before it is made: ~4 characters per prompt token (the usual rule for
     English; the correction afterwards makes it exact) plus room for the answer."""
-    chars = sum(len(m.get("content") or "") for m in messages)
-    return math.ceil(chars / 4) + 4 * len(messages) + completion_reserve
+    prompt = estimate_tokens_of_text("".join(m.get("content") or "" for m in messages))
+    return prompt + 4 * len(messages) + completion_reserve

@@ -128,6 +128,15 @@ class PageStore:
         return self.store.query(PAGES, vector=vector, sparse=sparse, filter={**(where or {}), "user_id": user_id},
                                 limit=limit)
 
+    def query_seqs(self, user_id: str, seqs: Sequence[int], where: dict[str, Any] | None = None) -> list[Hit]:
+        """The user's stored pages with these sequence numbers (and matching `where`)."""
+        wanted = sorted({s for s in seqs if s > 0})
+        if not wanted:
+            return []
+        self.ensure()
+        flt = {**(where or {}), "user_id": user_id, "seq": wanted}
+        return self.store.scroll(PAGES, filter=flt, limit=len(wanted))
+
     def pending_persona(self, user_id: str, segment_ids: Sequence[str]) -> list[Hit]:
         """Pages of these segments the persona has not read yet, in publish order."""
         self.ensure()

@@ -6,26 +6,14 @@ Pure functions, shared by segmentation (pipeline), segment assignment (memory) a
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Sequence
 
-_WORD = re.compile(r"[^\W\d_][\w'-]{2,}", re.UNICODE)
-STOPWORDS = frozenset(
-    """the and for are but not you your yours with this that have has had was were will would can could
-    should about what when where which who whom why how from into out over under again then there here
-    they them their our ours she her hers him his its it's i'm i've you're don't didn't that's just also
-    very really some any all each more most other such only own same than too been being does did doing
-    because while after before above below between both few nor off once so yes yeah okay thanks thank
-    maybe like get got one two lot much well good great nice sure know think want need going make
-    user assistant""".split()
-)
+from schemas.words import words
 
 
 def extract_keywords(texts: Sequence[str], limit: int = 8) -> list[str]:
-    counts = Counter(
-        w for text in texts for w in (m.group(0).lower() for m in _WORD.finditer(text)) if w not in STOPWORDS
-    )
+    counts = Counter(w for text in texts for w in words(text))
     return [w for w, _ in counts.most_common(limit)]
 
 

@@ -6,38 +6,48 @@ One call returns:
   promoted (the buffer, pending and dead-lettered batches), deduplicated by turn_id, in publish order;
 * mid-term pages: the paper's two-stage search (top segments by Fscore = cos + Jaccard of keywords,
   then the best pages inside them) fused by weighted reciprocal rank fusion with direct searches over
-  all of the user's pages (dense, BM25, and, when the query names a date, dense within that date), so
+  all of the user's pages (dense, BM25, and, when the query names a time, dense within that time), so
   a page whose segment missed the cut can still be found (retrieval/fusion.py, retrieval/dates.py);
-* the user profile, and the top user and assistant facts by similarity.
+* the user profile, and the top user and assistant facts by similarity;
 
-The query is embedded once; Redis is read in one atomic round trip (producers.wire.state.recent); what
+then cut to the token budget by value per token (schemas.prompt.fit): the context holds what its prompt
+holds. Times in the query ("yesterday", "last Tuesday") are read at `now` in the user's time zone;
+`filters` (a time range, the assistant, exact metadata values) go to the store's payload filter and are
+applied to the turns Redis holds too (retrieval/filters.py).
+
+The query is embedded once; Redis is read in one atomic round trip (producers.wire.state); what
 the answer used is recorded afterwards, off the request path (retrieval/bookkeeping.py).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import redis
 
 from memoryos_workers.embeddings.base import TextEmbedder
-from memoryos_workers.embeddings.sparse import get_sparse_encoder
+from memoryos_workers.embeddings.sparse import get_sparse_encoder, page_document
 from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.persona_store import PersonaStore
 from memoryos_workers.memory.segments import SegmentStore
 from memoryos_workers.memory.similarity import extract_keywords, jaccard
 from memoryos_workers.retrieval.bookkeeping import Bookkeeping
-from memoryos_workers.retrieval.dates import DateMention, date_mentions
+from memoryos_workers.retrieval.dates import TimeWindow, time_windows
+from memoryos_workers.retrieval.filters import check_range, localise, matches, payload_filter, within
 from memoryos_workers.retrieval.fusion import DEFAULT_FUSION, FusionParams, RankFusion
 from memoryos_workers.vectorstore import Hit
 from producers.wire import state
 from producers.wire.keys import Keys, UserKeys
 from producers.wire.scripts import Scripts
-from schemas.context import RetrievedContext, RetrievedPage, check_retrieval_args
+from schemas.context import RetrievedContext, RetrievedPage
+from schemas.prompt import DEFAULT_PACKING, PackingParams, fit
+from schemas.query import MAX_TOP_K, check_max_tokens, check_retrieval_args, parse_filters, parse_now
 from schemas.settings import Settings
 from schemas.turns import Page
 
@@ -57,6 +67,7 @@ class Retriever:
         persona: PersonaStore,
         bookkeeping: Bookkeeping,
         fusion: FusionParams = DEFAULT_FUSION,
+        packing: PackingParams = DEFAULT_PACKING,
     ) -> None:
         self.settings = settings
         self.redis = client
@@ -68,43 +79,64 @@ class Retriever:
         self.persona = persona
         self.bookkeeping = bookkeeping
         self.fusion = fusion
+        self.packing = packing
         self.sparse = get_sparse_encoder()
 
     def with_fusion(self, **changes: Any) -> Retriever:
         """The same retriever with other fusion parameters (the benchmark's variants)."""
-        return replace_fusion(self, replace(self.fusion, **changes))
+        return replace_params(self, replace(self.fusion, **changes), self.packing)
+
+    def with_packing(self, **changes: Any) -> Retriever:
+        """The same retriever with other packing parameters (the benchmark's variants)."""
+        return replace_params(self, self.fusion, replace(self.packing, **changes))
 
     def retrieve(
-        self, user_id: str, query: str, *, assistant_id: str | None = None, top_k: int | None = None
+        self,
+        user_id: str,
+        query: str,
+        *,
+        assistant_id: str | None = None,
+        top_k: int | None = None,
+        now: datetime | str | None = None,
+        filters: Any = None,
+        max_tokens: int | None = None,
     ) -> RetrievedContext:
-        top_k = self.settings.retrieval_top_pages if top_k is None else top_k
-        check_retrieval_args(user_id, query, assistant_id, top_k, max_text_chars=self.settings.max_text_chars)
+        """top_k: at most this many mid-term pages (default MEMORYOS_RETRIEVAL_TOP_PAGES, else as many as
+        the budget holds); max_tokens: the prompt's budget (default MEMORYOS_CONTEXT_MAX_TOKENS, 0 = none);
+        now: when the question is asked (default: the current time); filters: see schemas.query."""
+        s = self.settings
+        check_retrieval_args(user_id, query, assistant_id, top_k, max_text_chars=s.max_text_chars)
+        budget = s.context_max_tokens if max_tokens is None else int(check_max_tokens(max_tokens) or 0)
+        flt, asked_at = parse_filters(filters), parse_now(now)
+        limit = _page_limit(top_k or s.retrieval_top_pages, budget, self.fusion.candidate_tokens)
         timings: dict[str, float] = {}
         started = clock = time.perf_counter()
 
         def lap(name: str) -> None:
             nonlocal clock
-            now = time.perf_counter()
-            timings[name] = round((now - clock) * 1000, 3)
-            clock = now
+            t = time.perf_counter()
+            timings[name] = round((t - clock) * 1000, 3)
+            clock = t
 
         keys = self.keys.user(user_id)
-        short_term = self._short_term(keys)
+        short_term, zone = self._short_term(keys)
+        check_range(flt, zone)
+        short_term = [p for p in short_term if matches(p, flt, zone)]
+        when = localise(asked_at, zone) if asked_at is not None else datetime.now(zone)
+        where = payload_filter(flt, zone)
         lap("short_term")
         vector = self.embedder.embed_query(query)
         sparse = self.sparse.embed_query(query) if self.fusion.use_sparse else None
         lap("embed")
         segments = self._top_segments(user_id, query, vector) if self.fusion.use_segments else []
         lap("segments")
-        pages = self._pages(user_id, query, vector, sparse, segments, short_term, top_k)
+        windows = time_windows(query, when) if self.fusion.use_dates else []
+        pages = self._pages(user_id, vector, sparse, segments, short_term, limit, where, windows, bool(budget))
         lap("pages")
-        profile, user_facts, assistant_facts = self._persona(user_id, assistant_id, vector)
+        assistant = assistant_id or (flt.assistant_id if flt else None)
+        profile, user_facts, assistant_facts = self._persona(user_id, assistant, vector)
         lap("persona")
-        self.bookkeeping.visits(user_id, keys, list(dict.fromkeys(p.segment_id for p in pages if p.segment_id)))
-        lap("visits")
-        timings["total"] = round((time.perf_counter() - started) * 1000, 3)
-        self.bookkeeping.timed(timings["total"])
-        return RetrievedContext(
+        context = RetrievedContext(
             user_id=user_id,
             assistant_id=assistant_id,
             query=query,
@@ -113,12 +145,22 @@ class Retriever:
             user_profile=profile,
             user_knowledge=user_facts,
             assistant_knowledge=assistant_facts,
-            timings_ms=timings,
         )
+        if budget:
+            context = fit(context, budget, self.packing, max_pages=limit)
+        lap("fit")
+        self.bookkeeping.visits(user_id, keys, list(dict.fromkeys(p.segment_id for p in context.pages
+                                                                  if p.segment_id)))
+        lap("visits")
+        timings["total"] = round((time.perf_counter() - started) * 1000, 3)
+        self.bookkeeping.timed(timings["total"])
+        return context.model_copy(update={"timings_ms": timings})
 
     # -- short-term and not-yet-promoted pages ---------------------------------------------------------
-    def _short_term(self, keys: UserKeys) -> list[Page]:
-        return state.recent(self.scripts, self.redis, keys)
+    def _short_term(self, keys: UserKeys) -> tuple[list[Page], tzinfo]:
+        """The turns Redis holds and the user's time zone (their knob, else MEMORYOS_TIMEZONE)."""
+        pages, zone = state.recent_and_zone(self.scripts, self.redis, keys)
+        return pages, _zone(zone, self.settings)
 
     # -- mid-term -----------------------------------------------------------------------------------------
     def _top_segments(self, user_id: str, query: str, vector: Sequence[float]) -> list[tuple[Hit, float]]:
@@ -133,54 +175,69 @@ class Retriever:
     def _pages(
         self,
         user_id: str,
-        query: str,
         vector: Sequence[float],
         sparse: Any,
         segments: list[tuple[Hit, float]],
         short_term: list[Page],
-        top_k: int,
+        limit: int,
+        where: dict[str, Any],
+        windows: list[TimeWindow],
+        budgeted: bool,
     ) -> list[RetrievedPage]:
         f = self.fusion
         pages = self.pages_store
         pages.ensure()
-        depth = max(f.depth, 2 * top_k)
+        depth = max(f.depth, limit)
         skip = {p.turn_id for p in short_term}
         fusion = RankFusion(f.rrf_k)
         if segments:
-            in_segments = {"segment_id": [hit.id for hit, _ in segments]}
+            in_segments = {**where, "segment_id": [hit.id for hit, _ in segments]}
             fusion.add("segment", pages.query(user_id, depth, vector=vector, where=in_segments), f.segment_weight, skip)
         sparse = sparse if pages.hybrid else None
         if f.store_hybrid and f.use_dense and sparse is not None:
-            fusion.add("hybrid", pages.query(user_id, depth, vector=vector, sparse=sparse), f.dense_weight, skip)
+            fusion.add("hybrid", pages.query(user_id, depth, vector=vector, sparse=sparse, where=where),
+                       f.dense_weight, skip)
         else:
             if f.use_dense:
-                fusion.add("dense", pages.query(user_id, depth, vector=vector), f.dense_weight, skip)
+                fusion.add("dense", pages.query(user_id, depth, vector=vector, where=where), f.dense_weight, skip)
             if sparse is not None:
-                fusion.add("bm25", pages.query(user_id, depth, sparse=sparse), f.sparse_weight, skip)
-        if f.use_dates:
-            self._date_lists(fusion, user_id, query, vector, depth, skip)
-        ranked = fusion.top(top_k)
+                fusion.add("bm25", pages.query(user_id, depth, sparse=sparse, where=where), f.sparse_weight, skip)
+        for window in windows:  # "yesterday", "in May 2023": a dense search within that time
+            found = pages.query(user_id, depth, vector=vector, where=within(where, window.payload_range()))
+            fusion.add("date", found, f.date_weight, skip)
+        if f.neighbour_weight > 0:
+            self._neighbours(fusion, user_id, where, skip)
+        if budgeted and sparse is not None:
+            # The budget keeps only the newest of the turns Redis holds as recent dialogue; the older ones
+            # (not in the store yet) compete with the pages by their words, so none drops out of view.
+            recent = _by_words(short_term, sparse, self.sparse)
+            fusion.add("recent", recent, f.sparse_weight, set())
+            limit += len(recent)  # those the recent dialogue holds are left out of the pages when fitting
+        ranked = fusion.top(limit)
         summaries = self._segment_summaries([fusion.hits[t] for t, _ in ranked], segments)
         return [_page(fusion.hits[t], score, summaries, fusion.found_by[t]) for t, score in ranked]
 
-    def _date_lists(
-        self, fusion: RankFusion, user_id: str, query: str, vector: Sequence[float], depth: int, skip: set[str]
-    ) -> None:
-        """A date in the query adds a dense search within that date; a month without a year favours the
-        pages already found that fall in that month."""
-        mentions = date_mentions(query)
-        if not mentions:
+    def _neighbours(self, fusion: RankFusion, user_id: str, where: dict[str, Any], skip: set[str]) -> None:
+        """Multi-hop: the pages right before and after the strongest hits in their segment (the turn that
+        asked, the turn that answered), as one more ranked list."""
+        f = self.fusion
+        strong = [fusion.hits[t] for t, _ in fusion.top(f.neighbour_hits)]
+        wanted: list[int] = []
+        for hit in strong:
+            seq = hit.payload.get("seq")
+            if isinstance(seq, int):
+                wanted += [seq - 1, seq + 1]
+        if not wanted:
             return
-        tz = self.settings.tz
-        weight = self.fusion.date_weight
-        for mention in mentions:
-            window = mention.window(tz)
-            if window is not None:
-                within = {"ts": {"gte": window[0], "lt": window[1]}}
-                fusion.add("date", self.pages_store.query(user_id, depth, vector=vector, where=within), weight, skip)
-                continue
-            found = [fusion.hits[turn_id] for turn_id, _ in fusion.top(len(fusion.scores))]
-            fusion.add("date", [hit for hit in found if _in_mention(hit, mention, tz)], weight, skip)
+        near = self.pages_store.query_seqs(user_id, wanted, where)
+        by_seq = {h.payload.get("seq"): h for h in near}
+        ordered = []
+        for hit in strong:
+            for seq in (hit.payload.get("seq", 0) - 1, hit.payload.get("seq", 0) + 1):
+                other = by_seq.get(seq)
+                if other is not None and other.payload.get("segment_id") == hit.payload.get("segment_id"):
+                    ordered.append(other)
+        fusion.add("neighbour", ordered, f.neighbour_weight, skip)
 
     def _segment_summaries(self, hits: list[Hit], segments: list[tuple[Hit, float]]) -> dict[str, Hit]:
         known = {hit.id: hit for hit, _ in segments}
@@ -200,17 +257,47 @@ class Retriever:
         return profile, user_facts, assistant_facts
 
 
-def replace_fusion(retriever: Retriever, fusion: FusionParams) -> Retriever:
+def replace_params(retriever: Retriever, fusion: FusionParams, packing: PackingParams) -> Retriever:
     r = retriever
     return Retriever(r.settings, r.redis, r.keys, r.scripts, r.embedder, r.pages_store, r.segments, r.persona,
-                     r.bookkeeping, fusion)
+                     r.bookkeeping, fusion, packing)
 
 
-def _in_mention(hit: Hit, mention: DateMention, tz: Any) -> bool:
-    ts = hit.payload.get("ts")
-    if not isinstance(ts, (int, float)):
-        return False
-    return mention.matches(datetime.fromtimestamp(ts, tz))
+def _by_words(turns: Sequence[Page], query: Any, encoder: Any) -> list[Hit]:
+    """Turns Redis holds that share words with the query, best first (BM25 term weights; no IDF, as they
+    are not in the store): each as a hit shaped like a stored page."""
+    if not turns:
+        return []
+    weights = dict(zip(query.indices, query.values, strict=True))
+    docs = encoder.embed_documents([page_document(p.user_input, p.agent_response) for p in turns])
+    scored = []
+    for page, doc in zip(turns, docs, strict=True):
+        score = sum(v * weights.get(i, 0.0) for i, v in zip(doc.indices, doc.values, strict=True))
+        if score > 0:
+            payload = page.model_dump(mode="json")
+            payload["ts"] = page.timestamp.timestamp()
+            scored.append(Hit(id=page.turn_id, score=score, payload=payload))
+    return sorted(scored, key=lambda h: -h.score)
+
+
+def _page_limit(top_k: int | None, budget: int, candidate_tokens: int) -> int:
+    """How many pages to fuse and hand to the packing: top_k when given; else enough for the budget to
+    choose from (LoCoMo pages render to about 45 tokens)."""
+    if top_k is not None:
+        return top_k
+    if not budget:
+        return 10  # the paper's k
+    return max(10, min(MAX_TOP_K, math.ceil(budget / candidate_tokens)))
+
+
+def _zone(name: str | None, settings: Settings) -> tzinfo:
+    """The user's zone knob; one that no longer names a zone (a tz database without it) falls back."""
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ValueError, KeyError):
+            pass
+    return settings.tz
 
 
 def _page(hit: Hit, score: float, segments: dict[str, Hit], found_by: list[str]) -> RetrievedPage:

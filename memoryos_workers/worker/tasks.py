@@ -64,13 +64,22 @@ def sweep() -> int:
 
 @app.task(name=RETRIEVE_TASK)
 def answer_retrieval(
-    user_id: str, query: str, assistant_id: str | None = None, top_k: int | None = None, reply_id: str | None = None
+    user_id: str,
+    query: str,
+    assistant_id: str | None = None,
+    top_k: int | None = None,
+    reply_id: str | None = None,
+    now: str | None = None,
+    filters: dict | None = None,
+    max_tokens: int | None = None,
 ) -> None:
     """The RPC side of producers.retrieve: the same context as in-process, as JSON in the reply list."""
     runtime = get_runtime()
     _rpc(runtime).answer(
         reply_id,
-        lambda: runtime.retriever.retrieve(user_id, query, assistant_id=assistant_id, top_k=top_k).model_dump_json(),
+        lambda: runtime.retriever.retrieve(
+            user_id, query, assistant_id=assistant_id, top_k=top_k, now=now, filters=filters, max_tokens=max_tokens
+        ).model_dump_json(),
     )
 
 

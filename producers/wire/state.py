@@ -71,14 +71,20 @@ def read_batch(client: redis.Redis, keys: UserKeys, batch_id: str) -> Batch | No
 def recent(scripts: Scripts, client: redis.Redis, keys: UserKeys) -> list[Page]:
     """Every turn of the user not yet in the vector store (short-term, buffered, in pending or dead
     batches), deduplicated by turn_id, in publish order; one atomic round trip."""
-    stm, buf, batch_pages = scripts.recent(keys=keys.script_keys(), client=client)
+    return recent_and_zone(scripts, client, keys)[0]
+
+
+def recent_and_zone(scripts: Scripts, client: redis.Redis, keys: UserKeys) -> tuple[list[Page], str | None]:
+    """`recent`, and the user's own time zone knob (None when unset) read in the same round trip, for
+    retrieval, which needs both."""
+    stm, buf, batch_pages, zone = scripts.recent(keys=keys.script_keys(), client=client)
     raw: list[str | dict] = [*stm, *buf]
     for encoded in batch_pages:
         raw.extend(_json_list(encoded))
     pages: dict[str, Page] = {}
     for page in parse_pages(raw):
         pages.setdefault(page.turn_id, page)
-    return sorted(pages.values(), key=lambda p: p.seq)
+    return sorted(pages.values(), key=lambda p: p.seq), (zone or None)
 
 
 def _json_list(encoded: str) -> list[str | dict]:

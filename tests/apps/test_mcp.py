@@ -170,6 +170,7 @@ def test_mcp_over_stdio(tmp_path, fake_llm, prefix) -> None:  # noqa: ANN001
                 await _error(session, "retrieve_memory", "max_results", query="cello", max_results=0)
                 await _error(session, "retrieve_memory", "max_results", query="cello", max_results=101)
                 await _error(session, "retrieve_memory", "query", query=" \n ")
+                await _error(session, "retrieve_memory", "max_tokens", query="cello", max_tokens=10)
                 await _error(session, "retrieve_memory", "user_id", query="cello", user_id="../etc/passwd")
                 await _error(session, "get_user_profile", "user_id", user_id="x" * 200)
 
@@ -200,8 +201,13 @@ def test_mcp_over_stdio(tmp_path, fake_llm, prefix) -> None:  # noqa: ANN001
                 assert len(found["retrieved_pages"]) <= 3 and found["user_profile"] != NO_PROFILE
                 page = next(p for p in found["retrieved_pages"] if "Ottilie" in p["user_input"])
                 assert page["timestamp"].startswith("2025-03-01T09:00:00") and page["meta_data"] == {"i": 0}
-                assert page["meta_info"] and isinstance(page["score"], float)
-                assert any("Ottilie" in k["knowledge"] for k in found["retrieved_user_knowledge"])
+                assert isinstance(page["meta_info"], str) and isinstance(page["score"], float)
+                assert 0 < found["context_tokens"] <= found["max_tokens"] == 2000
+                # Without a budget the facts come too; within one, a fact that repeats a page is left out.
+                unbudgeted = await _call(session, "retrieve_memory", query="Where does my sister Ottilie live?",
+                                         max_tokens=0)
+                assert any("Ottilie" in k["knowledge"] for k in unbudgeted["retrieved_user_knowledge"])
+                assert unbudgeted["max_tokens"] == 0 and unbudgeted["context_tokens"] > 0
 
                 # A call naming another user stays with that user, both ways.
                 other = await _call(session, "add_memory", user_input="My dog Biscuit loves the beach",

@@ -57,6 +57,9 @@ def test_memoryos_api_tour(tmp_path, fake_llm, redis_client) -> None:  # noqa: A
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["answer"] == "This is a fake answer."
     assert "climbing" in out["profile"].lower()
+    small = out["small_context"]  # the class retrieves within a token budget too
+    assert small["max_tokens"] == 300 and 0 < small["tokens"] <= 300 and small["pages"] >= 1
+    assert out["day_3"] == ["2025-06-03"]  # and takes filters
     stats = out["stats"]
     assert stats["short_term_memory"]["current_size"] == 5  # 30 turns + the recorded answer, capacity 5
     assert stats["pending_turns"] == 0 or stats["pending_turns"] == 1

@@ -13,7 +13,11 @@ for i in range(30):
 forced = memo.force_mid_term_analysis()
 answer = memo.get_response("Who do I go climbing with?", relationship_with_user="coach", style_hint="brief",
                            user_conversation_meta_data={"channel": "test"})
+small = memo.retrieve("Who do I go climbing with?", max_tokens=300)
+on_day_3 = memo.retrieve("Where did I climb?", filters={"since": "2025-06-03", "until": "2025-06-03"}, max_tokens=0)
 print(json.dumps({
+    "small_context": {"tokens": small.prompt_tokens(), "max_tokens": small.max_tokens, "pages": len(small.pages)},
+    "day_3": sorted({p.timestamp.date().isoformat() for p in [*on_day_3.pages, *on_day_3.short_term]}),
     "forced": forced,
     "answer": answer,
     "profile": memo.get_user_profile_summary(),

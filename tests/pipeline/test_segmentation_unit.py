@@ -13,11 +13,12 @@ import pytest
 from memoryos_workers.llm.base import MalformedOutput
 from memoryos_workers.memory.heat import HeatParams, heat, recency
 from memoryos_workers.memory.segments import MAX_SEGMENT_KEYWORDS, MAX_SUMMARY_CHARS, merge_keywords, merge_summary
-from memoryos_workers.memory.similarity import STOPWORDS, centroid, cosine, extract_keywords, fscore, jaccard
+from memoryos_workers.memory.similarity import centroid, cosine, extract_keywords, fscore, jaccard
 from memoryos_workers.pipeline.prompts import MAX_PAGE_CHARS, SEGMENT_PROMPT_VERSION, segmentation_messages
 from memoryos_workers.pipeline.segmentation import check_segmentation, clean_keywords, fallback_segmentation, normalise
 from schemas.memory import MAX_KEYWORDS, MAX_TOPICS, PageAnalysis, SegmentationResult, SegmentRef, TopicAnalysis
 from schemas.turns import Page
+from schemas.words import STOPWORDS
 
 T0 = datetime(2025, 5, 1, 9, 30, tzinfo=timezone.utc)
 

@@ -67,13 +67,6 @@ def ingest(publisher, pending, user_id: str, turns: list[dict]) -> list[str]:  #
     return ids
 
 
-@pytest.fixture
-def retrieve_local(runtime):  # noqa: ANN001, ANN201
-    from memoryos_workers.in_process import retrieve
-
-    return lambda *args, **kwargs: retrieve(*args, runtime=runtime, **kwargs)
-
-
 @pytest.fixture(scope="module")
 def long_conversation(celery_worker, runtime):  # noqa: ANN001, ANN201
     """64 turns with a detail in turn 3, fully promoted (the fake LLM segments them)."""
@@ -110,12 +103,18 @@ def test_pages_waiting_in_batches_and_buffer_are_in_short_term(celery_worker, ru
     ids = publisher.publish_many(chatter(user_id, n))
     keys = runtime.keys.user(user_id)
     assert runtime.redis.llen(keys.batches) == 1 and runtime.redis.llen(keys.buf) == 3
-    context = retrieve_local(user_id, "What did I say about the garden?")
+    context = retrieve_local(user_id, "What did I say about the garden?", max_tokens=0)  # no budget: all of it
     assert [p.turn_id for p in context.short_term] == ids  # every turn once, in publish order
     assert [p.seq for p in context.short_term] == list(range(1, n + 1))
     assert context.pages == []  # nothing is in the vector store yet
-    remote = producers.retrieve(user_id, "What did I say about the garden?", publisher=runtime.publisher)
+    remote = producers.retrieve(user_id, "What did I say about the garden?", publisher=runtime.publisher,
+                                max_tokens=0)
     assert remote.short_term == context.short_term
+    # Within a budget, the newest turns that fit its share, without a gap.
+    fitted = retrieve_local(user_id, "What did I say about the garden?", max_tokens=600)
+    assert 0 < len(fitted.short_term) < n
+    assert [p.turn_id for p in fitted.short_term] == ids[-len(fitted.short_term):]
+    assert fitted.prompt_tokens() <= 600
 
 
 # --- finding things ------------------------------------------------------------------------------------
@@ -124,7 +123,7 @@ def test_pages_waiting_in_batches_and_buffer_are_in_short_term(celery_worker, ru
 def test_early_detail_of_a_long_conversation_is_found(long_conversation, retrieve_local, runtime) -> None:  # noqa: ANN001
     user_id, ids = long_conversation
     assert runtime.pages.count(user_id) == 64 - runtime.settings.short_term_capacity
-    context = retrieve_local(user_id, DETAIL_QUESTION, top_k=5)
+    context = retrieve_local(user_id, DETAIL_QUESTION, top_k=5, max_tokens=0)  # no budget: every field
     turn_ids = [p.turn_id for p in context.pages]
     assert ids[2] in turn_ids, [p.user_input for p in context.pages]
     page = next(p for p in context.pages if p.turn_id == ids[2])
@@ -135,6 +134,26 @@ def test_early_detail_of_a_long_conversation_is_found(long_conversation, retriev
     assert not set(turn_ids) & {p.turn_id for p in context.short_term}  # deduped against short-term
     assert [p.score for p in context.pages] == sorted((p.score for p in context.pages), reverse=True)
     assert {"embed", "short_term", "segments", "pages", "persona", "total"} <= set(context.timings_ms)
+
+
+def test_the_default_context_fits_2000_tokens_and_holds_what_its_prompt_holds(long_conversation, retrieve_local,
+                                                                            publisher) -> None:  # noqa: ANN001
+    user_id, ids = long_conversation
+    for context in (retrieve_local(user_id, DETAIL_QUESTION),
+                    producers.retrieve(user_id, DETAIL_QUESTION, publisher=publisher)):
+        prompt = context.to_prompt()
+        assert context.max_tokens == 2000 and context.prompt_tokens() <= 2000
+        assert ids[2] in [p.turn_id for p in context.pages]
+        assert len(context.pages) > 10  # the budget, not the paper's k=10, decides how many pages fit
+        for page in context.pages:
+            assert json.dumps({"user": page.user_input, "assistant": page.agent_response}, ensure_ascii=False) in prompt
+        for page in context.short_term:
+            assert json.dumps(page.user_input, ensure_ascii=False) in prompt
+        summaries = {p.segment_summary for p in context.pages if p.segment_summary}
+        assert all(prompt.count(json.dumps(s, ensure_ascii=False)) == 1 for s in summaries)  # said once
+        assert len(set(context.turn_ids())) == len(context.turn_ids())
+    small = retrieve_local(user_id, DETAIL_QUESTION, max_tokens=300)
+    assert small.prompt_tokens() <= 300 and small.pages and ids[2] == small.pages[0].turn_id
 
 
 def test_rpc_and_in_process_return_the_same_context(long_conversation, retrieve_local, publisher) -> None:  # noqa: ANN001
@@ -372,25 +391,6 @@ def test_sparse_vectors() -> None:
     assert doc.indices and len(doc.indices) == len(doc.values) and all(v > 0 for v in doc.values)
     assert query is not None and set(query.indices) & set(doc.indices)
     assert encoder.embed_query("what is the") is None  # stopwords only: no sparse query at all
-
-
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [
-        ("What did I do on October 13, 2023?", [(2023, 10, 13)]),
-        ("What happened on 1 February, 2023?", [(2023, 2, 1)]),
-        ("Plans for 2024-03-05?", [(2024, 3, 5)]),
-        ("What did we paint in July 2023?", [(2023, 7, None)]),
-        ("How many beach trips in 2023?", [(2023, None, None)]),
-        ("When did I go camping in June?", [(None, 6, None)]),
-        ("May I ask what you think?", []),
-        ("Where did I move from 4 years ago?", []),
-    ],
-)
-def test_date_mentions(query: str, expected: list) -> None:
-    from memoryos_workers.retrieval.dates import date_mentions
-
-    assert [(m.year, m.month, m.day) for m in date_mentions(query)] == expected
 
 
 def test_top_k_defaults_to_the_retrieval_top_pages_setting(private_runtime) -> None:  # noqa: ANN001

@@ -574,7 +574,8 @@ def test_hundred_lookalike_users_never_see_each_other(tmp_path: Path, private_pr
             marker = f"[{user}]"
             # The plain question, and one naming the next user's number (a BM25 bait for their pages).
             for query in ("what is my dog's name?", f"whose number is {1000 + (i + 1) % len(users)}?"):
-                ctx = retriever.retrieve(user, query)
+                # No token budget: everything retrieval finds (every fact too) is checked for isolation.
+                ctx = retriever.retrieve(user, query, max_tokens=0)
                 returned["retrievals"] += 1
                 assert ctx.user_id == user
                 for page in ctx.short_term:

@@ -323,6 +323,21 @@ def test_range_filter(coll: VectorStore) -> None:
         coll.count(COLL, filter={"user_id": "a", "seq": {"between": 1}})
 
 
+def test_nested_payload_keys_filter_exact_values(coll: VectorStore) -> None:
+    """Retrieval's metadata filters are `metadata.<key>` conditions: exact values, by type (True is not 1)."""
+    metas = [{"channel": "web", "n": 1}, {"channel": "app", "n": 1}, {"channel": "web", "vip": True},
+             {"channel": "web"}]
+    coll.upsert(COLL, [point(i, unit(0), metadata=m, assistant_id="a1" if i % 2 else "a2")
+                       for i, m in enumerate(metas)])
+    assert coll.count(COLL, filter={"user_id": "a", "metadata.channel": "web"}) == 3
+    assert coll.count(COLL, filter={"user_id": "a", "metadata.channel": "web", "metadata.n": 1}) == 1
+    assert coll.count(COLL, filter={"user_id": "a", "metadata.vip": True}) == 1
+    assert coll.count(COLL, filter={"user_id": "a", "metadata.n": True}) == 0
+    hits = coll.query(COLL, vector=unit(0), filter={"user_id": "a", "metadata.channel": "web", "assistant_id": "a2"},
+                      limit=10)
+    assert sorted(ids(hits)) == sorted([pid(0), pid(2)])
+
+
 def test_concurrent_upserts_from_threads(coll: VectorStore) -> None:
     def work(thread: int) -> None:
         for batch in range(10):

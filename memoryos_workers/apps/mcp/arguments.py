@@ -70,9 +70,15 @@ def meta_data(value: Any) -> dict[str, Any] | None:
 
 
 def max_results(value: Any) -> int:
-    from schemas.context import check_top_k
+    from schemas.query import check_top_k
 
     return _as_tool_error(lambda: check_top_k("max_results", value))
+
+
+def max_tokens(value: Any) -> int | None:
+    from schemas.query import check_max_tokens
+
+    return _as_tool_error(lambda: check_max_tokens(value))
 
 
 def flag(field: str, value: Any) -> bool:

@@ -114,6 +114,7 @@ def build_server(service: MemoryService, tenancy: Tenancy | None = None, **serve
         style_hint: str = "",
         max_results: int = 10,
         user_id: str | None = None,
+        max_tokens: int | None = None,
         ctx: Context | None = None,
     ) -> dict[str, Any]:
         """Retrieve what memory holds for a query: the recent dialogue, related past exchanges, the user's
@@ -125,17 +126,20 @@ def build_server(service: MemoryService, tenancy: Tenancy | None = None, **serve
             style_hint: A hint for the answer's style; echoed back.
             max_results: At most this many past exchanges and facts of each kind (1-100).
             user_id: The user to look up; the server's configured user when omitted.
+            max_tokens: Token budget of the memory context (its prompt form); the most useful memories
+                per token are kept. Default: the server's MEMORYOS_CONTEXT_MAX_TOKENS (2000); 0: no budget.
         """
         query = check.text("query", query)
         relationship_with_user = check.text("relationship_with_user", relationship_with_user, required=False)
         style_hint = check.text("style_hint", style_hint, required=False)
         limit = check.max_results(max_results)
+        budget = check.max_tokens(max_tokens)
         principal = tenancy.principal(ctx)
         uid, assistant = tenancy.ids(principal, check.user_id(user_id))
 
         def run() -> dict[str, Any]:
             mos = service.memoryos(uid, assistant)
-            ctx = mos.retrieve(query, top_k=limit)
+            ctx = mos.retrieve(query, top_k=limit, max_tokens=budget)
             short_term = [
                 {
                     "user_input": p.user_input,
@@ -176,6 +180,8 @@ def build_server(service: MemoryService, tenancy: Tenancy | None = None, **serve
                 "retrieved_pages": pages,
                 "retrieved_user_knowledge": user_facts,
                 "retrieved_assistant_knowledge": assistant_facts,
+                "max_tokens": ctx.max_tokens,
+                "context_tokens": ctx.prompt_tokens(),
                 "total_pages_found": len(ctx.pages),
                 "total_user_knowledge_found": len(ctx.user_knowledge),
                 "total_assistant_knowledge_found": len(ctx.assistant_knowledge),
