@@ -53,6 +53,13 @@ class Principal:
         tenant*, so facts shared across an assistant's users never cross tenants."""
         return scoped_id(self.tenant, field, self.default_assistant if assistant_id is None else assistant_id)
 
+    def filters(self, filters: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """Retrieval filters with an assistant id mapped to the tenant's stored one (the rest is checked by
+        schemas.query.parse_filters)."""
+        if not isinstance(filters, Mapping) or filters.get("assistant_id") is None:
+            return filters
+        return {**filters, "assistant_id": self.assistant(filters["assistant_id"], "filters.assistant_id")}
+
     def owns(self, stored_id: str) -> bool:
         return unscoped_id(self.tenant, stored_id) is not None
 

@@ -96,14 +96,17 @@ class Memory:
         return self.publisher.store(turns)
 
     # -- reads ------------------------------------------------------------------------------------
-    def retrieve(self, user_id: str, query: str, *, assistant_id: str | None, top_k: int | None) -> RetrievedContext:
+    def retrieve(self, user_id: str, query: str, *, assistant_id: str | None, top_k: int | None,
+                 **options: Any) -> RetrievedContext:
+        """`options`: retrieval's keyword-only parameters (max_tokens, now, filters), passed as they are."""
         if self.mode == "local":
             from memoryos_workers.in_process import retrieve
 
-            return retrieve(user_id, query, assistant_id=assistant_id, top_k=top_k, runtime=self.runtime)
+            return retrieve(user_id, query, assistant_id=assistant_id, top_k=top_k, runtime=self.runtime, **options)
         from producers.retrieve import retrieve as retrieve_rpc
 
-        return retrieve_rpc(user_id, query, assistant_id=assistant_id, top_k=top_k, publisher=self.publisher)
+        return retrieve_rpc(user_id, query, assistant_id=assistant_id, top_k=top_k, publisher=self.publisher,
+                            **options)
 
     def operation(self, op: str, user_id: str | None) -> Any:
         """export, forget, inspect, dead_list or dead_replay (memoryos_workers.ops.commands), as JSON."""

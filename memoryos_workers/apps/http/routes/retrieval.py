@@ -17,7 +17,7 @@ from memoryos_workers.apps.http.auth import Principal, require_principal
 from memoryos_workers.apps.http.errors import InvalidInput
 from memoryos_workers.apps.http.routes import body_doc, memory_of, parse_json, path_user
 from memoryos_workers.llm.token_budget import estimate_tokens
-from schemas.context import MAX_TOP_K
+from schemas.query import MAX_TOP_K
 
 router = APIRouter(prefix="/v1", tags=["retrieval"])
 
@@ -30,6 +30,13 @@ class RetrieveIn(BaseModel):
         None, description=f"Pages to return, 1-{MAX_TOP_K} (default MEMORYOS_RETRIEVAL_TOP_PAGES)."
     )
     assistant_id: str | None = Field(None, description="Whose assistant facts to include (default: the deployment's).")
+    max_tokens: int | None = Field(
+        None, description="Token budget of the context (default MEMORYOS_CONTEXT_MAX_TOKENS; 0: no budget)."
+    )
+    now: str | None = Field(None, description="The question's time, ISO 8601 (default: now), for 'yesterday' etc.")
+    filters: dict[str, Any] | None = Field(
+        None, description="since, until (ISO 8601), assistant_id, metadata (exact values) narrowing the search."
+    )
 
 
 def prompt_tokens(prompt: str) -> int:
@@ -47,9 +54,12 @@ def run_retrieval(request: Request, principal: Principal, user_id: str, body: Re
     except ValueError as exc:
         raise InvalidInput.from_value_error(exc, "body", "assistant_id") from None
     try:
-        context = memory.retrieve(stored_user, body.query, assistant_id=assistant_id, top_k=body.top_k)
-    except ValueError as exc:  # check_retrieval_args: "query: ...", "top_k: ..."
-        raise InvalidInput.from_value_error(exc, "body", "query") from None
+        context = memory.retrieve(stored_user, body.query, assistant_id=assistant_id, top_k=body.top_k,
+                                  max_tokens=body.max_tokens, now=body.now, filters=principal.filters(body.filters))
+    except ValueError as exc:  # the checks name the field: "query: ...", "filters.since: ..."
+        field = str(exc).split(":", 1)[0].split(".", 1)[0]
+        field = field if field in RetrieveIn.model_fields else "query"
+        raise InvalidInput.from_value_error(exc, "body", field) from None
     prompt = context.to_prompt()
     answer = principal.outward(context.model_dump(mode="json"))
     answer["prompt"] = prompt
