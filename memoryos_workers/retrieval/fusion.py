@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -51,15 +52,24 @@ class RankFusion:
         self.hits: dict[str, Hit] = {}
         self.found_by: dict[str, list[str]] = {}
 
-    def add(self, name: str, hits: Iterable[Hit], weight: float, skip: set[str]) -> None:
+    def add(self, name: str, hits: Iterable[Hit], weight: float, skip: set[str], *, scored: bool = True) -> None:
+        """A page counts once per list, at its best rank. With `scored`, hits of equal score share a rank
+        (1, 1, 3): the order a store returns equals in (the same words said on two days) must not decide
+        which one leads; lists ranked by something other than their score (neighbours) pass False."""
         if weight <= 0:
             return
-        rank = 0
+        rank = position = 0
+        previous: float | None = None
+        seen: set[str] = set()
         for hit in hits:
             turn_id = hit.payload.get("turn_id")
-            if not turn_id or turn_id in skip:
+            if not turn_id or turn_id in skip or turn_id in seen:
                 continue
-            rank += 1
+            seen.add(turn_id)
+            position += 1
+            if not scored or previous is None or not math.isclose(hit.score, previous, rel_tol=1e-9):
+                rank = position
+            previous = hit.score
             self.scores[turn_id] = self.scores.get(turn_id, 0.0) + weight / (self.k + rank)
             self.hits.setdefault(turn_id, hit)
             self.found_by.setdefault(turn_id, []).append(name)

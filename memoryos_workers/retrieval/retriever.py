@@ -237,7 +237,7 @@ class Retriever:
                 other = by_seq.get(seq)
                 if other is not None and other.payload.get("segment_id") == hit.payload.get("segment_id"):
                     ordered.append(other)
-        fusion.add("neighbour", ordered, f.neighbour_weight, skip)
+        fusion.add("neighbour", ordered, f.neighbour_weight, skip, scored=False)
 
     def _segment_summaries(self, hits: list[Hit], segments: list[tuple[Hit, float]]) -> dict[str, Hit]:
         known = {hit.id: hit for hit, _ in segments}

@@ -82,7 +82,8 @@ def test_last_tuesday_finds_tuesdays_turn_ahead_of_the_same_words_on_other_days(
                   ids)[0] == "today"
 
 
-def test_the_users_own_time_zone_decides_what_yesterday_is(celery_worker, runtime, retrieve_local) -> None:  # noqa: ANN001
+def test_the_users_own_time_zone_decides_what_yesterday_is(celery_worker, runtime, retrieve_local,
+                                                         fake_llm) -> None:  # noqa: ANN001
     """23:30 UTC on 13 May is already 14 May in Tokyo: with the user's zone knob set to Tokyo, "yesterday"
     asked on 15 May (Tokyo) is that turn, not the same words at 23:30 UTC on 14 May."""
     tokyo, utc = f"tz-tokyo-{uuid.uuid4().hex[:6]}", f"tz-utc-{uuid.uuid4().hex[:6]}"
