@@ -50,12 +50,18 @@ def run_retrieval(request: Request, principal: Principal, user_id: str, body: Re
     memory = memory_of(request)
     stored_user = path_user(principal, user_id)
     try:
-        assistant_id = principal.assistant(body.assistant_id)
+        assistant_id = principal.assistant(body.assistant_id) if body.assistant_id is not None else None
     except ValueError as exc:
         raise InvalidInput.from_value_error(exc, "body", "assistant_id") from None
     try:
+        filters = principal.filters(body.filters)
+        # Whose assistant facts: the body's assistant, else the filter's (as in-process retrieval has it),
+        # else the tenant's default; each scoped to the tenant.
+        if assistant_id is None:
+            chosen = filters.get("assistant_id") if isinstance(filters, dict) else None
+            assistant_id = chosen if isinstance(chosen, str) else principal.assistant(None)
         context = memory.retrieve(stored_user, body.query, assistant_id=assistant_id, top_k=body.top_k,
-                                  max_tokens=body.max_tokens, now=body.now, filters=principal.filters(body.filters))
+                                  max_tokens=body.max_tokens, now=body.now, filters=filters)
     except ValueError as exc:  # the checks name the field: "query: ...", "filters.since: ..."
         field = str(exc).split(":", 1)[0].split(".", 1)[0]
         field = field if field in RetrieveIn.model_fields else "query"
