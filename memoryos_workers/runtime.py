@@ -82,8 +82,12 @@ class Runtime:
     @property
     def llm(self) -> LLMClient:
         from memoryos_workers.llm.client import LLMClient
+        from memoryos_workers.llm.token_count import TokenCounter
 
-        return self._once("llm", lambda: LLMClient(self.settings, budget=self._token_budget()))
+        return self._once("llm", lambda: LLMClient(
+            self.settings, budget=self._token_budget(),
+            counter=TokenCounter(self.redis, self.keys.llm_calibration(self.settings.llm_model)),
+        ))  # fmt: skip
 
     def _token_budget(self) -> TokenBudget | None:
         from memoryos_workers.llm.token_budget import TokenBudget

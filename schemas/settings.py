@@ -54,7 +54,27 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("MEMORYOS_OPENAI_BASE_URL", "OPENAI_BASE_URL")
     )
     llm_model: str = "gpt-4o-mini"
-    llm_timeout: float = Field(30.0, gt=0)
+    llm_timeout: float = Field(
+        60.0, gt=0, description="Seconds of silence allowed: the longest wait for the next streamed token, the "
+        "first one included (a CPU model reads a 3,000-token prompt in about 30 s at 100 tokens/s before it "
+        "answers). A model that keeps sending is never cut by it; see MEMORYOS_LLM_CALL_TIMEOUT."
+    )
+    llm_call_timeout: float = Field(
+        600.0, gt=0, description="Seconds a whole call may take, however alive the model is; also the timeout of "
+        "an endpoint that cannot stream (its silence lasts the whole answer)."
+    )
+    llm_stream: bool = Field(
+        True, description="Stream answers (the timeout is then on silence). An endpoint that refuses streaming "
+        "is detected and asked without it; false forces that from the start (e.g. a proxy that buffers events)."
+    )
+    llm_context_tokens: int = Field(
+        8192, ge=256, description="The model's context window (prompt and answer together): every prompt is "
+        "sized to fit with room for the answer. Set it to your model's window (e.g. 4096 for a small local model)."
+    )
+    llm_completion_tokens: int = Field(
+        2048, ge=16, description="Tokens an answer may take (sent as max_tokens); room for a segmentation "
+        "answer of a full batch. An answer cut at this length is never used as it is."
+    )
     llm_max_attempts: int = Field(3, ge=1, description="Our own retries; the openai client's are off.")
     llm_backoff_base: float = Field(0.5, ge=0, description="Seconds; exponential backoff with jitter between attempts.")
     llm_backoff_max: float = Field(8.0, ge=0)
@@ -179,6 +199,12 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.kick_stale_after <= self.sweep_interval:
             raise ValueError("kick_stale_after must be longer than sweep_interval")
+        if self.llm_completion_tokens > self.llm_context_tokens // 2:
+            raise ValueError(
+                f"MEMORYOS_LLM_COMPLETION_TOKENS ({self.llm_completion_tokens}) leaves too little of the context "
+                f"window MEMORYOS_LLM_CONTEXT_TOKENS ({self.llm_context_tokens}) for prompts: keep it at most half "
+                "the window (lower it, or set the window your model really has)"
+            )
         return self
 
     @property

@@ -1,8 +1,9 @@
-"""The one token estimate of the project: what the LLM layer reserves for a call and what a retrieved
-context may spend are measured with the same rule, so a context sized to fit a budget fits it there.
+"""The token estimate of a retrieved context's budget: what a context may spend is measured with one
+fixed rule on both sides (producers and workers), so a context sized to fit a budget fits it there.
 
-About four characters per token is the usual rule for English text; the LLM layer corrects its
-reservations with the usage a provider reports, and a context budget only needs to be consistent.
+About four characters per token is the usual rule for English text, and a context budget only needs to
+be consistent. The LLM layer sizes its own prompts to the model's window with a count calibrated per
+model by the usage the provider reports (memoryos_workers/llm/token_count.py).
 """
 
 from __future__ import annotations

@@ -64,7 +64,12 @@ def fake_llm() -> Iterator[FakeLLM]:
     FAKE_LLM.reset()
     for knob in ("latency", "error_rate", "timeout_rate", "malformed_rate"):
         setattr(FAKE_LLM, knob, 0)
-    FAKE_LLM.reject_json_schema = False
+    for knob in ("context_tokens", "stream_tokens_per_s", "stall_after_tokens", "truncate_at_tokens"):
+        setattr(FAKE_LLM, knob, None)
+    for flag in ("reject_json_schema", "generic", "reject_stream", "reject_stream_options", "ignore_stream"):
+        setattr(FAKE_LLM, flag, False)
+    FAKE_LLM.stream_usage = True
+    FAKE_LLM.hang_seconds = 60.0
     FAKE_LLM.responder = default_responder
 
 

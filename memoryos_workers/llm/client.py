@@ -1,16 +1,21 @@
 """The LLM adapter: structured outputs through any OpenAI-compatible endpoint.
 
-The openai client runs with max_retries=0: the retries here are the only ones, so a call's cost
-and latency are bounded by settings (attempts x timeout). Malformed output counts as a failed
-attempt like a 500. A provider that refuses json_schema is asked again with json_object and the
-schema in the prompt, and remembered as such.
+The openai client runs with max_retries=0: the retries here are the only ones, so a call's cost and
+latency are bounded by settings. Answers stream (:mod:`.completion`): the timeout is on silence, so a
+slow local model finishes and a stalled one is cut. Malformed output counts as a failed attempt like a
+500. Two outcomes are never retried as the same request, because the same request fails the same way:
+the prompt does not fit the model's window (:class:`LLMContextOverflow`) and the answer was cut at its
+token budget (:class:`LLMTruncated`); the caller makes the work smaller. Prompts are sized with
+:meth:`LLMClient.prompt_budget` and :meth:`LLMClient.count_tokens`, calibrated by the usage providers
+report (:mod:`.token_count`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import openai
@@ -19,15 +24,21 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from memoryos_workers.llm.base import (
     Budget,
+    LLMContextOverflow,
     LLMError,
     LLMNotConfigured,
     LLMRateLimited,
+    LLMTruncated,
     MalformedOutput,
+    Prompt,
     RateLimited,
     Structured,
     Usage,
+    prompt_room,
 )
-from memoryos_workers.llm.token_budget import estimate_tokens
+from memoryos_workers.llm.completion import CallTimeout, Completion, Endpoint
+from memoryos_workers.llm.provider_errors import context_overflow
+from memoryos_workers.llm.token_count import TokenCounter
 from schemas.settings import Settings
 
 log = logging.getLogger("memoryos.llm")
@@ -39,6 +50,11 @@ TRANSIENT = (
     openai.RateLimitError,
     openai.InternalServerError,
 )
+# The outcomes live in base.py (shared with the stub); importing them from here keeps working.
+__all__ = [
+    "LLMClient", "LLMContextOverflow", "LLMError", "LLMNotConfigured", "LLMRateLimited", "LLMTruncated",
+    "MalformedOutput", "Structured", "Usage", "response_schema",
+]  # fmt: skip
 
 
 def response_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -54,25 +70,55 @@ def response_schema(model: type[BaseModel]) -> dict[str, Any]:
 class LLMClient:
     """The :class:`~memoryos_workers.llm.base.LLM` over an OpenAI-compatible endpoint."""
 
-    def __init__(self, settings: Settings, budget: Budget | None = None) -> None:
+    def __init__(self, settings: Settings, budget: Budget | None = None, counter: TokenCounter | None = None) -> None:
         self.settings = settings
         self.budget = budget  # background calls wait for it; answers to users are only charged
+        self.counter = counter or TokenCounter()  # without Redis: calibrated in this process only
         self.configured = bool(settings.openai_api_key or settings.openai_base_url)
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
-        self._client = openai.OpenAI(
-            api_key=key, base_url=settings.openai_base_url, max_retries=0, timeout=settings.llm_timeout
+        silence = settings.llm_timeout
+        client = openai.OpenAI(
+            api_key=key,
+            base_url=settings.openai_base_url,
+            max_retries=0,
+            timeout=openai.Timeout(silence, connect=min(silence, 10.0)),  # read = the longest silence
         )
-        self._json_schema_ok = True
+        self._endpoint = Endpoint(
+            client, settings.llm_model, silence=silence, call_cap=settings.llm_call_timeout, stream=settings.llm_stream
+        )
         self._lock = threading.Lock()
         self.totals = Usage()
 
+    # -- sizing prompts --------------------------------------------------------------------------------
+
+    def count_tokens(self, messages_or_text: Prompt) -> int:
+        """Tokens a prompt (chat messages or a text) takes for this model, by the calibrated estimate."""
+        return self.counter.count(messages_or_text)
+
+    def prompt_budget(self, max_tokens: int | None = None) -> int:
+        """Tokens a prompt may take so that it and an answer of `max_tokens` (default
+        MEMORYOS_LLM_COMPLETION_TOKENS) fit the window, less a safety margin for the estimate."""
+        return prompt_room(self.settings.llm_context_tokens, max_tokens or self.settings.llm_completion_tokens)
+
+    # -- calls -----------------------------------------------------------------------------------------
+
     def structured(
-        self, messages: list[dict[str, str]], model: type[M], *, check: Any = None, name: str | None = None
+        self,
+        messages: list[dict[str, str]],
+        model: type[M],
+        *,
+        check: Callable[[M], Any] | None = None,
+        name: str | None = None,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
     ) -> Structured[M]:
         """Call until the answer validates against `model` (and passes `check`, which raises
-        MalformedOutput to ask again); raises LLMError after settings.llm_max_attempts."""
-        if not self.configured:
-            raise LLMNotConfigured("no LLM configured (set MEMORYOS_OPENAI_API_KEY or MEMORYOS_OPENAI_BASE_URL)")
+        MalformedOutput to ask again); raises LLMError after settings.llm_max_attempts.
+
+        `schema` (a JSON schema, strict form) replaces the one derived from `model`, so a call can send
+        a schema built for it; `max_tokens` is this answer's budget (default
+        MEMORYOS_LLM_COMPLETION_TOKENS). LLMContextOverflow and LLMTruncated are raised at once."""
+        self._require_configured()
         usage = Usage()
         retrying = Retrying(
             stop=stop_after_attempt(self.settings.llm_max_attempts),
@@ -80,105 +126,45 @@ class LLMClient:
             retry=retry_if_exception_type((*TRANSIENT, MalformedOutput)),
             reraise=True,
         )
+        call = _Call(
+            messages, schema or response_schema(model), name or model.__name__,
+            max_tokens or self.settings.llm_completion_tokens,
+        )  # fmt: skip
         try:
-            value = retrying(self._attempt, messages, model, check, name or model.__name__, usage)
+            value = retrying(self._attempt, call, model, check, usage)
         except RateLimited as exc:
-            error = LLMRateLimited(str(exc))
-            error.usage = usage
-            raise error from exc
-        except (*TRANSIENT, MalformedOutput, openai.APIStatusError) as exc:
-            error = LLMError(f"{type(exc).__name__}: {_short(exc)}")
-            error.usage = usage
-            raise error from exc
+            raise self._failed(LLMRateLimited(str(exc)), usage) from exc
+        except (LLMContextOverflow, LLMTruncated) as exc:
+            raise self._failed(exc, usage) from None
+        except (*TRANSIENT, MalformedOutput, openai.APIError) as exc:
+            raise self._failed(LLMError(self._describe(exc)), usage) from exc
         finally:
             with self._lock:
                 self.totals.add(usage)
         return Structured(value, usage)
 
-    def _attempt(self, messages: list[dict[str, str]], model: type[M], check: Any, name: str, usage: Usage) -> M:
-        schema = response_schema(model)
+    def _attempt(self, call: _Call, model: type[M], check: Callable[[M], Any] | None, usage: Usage) -> M:
+        answer = self._complete(call, usage, temperature=0.0, background=True)
+        if answer.finish_reason == "length":
+            raise LLMTruncated(
+                f"the answer was cut at its budget of {call.max_tokens} tokens (finish_reason 'length') after "
+                f"{len(answer.text)} characters: ask for less in one call, or raise MEMORYOS_LLM_COMPLETION_TOKENS",
+                partial_text=answer.text,
+            )
         try:
-            response = self._create(messages, name, schema, usage)
-        except openai.BadRequestError as exc:
-            if not (self._json_schema_ok and "response_format" in str(exc)):
-                raise
-            log.warning("the endpoint refuses json_schema; using json_object with the schema in the prompt")
-            self._json_schema_ok = False
-            response = self._create(messages, name, schema, usage)
-        content = response.choices[0].message.content or ""
-        try:
-            value = model.model_validate_json(content)
+            value = model.model_validate_json(answer.text)
         except ValidationError as exc:
-            raise MalformedOutput(f"answer does not match {name}: {_short(exc)}") from exc
+            raise MalformedOutput(f"answer does not match {call.name}: {_short(exc)}") from exc
         if check is not None:
             check(value)
         return value
 
-    def _create(self, messages: list[dict[str, str]], name: str, schema: dict[str, Any], usage: Usage) -> Any:
-        if self._json_schema_ok:
-            fmt: dict[str, Any] = {
-                "type": "json_schema",
-                "json_schema": {"name": name, "schema": schema, "strict": True},
-            }
-        else:
-            fmt = {"type": "json_object"}
-            messages = [
-                *messages[:-1],
-                {
-                    "role": "system",
-                    "content": "Answer with one JSON object matching this JSON schema:\n" + json.dumps(schema),
-                },
-                messages[-1],
-            ]
-        reserved = 0
-        if self.budget is not None:
-            reserved = self.budget.fit(estimate_tokens(messages, self.settings.llm_completion_reserve))
-            self.budget.reserve(reserved)
-        usage.calls += 1
-        response = None
-        try:
-            response = self._client.chat.completions.create(
-                model=self.settings.llm_model,
-                messages=messages,
-                response_format=fmt,
-                temperature=0,  # type: ignore[arg-type]
-            )
-        finally:
-            self._settle(reserved, response)
-        if response.usage is not None:
-            usage.prompt_tokens += response.usage.prompt_tokens
-            usage.completion_tokens += response.usage.completion_tokens
-        return response
-
-    def _settle(self, reserved: int, response: Any) -> None:
-        """Corrects a reservation by what the provider reported. A failed call keeps its reservation:
-        the provider may have counted it, and a burst of errors should slow the workers down anyway."""
-        if self.budget is None or response is None or response.usage is None:
-            return
-        try:
-            self.budget.charge(response.usage.total_tokens - reserved)
-        except Exception as exc:  # noqa: BLE001 - the answer is in hand; the budget catches up next call
-            log.warning("could not correct the LLM token budget: %s", exc)
-
     def text(self, messages: list[dict[str, str]], *, temperature: float = 0.7) -> tuple[str, Usage]:
-        """Plain text generation (responses to the user); same retry policy, no schema."""
-        if not self.configured:
-            raise LLMNotConfigured("no LLM configured (set MEMORYOS_OPENAI_API_KEY or MEMORYOS_OPENAI_BASE_URL)")
+        """Plain text generation (responses to the user); same retry policy, no schema. An answer cut at
+        the provider's length limit is returned as it is: a user reads it better than nothing."""
+        self._require_configured()
         usage = Usage()
-
-        def once() -> str:
-            usage.calls += 1
-            response = self._client.chat.completions.create(
-                model=self.settings.llm_model,
-                messages=messages,
-                temperature=temperature,  # type: ignore[arg-type]
-            )
-            if response.usage is not None:
-                usage.prompt_tokens += response.usage.prompt_tokens
-                usage.completion_tokens += response.usage.completion_tokens
-                self._settle(0, response)  # a user is waiting for this answer: charged, never held
-            return response.choices[0].message.content or ""
-
+        call = _Call(messages, None, "answer", None)
         retrying = Retrying(
             stop=stop_after_attempt(self.settings.llm_max_attempts),
             wait=wait_random_exponential(multiplier=self.settings.llm_backoff_base, max=self.settings.llm_backoff_max),
@@ -186,12 +172,96 @@ class LLMClient:
             reraise=True,
         )
         try:
-            return retrying(once), usage
-        except (*TRANSIENT, openai.APIStatusError) as exc:
-            raise LLMError(f"{type(exc).__name__}: {_short(exc)}") from exc
+            answer = retrying(self._complete, call, usage, temperature=temperature, background=False)
+        except LLMContextOverflow as exc:
+            raise self._failed(exc, usage) from None
+        except (*TRANSIENT, openai.APIError) as exc:
+            raise self._failed(LLMError(self._describe(exc)), usage) from exc
         finally:
             with self._lock:
                 self.totals.add(usage)
+        if answer.finish_reason == "length":
+            log.info("a text answer was cut at the provider's length limit (%d characters)", len(answer.text))
+        return answer.text, usage
+
+    def _complete(self, call: _Call, usage: Usage, *, temperature: float, background: bool) -> Completion:
+        """One answer on the wire. Background calls wait for the token budget; answers to users are
+        only charged. The budget is corrected, and the token count calibrated, by the reported usage
+        (or, when the provider reports none, charged by the estimate)."""
+        sent: dict[str, Any] = {"messages": call.messages, "reserved": 0}
+
+        def on_send(messages: list[dict[str, str]]) -> None:
+            sent["messages"], sent["reserved"] = messages, 0
+            if self.budget is not None and background:
+                reserve = self.settings.llm_completion_reserve
+                answer_room = min(reserve, call.max_tokens) if call.max_tokens else reserve
+                sent["reserved"] = self.budget.fit(self.count_tokens(messages) + answer_room)
+                self.budget.reserve(sent["reserved"])
+            usage.calls += 1
+
+        try:
+            answer = self._endpoint.complete(
+                call.messages, schema=call.schema, name=call.name, max_tokens=call.max_tokens,
+                temperature=temperature, on_send=on_send,
+            )  # fmt: skip
+        except openai.APIError as exc:
+            overflow = context_overflow(exc)
+            if overflow is None:
+                raise
+            if overflow.prompt_tokens:
+                self.counter.learn(sent["messages"], overflow.prompt_tokens)
+            raise LLMContextOverflow(
+                f"the prompt does not fit the model's context window ({_short(overflow.message)}); prompts are "
+                "sized to MEMORYOS_LLM_CONTEXT_TOKENS, which should be the model's real window",
+                limit=overflow.limit, requested=overflow.requested,
+            ) from exc  # fmt: skip
+        if answer.reported and answer.prompt_tokens:
+            self.counter.learn(answer.messages, answer.prompt_tokens)
+            prompt_tokens, completion_tokens = answer.prompt_tokens, answer.completion_tokens or 0
+        else:
+            prompt_tokens, completion_tokens = self.count_tokens(answer.messages), self.count_tokens(answer.text)
+        usage.prompt_tokens += prompt_tokens
+        usage.completion_tokens += completion_tokens
+        self._settle(prompt_tokens + completion_tokens - sent["reserved"])
+        return answer
+
+    def _settle(self, correction: int) -> None:
+        """Corrects a reservation by what the call cost. A failed call keeps its reservation: the
+        provider may have counted it, and a burst of errors should slow the workers down anyway."""
+        if self.budget is None:
+            return
+        try:
+            self.budget.charge(correction)
+        except Exception as exc:  # noqa: BLE001 - the answer is in hand; the budget catches up next call
+            log.warning("could not correct the LLM token budget: %s", exc)
+
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, openai.APITimeoutError) and not isinstance(exc, CallTimeout):
+            if self._endpoint.quirks.stream:
+                what = f"no token came for {self.settings.llm_timeout:g} s (MEMORYOS_LLM_TIMEOUT, the longest silence)"
+            else:
+                what = f"no answer within {self.settings.llm_call_timeout:g} s (MEMORYOS_LLM_CALL_TIMEOUT)"
+            return f"{type(exc).__name__}: {what}"
+        return f"{type(exc).__name__}: {_short(exc)}"
+
+    @staticmethod
+    def _failed(error: LLMError, usage: Usage) -> LLMError:
+        error.usage = usage
+        return error
+
+    def _require_configured(self) -> None:
+        if not self.configured:
+            raise LLMNotConfigured("no LLM configured (set MEMORYOS_OPENAI_API_KEY or MEMORYOS_OPENAI_BASE_URL)")
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What one logical call asks, whatever its attempts and adaptations."""
+
+    messages: list[dict[str, str]]
+    schema: dict[str, Any] | None
+    name: str
+    max_tokens: int | None
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

@@ -20,7 +20,17 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from memoryos_workers.llm.base import LLMError, LLMNotConfigured, MalformedOutput, RateLimited, Structured, Usage
+from memoryos_workers.llm.base import (
+    LLMError,
+    LLMNotConfigured,
+    MalformedOutput,
+    Prompt,
+    RateLimited,
+    Structured,
+    Usage,
+    prompt_room,
+)
+from memoryos_workers.llm.token_count import prompt_chars
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -37,6 +47,8 @@ class StubCall:
     name: str  # the schema name ("segmentation", "persona"), or "text"
     messages: list[dict[str, str]]
     model: type[BaseModel] | None  # None for a text call
+    schema: dict[str, Any] | None = None  # the call's own schema (schema=), if it brought one
+    max_tokens: int | None = None  # the call's answer budget (max_tokens=), if it set one
 
 
 class StubLLM:
@@ -49,6 +61,8 @@ class StubLLM:
         configured: bool = True,
         max_attempts: int = 1,
         text_answer: str = "A stub answer.",
+        context_tokens: int = 8192,
+        completion_tokens: int = 2048,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -56,6 +70,8 @@ class StubLLM:
         self.configured = configured
         self.max_attempts = max_attempts
         self.text_answer = text_answer
+        self.context_tokens = context_tokens  # the window and answer budget prompt_budget() sizes for
+        self.completion_tokens = completion_tokens
         self.calls: list[StubCall] = []
         self.totals = Usage()
         self._queue: collections.deque[Answer] = collections.deque()
@@ -79,15 +95,20 @@ class StubLLM:
         *,
         check: Callable[[M], Any] | None = None,
         name: str | None = None,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
     ) -> Structured[M]:
-        """As the adapter: validated against ``model`` and ``check``; LLMError once attempts run out."""
+        """As the adapter: validated against ``model`` and ``check``; LLMError once attempts run out.
+        ``schema`` and ``max_tokens`` are recorded on the call (a scripted LLMContextOverflow or
+        LLMTruncated is raised as it is, as the adapter raises them: at once)."""
         self._require_configured()
         usage = Usage()
         attempts = 0
         try:
             while True:
                 attempts += 1
-                answer = self._next(StubCall(name or model.__name__, list(messages), model), usage)
+                call = StubCall(name or model.__name__, list(messages), model, schema, max_tokens)
+                answer = self._next(call, usage)
                 try:
                     value = _validate(answer, model)
                     if check is not None:
@@ -115,6 +136,14 @@ class StubLLM:
         finally:
             with self._lock:
                 self.totals.add(usage)
+
+    def prompt_budget(self, max_tokens: int | None = None) -> int:
+        """As the adapter, for ``context_tokens`` and ``completion_tokens``."""
+        return prompt_room(self.context_tokens, max_tokens or self.completion_tokens)
+
+    def count_tokens(self, messages_or_text: Prompt) -> int:
+        """Four characters a token (what the stub charges too), with the adapter's per-message overhead."""
+        return _tokens(prompt_chars(messages_or_text))
 
     def _require_configured(self) -> None:
         if not self.configured:

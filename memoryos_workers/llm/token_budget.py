@@ -26,7 +26,6 @@ import redis
 from memoryos_workers.counters import count
 from memoryos_workers.llm.base import RateLimited
 from producers.wire.scripts import lua_source
-from schemas.tokens import estimate_tokens as estimate_tokens_of_text
 
 log = logging.getLogger("memoryos.rate_limit")
 
@@ -102,10 +101,3 @@ def budget_retry_after(max_wait: float) -> float:
     """When work refused by the budget comes back: after the longest wait a call accepts (at least 1 s,
     so a max_wait of 0 never spins)."""
     return max(max_wait, 1.0)
-
-
-def estimate_tokens(messages: list[dict[str, str]], completion_reserve: int) -> int:
-    """What a call may cost before it is made: ~4 characters per prompt token (the usual rule for
-    English; the correction afterwards makes it exact) plus room for the answer."""
-    prompt = estimate_tokens_of_text("".join(m.get("content") or "" for m in messages))
-    return prompt + 4 * len(messages) + completion_reserve

@@ -64,6 +64,10 @@ class Keys:
     def reply(self, request_id: str) -> str:
         return self.reply_prefix + request_id
 
+    def llm_calibration(self, model: str) -> str:
+        """A model's learned characters per token (memoryos_workers.llm.token_count), shared by every worker."""
+        return f"{self.prefix}:llmcal:{model}"
+
     def user(self, user_id: str) -> UserKeys:
         base = f"{self.prefix}:{{u:{user_id}}}:"
         return UserKeys(

@@ -13,7 +13,7 @@ import redis
 from redis.commands.core import Script
 
 _PER_USER = ("publish", "check", "batch_done", "batch_update", "batch_failed", "segment_apply", "recent")
-_GLOBAL = ("cas_remove", "token_budget")  # single-key scripts without the per-user prelude
+_GLOBAL = ("cas_remove", "token_budget", "token_calibration")  # single-key scripts without the per-user prelude
 
 
 def lua_source(name: str) -> str:

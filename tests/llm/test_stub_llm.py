@@ -22,7 +22,7 @@ from memoryos_workers.embeddings.stub import StubEmbedder
 from memoryos_workers.llm.base import LLM, Budget, LLMError, LLMNotConfigured, LLMRateLimited, Usage
 from memoryos_workers.llm.client import LLMClient
 from memoryos_workers.llm.stub import StubBudget, StubCall, StubLLM
-from memoryos_workers.llm.token_budget import TokenBudget, estimate_tokens
+from memoryos_workers.llm.token_budget import TokenBudget
 from memoryos_workers.memory.heat import HeatParams
 from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.segment_stats import SegmentStats
@@ -197,8 +197,8 @@ def test_client_reserves_the_estimate_then_charges_the_difference(fake_llm: Fake
     client = LLMClient(Settings(openai_base_url=fake_llm.base_url, openai_api_key="k", llm_completion_reserve=500),
                        budget=budget)  # fmt: skip
     messages = segmentation_messages(pages(), None, [])
+    reserved = client.count_tokens(messages) + 500  # the prompt's estimate (before the call calibrates it)
     answer = client.structured(messages, SegmentationResult, name="segmentation")
-    reserved = estimate_tokens(messages, 500)
     used = answer.usage.prompt_tokens + answer.usage.completion_tokens
     assert budget.reserved == [reserved] and budget.charged == [used - reserved] and budget.spent == used
 

@@ -192,6 +192,7 @@ def test_path_without_v1_prefix_is_accepted(llm: FakeLLM) -> None:
 
 
 def test_missing_parameters_are_rejected_like_openai(llm: FakeLLM, client: openai.OpenAI) -> None:
+    llm.reject_stream = True  # an endpoint that cannot stream
     with pytest.raises(openai.BadRequestError) as excinfo:
         client.chat.completions.create(model="m", messages=[], extra_body={"stream": True})
     assert "stream" in str(excinfo.value)

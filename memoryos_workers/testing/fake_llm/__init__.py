@@ -21,15 +21,20 @@ Standalone (manual use, benchmarks)::
 
 Only the standard library is used so the fake can run anywhere the tests run. Where each part lives:
 :mod:`.server` (FakeLLM: knobs, counters, scripting, lifecycle), :mod:`.answers` (how one request is
-answered), :mod:`.faults` (Fault and error bodies), :mod:`.completions` (answer shapes on the wire),
-:mod:`.schema_answers` (the default structured answer), :mod:`.httpd` (the stdlib HTTP server) and
-``__main__`` (the standalone command).
+answered), :mod:`.faults` (Fault and error bodies), :mod:`.completions` (answer shapes on the wire,
+whole or as stream chunks), :mod:`.schema_answers` (the default structured answer),
+:mod:`.schema_random` (the ``generic`` mode's arbitrary schema-valid answer), :mod:`.httpd` (the
+stdlib HTTP server, and the pacing of streamed answers) and ``__main__`` (the standalone command).
 """
 
 from memoryos_workers.testing.fake_llm.answers import Responder
 from memoryos_workers.testing.fake_llm.completions import DEFAULT_TEXT_ANSWER, estimate_tokens
 from memoryos_workers.testing.fake_llm.faults import Fault
 from memoryos_workers.testing.fake_llm.schema_answers import generate_from_schema
+from memoryos_workers.testing.fake_llm.schema_random import random_from_schema
 from memoryos_workers.testing.fake_llm.server import FakeLLM
 
-__all__ = ["DEFAULT_TEXT_ANSWER", "FakeLLM", "Fault", "Responder", "estimate_tokens", "generate_from_schema"]
+__all__ = [
+    "DEFAULT_TEXT_ANSWER", "FakeLLM", "Fault", "Responder", "estimate_tokens", "generate_from_schema",
+    "random_from_schema",
+]  # fmt: skip

@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reject-json-schema", action="store_true")
     parser.add_argument("--no-auth", action="store_true", help="accept requests without a Bearer token")
+    parser.add_argument("--context-tokens", type=int, default=None, help="refuse longer prompts (400)")
+    parser.add_argument("--stream-tokens-per-s", type=float, default=None, help="the model's speed")
+    parser.add_argument("--no-stream-usage", action="store_true", help="no usage chunk, as llama.cpp")
+    parser.add_argument("--stall-after-tokens", type=int, default=None)
+    parser.add_argument("--truncate-at-tokens", type=int, default=None)
+    parser.add_argument("--generic", action="store_true", help="arbitrary schema-valid JSON for every schema")
     parser.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
@@ -48,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         reject_json_schema=args.reject_json_schema,
         require_auth=not args.no_auth,
+        context_tokens=args.context_tokens,
+        stream_tokens_per_s=args.stream_tokens_per_s,
+        stream_usage=not args.no_stream_usage,
+        stall_after_tokens=args.stall_after_tokens,
+        truncate_at_tokens=args.truncate_at_tokens,
+        generic=args.generic,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

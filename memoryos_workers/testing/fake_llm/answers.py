@@ -1,10 +1,13 @@
 """How the fake LLM answers one chat-completions request: checks, script, faults, then an answer.
 
 Per request, the answer is decided in this order: auth (401) -> body validation (400) ->
-``reject_json_schema`` (400) -> next queued item -> one RNG draw against
-error_rate / timeout_rate / malformed_rate -> responder -> default generator. Validation
-rejections consume neither the queue nor the RNG, so a client's fallback request gets the
-scripted answer and seeded fault sequences do not shift.
+``reject_json_schema``, ``reject_stream``, ``reject_stream_options`` (400) -> ``context_tokens``
+(400 context_length_exceeded) -> next queued item -> one RNG draw against
+error_rate / timeout_rate / malformed_rate -> responder (not for json_schema in ``generic`` mode) ->
+default generator. Validation rejections consume neither the queue nor the RNG, so a client's
+fallback request gets the scripted answer and seeded fault sequences do not shift. The answer is
+then cut at ``truncate_at_tokens`` (finish_reason "length") and sent whole or, to a request with
+``stream: true``, as chunks paced at ``stream_tokens_per_s`` (a whole answer waits as long).
 
 :class:`Answering` is mixed into :class:`~memoryos_workers.testing.fake_llm.server.FakeLLM`, which owns
 the knobs and counters declared below; a new knob is read here and set there.
@@ -22,10 +25,13 @@ from collections.abc import Callable
 from typing import Any
 
 from memoryos_workers.testing.fake_llm.completions import (
+    CHARS_PER_TOKEN,
     completion_body,
     estimate_tokens,
     message_text,
     model_object,
+    stream_chunks,
+    usage_body,
 )
 from memoryos_workers.testing.fake_llm.faults import (
     Fault,
@@ -34,8 +40,9 @@ from memoryos_workers.testing.fake_llm.faults import (
     format_seconds,
     truncate_json,
 )
-from memoryos_workers.testing.fake_llm.httpd import Reply
+from memoryos_workers.testing.fake_llm.httpd import Reply, StreamReply
 from memoryos_workers.testing.fake_llm.schema_answers import generate_from_schema
+from memoryos_workers.testing.fake_llm.schema_random import random_from_schema
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +68,19 @@ class Answering:
     require_auth: bool
     responder: Responder | None
     text_answer: str
+    context_tokens: int | None
+    stream_tokens_per_s: float | None
+    stream_usage: bool
+    stall_after_tokens: int | None
+    truncate_at_tokens: int | None
+    generic: bool
+    reject_stream: bool
+    reject_stream_options: bool
+    ignore_stream: bool
     # State and counters (FakeLLM's, guarded by _lock).
     _lock: threading.Lock
     _rng: random.Random
+    _answer_rng: random.Random
     _queue: collections.deque[Any]
     _ids: itertools.count[int]
     _stopping: threading.Event
@@ -101,7 +118,7 @@ class Answering:
             return not self._stopping.is_set()
         return not self._stopping.wait(seconds)
 
-    def handle_chat(self, raw: bytes, authorization: str | None) -> Reply | None:
+    def handle_chat(self, raw: bytes, authorization: str | None) -> Reply | StreamReply | None:
         """Decide and build the answer to one chat-completions request (order: the module docstring)."""
         try:
             body = json.loads(raw or b"null")
@@ -129,9 +146,12 @@ class Answering:
         # 2. Body validation, like the real API (catches client bugs early).
         if not isinstance(body, dict):
             return self._fail(400, "We could not parse the JSON body of your request.", kind="bad_request")
-        if body.get("stream"):
+        if body.get("stream") and self.reject_stream:
             return self._fail(400, "stream=true is not supported by the fake LLM", kind="bad_request",
                               param="stream")
+        if "stream_options" in body and self.reject_stream_options:
+            return self._fail(400, "Unrecognized request argument supplied: stream_options", kind="bad_request",
+                              param="stream_options")
         for required in ("model", "messages"):
             if required not in body:
                 return self._fail(400, f"Missing required parameter: '{required}'.", kind="bad_request",
@@ -146,6 +166,10 @@ class Answering:
             if self.reject_json_schema:
                 return self._fail(400, "response_format json_schema is not supported by this model",
                                   kind="json_schema_rejected", param="response_format")
+
+        refusal = self._context_refusal(body)
+        if refusal is not None:
+            return refusal
 
         # 3. Scripted answer, else one seeded draw against the fault rates.
         with self._lock:
@@ -162,6 +186,19 @@ class Answering:
             return self._answer(request, fmt_type)
         return self._success(request, self._as_content(item))
 
+    def _context_refusal(self, body: dict[str, Any]) -> Reply | None:
+        """OpenAI's 400 for a prompt longer than ``context_tokens`` (by the fake's own count)."""
+        prompt_tokens = estimate_tokens(message_text(body.get("messages")))
+        if self.context_tokens is None or prompt_tokens <= self.context_tokens:
+            return None
+        message = (
+            f"This model's maximum context length is {self.context_tokens} tokens. However, your messages "
+            f"resulted in {prompt_tokens} tokens. Please reduce the length of the messages."
+        )
+        reply = self._fail(400, message, kind="context_length", param="messages")
+        reply.body["error"]["code"] = "context_length_exceeded"
+        return reply
+
     def _draw_fault(self) -> Fault | None:
         """One RNG draw per unscripted request, mapped onto consecutive rate intervals. Lock held."""
         r = self._rng.random()
@@ -175,7 +212,7 @@ class Answering:
             return Fault.malformed()
         return None
 
-    def _apply_fault(self, fault: Fault, request: dict[str, Any], fmt_type: str) -> Reply | None:
+    def _apply_fault(self, fault: Fault, request: dict[str, Any], fmt_type: str) -> Reply | StreamReply | None:
         if fault.kind == "http":
             headers: dict[str, str] = {}
             retry_after = fault.retry_after
@@ -183,8 +220,11 @@ class Answering:
                 retry_after = self.retry_after
             if retry_after is not None:
                 headers["Retry-After"] = format_seconds(retry_after)
-            return self._fail(fault.status, fault.message or default_error_message(fault.status),
-                              kind=f"http_{fault.status}", headers=headers)
+            reply = self._fail(fault.status, fault.message or default_error_message(fault.status),
+                               kind=f"http_{fault.status}", headers=headers)
+            if fault.body is not None:
+                reply.body = fault.body
+            return reply
         if fault.kind == "timeout":
             with self._lock:
                 self.failures += 1
@@ -212,14 +252,14 @@ class Answering:
 
     def _answer(
         self, request: dict[str, Any], fmt_type: str, *, count: bool = True, allow_fault: bool = True
-    ) -> Reply | None:
+    ) -> Reply | StreamReply | None:
         """Responder first, default generator as fallback.
 
         ``allow_fault`` is False for the answer that follows a timeout/delay fault, so a responder
         that always returns a Fault cannot loop forever; its Fault then means "default answer".
         """
         result: Any = None
-        if self.responder is not None:
+        if self.responder is not None and not (self.generic and fmt_type == "json_schema"):
             try:
                 result = self.responder(request)
             except Exception as exc:  # a broken responder must show up in the test, not hang it
@@ -242,19 +282,27 @@ class Answering:
     def _default_content(self, request: dict[str, Any], fmt_type: str) -> str:
         if fmt_type == "json_schema":
             schema = request["response_format"]["json_schema"].get("schema") or {}
+            if self.generic:
+                with self._lock:  # one seeded RNG: the same seed gives the same answers
+                    return json.dumps(random_from_schema(schema, self._answer_rng))
             return json.dumps(generate_from_schema(schema))
         if fmt_type == "json_object":
             return "{}"
         return self.text_answer
 
-    def _success(self, request: dict[str, Any], content: str) -> Reply:
+    def _success(self, request: dict[str, Any], content: str) -> Reply | StreamReply | None:
         with self._lock:
             self.successes += 1
         return self._completion(request, content)
 
-    def _completion(self, request: dict[str, Any], content: str) -> Reply:
-        """A chat.completion object; tokens are added to the counters when the answer is built."""
+    def _completion(self, request: dict[str, Any], content: str) -> Reply | StreamReply | None:
+        """A chat.completion object, or its stream of chunks; tokens are added to the counters when
+        the answer is built. ``truncate_at_tokens`` cuts the content there (finish_reason "length")."""
         prompt_tokens = estimate_tokens(message_text(request.get("messages")))
+        finish_reason = "stop"
+        if self.truncate_at_tokens is not None and estimate_tokens(content) > self.truncate_at_tokens:
+            content = content[: self.truncate_at_tokens * CHARS_PER_TOKEN]
+            finish_reason = "length"
         completion_tokens = estimate_tokens(content)
         with self._lock:
             self.prompt_tokens += prompt_tokens
@@ -262,5 +310,19 @@ class Answering:
             self.statuses[200] += 1
             completion_id = f"chatcmpl-fake{self.port}-{next(self._ids):06d}"
         model = request.get("model") or self.model
-        body = completion_body(completion_id, model, content, prompt_tokens, completion_tokens)
-        return Reply(200, body, {"x-request-id": completion_id})
+        headers = {"x-request-id": completion_id}
+        if request.get("stream") and not self.ignore_stream:
+            options = request.get("stream_options")
+            wants_usage = isinstance(options, dict) and bool(options.get("include_usage")) and self.stream_usage
+            rate = self.stream_tokens_per_s
+            paced = bool(rate) or self.stall_after_tokens is not None
+            usage = usage_body(prompt_tokens, completion_tokens) if wants_usage else None
+            return StreamReply(
+                stream_chunks(completion_id, model, content, finish_reason, usage, paced=paced),
+                self._stopping, interval=1.0 / rate if rate else 0.0, stall_after=self.stall_after_tokens,
+                stall_seconds=self.hang_seconds, headers=headers,
+            )  # fmt: skip
+        if self.stream_tokens_per_s and not self._sleep(completion_tokens / self.stream_tokens_per_s):
+            return None  # a whole answer comes once all of it is generated; None: the fake is stopping
+        body = completion_body(completion_id, model, content, prompt_tokens, completion_tokens, finish_reason)
+        return Reply(200, body, headers)

@@ -30,17 +30,21 @@ class Fault:
     retry_after: float | None = None
     content: str | None = None
     seconds: float | None = None
+    body: Any = None
 
     @classmethod
-    def http(cls, status: int, message: str | None = None, retry_after: float | None = None) -> Fault:
-        """Answer with HTTP ``status`` and an OpenAI-style error body.
+    def http(
+        cls, status: int, message: str | None = None, retry_after: float | None = None, body: Any = None
+    ) -> Fault:
+        """Answer with HTTP ``status`` and an OpenAI-style error body (or exactly ``body``, to speak
+        as another server does: vLLM, llama.cpp, Ollama each shape their errors their own way).
 
         For 429 a ``Retry-After`` header is always sent (``retry_after`` or the server's
         ``retry_after`` knob) because rate-limit handling in clients keys off it.
         """
         if not 400 <= status <= 599:
             raise ValueError(f"Fault.http needs an error status (400..599), got {status}")
-        return cls(kind="http", status=status, message=message, retry_after=retry_after)
+        return cls(kind="http", status=status, message=message, retry_after=retry_after, body=body)
 
     @classmethod
     def timeout(cls, seconds: float | None = None) -> Fault:

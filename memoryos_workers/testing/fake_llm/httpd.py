@@ -1,15 +1,20 @@
 """The HTTP side of the fake LLM: a stdlib threading server that routes a few OpenAI endpoints.
 
 Only the standard library, so the fake runs wherever the tests run. The server decides nothing: it
-hands each request to a :class:`ChatBackend` (the FakeLLM) and writes the :class:`Reply` it gets.
+hands each request to a :class:`ChatBackend` (the FakeLLM) and writes the :class:`Reply` it gets, or
+the :class:`StreamReply`: server-sent events in chunked encoding, paced like a model that generates
+``1 / interval`` tokens a second, and going silent where told to, as a stalled server does.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import select
 import socket
 import threading
+import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
@@ -29,6 +34,51 @@ class Reply:
         self.headers = headers or {}
 
 
+@dataclass
+class StreamReply:
+    """A streamed answer: its chunks in order (``[DONE]`` follows when the stream ends normally)."""
+
+    events: list[dict[str, Any]]
+    stopping: threading.Event  # set when the fake stops: a paced or stalled stream ends at once
+    interval: float = 0.0  # seconds before each content chunk after the first, and before the finish
+    stall_after: int | None = None  # content chunks written before the stream goes silent
+    stall_seconds: float = 60.0  # the longest a stalled stream stays open (the client hangs up first)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def write(self, wfile: Any, connection: socket.socket) -> bool:
+        """Writes the events as chunked server-sent events; False when left unfinished (stalled, or
+        the fake stopping), so the connection must be closed."""
+        content = len(self.events) - (2 if self.events and not self.events[-1]["choices"] else 1)
+        stall_at = None if self.stall_after is None else min(max(self.stall_after, 0), content)
+        for i, event in enumerate(self.events):
+            if i == stall_at:  # a short answer stalls before its finish
+                self._stall(connection)
+                return False
+            if 0 < i <= content and self.interval and self.stopping.wait(self.interval):
+                return False
+            _write_chunk(wfile, b"data: " + json.dumps(event).encode() + b"\n\n")
+        _write_chunk(wfile, b"data: [DONE]\n\n")
+        _write_chunk(wfile, b"")  # the chunked encoding's end
+        return True
+
+    def _stall(self, connection: socket.socket) -> None:
+        """Silence until the client hangs up, stall_seconds pass or the fake stops."""
+        deadline = time.monotonic() + self.stall_seconds
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            readable, _, _ = select.select([connection], [], [], 0.05)
+            if readable:
+                try:
+                    if connection.recv(1, socket.MSG_PEEK) == b"":
+                        return  # the client closed its end
+                except OSError:
+                    return
+
+
+def _write_chunk(wfile: Any, data: bytes) -> None:
+    wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+    wfile.flush()
+
+
 class ChatBackend(Protocol):
     """What the server asks of the fake behind it; a Protocol so this module never imports FakeLLM."""
 
@@ -44,7 +94,7 @@ class ChatBackend(Protocol):
         """``GET /_fake/stats``: the counters, for standalone runs."""
         ...
 
-    def handle_chat(self, raw: bytes, authorization: str | None) -> Reply | None:
+    def handle_chat(self, raw: bytes, authorization: str | None) -> Reply | StreamReply | None:
         """``POST /v1/chat/completions``; None drops the connection (the fake is stopping)."""
         ...
 
@@ -133,7 +183,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(reply)
 
-    def _send(self, reply: Reply) -> None:
+    def _send(self, reply: Reply | StreamReply) -> None:
+        if isinstance(reply, StreamReply):
+            self._send_stream(reply)
+            return
         payload = json.dumps(reply.body).encode("utf-8")
         try:
             self.send_response(reply.status)
@@ -145,4 +198,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
             self.wfile.flush()
         except OSError:  # client gave up (timeout) or the server is stopping
+            self.close_connection = True
+
+    def _send_stream(self, reply: StreamReply) -> None:
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if not reply.write(self.wfile, self.connection):
+                self.close_connection = True
+        except OSError:  # the client hung up mid-stream (its timeout) or the server is stopping
             self.close_connection = True

@@ -72,8 +72,7 @@ class _Generator:
         if "const" in schema:
             return schema["const"]
         if "enum" in schema and schema["enum"]:
-            values = schema["enum"]
-            return values[variant % len(values)]
+            return self._enum(list(schema["enum"]), variant)
         for key in ("anyOf", "oneOf"):
             if key in schema and schema[key]:
                 return self.generate(self._pick_branch(schema[key], depth), depth + 1, variant)
@@ -104,10 +103,16 @@ class _Generator:
         if schema_type == "number":
             return self._number(schema, variant, integer=False)
         if schema_type == "boolean":
-            return variant % 2 == 0
+            return self._boolean(variant)
         if schema_type == "null":
             return None
         return "x"
+
+    def _enum(self, values: list[Any], variant: int) -> Any:
+        return values[variant % len(values)]
+
+    def _boolean(self, variant: int) -> bool:
+        return variant % 2 == 0
 
     def _pick_branch(self, branches: list[Any], depth: int) -> Any:
         """First non-null branch -- or null when recursion gets deep (recursive models)."""

@@ -25,6 +25,21 @@ class FakeLLM(Answering):
       ``malformed_rate``, ``retry_after``, ``reject_json_schema``, ``require_auth``, ``model``,
       ``text_answer``, and ``seed`` (a property: setting it re-seeds the fault RNG).
 
+    Knobs of a real model's limits (None = off):
+      ``context_tokens`` -- an OpenAI-style 400 ``context_length_exceeded`` when the prompt is longer
+      (by the fake's count, ceil(characters / 4) of the messages' text);
+      ``stream_tokens_per_s`` -- the model's speed: a request with ``stream: true`` is answered as
+      server-sent events at that rate, one 4-character token per chunk, and a whole answer comes once
+      all of it is generated (unset: at once, a streamed one in a few chunks); the usage comes in a last
+      chunk when the request asks ``stream_options.include_usage``, unless ``stream_usage`` is False
+      (llama.cpp sends none); ``stall_after_tokens`` -- a stream goes silent after that many tokens
+      (until the client hangs up or ``hang_seconds`` pass); ``truncate_at_tokens`` -- the answer is cut
+      there with finish_reason "length"; ``generic`` -- every json_schema is answered with arbitrary
+      schema-valid JSON (array lengths and values drawn within the schema's bounds, seeded), ignoring
+      the responder, as a server enforcing the schema with its own model would.
+      Endpoint quirks: ``reject_stream`` (400 for stream=true), ``reject_stream_options`` (400 for
+      stream_options), ``ignore_stream`` (a plain JSON answer even to stream=true).
+
     Counters (thread-safe, updated under a lock): ``calls``, ``successes``, ``failures``,
     ``prompt_tokens``, ``completion_tokens``, ``unauthorized``, ``faults`` (Counter by kind),
     ``statuses`` (Counter by HTTP status) and ``requests`` (copy of the parsed request bodies,
@@ -52,6 +67,15 @@ class FakeLLM(Answering):
         require_auth: bool = True,
         responder: Responder | None = None,
         text_answer: str = DEFAULT_TEXT_ANSWER,
+        context_tokens: int | None = None,
+        stream_tokens_per_s: float | None = None,
+        stream_usage: bool = True,
+        stall_after_tokens: int | None = None,
+        truncate_at_tokens: int | None = None,
+        generic: bool = False,
+        reject_stream: bool = False,
+        reject_stream_options: bool = False,
+        ignore_stream: bool = False,
     ) -> None:
         self.port = port
         self.model = model
@@ -66,10 +90,20 @@ class FakeLLM(Answering):
         self.require_auth = require_auth
         self.responder: Responder | None = responder
         self.text_answer = text_answer
+        self.context_tokens = context_tokens
+        self.stream_tokens_per_s = stream_tokens_per_s
+        self.stream_usage = stream_usage
+        self.stall_after_tokens = stall_after_tokens
+        self.truncate_at_tokens = truncate_at_tokens
+        self.generic = generic
+        self.reject_stream = reject_stream
+        self.reject_stream_options = reject_stream_options
+        self.ignore_stream = ignore_stream
 
         self._lock = threading.Lock()
         self._seed = seed
         self._rng = random.Random(seed)
+        self._answer_rng = random.Random(seed)  # generic answers: apart, so fault draws do not shift
         self._queue: collections.deque[Any] = collections.deque()
         self._ids = itertools.count(1)
         self._stopping = threading.Event()
@@ -144,6 +178,7 @@ class FakeLLM(Answering):
         with self._lock:
             self._seed = value
             self._rng = random.Random(value)
+            self._answer_rng = random.Random(value)
 
     def queue_responses(self, items: Iterable[Any]) -> None:
         """Script the next answers in order: dict/list (serialized), str (verbatim), None
@@ -165,6 +200,7 @@ class FakeLLM(Answering):
         with self._lock:
             self._queue.clear()
             self._rng = random.Random(self._seed)
+            self._answer_rng = random.Random(self._seed)
             self._reset_counters()
 
     def _reset_counters(self) -> None:

@@ -16,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from memoryos_workers.apps.http.auth import Principal, require_principal
 from memoryos_workers.apps.http.errors import InvalidInput
 from memoryos_workers.apps.http.routes import body_doc, memory_of, parse_json, path_user
-from memoryos_workers.llm.token_budget import estimate_tokens
 from schemas.query import MAX_TOP_K
+from schemas.tokens import estimate_tokens
 
 router = APIRouter(prefix="/v1", tags=["retrieval"])
 
@@ -40,8 +40,8 @@ class RetrieveIn(BaseModel):
 
 
 def prompt_tokens(prompt: str) -> int:
-    """The LLM layer's estimate (memoryos_workers.llm.token_budget), so both count alike."""
-    return estimate_tokens([{"role": "user", "content": prompt}], 0)
+    """Measured as the context budget measures it (schemas/tokens.py), so it is in the unit of max_tokens."""
+    return estimate_tokens(prompt)
 
 
 def run_retrieval(request: Request, principal: Principal, user_id: str, body: RetrieveIn) -> dict[str, Any]:

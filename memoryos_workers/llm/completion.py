@@ -1,0 +1,182 @@
+"""One chat completion over the wire: streamed, timed out on silence, adapted to what the endpoint takes.
+
+Why stream: a model on a CPU may need minutes for an answer yet send a token every fraction of a
+second; a timeout on the whole call either cuts it or lets a stalled server hang a worker for as long.
+Streamed, the httpx read timeout is the longest silence (the wait for the first token, which includes
+reading the prompt, and between tokens), and a separate generous cap bounds the whole call.
+
+What endpoints differ in, learned on the first refusal and remembered by the :class:`Endpoint`:
+``response_format`` json_schema (else json_object with the schema in the prompt, by the caller),
+``stream_options`` (llama.cpp and older servers send no usage, or refuse the option), streaming itself
+(then one plain request whose timeout is the cap: its silence lasts the whole answer; a server that
+ignores ``stream`` and answers JSON is read as such), and ``max_tokens`` (newer OpenAI models want
+``max_completion_tokens``). An adaptation re-sends at once; it is not a retry of a failed attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from openai.types.chat import ChatCompletion
+
+from memoryos_workers.llm.provider_errors import context_overflow
+
+log = logging.getLogger("memoryos.llm")
+
+
+class CallTimeout(openai.APITimeoutError):
+    """The whole call took longer than MEMORYOS_LLM_CALL_TIMEOUT although the model kept sending."""
+
+    def __init__(self, request: Any, seconds: float) -> None:
+        openai.APIConnectionError.__init__(
+            self,
+            message=f"the answer took longer than {seconds:g} s (MEMORYOS_LLM_CALL_TIMEOUT) although tokens kept "
+            "coming; raise it for a slow model",
+            request=request,
+        )
+
+
+@dataclass
+class Completion:
+    """An answer as received: its text, why it ended, and the usage the provider reported (None: none)."""
+
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    messages: list[dict[str, str]] = field(default_factory=list)  # as sent (the schema prompt included)
+
+    @property
+    def reported(self) -> bool:
+        return self.prompt_tokens is not None
+
+
+@dataclass
+class Quirks:
+    """What this endpoint accepts; each flag flips at most once, on the endpoint's first refusal."""
+
+    json_schema: bool = True
+    stream: bool = True
+    stream_usage: bool = True
+    max_tokens_param: str = "max_tokens"
+
+
+class Endpoint:
+    """Sends chat completions to one OpenAI-compatible endpoint with the openai client."""
+
+    def __init__(self, client: openai.OpenAI, model: str, *, silence: float, call_cap: float, stream: bool) -> None:
+        self._client = client
+        self._model = model
+        self._silence = silence
+        self._cap = call_cap
+        self.quirks = Quirks(stream=stream)
+        self._lock = threading.Lock()
+
+    def complete(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        schema: dict[str, Any] | None = None,
+        name: str = "answer",
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+        on_send: Callable[[list[dict[str, str]]], None] | None = None,
+    ) -> Completion:
+        """One answer (JSON for `schema` when given). ``on_send(messages)`` runs before each request on the
+        wire with the messages it sends (budget, counters). Raises the openai client's errors; a refusal
+        this endpoint can be adapted to is adapted to first."""
+        for _ in range(6):  # four quirks, each flips once
+            sent = messages
+            params: dict[str, Any] = {"model": self._model, "temperature": temperature}
+            if schema is not None:
+                sent, params["response_format"] = self._structured(messages, schema, name)
+            params["messages"] = sent
+            if max_tokens is not None:
+                params[self.quirks.max_tokens_param] = max_tokens
+            if on_send is not None:
+                on_send(sent)
+            try:
+                answer = self._streamed(params) if self.quirks.stream else self._whole(params)
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                if context_overflow(exc) is not None or not self._adapt(exc, params):
+                    raise
+                continue
+            answer.messages = sent
+            return answer
+        raise RuntimeError("the endpoint kept refusing requests after every adaptation")  # pragma: no cover
+
+    def _structured(
+        self, messages: list[dict[str, str]], schema: dict[str, Any], name: str
+    ) -> tuple[list[dict[str, str]], dict[str, Any]]:
+        if self.quirks.json_schema:
+            return messages, {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+        instruction = {
+            "role": "system",
+            "content": "Answer with one JSON object matching this JSON schema:\n" + json.dumps(schema),
+        }
+        return [*messages[:-1], instruction, messages[-1]], {"type": "json_object"}
+
+    def _adapt(self, exc: openai.APIStatusError, params: dict[str, Any]) -> bool:
+        """Flips the quirk the refusal names; False when it names none we can do without."""
+        text = str(exc).lower()
+        with self._lock:
+            quirks = self.quirks
+            if quirks.json_schema and "response_format" in text and "response_format" in params:
+                quirks.json_schema = False
+                log.warning("the LLM endpoint refuses json_schema; using json_object with the schema in the prompt")
+            elif quirks.stream and quirks.stream_usage and "stream_options" in text:
+                quirks.stream_usage = False
+                log.warning("the LLM endpoint refuses stream_options; token usage will be estimated")
+            elif quirks.stream and re.search(r"\bstream\b", text):  # not "upstream"
+                quirks.stream = False
+                log.warning("the LLM endpoint refuses streaming; waiting up to %g s for each whole answer", self._cap)
+            elif quirks.max_tokens_param == "max_tokens" and "max_tokens" in text and "max_tokens" in params:
+                quirks.max_tokens_param = "max_completion_tokens"
+                log.warning("the LLM endpoint wants max_completion_tokens instead of max_tokens")
+            else:
+                return False
+        return True
+
+    def _streamed(self, params: dict[str, Any]) -> Completion:
+        deadline = time.monotonic() + self._cap
+        extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if self.quirks.stream_usage else {}
+        stream = self._client.chat.completions.create(**params, stream=True, **extra)
+        with stream:
+            if "json" in stream.response.headers.get("content-type", ""):  # the server ignored stream=True
+                return _from_whole(ChatCompletion.model_validate_json(stream.response.read()))
+            parts: list[str] = []
+            finish: str | None = None
+            prompt_tokens = completion_tokens = None
+            for chunk in stream:
+                if chunk.usage is not None:
+                    prompt_tokens, completion_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+                for choice in chunk.choices:
+                    if choice.delta is not None and choice.delta.content:
+                        parts.append(choice.delta.content)
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+                if time.monotonic() > deadline:
+                    raise CallTimeout(stream.response.request, self._cap)
+        return Completion("".join(parts), finish, prompt_tokens, completion_tokens)
+
+    def _whole(self, params: dict[str, Any]) -> Completion:
+        timeout = openai.Timeout(self._cap, connect=min(self._silence, 10.0))
+        return _from_whole(self._client.chat.completions.create(**params, timeout=timeout))
+
+
+def _from_whole(response: ChatCompletion) -> Completion:
+    choice = response.choices[0] if response.choices else None
+    text = (choice.message.content or "") if choice is not None else ""
+    finish = choice.finish_reason if choice is not None else None
+    usage = response.usage
+    if usage is None:
+        return Completion(text, finish)
+    return Completion(text, finish, usage.prompt_tokens, usage.completion_tokens)
