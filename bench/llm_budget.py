@@ -168,8 +168,8 @@ def markdown(result: dict[str, Any]) -> str:
         "client thread has its own Redis connection, budget object and openai client, so they share only the "
         "budget's Redis key, as worker processes do. They call the tests' fake OpenAI-compatible server, which "
         f"answers at once, with a segmentation prompt of {result['pages']} pages, for {result['seconds']:g} s "
-        "per row. A call reserves its estimate (characters / 4 plus "
-        f"`MEMORYOS_LLM_COMPLETION_RESERVE`={result['reserve']}) and is corrected to the reported usage "
+        "per row. A call reserves its estimate (the prompt's token count, calibrated per model by the usage "
+        f"reported, plus `MEMORYOS_LLM_COMPLETION_RESERVE`={result['reserve']}) and is corrected to the reported usage "
         "afterwards. The minute's burst is spent before the clock starts, so the rows show the steady rate: "
         "tokens reported between the first and the last call in the window, per minute. Baseline from the "
         "same run: the same clients with no budget.",
