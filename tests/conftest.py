@@ -66,7 +66,8 @@ def fake_llm() -> Iterator[FakeLLM]:
         setattr(FAKE_LLM, knob, 0)
     for knob in ("context_tokens", "stream_tokens_per_s", "stall_after_tokens", "truncate_at_tokens"):
         setattr(FAKE_LLM, knob, None)
-    for flag in ("reject_json_schema", "generic", "reject_stream", "reject_stream_options", "ignore_stream"):
+    for flag in ("reject_json_schema", "generic", "reject_stream", "reject_stream_options", "ignore_stream",
+                 "context_refusal_in_stream"):
         setattr(FAKE_LLM, flag, False)
     FAKE_LLM.stream_usage = True
     FAKE_LLM.hang_seconds = 60.0

@@ -199,10 +199,12 @@ class LLMClient:
                 self.budget.reserve(sent["reserved"])
             usage.calls += 1
 
+        # A stream without usage teaches the count nothing: whole answers carry it, until calibrated.
+        whole = self._endpoint.quirks.usage_in_stream is False and not self.counter.calibrated
         try:
             answer = self._endpoint.complete(
                 call.messages, schema=call.schema, name=call.name, max_tokens=call.max_tokens,
-                temperature=temperature, on_send=on_send,
+                temperature=temperature, whole=whole, on_send=on_send,
             )  # fmt: skip
         except openai.APIError as exc:
             overflow = context_overflow(exc)

@@ -11,6 +11,10 @@ What endpoints differ in, learned on the first refusal and remembered by the :cl
 (then one plain request whose timeout is the cap: its silence lasts the whole answer; a server that
 ignores ``stream`` and answers JSON is read as such), and ``max_tokens`` (newer OpenAI models want
 ``max_completion_tokens``). An adaptation re-sends at once; it is not a retry of a failed attempt.
+Two more things are learned by watching: whether the stream reports usage (the caller may then ask a
+few whole answers to calibrate its token count), and a stream that breaks before its first word
+(llama-cpp-python raises a refusal such as a context overflow inside the stream, after status 200):
+that request is asked once more whole, where the refusal comes as a status and can be read.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class Quirks:
     stream: bool = True
     stream_usage: bool = True
     max_tokens_param: str = "max_tokens"
+    usage_in_stream: bool | None = None  # seen in the last stream that ended normally; None: not yet known
 
 
 class Endpoint:
@@ -88,12 +93,14 @@ class Endpoint:
         name: str = "answer",
         max_tokens: int | None = None,
         temperature: float = 0.0,
+        whole: bool = False,
         on_send: Callable[[list[dict[str, str]]], None] | None = None,
     ) -> Completion:
-        """One answer (JSON for `schema` when given). ``on_send(messages)`` runs before each request on the
-        wire with the messages it sends (budget, counters). Raises the openai client's errors; a refusal
-        this endpoint can be adapted to is adapted to first."""
-        for _ in range(6):  # four quirks, each flips once
+        """One answer (JSON for `schema` when given), streamed unless `whole` or the endpoint cannot.
+        ``on_send(messages)`` runs before each request on the wire with the messages it sends (budget,
+        counters). Raises the openai client's errors; a refusal this endpoint can be adapted to is
+        adapted to first."""
+        for _ in range(7):  # four quirks flip once each, a broken stream is asked whole once
             sent = messages
             params: dict[str, Any] = {"model": self._model, "temperature": temperature}
             if schema is not None:
@@ -104,7 +111,14 @@ class Endpoint:
             if on_send is not None:
                 on_send(sent)
             try:
-                answer = self._streamed(params) if self.quirks.stream else self._whole(params)
+                if self.quirks.stream and not whole:
+                    answer = self._streamed(params)
+                    if answer.finish_reason is None and not answer.text:
+                        log.warning("the LLM stream ended before its first word; asking once without streaming")
+                        whole = True
+                        continue
+                else:
+                    answer = self._whole(params)
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
                 if context_overflow(exc) is not None or not self._adapt(exc, params):
                     raise
@@ -165,6 +179,8 @@ class Endpoint:
                         finish = choice.finish_reason
                 if time.monotonic() > deadline:
                     raise CallTimeout(stream.response.request, self._cap)
+        if finish is not None:
+            self.quirks.usage_in_stream = prompt_tokens is not None
         return Completion("".join(parts), finish, prompt_tokens, completion_tokens)
 
     def _whole(self, params: dict[str, Any]) -> Completion:

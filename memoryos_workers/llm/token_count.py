@@ -7,6 +7,9 @@ token), and that ratio is learned per model from the prompt tokens each answer r
 of the characters sent and the tokens counted, kept in Redis so every worker of a deployment shares
 them (a new worker starts calibrated), halved now and then so recent calls weigh more.
 
+A provider that reports no usage in streams (llama.cpp's servers) is asked a few whole answers,
+which carry it, until the count is calibrated (the LLM client does that).
+
 Before any sample the ratio is 3.5 characters per token: about 4 is the rule for English prose, and
 prompts that are mostly JSON, names and dates, or not in English, tokenize denser; counting a little
 high costs a little room, counting low costs a refused call. The prior counts as a few hundred tokens
@@ -30,6 +33,7 @@ log = logging.getLogger("memoryos.llm")
 
 PRIOR_CHARS_PER_TOKEN = 3.5
 PRIOR_TOKENS = 500.0  # the prior weighs as much as this many reported tokens
+CALIBRATED_TOKENS = 2000.0  # evidence after which the learned ratio outweighs the prior four to one
 MESSAGE_OVERHEAD_CHARS = 16  # a chat template wraps each message in a few tokens (role, separators)
 PLAUSIBLE = (1.0, 12.0)  # characters per token outside this: a provider reporting nonsense (e.g. 0)
 DECAY_CAP = 200_000.0  # tokens of evidence kept; past it the sums are halved
@@ -69,6 +73,13 @@ class TokenCounter:
         self._refresh()
         with self._lock:
             return (PRIOR_CHARS_PER_TOKEN * PRIOR_TOKENS + self._chars) / (PRIOR_TOKENS + self._tokens)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether enough reported tokens were seen (by any worker) for the ratio to be mostly learned."""
+        self._refresh()
+        with self._lock:
+            return self._tokens >= CALIBRATED_TOKENS
 
     def count(self, prompt: Prompt) -> int:
         """Tokens `prompt` (a text or chat messages) takes, by the ratio learned so far."""

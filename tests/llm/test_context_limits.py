@@ -107,6 +107,23 @@ def test_the_fake_servers_context_window_is_an_overflow_and_teaches_the_count(fa
     assert client.structured(MESSAGES, Topics, name="topics").usage.calls == 1, "a prompt that fits goes through"
 
 
+def test_a_refusal_raised_inside_a_stream_is_heard_by_asking_once_whole(fake_llm: FakeLLM) -> None:
+    """llama-cpp-python answers 200 and an empty stream to a prompt over its window (the refusal is
+    raised inside the stream): the client asks once without streaming, where the 400 can be read."""
+    client = client_for(fake_llm)
+    long_messages = [MESSAGES[0], {"role": "user", "content": "rye bread and Lisbon. " * 200}]
+    fake_llm.context_tokens = 500
+    fake_llm.context_refusal_in_stream = True
+
+    with pytest.raises(LLMContextOverflow) as excinfo:
+        client.structured(long_messages, Topics, name="topics")
+
+    assert [r.get("stream", False) for r in fake_llm.requests] == [True, False], "one stream, one whole request"
+    assert excinfo.value.limit == 500 and excinfo.value.usage is not None and excinfo.value.usage.calls == 2
+    assert client.structured(MESSAGES, Topics, name="topics").usage.calls == 1, "streaming goes on"
+    assert fake_llm.last_request["stream"] is True
+
+
 @pytest.mark.parametrize(
     ("status", "message"),
     [(400, "Invalid value for 'temperature': must be at most 2."), (429, "Too many tokens, please wait.")],

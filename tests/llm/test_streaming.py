@@ -126,6 +126,23 @@ def test_a_stream_without_usage_is_counted_by_the_estimate(fake_llm: FakeLLM, re
     redis_client.delete(key)
 
 
+def test_an_endpoint_without_usage_in_streams_is_asked_whole_until_the_count_is_calibrated(
+    fake_llm: FakeLLM,
+) -> None:
+    client = client_for(fake_llm)
+    fake_llm.stream_usage = False
+    fake_llm.responder = lambda request: note_of_tokens(20)
+    long_messages = [MESSAGES[0], {"role": "user", "content": "Rye flour feeds a starter well. " * 190}]  # ~1,500
+
+    usages = [client.structured(long_messages, Note, name="note").usage for _ in range(4)]
+
+    assert [r.get("stream", False) for r in fake_llm.requests] == [True, False, False, True]
+    reported = estimate_tokens("".join(m["content"] for m in long_messages))
+    assert [u.prompt_tokens == reported for u in usages] == [False, True, True, False], "estimate, usage, usage"
+    assert client.counter.calibrated and abs(client.count_tokens(long_messages) - reported) < 0.03 * reported
+    assert usages[3].prompt_tokens == client.count_tokens(long_messages)
+
+
 def test_an_endpoint_refusing_stream_options_streams_without_them(fake_llm: FakeLLM) -> None:
     client = client_for(fake_llm)
     fake_llm.reject_stream_options = True
@@ -135,10 +152,11 @@ def test_an_endpoint_refusing_stream_options_streams_without_them(fake_llm: Fake
     second = client.structured(MESSAGES, Note, name="note")
 
     assert first.usage.calls == 2 and second.usage.calls == 1, "adapted once, remembered"
-    assert [("stream_options" in r, r.get("stream")) for r in fake_llm.requests] == [
-        (True, True), (False, True), (False, True)
-    ]
-    assert second.usage.completion_tokens == client.count_tokens(json.dumps(note_of_tokens(20)))
+    assert [("stream_options" in r, r.get("stream", False)) for r in fake_llm.requests] == [
+        (True, True), (False, True), (False, False)
+    ], "then, with no usage in its streams, whole answers until the token count is calibrated"
+    assert first.usage.completion_tokens == client.count_tokens(json.dumps(note_of_tokens(20))), "estimated"
+    assert second.usage.completion_tokens == 20, "reported"
 
 
 def test_an_endpoint_without_streaming_keeps_working(fake_llm: FakeLLM) -> None:

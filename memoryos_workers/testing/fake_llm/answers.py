@@ -77,6 +77,7 @@ class Answering:
     reject_stream: bool
     reject_stream_options: bool
     ignore_stream: bool
+    context_refusal_in_stream: bool
     # State and counters (FakeLLM's, guarded by _lock).
     _lock: threading.Lock
     _rng: random.Random
@@ -186,11 +187,19 @@ class Answering:
             return self._answer(request, fmt_type)
         return self._success(request, self._as_content(item))
 
-    def _context_refusal(self, body: dict[str, Any]) -> Reply | None:
-        """OpenAI's 400 for a prompt longer than ``context_tokens`` (by the fake's own count)."""
+    def _context_refusal(self, body: dict[str, Any]) -> Reply | StreamReply | None:
+        """OpenAI's 400 for a prompt longer than ``context_tokens`` (by the fake's own count); to a
+        streamed request with ``context_refusal_in_stream``, llama-cpp-python's 200 and an empty stream
+        (its refusal is raised inside the stream, where the client never sees it)."""
         prompt_tokens = estimate_tokens(message_text(body.get("messages")))
         if self.context_tokens is None or prompt_tokens <= self.context_tokens:
             return None
+        if body.get("stream") and self.context_refusal_in_stream:
+            with self._lock:
+                self.failures += 1
+                self.faults["context_length"] += 1
+                self.statuses[200] += 1
+            return StreamReply([], self._stopping)
         message = (
             f"This model's maximum context length is {self.context_tokens} tokens. However, your messages "
             f"resulted in {prompt_tokens} tokens. Please reduce the length of the messages."

@@ -12,6 +12,7 @@ import json
 import logging
 import select
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -115,6 +116,14 @@ class Server(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up (its timeout, a stalled stream given up) is normal here: logged, not
+        printed; anything else is printed as the stdlib does."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            log.debug("client %s hung up", client_address)
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         """Shut down every open connection, idle keep-alive ones included (after ``shutdown()``)."""

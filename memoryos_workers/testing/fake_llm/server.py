@@ -38,7 +38,9 @@ class FakeLLM(Answering):
       schema-valid JSON (array lengths and values drawn within the schema's bounds, seeded), ignoring
       the responder, as a server enforcing the schema with its own model would.
       Endpoint quirks: ``reject_stream`` (400 for stream=true), ``reject_stream_options`` (400 for
-      stream_options), ``ignore_stream`` (a plain JSON answer even to stream=true).
+      stream_options), ``ignore_stream`` (a plain JSON answer even to stream=true),
+      ``context_refusal_in_stream`` (a streamed prompt over the window gets 200 and an empty stream,
+      as from llama-cpp-python's server).
 
     Counters (thread-safe, updated under a lock): ``calls``, ``successes``, ``failures``,
     ``prompt_tokens``, ``completion_tokens``, ``unauthorized``, ``faults`` (Counter by kind),
@@ -76,6 +78,7 @@ class FakeLLM(Answering):
         reject_stream: bool = False,
         reject_stream_options: bool = False,
         ignore_stream: bool = False,
+        context_refusal_in_stream: bool = False,
     ) -> None:
         self.port = port
         self.model = model
@@ -99,6 +102,7 @@ class FakeLLM(Answering):
         self.reject_stream = reject_stream
         self.reject_stream_options = reject_stream_options
         self.ignore_stream = ignore_stream
+        self.context_refusal_in_stream = context_refusal_in_stream
 
         self._lock = threading.Lock()
         self._seed = seed
