@@ -62,7 +62,7 @@ class LLMTruncated(LLMError):
     """The answer ended at its token budget (finish_reason "length"). ``partial_text`` is what arrived,
     so a caller may keep its valid part; asking the same again would be cut the same way."""
 
-    def __init__(self, message: str, *, partial_text: str) -> None:
+    def __init__(self, message: str, *, partial_text: str = "") -> None:
         super().__init__(message)
         self.partial_text = partial_text
 

@@ -61,7 +61,7 @@ class StubLLM:
         configured: bool = True,
         max_attempts: int = 1,
         text_answer: str = "A stub answer.",
-        context_tokens: int = 8192,
+        context_tokens: int = 1_000_000,  # no window to speak of unless a test sets one
         completion_tokens: int = 2048,
     ) -> None:
         if max_attempts < 1:

@@ -194,3 +194,29 @@ def test_prompt_budget_leaves_room_for_the_answer_and_a_margin(fake_llm: FakeLLM
         Settings(llm_context_tokens=2048, llm_completion_tokens=2048)
     assert Settings(llm_context_tokens=2048, llm_completion_tokens=1024).llm_completion_tokens == 1024
 
+
+
+def test_the_stub_sizes_and_refuses_as_the_adapter() -> None:
+    """StubLLM (llm/stub.py) stands in for the client in stage tests: the same prompt arithmetic, the
+    call's schema and budget recorded, a scripted overflow or cut answer raised as it is, at once."""
+    from memoryos_workers.llm.stub import StubLLM
+
+    llm = StubLLM(context_tokens=4096, completion_tokens=1024, max_attempts=3)
+    assert llm.prompt_budget() == client_for_settings(4096, 1024).prompt_budget() == 4096 - 1024 - 205
+    assert llm.count_tokens("x" * 400) == 100 and llm.count_tokens(MESSAGES) > llm.count_tokens(
+        "".join(m["content"] for m in MESSAGES)
+    ), "messages carry their template overhead"
+
+    llm.queue([LLMContextOverflow("too long", limit=4096, requested=5000), LLMTruncated("cut", partial_text="{")])
+    schema = {"type": "object", "properties": {"topics": {"type": "array", "items": {"type": "string"}}}}
+    with pytest.raises(LLMContextOverflow) as overflow:
+        llm.structured(MESSAGES, Topics, name="topics", schema=schema, max_tokens=300)
+    with pytest.raises(LLMTruncated) as cut:
+        llm.structured(MESSAGES, Topics, name="topics")
+    assert overflow.value.usage is not None and overflow.value.usage.calls == 1 and cut.value.partial_text == "{"
+    assert len(llm.calls) == 2, "neither asked again"
+    assert (llm.calls[0].schema, llm.calls[0].max_tokens) == (schema, 300)
+
+
+def client_for_settings(window: int, answer: int) -> LLMClient:
+    return LLMClient(Settings(llm_context_tokens=window, llm_completion_tokens=answer))
