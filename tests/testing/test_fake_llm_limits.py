@@ -189,3 +189,19 @@ def test_text_answers_are_unchanged_by_generic_mode(llm: FakeLLM, client: openai
     assert client.chat.completions.create(model="m", messages=MESSAGES).choices[0].message.content == (
         DEFAULT_TEXT_ANSWER
     )
+
+
+def test_generic_answers_use_the_freedom_a_loose_schema_leaves() -> None:
+    """What the schema does not forbid, a schema-enforcing server may answer: negative numbers where no
+    minimum is set, empty strings where no minLength is, long arrays where no maxItems is."""
+    import random
+
+    class Loose(BaseModel):
+        index: int
+        note: str
+        tags: list[str]
+
+    rng = random.Random(7)
+    answers = [Loose.model_validate(random_from_schema(Loose.model_json_schema(), rng)) for _ in range(60)]
+    assert any(a.index < 0 for a in answers) and any(a.note == "" for a in answers)
+    assert max(len(a.tags) for a in answers) == 4 and min(len(a.tags) for a in answers) == 0

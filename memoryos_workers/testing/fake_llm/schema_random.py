@@ -4,7 +4,8 @@ OpenAI's strict mode, llama.cpp grammars, vLLM guided decoding and Ollama's ``fo
 answer the schema allows, nothing more: array lengths, numbers, enum members, union branches and
 strings are the model's choice. The fake's ``generic`` mode answers so, drawing each within the
 schema's bounds from a seeded RNG, so a test finds out whether the pipeline accepts everything its
-schemas allow (an unbounded array gets up to four items more than its minimum).
+schemas allow: an unbounded array gets up to four items more than its minimum, an unbounded number
+may be negative, a string without ``minLength`` is sometimes empty.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class _RandomGenerator(_Generator):
         lo, lo_excl = _tightest(schema.get("minimum"), schema.get("exclusiveMinimum"), lower=True)
         hi, hi_excl = _tightest(schema.get("maximum"), schema.get("exclusiveMaximum"), lower=False)
         if lo is None:
-            lo, lo_excl = (hi - 100 if hi is not None else 0), False
+            lo, lo_excl = (hi - 100 if hi is not None else -10), False
         if hi is None:
             hi, hi_excl = lo + 100, False
         step = schema.get("multipleOf")
@@ -90,6 +91,8 @@ class _RandomGenerator(_Generator):
             return super()._string(schema, variant)
         min_len = int(schema.get("minLength", 0))
         max_len = int(schema["maxLength"]) if "maxLength" in schema else None
+        if min_len == 0 and self.rng.random() < 0.1:
+            return ""
         value = " ".join(self.rng.choice(_WORDS) for _ in range(self.rng.randint(1, 8)))
         while len(value) < min_len:
             value += " " + self.rng.choice(_WORDS)
