@@ -36,7 +36,7 @@ from memoryos_workers.llm.base import (
     Usage,
     prompt_room,
 )
-from memoryos_workers.llm.completion import CallTimeout, Completion, Endpoint
+from memoryos_workers.llm.completion import Completion, Endpoint
 from memoryos_workers.llm.provider_errors import context_overflow
 from memoryos_workers.llm.token_count import TokenCounter
 from schemas.settings import Settings
@@ -237,13 +237,8 @@ class LLMClient:
         except Exception as exc:  # noqa: BLE001 - the answer is in hand; the budget catches up next call
             log.warning("could not correct the LLM token budget: %s", exc)
 
-    def _describe(self, exc: BaseException) -> str:
-        if isinstance(exc, openai.APITimeoutError) and not isinstance(exc, CallTimeout):
-            if self._endpoint.quirks.stream:
-                what = f"no token came for {self.settings.llm_timeout:g} s (MEMORYOS_LLM_TIMEOUT, the longest silence)"
-            else:
-                what = f"no answer within {self.settings.llm_call_timeout:g} s (MEMORYOS_LLM_CALL_TIMEOUT)"
-            return f"{type(exc).__name__}: {what}"
+    @staticmethod
+    def _describe(exc: BaseException) -> str:
         return f"{type(exc).__name__}: {_short(exc)}"
 
     @staticmethod

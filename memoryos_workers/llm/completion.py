@@ -36,16 +36,22 @@ from memoryos_workers.llm.provider_errors import context_overflow
 log = logging.getLogger("memoryos.llm")
 
 
-class CallTimeout(openai.APITimeoutError):
-    """The whole call took longer than MEMORYOS_LLM_CALL_TIMEOUT although the model kept sending."""
+class LLMTimeout(openai.APITimeoutError):
+    """A timeout that says which one ran out (the openai client's says "Request timed out.")."""
 
-    def __init__(self, request: Any, seconds: float) -> None:
-        openai.APIConnectionError.__init__(
-            self,
-            message=f"the answer took longer than {seconds:g} s (MEMORYOS_LLM_CALL_TIMEOUT) although tokens kept "
-            "coming; raise it for a slow model",
-            request=request,
-        )
+    def __init__(self, request: Any, message: str) -> None:
+        openai.APIConnectionError.__init__(self, message=message, request=request)
+
+
+def silence_timeout(request: Any, seconds: float) -> LLMTimeout:
+    return LLMTimeout(request, f"no token came for {seconds:g} s (MEMORYOS_LLM_TIMEOUT, the longest silence "
+                               "allowed); the model stalled or is slower to start than that")
+
+
+def call_timeout(request: Any, seconds: float, *, streamed: bool) -> LLMTimeout:
+    why = "although tokens kept coming" if streamed else "(the endpoint does not stream: its answer comes whole)"
+    return LLMTimeout(request, f"the answer took longer than {seconds:g} s (MEMORYOS_LLM_CALL_TIMEOUT) {why}; "
+                               "raise it for a slow model")
 
 
 @dataclass
@@ -160,6 +166,14 @@ class Endpoint:
         return True
 
     def _streamed(self, params: dict[str, Any]) -> Completion:
+        try:
+            return self._read_stream(params)
+        except LLMTimeout:
+            raise
+        except openai.APITimeoutError as exc:  # httpx's read timeout: the longest silence ran out
+            raise silence_timeout(exc.request, self._silence) from exc
+
+    def _read_stream(self, params: dict[str, Any]) -> Completion:
         deadline = time.monotonic() + self._cap
         extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if self.quirks.stream_usage else {}
         stream = self._client.chat.completions.create(**params, stream=True, **extra)
@@ -178,14 +192,17 @@ class Endpoint:
                     if choice.finish_reason:
                         finish = choice.finish_reason
                 if time.monotonic() > deadline:
-                    raise CallTimeout(stream.response.request, self._cap)
+                    raise call_timeout(stream.response.request, self._cap, streamed=True)
         if finish is not None:
             self.quirks.usage_in_stream = prompt_tokens is not None
         return Completion("".join(parts), finish, prompt_tokens, completion_tokens)
 
     def _whole(self, params: dict[str, Any]) -> Completion:
         timeout = openai.Timeout(self._cap, connect=min(self._silence, 10.0))
-        return _from_whole(self._client.chat.completions.create(**params, timeout=timeout))
+        try:
+            return _from_whole(self._client.chat.completions.create(**params, timeout=timeout))
+        except openai.APITimeoutError as exc:
+            raise call_timeout(exc.request, self._cap, streamed=False) from exc
 
 
 def _from_whole(response: ChatCompletion) -> Completion:
