@@ -39,7 +39,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     prefix = Keys(settings.key_prefix).celery
     # Longer than the longest task plus any countdown, so acks_late never re-delivers live work.
     visibility = max(3600, int(settings.lock_ttl * 10))
-    transport = {"global_keyprefix": prefix, "visibility_timeout": visibility}
+    transport = {
+        "global_keyprefix": prefix,
+        "visibility_timeout": visibility,
+        # kombu waits for ever on a socket by default: a Redis gone without closing the connection (a
+        # failover, a dropped NAT entry) would hang a publish, or a worker closing its channel, for good.
+        # BRPOP asks Redis for a reply within a second, so 30 s never cuts a live connection.
+        "socket_timeout": 30,
+        "socket_connect_timeout": 5,
+    }
     return {
         "broker_url": settings.redis_url,
         "result_backend": settings.redis_url,
