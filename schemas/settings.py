@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -102,8 +103,13 @@ class Settings(BaseSettings):
         "embeds its pages, then its topic summaries twice (plan, write): the repeats come from here."
     )
     embedding_concurrency: int | None = Field(
-        None, ge=1, description="Model runs at once per process; unset = the CPU count. Each concurrent "
-        "onnxruntime run holds its own buffers, so more runs than cores only cost memory."
+        None, ge=1, description="Batch embedding runs (ingestion, persona) at once per process; unset = the CPU "
+        "count minus one (at least 1), so one core stays free for queries. Query embeddings never wait for "
+        "these: they run on a model session of their own."
+    )
+    embedding_query_threads: int = Field(
+        1, ge=1, description="onnxruntime threads of the query session; a query is a few tokens, so one thread "
+        "is about as fast as more and never waits on a thread pool that batch runs keep busy."
     )
 
     # --- input limits --------------------------------------------------------------------------
@@ -115,6 +121,10 @@ class Settings(BaseSettings):
     short_term_capacity: int = Field(10, ge=1, le=10_000)
     promotion_batch_size: int = Field(10, ge=1, le=1_000)
     promotion_max_wait: float = Field(300.0, gt=0, description="Seconds before a partial buffer is promoted.")
+    promotion_drain_batches: int = Field(
+        3, ge=1, le=1_000, description="Batches one promote task drains before it hands the user back to the "
+        "queue, so a user whose turns keep coming never holds a worker thread for long."
+    )
     dedupe_window: float = Field(7 * 86_400.0, gt=0, description="Seconds a turn_id is remembered.")
 
     # --- mid-term (paper section 3.2-3.3) --------------------------------------------------------
@@ -139,7 +149,19 @@ class Settings(BaseSettings):
     )
     retrieval_top_knowledge: int = Field(10, ge=1)
     retrieval_queue_capacity: int = Field(7, ge=1)
-    retrieval_timeout: float = Field(10.0, gt=0)
+    retrieval_timeout: float = Field(10.0, gt=0, description="Seconds an RPC persona read or operator's "
+                                     "command waits for its answer.")
+    retrieval_deadline_ms: int = Field(
+        250, ge=1, le=600_000, description="Default deadline of producers.retrieve: past it the caller gets what "
+        "Redis alone holds (short-term, pending turns, the last known profile), marked degraded."
+    )
+    retrieval_on_deadline: Literal["degrade", "raise"] = Field(
+        "degrade", description="What producers.retrieve does past its deadline: degrade, or raise RetrievalTimeout."
+    )
+    retrieval_threads: int = Field(
+        2, ge=1, le=64, description="Threads serving RPC retrievals in each process that consumes the retrieval "
+        "queue; ingestion never runs on them."
+    )
     context_max_tokens: int = Field(
         2000, ge=0, le=1_000_000, description="Token budget of a retrieved context (its prompt, estimated as "
         "the LLM layer does); 0 = no budget. A call's max_tokens overrides it."

@@ -123,13 +123,19 @@ def _resolve(model_id: str, model_path: Path | None, cache_dir: Path | None) -> 
 
 
 class Embedder:
-    """One loaded model, shared by every task of a worker process.
+    """One loaded model, shared by every task of a worker process, in two onnxruntime sessions.
 
     Thread-safe: each ``embed`` call gets its own fastembed generator and consumes it in the
     calling thread, the tokenizer is only read after construction, and onnxruntime sessions
-    support concurrent ``run`` calls. At most ``embedding_concurrency`` calls run at once (default:
-    the CPU count): with 16 worker threads embedding together, peak memory grew from 0.36 to 1.16 GiB
-    for no gain in throughput on 2 cores (bench/ingest.py).
+    support concurrent ``run`` calls.
+
+    Batch work (``embed``: pages, summaries, facts) runs on one session, at most
+    ``embedding_concurrency`` runs at once (default: the CPU count minus one, so a core stays free;
+    more runs than cores only cost memory: with 16 worker threads embedding together, peak memory grew
+    from 0.36 to 1.16 GiB for no gain in throughput on 2 cores, bench/ingest.py). Queries
+    (``embed_query``) run on a session of their own with ``embedding_query_threads`` threads and take no
+    slot: sharing a session, a query's parallel sections would queue in the thread pool behind a batch
+    of 64 texts, and sharing the slots, behind every batch run waiting for one.
     """
 
     dim: int
@@ -140,39 +146,43 @@ class Embedder:
 
     def __init__(self, settings: _EmbeddingSettings, *, cache_dir: Path | None = None) -> None:
         """Resolve and load the model (seconds, not per call); ``cache_dir`` overrides the cache root."""
-        try:
-            from fastembed import TextEmbedding
-        except ImportError as exc:  # pragma: no cover - fastembed is a hard dependency
-            raise EmbeddingModelError(f"fastembed is not installed ({exc}); pip install fastembed") from exc
-
         self.model_id = canonical_model_id(settings.embedding_model)
         self.batch_size = int(settings.embedding_batch_size)
-        self.concurrency = settings.embedding_concurrency or os.cpu_count() or 1
+        self.concurrency = settings.embedding_concurrency or max(1, (os.cpu_count() or 1) - 1)
         self._slots = threading.BoundedSemaphore(self.concurrency)
         self._cache = VectorCache(settings.embedding_cache_size)
         resolved = _resolve(self.model_id, settings.embedding_model_path, cache_dir)
         self.model_dir = resolved.model_dir
-        kwargs: dict[str, Any] = {"threads": settings.embedding_threads}
-        if resolved.model_dir is not None:
-            kwargs["specific_model_path"] = str(resolved.model_dir)
-        try:
-            self._model: TextEmbedding = TextEmbedding(model_name=self.model_id, **kwargs)
-        except Exception as exc:
-            where = f" from {resolved.model_dir}" if resolved.model_dir is not None else ""
-            raise EmbeddingModelError(
-                f"cannot load the embedding model {self.model_id!r}{where}: {exc}. To fix it, {HELP}"
-            ) from exc
-
-        if self.model_id == MINILM_MODEL_ID:
-            self._clamp_max_tokens(MINILM_MAX_TOKENS)
+        self._model: TextEmbedding = self._load(resolved, settings.embedding_threads)
+        self._query_model: TextEmbedding = self._load(resolved, settings.embedding_query_threads)
         onnx_sha = resolved.onnx_sha256 or sha256_file(self._onnx_file())
         self.fingerprint = f"{self.model_id}@{onnx_sha[:_FINGERPRINT_HASH_CHARS]}"
         # A probe both warms the session up and checks the dimension against the description.
         self.dim = len(self.embed_query("dimension probe"))
         log.info("embedding model %s loaded (%s, dim %d)", self.fingerprint, resolved.source, self.dim)
 
-    def _inner(self) -> Any:
-        return getattr(self._model, "model", None)
+    def _load(self, resolved: _Resolved, threads: int | None) -> TextEmbedding:
+        try:
+            from fastembed import TextEmbedding
+        except ImportError as exc:  # pragma: no cover - fastembed is a hard dependency
+            raise EmbeddingModelError(f"fastembed is not installed ({exc}); pip install fastembed") from exc
+
+        kwargs: dict[str, Any] = {"threads": threads}
+        if resolved.model_dir is not None:
+            kwargs["specific_model_path"] = str(resolved.model_dir)
+        try:
+            model = TextEmbedding(model_name=self.model_id, **kwargs)
+        except Exception as exc:
+            where = f" from {resolved.model_dir}" if resolved.model_dir is not None else ""
+            raise EmbeddingModelError(
+                f"cannot load the embedding model {self.model_id!r}{where}: {exc}. To fix it, {HELP}"
+            ) from exc
+        if self.model_id == MINILM_MODEL_ID:
+            self._clamp_max_tokens(model, MINILM_MAX_TOKENS)
+        return model
+
+    def _inner(self, model: Any = None) -> Any:
+        return getattr(model if model is not None else self._model, "model", None)
 
     def _onnx_file(self) -> Path:
         """The ONNX file fastembed loaded, to fingerprint models fastembed found by itself."""
@@ -183,12 +193,12 @@ class Embedder:
             raise EmbeddingModelError(f"cannot locate the ONNX file of {self.model_id} to fingerprint it")
         return Path(model_dir) / description.model_file
 
-    def _clamp_max_tokens(self, max_tokens: int) -> None:
+    def _clamp_max_tokens(self, model: Any, max_tokens: int) -> None:
         """Truncate as sentence-transformers does (fastembed reads 512 from tokenizer_config.json).
 
         Done once before the embedder is shared, so it does not race with encoding.
         """
-        tokenizer = getattr(self._inner(), "tokenizer", None)
+        tokenizer = getattr(self._inner(model), "tokenizer", None)
         if tokenizer is None:
             log.warning("cannot clamp %s to %d tokens: fastembed changed", self.model_id, max_tokens)
             return
@@ -223,7 +233,7 @@ class Embedder:
         cached: queries rarely repeat, and a cache would only hide the model's cost in measurements."""
         if not isinstance(text, str):
             raise TypeError(f"text is {type(text).__name__}, not str")
-        return self._run([text])[0].astype(float).tolist()
+        return next(iter(self._query_model.embed([text], batch_size=1))).astype(float).tolist()
 
     def _run(self, documents: list[str]) -> list[Any]:
         if not documents:

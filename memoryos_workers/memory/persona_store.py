@@ -110,7 +110,7 @@ class PersonaStore:
 
     def put_profile(self, profile: UserProfile) -> None:
         self.ensure()
-        vector = self.embedder.embed_query(profile_text(profile))
+        vector = self.embedder.embed([profile_text(profile)])[0]  # background work: the batch session
         payload = {
             "user_id": profile.user_id,
             "profile": profile.model_dump(mode="json"),

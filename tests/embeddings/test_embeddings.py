@@ -162,10 +162,10 @@ def test_concurrent_callers(embedder: Embedder) -> None:
 
 
 def test_model_runs_at_once_are_capped(embedder: Embedder, model_cache: Path) -> None:
-    """embedding_concurrency bounds concurrent onnxruntime runs (each holds its own buffers); default: CPUs."""
+    """embedding_concurrency bounds concurrent batch runs (each holds its own buffers); default: CPUs - 1."""
     import threading
 
-    assert embedder.concurrency == (os.cpu_count() or 1)
+    assert embedder.concurrency == max(1, (os.cpu_count() or 1) - 1)
     capped = Embedder(make_settings(embedding_concurrency=1), cache_dir=model_cache)
     inner, active, peak, guard = capped._model.embed, [0], [0], threading.Lock()
 
@@ -186,15 +186,46 @@ def test_model_runs_at_once_are_capped(embedder: Embedder, model_cache: Path) ->
     assert peak[0] == 1 and all(len(r) == 30 for r in results)
 
 
+def test_a_query_never_waits_for_batch_runs(model_cache: Path) -> None:
+    """Batch runs hold every slot (and a batch is in the model): a query embeds meanwhile, on its own
+    session, and gives the same vector as the batch session."""
+    import threading
+
+    capped = Embedder(make_settings(embedding_concurrency=1), cache_dir=model_cache)
+    inner, inside, release = capped._model.embed, threading.Event(), threading.Event()
+
+    def held(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        inside.set()
+        release.wait(30)
+        yield from inner(*args, **kwargs)
+
+    capped._model.embed = held
+    with ThreadPoolExecutor(max_workers=4) as pool:  # a thread for each batch caller and one for the query
+        batches = [pool.submit(capped.embed, [f"batch {t} text {i}" for i in range(20)]) for t in range(3)]
+        assert inside.wait(30)
+        query = pool.submit(capped.embed_query, "what did I say about the garden?")
+        vector = query.result(timeout=30)  # would time out while the batch run holds the only slot
+        assert not any(b.done() for b in batches)
+        release.set()
+        assert all(len(b.result(timeout=60)) == 20 for b in batches)
+    capped._model.embed = inner
+    np.testing.assert_allclose(vector, capped.embed(["what did I say about the garden?"])[0], atol=1e-5)
+
+
 def test_recent_documents_are_not_run_through_the_model_again(model_cache: Path) -> None:
     small = Embedder(make_settings(embedding_cache_size=3), cache_dir=model_cache)
-    inner, seen = small._model.embed, []
+    inner, inner_query, seen = small._model.embed, small._query_model.embed, []
 
     def counted(documents, **kwargs):  # noqa: ANN001, ANN003, ANN202
         seen.extend(documents)
         return inner(documents, **kwargs)
 
+    def counted_query(documents, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        seen.extend(documents)
+        return inner_query(documents, **kwargs)
+
     small._model.embed = counted
+    small._query_model.embed = counted_query
     first = small.embed(["a cat", "a dog", "a cat"])
     assert seen == ["a cat", "a dog"], "a text twice in one call runs once"
     again = small.embed(["a dog", "a cat", "a bird"])
