@@ -9,11 +9,14 @@ from typing import Any, Protocol
 
 import redis
 
+from producers.pending import read_backlog
 from producers.wire.contract import ALL_QUEUES
 from producers.wire.keys import Keys
+from producers.wire.rpc import ALIVE_S
+from producers.wire.scripts import Scripts
 
 LLM_PURPOSES = ("segmentation", "persona")
-MAX_USERS_SUMMED = 10_000  # pending_batches sums over at most this many users of the sweep index
+MAX_USERS_SUMMED = 10_000  # the backlog sums over at most this many users of the sweep index, most overdue first
 
 
 class Spent(Protocol):
@@ -57,8 +60,10 @@ def queue_key(keys: Keys, queue: str) -> str:
 
 def read_stats(client: redis.Redis, keys: Keys, *, now: float | None = None) -> dict[str, Any]:
     """The counters plus the gauges: users in the sweep index and how late the most overdue of them is,
-    users with dead letters, messages waiting per queue (`queue_<name>`), and batches pending across
-    the users of the sweep index (every user with pending work is in it)."""
+    users with dead letters, messages waiting per queue (`queue_<name>`), the ingestion backlog across the
+    users of the sweep index (every user with pending work is in it): `pending_batches`, `backlog_pages`,
+    `backlog_users`, `backlog_oldest_s`, `backlog_buffered`; and the retrieval lane: `retrieval_servers`
+    heard from lately, `retrieval_requests_waiting`."""
     now = time.time() if now is None else now
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(keys.stats)
@@ -66,24 +71,20 @@ def read_stats(client: redis.Redis, keys: Keys, *, now: float | None = None) -> 
     pipe.zrange(keys.sweep, 0, 0, withscores=True)
     pipe.zcard(keys.dead_index)
     pipe.zcard(keys.users)
+    pipe.zcount(keys.rpc_servers, now - ALIVE_S, "+inf")
+    pipe.llen(keys.rpc_requests)
     for queue in ALL_QUEUES:
         pipe.llen(queue_key(keys, queue))
-    counters, in_sweep, earliest, dead_users, users, *queues = pipe.execute()
+    counters, in_sweep, earliest, dead_users, users, servers, requests, *queues = pipe.execute()
     stats: dict[str, Any] = {name: int(value) for name, value in counters.items()}
     stats["users_in_sweep_index"] = in_sweep
     stats["sweep_overdue_s"] = round(max(0.0, now - earliest[0][1]), 1) if earliest else 0
     stats["users_with_dead_letters"] = dead_users
     stats["users_indexed"] = users
     stats.update({f"queue_{queue}": length for queue, length in zip(ALL_QUEUES, queues, strict=True)})
-    stats["pending_batches"] = _pending_batches(client, keys)
+    stats["retrieval_servers"], stats["retrieval_requests_waiting"] = servers, requests
+    backlog = read_backlog(client, keys, Scripts.register(client), now=now, limit=MAX_USERS_SUMMED)
+    stats["pending_batches"] = backlog.batches
+    stats.update(backlog_users=backlog.users, backlog_pages=backlog.pages, backlog_oldest_s=backlog.oldest_s,
+                 backlog_buffered=backlog.buffered)
     return stats
-
-
-def _pending_batches(client: redis.Redis, keys: Keys) -> int:
-    user_ids = client.zrange(keys.sweep, 0, MAX_USERS_SUMMED - 1)
-    if not user_ids:
-        return 0
-    pipe = client.pipeline(transaction=False)
-    for user_id in user_ids:
-        pipe.llen(keys.user(user_id).batches)
-    return sum(pipe.execute())

@@ -11,8 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import redis
+
 from producers.publish import Publisher, default_publisher
 from producers.wire.contract import EXTRACT_PERSONA_TASK
+from producers.wire.keys import Keys
+from producers.wire.scripts import Scripts
 from schemas.turns import SCHEMA_VERSION
 
 
@@ -29,6 +33,17 @@ class UserStatus:
     @property
     def idle(self) -> bool:
         return self.pending == 0 and not self.locked and not self.persona_busy
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Ingestion's backlog over the whole deployment: what waits for a worker, and for how long."""
+
+    users: int  # users with at least one pending batch
+    batches: int  # pending batches (scheduled retries included, dead letters not)
+    pages: int  # turns in those batches
+    oldest_s: float  # seconds since the oldest of those turns was published; 0 with no backlog
+    buffered: int  # turns out of short-term waiting to fill a batch (promoted after promotion_max_wait)
 
 
 CHECK_HINT = "nothing was changed; pending work stays in Redis and is picked up once it is back"
@@ -62,6 +77,19 @@ class PendingWork:
             self.p.sender.send(EXTRACT_PERSONA_TASK, user_id)
         return UserStatus(int(pending), int(buffered), bool(int(locked)), bool(int(kick)), due_at, bool(int(busy)),
                           bool(int(persona_kick)))
+
+    def backlog(self, *, now: float | None = None) -> Backlog:
+        with self.p.redis_errors(CHECK_HINT):
+            return read_backlog(self.p.redis, self.p.keys, self.p.scripts, now=now)
+
+    def requeue(self, user_id: str) -> None:
+        """A promote task finished its share of the user's batches and hands the rest back: the kick flag
+        says a task is on its way (publishing sends none meanwhile), and the sweep index re-sends it
+        should it be lost. Called after the lock is released, so the new task can take it."""
+        ttl_ms = int(self.p.settings.kick_stale_after * 1000)
+        with self.p.redis_errors(CHECK_HINT):
+            self.p.redis.set(self.p.keys.user(user_id).kick, "1", px=ttl_ms)
+            self.p.kick([user_id])
 
     def sweep(self, *, now: float | None = None, limit: int = 1000) -> int:
         """Look at every user whose due time has passed; returns how many tasks were sent."""
@@ -97,3 +125,26 @@ class PendingWork:
 def wait_idle(user_id: str, timeout: float = 60.0, flush: bool = False) -> None:
     """Block until `user_id` has no pending batch and no work in flight (see PendingWork.wait_idle)."""
     PendingWork(default_publisher()).wait_idle(user_id, timeout=timeout, flush=flush)
+
+
+def read_backlog(client: redis.Redis, keys: Keys, scripts: Scripts, *, now: float | None = None,
+                 limit: int | None = None, chunk: int = 500) -> Backlog:
+    """Read from the users of the sweep index, which holds every user with pending or buffered turns (each
+    publish re-asserts it), most overdue first, at most `limit` of them: one script call per recently
+    active user, never a SCAN."""
+    now = time.time() if now is None else now
+    users = batches = pages = buffered = 0
+    oldest: float | None = None
+    members = client.zrange(keys.sweep, 0, -1 if limit is None else limit - 1)
+    for start in range(0, len(members), chunk):
+        pipe = client.pipeline(transaction=False)
+        for user_id in members[start : start + chunk]:
+            scripts.backlog(keys=keys.user(user_id).script_keys(), client=pipe)
+        for buf, n_batches, n_pages, first in pipe.execute():
+            buffered += int(buf)
+            if int(n_batches):
+                users, batches, pages = users + 1, batches + int(n_batches), pages + int(n_pages)
+                if first:
+                    oldest = float(first) if oldest is None else min(oldest, float(first))
+    age = round(max(0.0, now - oldest), 1) if oldest is not None else 0.0
+    return Backlog(users, batches, pages, age, buffered)

@@ -1,9 +1,13 @@
 """Retrieval over RPC: for processes that do not own the vector store (light chat backends, the CLI, the
-embedded setup's other processes). A task on the retrieval queue, answered through a short-lived
-reply list in Redis (see memoryos_workers.worker.rpc for why not the result backend); the answer is the same
-RetrievedContext as in-process retrieval.
+embedded setup's other processes). The request goes into the retrieval lane (producers.wire.rpc: a Redis
+list that only the retrieval servers' own threads pop, so ingestion can never hold them) and the answer
+comes back through a short-lived reply list (see memoryos_workers.worker.rpc for why not the result
+backend); it is the same RetrievedContext as in-process retrieval.
 
-Never imports memoryos_workers: the task is sent by name through the light Celery client of
+A retrieval has a deadline (MEMORYOS_RETRIEVAL_DEADLINE_MS, 250 ms by default): past it the caller gets
+what Redis alone holds, marked degraded, instead of waiting or an exception, unless it asks for one.
+
+Never imports memoryos_workers: operators' commands are sent by name through the light Celery client of
 producers.sender.
 """
 
@@ -14,7 +18,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import redis
 
@@ -22,11 +26,23 @@ from producers.connection import redis_client
 from producers.errors import MemoryOSError, RedisUnavailableError, redact_url
 from producers.publish import Publisher, default_publisher
 from producers.sender import TaskSender
-from producers.wire.contract import REPLY_ERROR, REPLY_INVALID, REPLY_OK, RETRIEVAL_QUEUE, RETRIEVE_TASK
+from producers.wire import state
+from producers.wire.contract import (
+    DEGRADED_COUNTERS,
+    REPLY_ERROR,
+    REPLY_INVALID,
+    REPLY_OK,
+    RETRIEVAL_QUEUE,
+    RETRIEVE_TASK,
+)
 from producers.wire.keys import Keys
+from producers.wire.rpc import ALIVE_S, LANE_TASKS, MAX_WAITING, Request
+from producers.wire.scripts import Scripts
 from schemas.context import RetrievedContext
 from schemas.query import check_max_tokens, check_retrieval_args, parse_filters, parse_now
 from schemas.settings import Settings
+
+OnDeadline = Literal["degrade", "raise"]
 
 
 class RetrievalTimeout(MemoryOSError, TimeoutError):
@@ -37,16 +53,18 @@ class RetrievalClient:
     """Thread-safe; one per process and settings is enough (see `retrieve`)."""
 
     def __init__(
-        self, settings: Settings, sender: TaskSender | None = None, client: redis.Redis | None = None
+        self, settings: Settings, sender: TaskSender | None = None, client: redis.Redis | None = None,
+        scripts: Scripts | None = None,
     ) -> None:
         self.settings = settings
         self.sender = sender or TaskSender(settings)
         self.redis = client or redis_client(settings.redis_url)
         self.keys = Keys(settings.key_prefix)
+        self.scripts = scripts or Scripts.register(self.redis)
 
     @classmethod
     def from_publisher(cls, publisher: Publisher) -> RetrievalClient:
-        return cls(publisher.settings, publisher.sender, publisher.redis)
+        return cls(publisher.settings, publisher.sender, publisher.redis, publisher.scripts)
 
     def retrieve(
         self,
@@ -55,6 +73,8 @@ class RetrievalClient:
         *,
         assistant_id: str | None = None,
         top_k: int | None = None,
+        deadline_ms: float | None = None,
+        on_deadline: OnDeadline | None = None,
         timeout: float | None = None,
         now: datetime | str | None = None,
         filters: Mapping[str, Any] | None = None,
@@ -62,33 +82,76 @@ class RetrievalClient:
     ) -> RetrievedContext:
         """top_k defaults to MEMORYOS_RETRIEVAL_TOP_PAGES and max_tokens to MEMORYOS_CONTEXT_MAX_TOKENS,
         resolved here so the caller's settings decide; bad input raises ValueError naming the field before
-        anything is sent. A time without a zone (now, since, until) is read in the user's time zone."""
+        anything is sent. A time without a zone (now, since, until) is read in the user's time zone. See
+        `retrieve` for the deadline."""
         s = self.settings
         top_k = s.retrieval_top_pages if top_k is None else top_k
         check_retrieval_args(user_id, query, assistant_id, top_k, max_text_chars=s.max_text_chars)
         max_tokens = s.context_max_tokens if max_tokens is None else check_max_tokens(max_tokens)
         when, flt = parse_now(now), parse_filters(filters)
+        budget = _budget(deadline_ms, timeout, s)
+        mode = _mode(on_deadline, s)
+        started = time.monotonic()
         options = {
             "assistant_id": assistant_id, "top_k": top_k, "max_tokens": max_tokens,
             "now": when.isoformat() if when is not None else None,
             "filters": flt.model_dump(mode="json", exclude_defaults=True) if flt is not None else None,
         }
-        answer = self.call(
-            RETRIEVE_TASK, [user_id, query], options, timeout=timeout,
-            # What worker logs show: the query is the user's words, so only its length.
-            argsrepr=f"[{user_id!r}, <query of {len(query)} chars>]",
-        )
-        return RetrievedContext.model_validate_json(answer)
+        request = self._request(RETRIEVE_TASK, [user_id, query], options, budget)
+        wait = budget if mode == "raise" else budget - min(_FALLBACK_RESERVE_S, budget / 4)
+        frame = self._exchange(request, wait)
+        if frame is not None:
+            return RetrievedContext.model_validate_json(_unwrap(frame))
+        if mode == "raise":
+            raise _timeout(budget, s)
+        return self._degraded(request, user_id, query, assistant_id, time.monotonic() - started)
 
     def call(
         self, task: str, args: list[Any], kwargs: dict[str, Any], *, timeout: float | None = None,
         argsrepr: str | None = None,
     ) -> str:
-        """Send a read task to the retrieval queue and wait for its answer (JSON text) in a reply list."""
+        """Send a read task and wait for its answer (JSON text); RetrievalTimeout when none comes in time.
+        Reads a chat request waits on go through the retrieval lane, operators' commands through Celery."""
         s = self.settings
         timeout = s.retrieval_timeout if timeout is None else float(timeout)
         if not timeout > 0:
             raise ValueError(f"timeout: must be a positive number of seconds, got {timeout!r}")
+        if task in LANE_TASKS:
+            frame = self._exchange(self._request(task, args, kwargs, timeout), timeout)
+        else:
+            frame = self._celery_call(task, args, kwargs, timeout, argsrepr)
+        if frame is None:
+            raise _timeout(timeout, s)
+        return _unwrap(frame)
+
+    def lane(self) -> dict[str, int]:
+        """The retrieval lane at a glance: servers heard from lately, requests no server has taken yet."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcount(self.keys.rpc_servers, time.time() - ALIVE_S, "+inf")
+        pipe.llen(self.keys.rpc_requests)
+        servers, waiting = pipe.execute()
+        return {"retrieval_servers": int(servers), "retrieval_requests_waiting": int(waiting)}
+
+    # -- the retrieval lane ------------------------------------------------------------------------------
+    def _request(self, task: str, args: list[Any], kwargs: dict[str, Any], budget: float) -> Request:
+        return Request(uuid.uuid4().hex, task, args, kwargs, time.time() + budget)
+
+    def _exchange(self, request: Request, wait: float) -> str | None:
+        """Queue the request (trimmed, so requests nobody serves stay bounded) and wait for its answer."""
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.rpush(self.keys.rpc_requests, request.encode())
+            pipe.ltrim(self.keys.rpc_requests, -MAX_WAITING, -1)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise RedisUnavailableError(
+                f"could not send the retrieval to {redact_url(self.settings.redis_url)} ({type(exc).__name__}: {exc})"
+            ) from exc
+        return self._wait(self.keys.reply(request.request_id), wait)
+
+    def _celery_call(
+        self, task: str, args: list[Any], kwargs: dict[str, Any], timeout: float, argsrepr: str | None
+    ) -> str | None:
         request_id = uuid.uuid4().hex
         try:
             self.sender.app.send_task(
@@ -103,19 +166,20 @@ class RetrievalClient:
             )
         except Exception as exc:  # kombu's OperationalError and friends
             raise RedisUnavailableError(
-                f"could not send the retrieval to {redact_url(s.redis_url)} ({type(exc).__name__}: {exc})"
+                f"could not send the request to {redact_url(self.settings.redis_url)} ({type(exc).__name__}: {exc})"
             ) from exc
-        return _unwrap(self._wait(self.keys.reply(request_id), timeout), timeout, s)
+        return self._wait(self.keys.reply(request_id), timeout)
 
     def _wait(self, key: str, timeout: float) -> str | None:
-        """BLPOP in slices shorter than the client's socket timeout, so a long RPC timeout never reads as
-        a dead Redis; the answer is taken the moment it is pushed."""
+        """BLPOP, timed here rather than by Redis: Redis checks blocking timeouts only about every 100 ms
+        (hz 10), which is most of a 250 ms deadline. Long waits go in slices shorter than the client's
+        socket timeout, so they never read as a dead Redis; the answer is taken the moment it is pushed."""
         deadline = time.monotonic() + timeout
         try:
             while (left := deadline - time.monotonic()) > 0:
-                popped = self.redis.blpop([key], timeout=min(left, _BLPOP_SLICE))
+                popped = _blpop(self.redis, key, min(left, _BLPOP_SLICE))
                 if popped is not None:
-                    return str(popped[1])
+                    return popped
         except redis.RedisError as exc:
             raise RedisUnavailableError(
                 f"lost Redis at {redact_url(self.settings.redis_url)} while waiting for the answer "
@@ -123,18 +187,106 @@ class RetrievalClient:
             ) from exc
         return None
 
+    # -- past the deadline -----------------------------------------------------------------------------
+    def _degraded(
+        self, request: Request, user_id: str, query: str, assistant_id: str | None, waited: float
+    ) -> RetrievedContext:
+        """What Redis alone holds, in one round trip: the request leaves the lane (nobody computes it for
+        nothing), the user's recent and pending turns, the last known profile, and whether a server lives."""
+        keys = self.keys.user(user_id)
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.lrem(self.keys.rpc_requests, 1, request.encode())
+            self.scripts.recent(keys=keys.script_keys(), client=pipe)
+            pipe.get(keys.profile)
+            pipe.zcount(self.keys.rpc_servers, time.time() - ALIVE_S, "+inf")
+            still_queued, recent, profile, servers = pipe.execute()
+            reason = _reason(int(servers), bool(int(still_queued)), waited)
+            pipe.hincrby(self.keys.stats, DEGRADED_COUNTERS["all"], 1)
+            pipe.hincrby(self.keys.stats, DEGRADED_COUNTERS[reason[0]], 1)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise RedisUnavailableError(
+                f"the retrieval missed its deadline and Redis at {redact_url(self.settings.redis_url)} failed "
+                f"too ({type(exc).__name__}: {exc})"
+            ) from exc
+        return RetrievedContext(
+            user_id=user_id, assistant_id=assistant_id, query=query, short_term=state.recent_reply(recent)[0],
+            user_profile=state.profile_copy(profile), degraded=True, degraded_reason=reason[1],
+            timings_ms={"waited": round(waited * 1000, 3)},
+        )
+
 
 _BLPOP_SLICE = 2.0  # seconds; below producers.connection's socket timeout
+_FALLBACK_RESERVE_S = 0.010  # of the deadline, kept for reading the degraded answer from Redis
+_SERVER_SLACK_S = 1.0  # Redis's own BLPOP timeout runs this much longer than ours: ours decides
 
 
-def _unwrap(frame: str | None, timeout: float, settings: Settings) -> str:
-    if frame is None:
-        raise RetrievalTimeout(
-            f"no worker answered on queue {RETRIEVAL_QUEUE} within {timeout:g} s; start one with `memoryos worker` "
-            f"(or `celery -A memoryos_workers worker -Q {RETRIEVAL_QUEUE}`) using the same MEMORYOS_REDIS_URL "
-            f"({redact_url(settings.redis_url)}) and MEMORYOS_KEY_PREFIX ({settings.key_prefix!r}), or raise "
-            "MEMORYOS_RETRIEVAL_TIMEOUT if the workers are only busy"
+def _blpop(client: redis.Redis, key: str, wait: float) -> str | None:
+    """One BLPOP of at most `wait` seconds, on a connection of its own. Given up on, the connection is
+    closed rather than returned to the pool, since the BLPOP is still pending on it."""
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_command("BLPOP", key, round(wait + _SERVER_SLACK_S, 3))
+        if not conn.can_read(timeout=wait):
+            conn.disconnect()
+            return None
+        popped = conn.read_response()
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
+    return None if popped is None else str(popped[1])
+
+
+def _budget(deadline_ms: float | None, timeout: float | None, settings: Settings) -> float:
+    """Seconds the caller gives the full answer. `timeout` (seconds) is the older spelling."""
+    if deadline_ms is not None and timeout is not None:
+        raise ValueError("deadline_ms and timeout: give one of them (timeout is deadline_ms / 1000)")
+    if timeout is not None:
+        value, name = timeout, "timeout"
+    else:
+        value, name = settings.retrieval_deadline_ms if deadline_ms is None else deadline_ms, "deadline_ms"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name}: must be a positive number, got {value!r}")
+    return float(value) if name == "timeout" else float(value) / 1000
+
+
+def _mode(on_deadline: str | None, settings: Settings) -> str:
+    mode = settings.retrieval_on_deadline if on_deadline is None else on_deadline
+    if mode not in ("degrade", "raise"):
+        raise ValueError(f"on_deadline: must be 'degrade' or 'raise', got {mode!r}")
+    return mode
+
+
+def _reason(servers: int, still_queued: bool, waited: float) -> tuple[str, str]:
+    """(counter key, message) of a degraded answer."""
+    ms = f"{waited * 1000:.0f} ms"
+    if servers == 0:
+        return "no_server", (
+            f"no retrieval server answered within {ms}: none has been seen running. Start a worker that "
+            f"consumes {RETRIEVAL_QUEUE} (`memoryos worker`) with the same MEMORYOS_REDIS_URL and MEMORYOS_KEY_PREFIX"
         )
+    if still_queued:
+        return "queued", (
+            f"the retrieval servers were busy: the request waited {ms} without being taken. Raise "
+            "MEMORYOS_RETRIEVAL_THREADS or add retrieval workers"
+        )
+    return "slow", f"the retrieval server did not finish within {ms}"
+
+
+def _timeout(timeout: float, settings: Settings) -> RetrievalTimeout:
+    return RetrievalTimeout(
+        f"no worker answered on queue {RETRIEVAL_QUEUE} within {timeout:g} s; start one with `memoryos worker` "
+        f"(or `celery -A memoryos_workers worker -Q {RETRIEVAL_QUEUE}`) using the same MEMORYOS_REDIS_URL "
+        f"({redact_url(settings.redis_url)}) and MEMORYOS_KEY_PREFIX ({settings.key_prefix!r}), or give it a "
+        "longer deadline if the workers are only busy"
+    )
+
+
+def _unwrap(frame: str) -> str:
     if frame.startswith(REPLY_OK):
         return frame[len(REPLY_OK):]
     if frame.startswith(REPLY_INVALID):  # the worker rejected the input: same message as local validation
@@ -164,18 +316,30 @@ def retrieve(
     *,
     assistant_id: str | None = None,
     top_k: int | None = None,
+    deadline_ms: float | None = None,
+    on_deadline: OnDeadline | None = None,
     timeout: float | None = None,
     publisher: Publisher | None = None,
     now: datetime | str | None = None,
     filters: Mapping[str, Any] | None = None,
     max_tokens: int | None = None,
 ) -> RetrievedContext:
-    """The user's memory context for `query`, computed by a worker; TimeoutError when none answers.
+    """The user's memory context for `query`, computed by a retrieval server.
 
     max_tokens: the context's prompt budget (default MEMORYOS_CONTEXT_MAX_TOKENS; 0 = none); now: when the
     question is asked, for "yesterday" and "last Tuesday" (default: the current time); filters: since,
-    until, assistant_id, metadata (exact values). Uses the settings of `publisher` (default: the
-    module-level one, see producers.configure).
+    until, assistant_id, metadata (exact values).
+
+    deadline_ms (default MEMORYOS_RETRIEVAL_DEADLINE_MS): when the full answer has not arrived by then,
+    on_deadline="degrade" (default MEMORYOS_RETRIEVAL_ON_DEADLINE) returns what Redis alone holds (short-term
+    and pending turns, the last known profile) with degraded=True and degraded_reason, and counts it
+    (`retrievals_degraded` in `memoryos stats`); on_deadline="raise" raises RetrievalTimeout instead.
+    timeout is the older spelling of the deadline, in seconds. Bad input raises ValueError, a failure on the
+    worker MemoryOSError, an unreachable Redis RedisUnavailableError.
+
+    Uses the settings of `publisher` (default: the module-level one, see producers.configure).
     """
-    return client_for(publisher).retrieve(user_id, query, assistant_id=assistant_id, top_k=top_k, timeout=timeout,
-                                          now=now, filters=filters, max_tokens=max_tokens)
+    return client_for(publisher).retrieve(
+        user_id, query, assistant_id=assistant_id, top_k=top_k, deadline_ms=deadline_ms, on_deadline=on_deadline,
+        timeout=timeout, now=now, filters=filters, max_tokens=max_tokens,
+    )

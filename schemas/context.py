@@ -51,6 +51,10 @@ class RetrievedContext(BaseModel):
     assistant_knowledge: list[KnowledgeEntry] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     max_tokens: int = 0  # the budget the context was fitted to; 0 = not fitted
+    # True when the full answer did not arrive by the caller's deadline: only what Redis holds (short-term
+    # and pending turns, the last known profile), no mid-term pages and no facts; the reason says why.
+    degraded: bool = False
+    degraded_reason: str = ""
     schema_version: int = SCHEMA_VERSION
 
     def turn_ids(self) -> list[str]:

@@ -27,6 +27,8 @@ os.environ["MEMORYOS_OPENAI_API_KEY"] = "test-key-not-secret"
 os.environ["MEMORYOS_LLM_BACKOFF_BASE"] = "0.01"
 os.environ["MEMORYOS_LLM_BACKOFF_MAX"] = "0.05"
 os.environ["MEMORYOS_LLM_TIMEOUT"] = "5"
+# Tests that are about the deadline give their own; the rest want the full answer even on a busy machine.
+os.environ["MEMORYOS_RETRIEVAL_DEADLINE_MS"] = "30000"
 
 from memoryos_workers.testing.fake_llm import FakeLLM  # noqa: E402
 

@@ -355,18 +355,25 @@ def _refuse_while_workers_run() -> None:
 
 @cli.command()
 def stats() -> None:
-    """Counters: LLM calls and tokens, fallbacks, dead letters, users waiting for the sweep, how late the
-    most overdue of them is (0 while workers keep up; it grows when none run), messages waiting per queue,
-    batches pending, and how many workers answer a ping within a second (workers_alive; 0 means turns are
-    accepted and nothing processes them)."""
+    """Counters: LLM calls and tokens, fallbacks, dead letters, retrievals (degraded ones by cause), users
+    waiting for the sweep and how late the most overdue of them is (0 while workers keep up; it grows when
+    none run), messages waiting per queue, the ingestion backlog (batches and turns waiting for a worker,
+    age of the oldest), the retrieval lane (servers running, requests waiting), and how many workers answer
+    a ping within a second (workers_alive; 0 means turns are accepted and nothing processes them)."""
+    import redis
+
     from memoryos_workers.counters import read_stats
     from producers import default_publisher
 
     publisher = default_publisher()
-    counters = read_stats(publisher.redis, publisher.keys)
+    try:
+        counters = read_stats(publisher.redis, publisher.keys)
+    except redis.RedisError as exc:
+        typer.echo(f"error: Redis failed ({type(exc).__name__}: {exc})", err=True)
+        raise typer.Exit(2) from exc
     counters["workers_alive"] = len(_answering_workers())
     for name in sorted(counters):
-        typer.echo(f"{name:28} {counters[name]}")
+        typer.echo(f"{name:32} {counters[name]}")
 
 
 @dead_cli.command("list")

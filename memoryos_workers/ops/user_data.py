@@ -145,6 +145,7 @@ def _redis_keys(keys: UserKeys) -> list[str]:
         keys.dead,
         keys.dead_persona,
         keys.persona_kick,
+        keys.profile,
         *SegmentStats.user_keys(keys),
     ]
 

@@ -27,6 +27,7 @@ from memoryos_workers.pipeline.locks import UserLock
 from memoryos_workers.pipeline.profile_merge import merge_profile
 from memoryos_workers.pipeline.prompts import PERSONA_PROMPT_VERSION, persona_messages
 from producers.sender import TaskSender
+from producers.wire import state
 from producers.wire.contract import EXTRACT_PERSONA_TASK
 from producers.wire.keys import Keys, UserKeys
 from producers.wire.knobs import user_settings
@@ -141,6 +142,8 @@ class PersonaWorker:
             prompt_version=PERSONA_PROMPT_VERSION,
         )
         self.persona.put_profile(profile)
+        # The copy a retrieval past its deadline answers with; forget deletes it after this lock is released.
+        state.save_profile_copy(self.redis, keys, profile.model_dump_json())
         assistant_id = pages[-1].assistant_id or self.settings.assistant_id
         capacity = mine.long_term_knowledge_capacity
         user_out = self.persona.add_facts("user", user_id, None, value.user_facts, provenance, capacity)

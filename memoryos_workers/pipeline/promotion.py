@@ -55,8 +55,13 @@ class Promoter:
         self.refresh = refresh
 
     def run(self, user_id: str) -> int:
-        """Returns the number of batches finished. A duplicate task finds the lock held and leaves."""
+        """Returns the number of batches finished. A duplicate task finds the lock held and leaves.
+
+        At most `promotion_drain_batches` batches per task: then the user goes back to the end of the
+        queue (PendingWork.requeue), so a user whose turns keep coming shares the worker threads with
+        everyone else instead of holding one until their backlog is empty."""
         keys = self.keys.user(user_id)
+        budget = self.settings.promotion_drain_batches
         done = 0
         while True:
             lock = UserLock(self.redis, keys, self.settings.lock_ttl)
@@ -66,7 +71,7 @@ class Promoter:
             try:
                 # Cleared before draining: a batch created from now on sets it again, and we see it below.
                 self.redis.delete(keys.kick)
-                drained = self._drain(user_id, keys, lock, epoch)
+                drained = self._drain(user_id, keys, lock, epoch, budget - done)
                 done += drained
                 if drained:
                     # Asked while the lock is held, so wait_idle never sees a gap before persona work.
@@ -76,14 +81,18 @@ class Promoter:
                 return done
             finally:
                 lock.release()
+            if done >= budget and self.redis.llen(keys.batches):
+                self.pending.requeue(user_id)  # released first, so the next task can take the lock
+                count(self.redis, self.keys.stats, promote_yields=1)
+                return done
             if not (self.redis.exists(keys.kick) and self.redis.llen(keys.batches)):
                 break
         self.pending.check(user_id)  # schedules retries and anything left for the sweep
         return done
 
-    def _drain(self, user_id: str, keys: UserKeys, lock: UserLock, epoch: str | None) -> int:
+    def _drain(self, user_id: str, keys: UserKeys, lock: UserLock, epoch: str | None, limit: int) -> int:
         done = 0
-        while True:
+        while done < limit:
             if lock.lost or self.redis.get(keys.epoch) != epoch:
                 raise LockLost()  # taken over, or the user was forgotten: write nothing more
             batch_id = self.redis.lindex(keys.batches, 0)
@@ -93,6 +102,7 @@ class Promoter:
             if not self._process(user_id, keys, lock, batch):
                 return done
             done += 1
+        return done
 
     def _process(self, user_id: str, keys: UserKeys, lock: UserLock, batch: Batch) -> bool:
         """True when the batch is finished (or parked as dead) and the next one may go."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from memoryos_workers.worker.retrieval_server import RetrievalLane
 from producers.wire.contract import ALL_QUEUES, SWEEP_TASK, celery_config
 from schemas.settings import Settings, get_settings
 
@@ -44,6 +45,8 @@ def make_app(settings: Settings) -> Celery:
             "memoryos-sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval, "options": {"expires": 60}},
         },
     )
+    # Retrieval servers on threads of their own in every worker that consumes the retrieval queue.
+    app.steps["worker"].add(RetrievalLane)
     return app
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready
 
 from memoryos_workers.runtime import Runtime, get_runtime
 from memoryos_workers.worker.celery_app import app
+from memoryos_workers.worker.retrieval_server import compute, start_in_child, stop_in_child
 from memoryos_workers.worker.rpc import RPCAnswer
 from producers.wire.contract import (
     ADMIN_TASK,
@@ -63,37 +64,18 @@ def sweep() -> int:
 
 
 @app.task(name=RETRIEVE_TASK)
-def answer_retrieval(
-    user_id: str,
-    query: str,
-    assistant_id: str | None = None,
-    top_k: int | None = None,
-    reply_id: str | None = None,
-    now: str | None = None,
-    filters: dict | None = None,
-    max_tokens: int | None = None,
-) -> None:
-    """The RPC side of producers.retrieve: the same context as in-process, as JSON in the reply list."""
+def answer_retrieval(user_id: str, query: str, reply_id: str | None = None, **kwargs: object) -> None:
+    """Retrievals sent as Celery tasks (producers of an earlier release); today's producers use the
+    retrieval lane (worker/retrieval_server.py), which ingestion cannot hold up."""
     runtime = get_runtime()
-    _rpc(runtime).answer(
-        reply_id,
-        lambda: runtime.retriever.retrieve(
-            user_id, query, assistant_id=assistant_id, top_k=top_k, now=now, filters=filters, max_tokens=max_tokens
-        ).model_dump_json(),
-    )
+    _rpc(runtime).answer(reply_id, lambda: compute(runtime, RETRIEVE_TASK, [user_id, query], dict(kwargs)))
 
 
 @app.task(name=READ_PERSONA_TASK)
 def answer_persona_read(kind: str, user_id: str | None, assistant_id: str | None, reply_id: str | None = None) -> None:
-    """The RPC side of producers.persona: profile, user facts or assistant facts as JSON."""
-    from memoryos_workers.in_process import read_persona
-
-    def compute() -> str:
-        check_id("user_id", user_id, required=False)
-        check_id("assistant_id", assistant_id, required=False)
-        return json.dumps(read_persona(kind, user_id, assistant_id))
-
-    _rpc(get_runtime()).answer(reply_id, compute)
+    """Persona reads sent as Celery tasks (producers of an earlier release); see answer_retrieval."""
+    runtime = get_runtime()
+    _rpc(runtime).answer(reply_id, lambda: compute(runtime, READ_PERSONA_TASK, [kind, user_id, assistant_id], {}))
 
 
 @app.task(name=ADMIN_TASK)
@@ -120,7 +102,14 @@ def _warm_up(**_: object) -> None:
 
 @worker_process_init.connect
 def _fresh_runtime(**_: object) -> None:
-    """A forked pool child must not share the parent's sockets or store handle."""
+    """A forked pool child must not share the parent's sockets or store handle; it serves the retrieval
+    lane itself when its worker consumes the retrieval queue."""
     from memoryos_workers.runtime import set_runtime
 
     set_runtime(Runtime(get_runtime().settings))
+    start_in_child()
+
+
+@worker_process_shutdown.connect
+def _stop_child_servers(**_: object) -> None:
+    stop_in_child()

@@ -18,6 +18,16 @@ ADMIN_TASK = "memoryos.admin"
 # An RPC answer in the caller's reply list: one of these tags, then JSON (ok) or a message.
 REPLY_OK, REPLY_INVALID, REPLY_ERROR = "ok:", "invalid:", "error:"
 
+# Deployment counters (the stats hash) of retrievals answered from Redis alone past their deadline; the
+# caller counts them, since no worker saw them through. By cause: no server seen running, the request
+# still waiting for a free server thread, or taken but not finished in time.
+DEGRADED_COUNTERS = {
+    "all": "retrievals_degraded",
+    "no_server": "retrievals_degraded_no_server",
+    "queued": "retrievals_degraded_queued",
+    "slow": "retrievals_degraded_slow",
+}
+
 INGEST_QUEUE = "memoryos.ingest"
 PERSONA_QUEUE = "memoryos.persona"
 RETRIEVAL_QUEUE = "memoryos.retrieval"

@@ -1,8 +1,8 @@
 """The Redis key layout: the wire contract between producers and workers.
 
 Every per-user key carries the hash tag `{u:<user_id>}` so each per-user Lua script touches one
-Redis Cluster slot. The few global keys (sweep index, dead-letter index) are only ever used by
-single-key commands.
+Redis Cluster slot. The few global keys (sweep index, dead-letter index, the RPC request list) are only
+ever used by single-key commands.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class UserKeys:
     persona_lock: str  # lock of persona work (separate from promotion, which it never blocks)
     epoch: str  # bumped by forget; work that read another epoch writes nothing more
     knobs: str  # hash of this user's settings (capacities, thresholds) that override the global ones
+    profile: str  # JSON of the user's last profile, written by the store owner; degraded retrievals read it
 
     def batch(self, batch_id: str) -> str:
         return self.batch_prefix + batch_id
@@ -60,6 +61,8 @@ class Keys:
         # Sorted set of every user id that published, all scores 0 so ZRANGEBYLEX lists them in id order
         # (and one tenant's ids, which share a prefix, as one range); forget removes the user.
         self.users = f"{prefix}:users"
+        self.rpc_requests = f"{prefix}:rpc:requests"  # list: read requests for the retrieval servers (wire/rpc.py)
+        self.rpc_servers = f"{prefix}:rpc:servers"  # sorted set: retrieval server name -> last heartbeat
 
     def reply(self, request_id: str) -> str:
         return self.reply_prefix + request_id
@@ -92,6 +95,7 @@ class Keys:
             persona_lock=base + "plock",
             epoch=base + "epoch",
             knobs=base + "knobs",
+            profile=base + "profile",
         )
 
     def user_pattern(self) -> str:

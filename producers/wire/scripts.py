@@ -12,7 +12,8 @@ from importlib import resources
 import redis
 from redis.commands.core import Script
 
-_PER_USER = ("publish", "check", "batch_done", "batch_update", "batch_failed", "segment_apply", "recent")
+_PER_USER = ("publish", "check", "batch_done", "batch_update", "batch_failed", "segment_apply", "recent",
+             "backlog")
 _GLOBAL = ("cas_remove", "token_budget", "token_calibration")  # single-key scripts without the per-user prelude
 
 
@@ -34,6 +35,7 @@ class Scripts:
     batch_failed: Script
     segment_apply: Script
     recent: Script
+    backlog: Script
     cas_remove: Script
 
     @classmethod

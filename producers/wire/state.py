@@ -14,6 +14,7 @@ import redis
 
 from producers.wire.keys import UserKeys
 from producers.wire.scripts import Scripts
+from schemas.persona import UserProfile
 from schemas.turns import Page
 
 
@@ -77,7 +78,12 @@ def recent(scripts: Scripts, client: redis.Redis, keys: UserKeys) -> list[Page]:
 def recent_and_zone(scripts: Scripts, client: redis.Redis, keys: UserKeys) -> tuple[list[Page], str | None]:
     """`recent`, and the user's own time zone knob (None when unset) read in the same round trip, for
     retrieval, which needs both."""
-    stm, buf, batch_pages, zone = scripts.recent(keys=keys.script_keys(), client=client)
+    return recent_reply(scripts.recent(keys=keys.script_keys(), client=client))
+
+
+def recent_reply(reply: list) -> tuple[list[Page], str | None]:
+    """The pages and time zone knob of a `recent` script reply (for callers that ran it in a pipeline)."""
+    stm, buf, batch_pages, zone = reply
     raw: list[str | dict] = [*stm, *buf]
     for encoded in batch_pages:
         raw.extend(_json_list(encoded))
@@ -105,3 +111,23 @@ def users(client: redis.Redis, index: str, *, prefix: str = "", after: str | Non
         low = "[" + prefix if prefix else "-"
     high = "(" + prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "+"
     return list(client.zrangebylex(index, low, high, start=0, num=limit))
+
+
+# -- the last known profile -----------------------------------------------------------------------------
+# A copy of the user's profile (UserProfile JSON) kept in Redis by the process that owns the vector store,
+# written whenever the persona changes, so a retrieval that misses its deadline can still answer with it.
+
+
+def save_profile_copy(client: redis.Redis, keys: UserKeys, profile_json: str) -> None:
+    client.set(keys.profile, profile_json)
+
+
+def profile_copy(raw: str | None) -> UserProfile | None:
+    """The profile of a GET on keys.profile; None when absent or unreadable (a degraded answer never fails
+    on it)."""
+    if not raw:
+        return None
+    try:
+        return UserProfile.model_validate_json(raw)
+    except ValueError:
+        return None

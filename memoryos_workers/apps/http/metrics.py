@@ -4,8 +4,8 @@ Two kinds of series:
 
 - the deployment's, read from Redis at scrape time (memoryos_workers.counters.read_stats): the counters
   of the stats hash (LLM calls and tokens by purpose, fallbacks, retries, dead letters, waits for the
-  token budget, ...), gauges (messages per queue, pending batches, users waiting for the sweep and how
-  overdue it is), and the retrieval latency histogram. Every API process reports the same values
+  token budget, degraded retrievals, ...), gauges (messages per queue, the ingestion backlog, the
+  retrieval lane, users waiting for the sweep and how overdue it is), and the retrieval latency histogram. Every API process reports the same values
   (one Redis): aggregate them with max(), not sum(), or scrape one process.
 - this process's own HTTP requests (`memoryos_http_*`), which do add up across processes.
 
@@ -32,8 +32,14 @@ GAUGES = {
     "users_with_dead_letters": "Users with dead-lettered batches or persona extractions.",
     "users_indexed": "Users in the user index (everyone who published and was not forgotten).",
     "pending_batches": "Batches waiting for a worker, across the users of the sweep index.",
+    "backlog_pages": "Turns in batches waiting for a worker.",
+    "backlog_users": "Users with batches waiting for a worker.",
+    "backlog_oldest_s": "Seconds since the oldest turn waiting for a worker was published (0 with no backlog).",
+    "backlog_buffered": "Turns out of short-term waiting to fill a batch (at most MEMORYOS_PROMOTION_MAX_WAIT).",
+    "retrieval_servers": "Retrieval lane servers heard from lately.",
+    "retrieval_requests_waiting": "Retrievals and persona reads no retrieval server thread has taken yet.",
 }
-GAUGE_NAMES = {"sweep_overdue_s": "sweep_overdue_seconds"}
+GAUGE_NAMES = {"sweep_overdue_s": "sweep_overdue_seconds", "backlog_oldest_s": "backlog_oldest_seconds"}
 LLM_FIELDS = ("calls", "prompt_tokens", "completion_tokens")
 HISTOGRAM_FIELDS = {"retrievals", "retrieval_ms"} | {f"retrieval_ms_le_{b}" for b in (*LATENCY_BUCKETS_MS, "inf")}
 

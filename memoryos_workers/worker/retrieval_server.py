@@ -1,0 +1,212 @@
+"""The retrieval lane's servers: threads of their own, in the process that owns the store, that pop read
+requests (producers.wire.rpc) and answer them through the caller's reply list.
+
+Why not Celery tasks: a Celery queue is served by the worker's pool, and ingestion (promote drains,
+persona extraction) can hold every thread of it; a retrieval then waits behind minutes of batches. These
+threads do nothing else, so ingestion can never take them, and together with the embedder's separate
+query session (embeddings/embedder.py) a query never waits behind batch work.
+
+Where they run: a bootstep of the Celery app (RetrievalLane) starts them in every worker that consumes
+the retrieval queue, which covers `memoryos worker`, `celery -A memoryos_workers worker`, the embedded
+in-process worker (worker/embedded.py) and the tests' worker. A prefork worker (Qdrant server) runs them
+in each pool child, never in the parent: a parent with threads running must not fork.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+import redis
+from celery import bootsteps
+
+from memoryos_workers.counters import count
+from memoryos_workers.runtime import Runtime, get_runtime
+from memoryos_workers.worker.rpc import RPCAnswer
+from producers.wire.contract import READ_PERSONA_TASK, RETRIEVAL_QUEUE, RETRIEVE_TASK
+from producers.wire.rpc import ALIVE_S, HEARTBEAT_S, Request
+from schemas.turns import check_id
+
+log = logging.getLogger("memoryos.retrieval_server")
+
+_POP_TIMEOUT = 0.5  # seconds a thread blocks on the list before it looks at the stop flag again
+_CLOCK_SKEW_S = 1.0  # a request is dropped only this long past its deadline: hosts' clocks differ a little
+_RETRY_S = 1.0  # after a Redis error, before the next attempt
+
+
+def compute(runtime: Runtime, task: str, args: list[Any], kwargs: dict[str, Any]) -> str:
+    """The JSON answer of one read; ValueError is the caller's bad input (it reaches them as ValueError)."""
+    if task == RETRIEVE_TASK:
+        user_id, query = args
+        return runtime.retriever.retrieve(user_id, query, **kwargs).model_dump_json()
+    if task == READ_PERSONA_TASK:
+        from memoryos_workers.in_process import read_persona
+
+        kind, user_id, assistant_id = args
+        check_id("user_id", user_id, required=False)
+        check_id("assistant_id", assistant_id, required=False)
+        return json.dumps(read_persona(kind, user_id, assistant_id, runtime))
+    raise ValueError(f"task: {task!r} is not served by the retrieval lane")
+
+
+class RetrievalServer:
+    """`threads` threads popping the request list; start() returns at once, stop() joins them."""
+
+    def __init__(self, runtime: Runtime | None = None, threads: int | None = None) -> None:
+        self._runtime = runtime  # None: the process's runtime, looked up when serving starts
+        self._threads_wanted = threads
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._ready = threading.Event()
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = get_runtime()
+        return self._runtime
+
+    def start(self) -> RetrievalServer:
+        self._stop.clear()
+        n = self._threads_wanted or self.runtime.settings.retrieval_threads
+        self._threads = [
+            threading.Thread(target=self._serve, args=(i,), name=f"memoryos-retrieval-{i}", daemon=True)
+            for i in range(n)
+        ]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once the model and the store are open and the server has announced itself."""
+        return self._ready.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+        try:
+            self.runtime.redis.zrem(self.runtime.keys.rpc_servers, self.name)
+        except redis.RedisError as exc:  # the entry ages out on its own
+            log.debug("could not unregister retrieval server %s: %s", self.name, exc)
+
+    # -- one thread ------------------------------------------------------------------------------------
+    @property
+    def _answers(self) -> RPCAnswer:
+        rt = self.runtime
+        return RPCAnswer(rt.redis, rt.keys, rt.settings.result_expires)
+
+    def _serve(self, index: int) -> None:
+        if index == 0:
+            self._warm_up()
+        else:
+            self._ready.wait()
+        runtime = self.runtime
+        key = runtime.keys.rpc_requests
+        beat_at = 0.0
+        while not self._stop.is_set():
+            try:
+                if index == 0 and time.monotonic() >= beat_at:
+                    self._heartbeat()
+                    beat_at = time.monotonic() + HEARTBEAT_S
+                popped = runtime.redis.blpop([key], timeout=_POP_TIMEOUT)
+            except redis.RedisError as exc:
+                log.warning("retrieval server: Redis failed (%s: %s); retrying in %g s", type(exc).__name__, exc,
+                            _RETRY_S)
+                self._stop.wait(_RETRY_S)
+                continue
+            if popped is not None:
+                self._handle(popped[1])
+
+    def _warm_up(self) -> None:
+        """The model and the store open before the first request, which would otherwise miss its deadline.
+        A failure is logged; requests then report it to their callers."""
+        try:
+            self.runtime.warm_up()
+            _ = self.runtime.retriever
+        except Exception as exc:  # noqa: BLE001 - e.g. the store held by another process
+            log.error("retrieval server could not open the store or the model: %s", exc)
+        finally:
+            self._ready.set()
+
+    def _heartbeat(self) -> None:
+        rt = self.runtime
+        now = time.time()
+        pipe = rt.redis.pipeline(transaction=False)
+        pipe.zadd(rt.keys.rpc_servers, {self.name: now})
+        pipe.zremrangebyscore(rt.keys.rpc_servers, "-inf", now - 4 * ALIVE_S)  # servers that died
+        pipe.execute()
+
+    def _handle(self, raw: str) -> None:
+        rt = self.runtime
+        try:
+            request = Request.decode(raw)
+        except ValueError as exc:
+            log.error("dropped a malformed retrieval request: %s", exc)
+            return
+        if time.time() > request.deadline + _CLOCK_SKEW_S:
+            # The caller answered itself from Redis long ago (or gave up): computing it helps nobody.
+            _count_quietly(rt, retrieval_requests_expired=1)
+            return
+        self._answers.answer(request.request_id, lambda: compute(rt, request.task, request.args, request.kwargs))
+
+
+def _count_quietly(rt: Runtime, **counters: int) -> None:
+    try:
+        count(rt.redis, rt.keys.stats, **counters)
+    except redis.RedisError as exc:
+        log.debug("could not count %s: %s", counters, exc)
+
+
+# -- hosting in Celery workers ---------------------------------------------------------------------------
+
+_serve_in_children = False  # set in a prefork parent, read by its children after the fork
+_child_server: RetrievalServer | None = None
+
+
+def _consumes_retrieval(app: Any) -> bool:
+    return RETRIEVAL_QUEUE in app.amqp.queues.consume_from
+
+
+def _forks(worker: Any) -> bool:
+    return str(getattr(worker.pool_cls, "__module__", "")).endswith(".prefork")
+
+
+class RetrievalLane(bootsteps.StartStopStep):
+    """Retrieval servers in every worker that consumes the retrieval queue (see the module docstring)."""
+
+    label = "memoryos retrieval lane"
+    requires = ("celery.worker.components:Pool",)  # after the pool: a solo pool replaces the runtime first
+
+    def include_if(self, parent: Any) -> bool:
+        global _serve_in_children
+        if not _consumes_retrieval(parent.app):
+            return False
+        if _forks(parent):
+            _serve_in_children = True
+            return False
+        return True
+
+    def create(self, parent: Any) -> RetrievalServer:
+        return RetrievalServer()
+
+
+def start_in_child() -> None:
+    """A prefork pool child starts its own servers (called after it made its fresh runtime)."""
+    global _child_server
+    if _serve_in_children and _child_server is None:
+        _child_server = RetrievalServer().start()
+
+
+def stop_in_child() -> None:
+    global _child_server
+    if _child_server is not None:
+        _child_server.stop()
+        _child_server = None

@@ -1,0 +1,54 @@
+"""The retrieval lane: how a read request travels to the threads that serve it.
+
+Reads a chat request waits on (retrieval, persona reads) do not go through Celery: a Celery queue is
+served by the same pool as ingestion, so a burst of turns could hold every thread. They go into one
+Redis list that only the retrieval servers pop (memoryos_workers.worker.retrieval_server), and the
+answer comes back through the caller's reply list, framed by contract.REPLY_* as before.
+
+A request carries its deadline (epoch seconds) so a server never computes an answer nobody waits for;
+the list is trimmed on every push, so requests piling up while no server runs stay bounded in a Redis
+that runs with noeviction.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from producers.wire.contract import READ_PERSONA_TASK, RETRIEVE_TASK
+
+LANE_TASKS = frozenset({RETRIEVE_TASK, READ_PERSONA_TASK})
+MAX_WAITING = 10_000  # requests kept in the list; older ones are long past any deadline
+HEARTBEAT_S = 5.0  # how often a server says it is alive (rpc_servers sorted set)
+ALIVE_S = 3 * HEARTBEAT_S  # a server not heard from for this long counts as gone
+REQUEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Request:
+    request_id: str
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    deadline: float  # epoch seconds; past it the caller no longer waits
+
+    def encode(self) -> str:
+        return json.dumps(
+            {"v": REQUEST_VERSION, "id": self.request_id, "task": self.task, "args": self.args,
+             "kwargs": self.kwargs, "deadline": self.deadline},
+            ensure_ascii=False, separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, raw: str) -> Request:
+        """ValueError when the frame is not a request of this version (a server logs and drops it)."""
+        try:
+            data = json.loads(raw)
+            request = cls(str(data["id"]), str(data["task"]), list(data["args"]), dict(data["kwargs"]),
+                          float(data["deadline"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"not a retrieval request: {exc}") from exc
+        if data.get("v") != REQUEST_VERSION:
+            raise ValueError(f"retrieval request of version {data.get('v')!r}, expected {REQUEST_VERSION}")
+        return request
