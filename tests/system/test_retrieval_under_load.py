@@ -85,7 +85,8 @@ def test_retrieval_during_a_saturating_ingest(tmp_path: Path, redis_client, fake
         assert degraded, "32 retrievals at once cannot all finish within 100 ms on two server threads"
         for ctx in degraded:
             assert ctx.degraded_reason and ctx.pages == [] and ctx.user_knowledge == []
-            assert ctx.user_profile == idle.user_profile, "the last known profile, from Redis"
+            # The last known profile, from Redis (persona work may have updated it since the idle call).
+            assert ctx.user_profile is not None and ctx.user_profile.user_id == target
         counters = redis_client.hgetall(publisher.keys.stats)
         assert int(counters["retrievals_degraded"]) == len(degraded)
 
