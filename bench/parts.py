@@ -8,7 +8,8 @@ import importlib.util
 import sys
 from types import ModuleType
 
-ORDER = ("publish", "ingest", "retrieval", "context", "llm_cost", "llm_budget", "profiling", "http_api")
+ORDER = ("publish", "ingest", "retrieval", "context", "llm_cost", "llm_budget", "profiling", "http_api",
+         "retrieval_load")
 
 
 def load_part(name: str) -> ModuleType | None:

@@ -45,6 +45,8 @@ SECTIONS = (
             "MEMORYOS_FAULT_RESULTS=bench/results/faults.json python -m pytest -s tests/system/test_redis_restart.py"),
     Section(9, "HTTP API", "http_api", "http_api", "markdown", "python -m bench http_api"),
     Section(10, "Memory context within a token budget", "context", "context", "markdown", "python -m bench context"),
+    Section(11, "Retrieval under load", "retrieval_load", "retrieval_load", "markdown",
+            "python -m bench retrieval_load"),
 )
 
 

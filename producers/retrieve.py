@@ -177,7 +177,7 @@ class RetrievalClient:
         deadline = time.monotonic() + timeout
         try:
             while (left := deadline - time.monotonic()) > 0:
-                popped = _blpop(self.redis, key, min(left, _BLPOP_SLICE))
+                popped = _blpop(self.redis, key, min(left, _BLPOP_SLICE), final=left <= _BLPOP_SLICE)
                 if popped is not None:
                     return popped
         except redis.RedisError as exc:
@@ -222,14 +222,15 @@ _FALLBACK_RESERVE_S = 0.010  # of the deadline, kept for reading the degraded an
 _SERVER_SLACK_S = 1.0  # Redis's own BLPOP timeout runs this much longer than ours: ours decides
 
 
-def _blpop(client: redis.Redis, key: str, wait: float) -> str | None:
-    """One BLPOP of at most `wait` seconds, on a connection of its own. Given up on, the connection is
-    closed rather than returned to the pool, since the BLPOP is still pending on it."""
+def _blpop(client: redis.Redis, key: str, wait: float, *, final: bool) -> str | None:
+    """One BLPOP of `wait` seconds. The last one of a wait is timed here: Redis's own timeout runs longer,
+    and when ours fires first the connection is closed rather than returned to the pool, since the BLPOP
+    is still pending on it. Earlier slices let Redis time out, keeping the connection."""
     pool = client.connection_pool
     conn = pool.get_connection()
     try:
-        conn.send_command("BLPOP", key, round(wait + _SERVER_SLACK_S, 3))
-        if not conn.can_read(timeout=wait):
+        conn.send_command("BLPOP", key, round(wait + _SERVER_SLACK_S if final else wait, 3))
+        if not conn.can_read(timeout=wait if final else wait + _SERVER_SLACK_S):
             conn.disconnect()
             return None
         popped = conn.read_response()

@@ -30,6 +30,11 @@ def background() -> ThreadPoolExecutor:
         return _executor
 
 
+def settle(timeout: float = 10.0) -> None:
+    """Wait until the bookkeeping queued so far is done (one thread, first in first out)."""
+    background().submit(lambda: None).result(timeout)
+
+
 class Bookkeeping:
     def __init__(self, client: redis.Redis, stats_key: str, stats: SegmentStats, refresh: HeatRefresh) -> None:
         self.redis = client
@@ -38,17 +43,20 @@ class Bookkeeping:
         self.refresh = refresh
 
     def visits(self, user_id: str, keys: UserKeys, segment_ids: Sequence[str]) -> None:
-        """N_visit and last access of the segments the answer drew on, plus one coalesced refresh_heat;
-        a Redis hiccup here must not fail the retrieval, whose answer is already built."""
-        if not segment_ids:
-            return
+        """N_visit and last access of the segments the answer drew on, plus one coalesced refresh_heat,
+        recorded on the background thread: the answer never waits for a Redis round trip it does not need."""
+        if segment_ids:
+            background().submit(self._visits, user_id, keys, list(segment_ids))
+
+    def _visits(self, user_id: str, keys: UserKeys, segment_ids: list[str]) -> None:
+        """A Redis hiccup here must not fail anything: the answer is long gone."""
         try:
             claimed = self.stats.record_visits(keys, segment_ids, self.refresh.ttl_ms)
         except redis.RedisError as exc:
             log.warning("could not record segment visits of user %s: %s", user_id, exc)
             return
         if claimed:
-            background().submit(self.refresh.send_claimed, user_id, keys)
+            self.refresh.send_claimed(user_id, keys)
 
     def timed(self, total_ms: float) -> None:
         background().submit(self._count, total_ms)

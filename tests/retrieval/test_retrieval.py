@@ -193,6 +193,8 @@ def test_rpc_from_many_threads(long_conversation, publisher) -> None:  # noqa: A
 
 
 def test_visits_are_recorded_and_one_refresh_is_sent(long_conversation, runtime, retrieve_local, monkeypatch) -> None:  # noqa: ANN001
+    from memoryos_workers.retrieval.bookkeeping import settle
+
     user_id, _ = long_conversation
     keys = runtime.keys.user(user_id)
     sent: list[tuple] = []
@@ -214,6 +216,7 @@ def test_visits_are_recorded_and_one_refresh_is_sent(long_conversation, runtime,
     retrieve_local(user_id, DETAIL_QUESTION)
     segments = {p.segment_id for p in context.pages if p.segment_id}
     assert segments
+    settle()  # recorded on the background thread, off the request path
     after = {k: int(v) for k, v in runtime.redis.hgetall(keys.seg_visit).items()}
     for sid in segments:
         assert after[sid] == before.get(sid, 0) + 2
