@@ -28,13 +28,17 @@ def free_port() -> int:
 
 
 class WorkerProcess:
-    """`celery -A memoryos_workers worker -P threads -c N` in its own process (it owns the store)."""
+    """`celery -A memoryos_workers worker -P threads -c N` in its own process (it owns the store), or with
+    another pool."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path, concurrency: int = 8) -> None:
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path, concurrency: int = 8, pool: str = "threads",
+                 ready_marker: str = "memoryos worker ready") -> None:
         self.name = name
         self.env = env
         self.log_dir = log_dir
         self.concurrency = concurrency
+        self.pool = pool
+        self.ready_marker = ready_marker  # the log line that says it consumes
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.log: Path | None = None
@@ -43,7 +47,7 @@ class WorkerProcess:
         self.starts += 1
         self.log = self.log_dir / f"worker-{self.name}-{self.starts}.log"
         cmd = [
-            sys.executable, "-m", "celery", "-A", "memoryos_workers", "worker", "-P", "threads",
+            sys.executable, "-m", "celery", "-A", "memoryos_workers", "worker", "-P", self.pool,
             "-c", str(self.concurrency), "-Q", ",".join(ALL_QUEUES), "-l", "INFO",
             "--without-heartbeat", "--without-mingle", "--without-gossip",
             "-n", f"{self.name}-{os.getpid()}@%h",
@@ -52,7 +56,7 @@ class WorkerProcess:
             self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "memoryos worker ready" in self.log.read_text(errors="replace"):
+            if self.ready_marker in self.log.read_text(errors="replace"):
                 return self
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker exited early:\n{self.tail()}")

@@ -224,12 +224,14 @@ def test_reembed_without_redis_refuses_unless_told_the_workers_are_stopped(cli_e
     assert res.returncode == 0 and res.stdout.startswith("re-embedded with "), res.stdout + res.stderr
 
 
-def test_stats_shows_how_late_the_most_overdue_work_is(cli_env: dict[str, str], redis_client, tmp_path: Path) -> None:  # noqa: ANN001
+def test_stats_shows_the_backlog_and_how_late_the_most_overdue_work_is(cli_env: dict[str, str], redis_client,  # noqa: ANN001
+                                                                      tmp_path: Path) -> None:
     import time
 
     res = _cli(cli_env, "stats")
     assert res.returncode == 0 and re.search(r"^sweep_overdue_s\s+0$", res.stdout, re.MULTILINE), res.stdout
     assert re.search(r"^workers_alive\s+0$", res.stdout, re.MULTILINE), "no worker of this deployment runs"
+    assert re.search(r"^backlog_pages\s+0$", res.stdout, re.MULTILINE), res.stdout
     assert _cli(cli_env, "import", str(_write_jsonl(tmp_path / "late.jsonl", "late_user", 25))).returncode == 0
     # No worker runs: make the user's work due 42 s ago, as if the workers had been down that long.
     redis_client.zadd(f"{CLI_PREFIX}:sweep", {"late_user": time.time() - 42})
@@ -238,6 +240,11 @@ def test_stats_shows_how_late_the_most_overdue_work_is(cli_env: dict[str, str], 
     shown = dict(line.split(None, 1) for line in res.stdout.splitlines() if line.strip())
     assert shown["users_in_sweep_index"].strip() == "1"
     assert 42 <= float(shown["sweep_overdue_s"]) < 60, res.stdout
+    # 25 turns, no worker: 10 in short-term, one batch of 10 waiting, 5 waiting to fill the next batch.
+    assert {k: shown[k].strip() for k in ("backlog_users", "backlog_batches", "backlog_pages", "backlog_buffered")} == {
+        "backlog_users": "1", "backlog_batches": "1", "backlog_pages": "10", "backlog_buffered": "5"}, res.stdout
+    assert 0 <= float(shown["backlog_oldest_s"]) < 120, res.stdout
+    assert shown["retrieval_servers"].strip() == "0" and shown["retrieval_requests_waiting"].strip() == "0"
 
 
 def _tiers(export_stdout: str) -> dict[str, int]:
