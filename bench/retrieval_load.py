@@ -211,6 +211,23 @@ def _retrievals(client: Any, users: Sequence[str], n: int, gap: float, deadline_
             "worker_p50_ms": percentile(worker_ms, 50) if worker_ms else None}
 
 
+def _celery_path(client: Any, users: Sequence[str], n: int, timeout: float, rng: random.Random) -> dict[str, Any]:
+    """The path before the retrieval lane, for comparison: the retrieve task on the Celery retrieval queue,
+    served by the worker's pool that ingestion shares (the task is still registered for older producers)."""
+    from producers.wire.contract import RETRIEVE_TASK
+
+    from .retrieval import _query
+
+    latencies, timeouts = [], 0
+    for _ in tqdm(range(n), desc="celery-path retrievals", unit="call", leave=False):
+        user, query = rng.choice(users), _query(rng)
+        t0 = time.perf_counter()
+        frame = client._celery_call(RETRIEVE_TASK, [user, query], {"top_k": 10}, timeout, None)
+        latencies.append(time.perf_counter() - t0)
+        timeouts += frame is None
+    return {"latency": summary(latencies), "calls": n, "timeouts": timeouts, "timeout_s": timeout}
+
+
 def _phase(rt: Any, client: Any, targets: Sequence[str], load: float, rate: float, o: dict[str, Any],
            rng: random.Random) -> dict[str, Any]:
     from dataclasses import asdict
@@ -224,6 +241,9 @@ def _phase(rt: Any, client: Any, targets: Sequence[str], load: float, rate: floa
     started = time.perf_counter()
     result = _retrievals(client, targets, o["retrievals"], o["gap"], o["deadline_ms"], rng)
     result.update(load=load, turns_per_s=load * rate, seconds=time.perf_counter() - started)
+    if o["celery_calls"]:
+        result["celery_path"] = _celery_path(client, targets, o["celery_calls"], o["celery_timeout"], rng)
+        result["seconds"] = time.perf_counter() - started
     if publisher_load is not None:
         publisher_load.stop.set()
         publisher_load.join()
@@ -265,7 +285,8 @@ def _check_store(settings: Any, rt: Any, published: dict[str, int]) -> int:
 
 def run(targets: int = 5, pages: int = 270, threads: int = 8, loads: str = "0.5,1.5", retrievals: int = 150,
         gap: float = 0.05, deadline_ms: int = 250, warmup: float = 5.0, load_users: int = 40, rate_users: int = 40,
-        rate_turns: int = 1200, cost_calls: int = 200, timeout: float = 600.0, seed: int = 7) -> dict[str, Any]:
+        rate_turns: int = 1200, cost_calls: int = 200, celery_calls: int = 30, celery_timeout: float = 5.0,
+        timeout: float = 600.0, seed: int = 7) -> dict[str, Any]:
     from memoryos_workers.runtime import Runtime
     from memoryos_workers.testing.fake_llm import FakeLLM
     from memoryos_workers.testing.responders import default_responder
@@ -274,7 +295,8 @@ def run(targets: int = 5, pages: int = 270, threads: int = 8, loads: str = "0.5,
 
     o = {"targets": targets, "pages": pages, "threads": threads, "loads": loads, "retrievals": retrievals, "gap": gap,
          "deadline_ms": deadline_ms, "warmup": warmup, "load_users": load_users, "rate_users": rate_users,
-         "rate_turns": rate_turns, "cost_calls": cost_calls, "timeout": timeout, "seed": seed}
+         "rate_turns": rate_turns, "cost_calls": cost_calls, "celery_calls": celery_calls,
+         "celery_timeout": celery_timeout, "timeout": timeout, "seed": seed}
     rng = random.Random(seed)
     machine_load = {"before": os.getloadavg()}
     with FakeLLM() as llm, tempfile.TemporaryDirectory(prefix="memoryos-bench-") as tmp:
@@ -319,7 +341,7 @@ def _command(o: dict[str, Any]) -> str:
 # --- output -------------------------------------------------------------------------------------------------
 
 HEADERS = ("load", "turns/s published", "p50 ms", "p99 ms", "p99 / idle p99", "degraded", "exceptions",
-           "publish p50 / p99 ms", "backlog pages (oldest s)")
+           "Celery path p50 / p99 ms (timeouts)", "publish p50 / p99 ms", "backlog pages (oldest s)")
 
 
 def _table(result: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -329,10 +351,13 @@ def _table(result: dict[str, Any]) -> list[tuple[str, ...]]:
         load = "idle" if not p["load"] else f"{p['load'] * 100:.0f}% of ingest"
         publish = f"{p['publish']['p50_ms']:.2f} / {p['publish']['p99_ms']:.2f}" if "publish" in p else "—"
         backlog = f"{p['backlog']['pages']:,} ({p['backlog']['oldest_s']:.0f})" if "backlog" in p else "—"
+        celery = p.get("celery_path")
+        celery_cell = (f"{celery['latency']['p50_ms']:.1f} / {celery['latency']['p99_ms']:.1f} ({celery['timeouts']})"
+                       if celery else "—")
         rows.append((load, fmt(p.get("achieved_turns_per_s"), 1) if p["load"] else "0",
                      fmt(p["latency"]["p50_ms"], 1), fmt(p["latency"]["p99_ms"], 1),
                      f"{p['latency']['p99_ms'] / idle:.2f}x", f"{p['degraded_share'] * 100:.0f}%",
-                     str(p["exceptions"]), publish, backlog))
+                     str(p["exceptions"]), celery_cell, publish, backlog))
     return rows
 
 
@@ -369,7 +394,7 @@ def _print(result: dict[str, Any]) -> None:
     r = result["ingest"]
     print(f"\nretrieval under load: ingest rate {r['pages_per_s']:.1f} pages/s ({r['pages']} pages in "
           f"{r['seconds']:.1f} s, {result['options']['threads']} worker threads, fake LLM at 0 ms)")
-    widths = (18, 18, 8, 8, 15, 9, 11, 20, 24)
+    widths = (18, 18, 8, 8, 15, 9, 11, 36, 20, 24)
     print(" ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(HEADERS, widths, strict=True))))
     for row in _table(result):
         print(" ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
@@ -391,6 +416,11 @@ def _plot(result: dict[str, Any]) -> Path:
     ax.plot(xs, [p["latency"]["p50_ms"] for p in phases], "o-", label="p50")
     ax.plot(xs, [p["latency"]["p99_ms"] for p in phases], "s-", label="p99")
     deadline = result["options"]["deadline_ms"]
+    celery = [p for p in phases if p.get("celery_path")]
+    if celery:
+        ax.plot([p["load"] * 100 for p in celery], [p["celery_path"]["latency"]["p99_ms"] for p in celery], "x:",
+                color="C3", label="p99, Celery task path (before the lane)")
+        ax.set_yscale("log")
     ax.axhline(deadline, color="grey", ls="--", lw=1, label=f"deadline {deadline} ms")
     ax.axhline(2 * phases[0]["latency"]["p99_ms"], color="C1", ls=":", lw=1, label="2x idle p99")
     for p, x in zip(phases, xs, strict=True):
@@ -415,7 +445,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"({r['pages_per_s']:.1f} pages/s: {r['pages']:,} pages from publish to idle in {r['seconds']:.1f} s). "
         f"{o['retrievals']} retrievals per row, {o['gap'] * 1000:.0f} ms apart, after {o['warmup']:g} s of load; "
         "backlog read at the end of each row (`memoryos stats`); every published turn checked in the store or "
-        f"short-term afterwards ({result['turns_checked']:,}).",
+        f"short-term afterwards ({result['turns_checked']:,}). Celery path: {o['celery_calls']} retrievals per row "
+        "sent as the `memoryos.retrieve` Celery task instead, served by the worker pool that ingestion shares (the "
+        f"path before the retrieval lane; {o['celery_timeout']:g} s timeout each, timeouts counted at that time).",
         md_table(HEADERS, _table(result)),
         "Floors: " + "; ".join(_floors(result)) + ".",
         f"The retrieve task's own cost, in-process: p50 {c['retrieve']['p50_ms']:.1f} ms against one query embedding "
@@ -440,5 +472,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-users", type=int, default=40, help="users of the ingest-rate measurement")
     parser.add_argument("--rate-turns", type=int, default=1200, help="turns of the ingest-rate measurement")
     parser.add_argument("--cost-calls", type=int, default=200, help="calls timed for the task's cost")
+    parser.add_argument("--celery-calls", type=int, default=30,
+                        help="retrievals per row through the Celery retrieval task, the path before the lane; 0 = none")
+    parser.add_argument("--celery-timeout", type=float, default=5.0, help="seconds each of those waits")
     parser.add_argument("--timeout", type=float, default=600.0, help="longest wait for users to go idle")
     parser.add_argument("--seed", type=int, default=7)
