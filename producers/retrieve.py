@@ -103,6 +103,7 @@ class RetrievalClient:
         if frame is not None:
             return RetrievedContext.model_validate_json(_unwrap(frame))
         if mode == "raise":
+            self._withdraw(request)
             raise _timeout(budget, s)
         return self._degraded(request, user_id, query, assistant_id, time.monotonic() - started)
 
@@ -117,7 +118,10 @@ class RetrievalClient:
         if not timeout > 0:
             raise ValueError(f"timeout: must be a positive number of seconds, got {timeout!r}")
         if task in LANE_TASKS:
-            frame = self._exchange(self._request(task, args, kwargs, timeout), timeout)
+            request = self._request(task, args, kwargs, timeout)
+            frame = self._exchange(request, timeout)
+            if frame is None:
+                self._withdraw(request)
         else:
             frame = self._celery_call(task, args, kwargs, timeout, argsrepr)
         if frame is None:
@@ -148,6 +152,14 @@ class RetrievalClient:
                 f"could not send the retrieval to {redact_url(self.settings.redis_url)} ({type(exc).__name__}: {exc})"
             ) from exc
         return self._wait(self.keys.reply(request.request_id), wait)
+
+    def _withdraw(self, request: Request) -> None:
+        """A request nobody took in time leaves the lane, so no server computes it for nobody (best effort:
+        servers also skip requests long past their deadline)."""
+        try:
+            self.redis.lrem(self.keys.rpc_requests, 1, request.encode())
+        except redis.RedisError:
+            pass  # the caller is about to hear of the timeout; this cleanup is not worth another error
 
     def _celery_call(
         self, task: str, args: list[Any], kwargs: dict[str, Any], timeout: float, argsrepr: str | None

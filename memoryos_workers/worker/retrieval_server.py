@@ -83,10 +83,6 @@ class RetrievalServer:
             thread.start()
         return self
 
-    def wait_ready(self, timeout: float) -> bool:
-        """True once the model and the store are open and the server has announced itself."""
-        return self._ready.wait(timeout)
-
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         for thread in self._threads:
@@ -122,8 +118,12 @@ class RetrievalServer:
                             _RETRY_S)
                 self._stop.wait(_RETRY_S)
                 continue
-            if popped is not None:
+            if popped is None:
+                continue
+            try:
                 self._handle(popped[1])
+            except Exception:  # noqa: BLE001 - e.g. Redis lost while pushing the answer: the thread goes on
+                log.exception("retrieval server: a request failed outside its answer")
 
     def _warm_up(self) -> None:
         """The model and the store open before the first request, which would otherwise miss its deadline.

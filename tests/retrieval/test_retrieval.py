@@ -345,6 +345,7 @@ def test_rpc_without_a_worker_degrades_or_raises_at_its_deadline(redis_client) -
     with pytest.raises(TimeoutError):
         producers.retrieve("someone", "anything?", publisher=publisher, timeout=0.2, on_deadline="raise")
     assert time.monotonic() - started < 6
+    assert redis_client.llen(publisher.keys.rpc_requests) == 0, "timed-out requests leave the lane too"
 
 
 def test_rpc_leaves_nothing_behind_in_redis(long_conversation, runtime, publisher) -> None:  # noqa: ANN001
