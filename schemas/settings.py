@@ -97,7 +97,10 @@ class Settings(BaseSettings):
         None, description="A local fastembed model folder; unset = assembled from the offline extra."
     )
     embedding_batch_size: int = Field(64, ge=1, le=4096)
-    embedding_threads: int | None = Field(None, ge=1)
+    embedding_threads: int | None = Field(
+        None, ge=1, description="onnxruntime threads of each batch embedding run; unset = the CPUs left to batch "
+        "work (CPU count minus one) divided by embedding_concurrency, at least 1."
+    )
     embedding_cache_size: int = Field(
         4096, ge=0, description="Recent document vectors kept per process (about 1.6 KB each); 0 = off. A batch "
         "embeds its pages, then its topic summaries twice (plan, write): the repeats come from here."

@@ -130,7 +130,8 @@ class Embedder:
     support concurrent ``run`` calls.
 
     Batch work (``embed``: pages, summaries, facts) runs on one session, at most
-    ``embedding_concurrency`` runs at once (default: the CPU count minus one, so a core stays free;
+    ``embedding_concurrency`` runs at once with ``embedding_threads`` threads each (defaults: together,
+    the CPU count minus one, so a core stays free for queries;
     more runs than cores only cost memory: with 16 worker threads embedding together, peak memory grew
     from 0.36 to 1.16 GiB for no gain in throughput on 2 cores, bench/ingest.py). Queries
     (``embed_query``) run on a session of their own with ``embedding_query_threads`` threads and take no
@@ -148,12 +149,15 @@ class Embedder:
         """Resolve and load the model (seconds, not per call); ``cache_dir`` overrides the cache root."""
         self.model_id = canonical_model_id(settings.embedding_model)
         self.batch_size = int(settings.embedding_batch_size)
-        self.concurrency = settings.embedding_concurrency or max(1, (os.cpu_count() or 1) - 1)
+        spare = max(1, (os.cpu_count() or 1) - 1)  # the cores batch work may use: one is kept for queries
+        self.concurrency = settings.embedding_concurrency or spare
         self._slots = threading.BoundedSemaphore(self.concurrency)
         self._cache = VectorCache(settings.embedding_cache_size)
         resolved = _resolve(self.model_id, settings.embedding_model_path, cache_dir)
         self.model_dir = resolved.model_dir
-        self._model: TextEmbedding = self._load(resolved, settings.embedding_threads)
+        # onnxruntime would give each run a thread per core; together the batch runs get the spare cores.
+        batch_threads = settings.embedding_threads or max(1, spare // self.concurrency)
+        self._model: TextEmbedding = self._load(resolved, batch_threads)
         self._query_model: TextEmbedding = self._load(resolved, settings.embedding_query_threads)
         onnx_sha = resolved.onnx_sha256 or sha256_file(self._onnx_file())
         self.fingerprint = f"{self.model_id}@{onnx_sha[:_FINGERPRINT_HASH_CHARS]}"
