@@ -241,8 +241,8 @@ def test_stats_shows_the_backlog_and_how_late_the_most_overdue_work_is(cli_env: 
     assert shown["users_in_sweep_index"].strip() == "1"
     assert 42 <= float(shown["sweep_overdue_s"]) < 60, res.stdout
     # 25 turns, no worker: 10 in short-term, one batch of 10 waiting, 5 waiting to fill the next batch.
-    assert {k: shown[k].strip() for k in ("backlog_users", "backlog_batches", "backlog_pages", "backlog_buffered")} == {
-        "backlog_users": "1", "backlog_batches": "1", "backlog_pages": "10", "backlog_buffered": "5"}, res.stdout
+    assert {k: shown[k].strip() for k in ("backlog_users", "pending_batches", "backlog_pages", "backlog_buffered")} == {
+        "backlog_users": "1", "pending_batches": "1", "backlog_pages": "10", "backlog_buffered": "5"}, res.stdout
     assert 0 <= float(shown["backlog_oldest_s"]) < 120, res.stdout
     assert shown["retrieval_servers"].strip() == "0" and shown["retrieval_requests_waiting"].strip() == "0"
 

@@ -5,8 +5,9 @@ Two kinds of series:
 - the deployment's, read from Redis at scrape time (memoryos_workers.counters.read_stats): the counters
   of the stats hash (LLM calls and tokens by purpose, fallbacks, retries, dead letters, waits for the
   token budget, degraded retrievals, ...), gauges (messages per queue, the ingestion backlog, the
-  retrieval lane, users waiting for the sweep and how overdue it is), and the retrieval latency histogram. Every API process reports the same values
-  (one Redis): aggregate them with max(), not sum(), or scrape one process.
+  retrieval lane, users waiting for the sweep and how overdue it is), and the retrieval latency
+  histogram. Every API process reports the same values (one Redis): aggregate them with max(), not
+  sum(), or scrape one process.
 - this process's own HTTP requests (`memoryos_http_*`), which do add up across processes.
 
 A counter the workers start counting later appears as `memoryos_<name>_total` without a change here.
