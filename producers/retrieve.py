@@ -105,7 +105,7 @@ class RetrievalClient:
         if mode == "raise":
             self._withdraw(request)
             raise _timeout(budget, s)
-        return self._degraded(request, user_id, query, assistant_id, time.monotonic() - started)
+        return self._degraded(request, user_id, query, assistant_id, max_tokens, time.monotonic() - started)
 
     def call(
         self, task: str, args: list[Any], kwargs: dict[str, Any], *, timeout: float | None = None,
@@ -201,10 +201,11 @@ class RetrievalClient:
 
     # -- past the deadline -----------------------------------------------------------------------------
     def _degraded(
-        self, request: Request, user_id: str, query: str, assistant_id: str | None, waited: float
+        self, request: Request, user_id: str, query: str, assistant_id: str | None, max_tokens: int, waited: float
     ) -> RetrievedContext:
         """What Redis alone holds, in one round trip: the request leaves the lane (nobody computes it for
-        nothing), the user's recent and pending turns, the last known profile, and whether a server lives."""
+        nothing), the user's recent and pending turns, the last known profile, and whether a server lives.
+        Fitted to the same token budget as a full answer: a user with a backlog has many pending turns."""
         keys = self.keys.user(user_id)
         try:
             pipe = self.redis.pipeline(transaction=False)
@@ -226,7 +227,7 @@ class RetrievalClient:
             user_id=user_id, assistant_id=assistant_id, query=query, short_term=state.recent_reply(recent)[0],
             user_profile=state.profile_copy(profile), degraded=True, degraded_reason=reason[1],
             timings_ms={"waited": round(waited * 1000, 3)},
-        )
+        ).fit(max_tokens)
 
 
 _BLPOP_SLICE = 2.0  # seconds; below producers.connection's socket timeout

@@ -348,6 +348,19 @@ def test_rpc_without_a_worker_degrades_or_raises_at_its_deadline(redis_client) -
     assert redis_client.llen(publisher.keys.rpc_requests) == 0, "timed-out requests leave the lane too"
 
 
+def test_a_degraded_answer_fits_the_token_budget(redis_client) -> None:  # noqa: ANN001
+    """A user with a backlog has many pending turns: the degraded answer keeps the newest that fit."""
+    settings = Settings(key_prefix=f"{PREFIX}-noworker-fit", retrieval_deadline_ms=100)
+    publisher = Publisher(settings, sender=NullSender())  # type: ignore[arg-type]
+    ids = publisher.publish_many(chatter("backlogged", 80))
+    context = producers.retrieve("backlogged", "anything?", publisher=publisher, max_tokens=1000)
+    assert context.degraded and context.max_tokens == 1000
+    assert context.prompt_tokens() <= 1000 and 0 < len(context.short_term) < 80
+    assert context.turn_ids() == ids[-len(context.short_term):], "the newest turns, in order"
+    whole = producers.retrieve("backlogged", "anything?", publisher=publisher, max_tokens=0)
+    assert whole.turn_ids() == ids, "no budget: every turn Redis holds"
+
+
 def test_rpc_leaves_nothing_behind_in_redis(long_conversation, runtime, publisher) -> None:  # noqa: ANN001
     """Answers travel through a reply list that the caller pops; no result-backend keys pile up."""
     user_id, _ = long_conversation
