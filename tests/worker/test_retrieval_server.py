@@ -1,6 +1,7 @@
-"""The retrieval lane: requests in a Redis list, served by threads of their own in the worker that owns the
-store (the session's in-process Celery worker here, a prefork pool child below), answered through the
-caller's reply list with the same errors as before."""
+"""The retrieval lane: requests in a Redis list, served by threads of their own in the process that owns the
+store (a server on this session's runtime here, a prefork pool child below), answered through the caller's
+reply list with the same errors as before. The Celery hosting is exercised by the tests that retrieve
+through the session's in-process worker (tests/retrieval) and by worker processes (tests/system)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,26 @@ from tests.conftest import PREFIX
 from tests.processes import WorkerProcess
 
 
+@pytest.fixture(scope="module")
+def lane(runtime):  # noqa: ANN001, ANN201
+    """Servers of their own rather than the session's Celery worker's, which an earlier fault test may have
+    stopped (tests/system/test_redis_restart.py makes every consumer of this process die on a lost broker)."""
+    from memoryos_workers.worker.retrieval_server import RetrievalServer
+
+    server = RetrievalServer(runtime, threads=2).start()
+    deadline = time.monotonic() + 60
+    while client_for(runtime.publisher).lane()["retrieval_servers"] < 1:
+        assert time.monotonic() < deadline, "the retrieval server did not announce itself"
+        time.sleep(0.05)
+    yield server
+    server.stop()
+
+
 def _turn(user_id: str, i: int) -> dict:
     return {"user_id": user_id, "user_input": f"I planted tomatoes, week {i}", "agent_response": f"Great ({i})"}
 
 
-def test_the_lane_answers_and_announces_itself(celery_worker, publisher, user_id) -> None:  # noqa: ANN001
+def test_the_lane_answers_and_announces_itself(lane, publisher, user_id) -> None:  # noqa: ANN001
     turn_id = publisher.publish(_turn(user_id, 1))
     context = producers.retrieve(user_id, "What did I plant?", publisher=publisher, on_deadline="raise")
     assert not context.degraded and context.turn_ids() == [turn_id]
@@ -34,14 +50,14 @@ def test_the_lane_answers_and_announces_itself(celery_worker, publisher, user_id
     assert lane["retrieval_servers"] >= 1 and lane["retrieval_requests_waiting"] == 0
 
 
-def test_a_malformed_request_is_dropped_and_the_lane_goes_on(celery_worker, publisher, user_id) -> None:  # noqa: ANN001
+def test_a_malformed_request_is_dropped_and_the_lane_goes_on(lane, publisher, user_id) -> None:  # noqa: ANN001
     publisher.redis.rpush(publisher.keys.rpc_requests, "not json", '{"v": 99, "id": "x"}')
     publisher.publish(_turn(user_id, 1))
     assert producers.retrieve(user_id, "What did I plant?", publisher=publisher, on_deadline="raise").turn_ids()
     assert publisher.redis.llen(publisher.keys.rpc_requests) == 0
 
 
-def test_a_request_long_past_its_deadline_is_not_computed(celery_worker, publisher, redis_client, user_id) -> None:  # noqa: ANN001
+def test_a_request_long_past_its_deadline_is_not_computed(lane, publisher, redis_client, user_id) -> None:  # noqa: ANN001
     """Its caller answered itself from Redis long ago: no answer is pushed, the drop is counted."""
     before = int(redis_client.hget(publisher.keys.stats, "retrieval_requests_expired") or 0)
     request = Request(uuid.uuid4().hex, RETRIEVE_TASK, [user_id, "What did I plant?"], {}, time.time() - 30)
