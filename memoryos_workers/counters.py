@@ -12,7 +12,11 @@ import redis
 from producers.wire.contract import ALL_QUEUES
 from producers.wire.keys import Keys
 
-LLM_PURPOSES = ("segmentation", "persona")
+# What an LLM call was for (counters `llm_calls_<purpose>`, `llm_prompt_tokens_<purpose>`, ...): the first call
+# of a unit of work (segmentation, persona), any further call for the same work (retry: the client's own
+# attempts, asking again for what an answer missed, smaller calls after a context overflow or a cut answer),
+# and calls whose work ended in the fallback anyway (fallback).
+LLM_PURPOSES = ("segmentation", "persona", "retry", "fallback")
 MAX_USERS_SUMMED = 10_000  # pending_batches sums over at most this many users of the sweep index
 
 
@@ -44,6 +48,8 @@ def latency_bucket(ms: float) -> str:
 def llm_usage(purpose: str, spent: Spent) -> dict[str, int]:
     """LLM calls and tokens as counters: the deployment's totals and the same split by purpose
     (`llm_calls_segmentation`, ...), which /metrics exposes as a `purpose` label."""
+    if purpose not in LLM_PURPOSES:
+        raise ValueError(f"unknown LLM call purpose {purpose!r}")
     values = {"calls": spent.calls, "prompt_tokens": spent.prompt_tokens, "completion_tokens": spent.completion_tokens}
     out = {f"llm_{name}": value for name, value in values.items()}
     out.update({f"llm_{name}_{purpose}": value for name, value in values.items()})
