@@ -36,7 +36,8 @@ MAX_USER_FACTS = 24
 # write long summaries): per page of a segmentation answer, per topic, and the persona answer's fixed part.
 SEGMENT_ANSWER_PER_PAGE = 70
 SEGMENT_ANSWER_PER_TOPIC = 120
-PERSONA_ANSWER_TOKENS = 1_600
+PERSONA_FIXED_TOKENS = 600  # the profile's summary and MAX_TRAITS_PER_CALL traits
+PERSONA_FACT_TOKENS = 45
 
 
 class AnyJSON(RootModel[Any]):
@@ -173,14 +174,16 @@ def _page_fields(item: Any, n_topics: int) -> tuple[int, bool, str] | None:
 # -- persona -----------------------------------------------------------------------------------------
 
 
-def persona_limits(n_pages: int) -> tuple[int, int]:
+def persona_limits(n_pages: int, completion_tokens: int = 2048) -> tuple[int, int]:
     """How many user and assistant facts one call may return: enough for the pages, bounded so the
-    answer fits the completion budget."""
-    return min(MAX_USER_FACTS, max(4, 2 * n_pages)), min(MAX_ASSISTANT_FACTS, max(2, n_pages))
+    answer (profile, traits and facts of about PERSONA_FACT_TOKENS each) fits the completion budget."""
+    room = max(3, (completion_tokens - PERSONA_FIXED_TOKENS) // PERSONA_FACT_TOKENS)
+    user = max(2, min(MAX_USER_FACTS, 2 * n_pages, room * 3 // 4))
+    return user, max(1, min(MAX_ASSISTANT_FACTS, n_pages, room - user))
 
 
-def persona_schema(n_pages: int) -> dict[str, Any]:
-    user_facts, assistant_facts = persona_limits(n_pages)
+def persona_schema(n_pages: int, completion_tokens: int = 2048) -> dict[str, Any]:
+    user_facts, assistant_facts = persona_limits(n_pages, completion_tokens)
     fact = _object({"text": _STRING, "date": _STRING})
     trait = _object({"dimension": _STRING, "level": {"type": "string", "enum": ["low", "medium", "high"]},
                      "evidence": _STRING})
