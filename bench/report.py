@@ -45,6 +45,8 @@ SECTIONS = (
             "MEMORYOS_FAULT_RESULTS=bench/results/faults.json python -m pytest -s tests/system/test_redis_restart.py"),
     Section(9, "HTTP API", "http_api", "http_api", "markdown", "python -m bench http_api"),
     Section(10, "Memory context within a token budget", "context", "context", "markdown", "python -m bench context"),
+    Section(11, "A real small model", "real_llm_check", "real_llm_check", "markdown",
+            "python -m bench.real_llm_check --base-url URL (see bench/real_llm_check.py; not part of `make bench`)"),
 )
 
 
