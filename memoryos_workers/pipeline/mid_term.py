@@ -91,6 +91,9 @@ class MidTerm:
         check_segmentation(result, len(pages), max_topics=None)  # an invariant of our own code, not of the answer
         usage = done.spend.total
         from_llm = any(p.source == "llm" for p in result.pages)
+        filled = sum(p.source == "fallback" for p in result.pages)
+        # segment_fallbacks: analyses built wholly without the LLM; segment_fallback_pages: every page filled so.
+        self._count(segment_fallbacks=int(not from_llm), segment_fallback_pages=filled)
         return BatchAnalysis(
             source="llm" if from_llm else "fallback",
             result=result,
@@ -130,10 +133,7 @@ class MidTerm:
             })
             records.append((batch, analysis, previous))
             previous = previous_link(batch.pages[-1], part.pages[-1].chain_summary)
-        fallbacks = sum(a.source == "fallback" for _, a, _ in records)
-        self._count(segment_fallbacks=fallbacks if self.llm.configured else 0,
-                    segment_fallback_pages=len(whole.fallback_pages) if self.llm.configured else 0,
-                    segment_batches_shared=len(group) - 1)
+        self._count(segment_batches_shared=len(group) - 1)
         for batch, analysis, prev in reversed(records):  # the head last: once it is recorded, all are
             fields = {"analysis": analysis.model_dump_json(), "previous": json.dumps(prev)}
             if batch is head:

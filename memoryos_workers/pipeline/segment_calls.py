@@ -155,7 +155,7 @@ class SegmentCalls:
             return self._complete(read, pages, previous, nearby, spend, problems, follow_up=follow_up)
         except LLMError as exc:
             spend.add("fallback", exc.usage, first=False)
-            problems.append(f"{type(exc).__name__}: {exc}"[:300])
+            problems.append(str(exc)[:300])
             log.warning("segmentation of %d pages fell back after LLM failures: %s", len(pages), exc)
             return fallback_segmentation(pages)
         spend.add(purpose, answer.usage)
