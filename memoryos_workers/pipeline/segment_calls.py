@@ -42,6 +42,7 @@ from schemas.memory import SegmentationResult, SegmentRef
 from schemas.turns import Page
 
 log = logging.getLogger("memoryos.segment_calls")
+MAX_FOLLOW_UPS = 3  # calls over what an answer missed, each over a smaller span than the one before
 
 
 @dataclass
@@ -132,7 +133,7 @@ class SegmentCalls:
         problems: list[str],
         *,
         purpose: str,
-        follow_up: bool = False,
+        follow_ups: int = MAX_FOLLOW_UPS,
     ) -> SegmentationResult:
         messages = segmentation_messages(pages, previous, nearby)
         try:
@@ -152,7 +153,7 @@ class SegmentCalls:
             problems.append(f"answer cut at the token limit after {len(read.pages)} of {len(pages)} pages")
             if not read.pages and len(pages) > 1:
                 return self._smaller(pages, previous, nearby, spend, problems)
-            return self._complete(read, pages, previous, nearby, spend, problems, follow_up=follow_up)
+            return self._complete(read, pages, previous, nearby, spend, problems, follow_ups=follow_ups)
         except LLMError as exc:
             spend.add("fallback", exc.usage, first=False)
             problems.append(str(exc)[:300])
@@ -161,7 +162,7 @@ class SegmentCalls:
         spend.add(purpose, answer.usage)
         read = read_segmentation(answer.value.root, pages)
         problems.extend(read.problems)
-        return self._complete(read, pages, previous, nearby, spend, problems, follow_up=follow_up)
+        return self._complete(read, pages, previous, nearby, spend, problems, follow_ups=follow_ups)
 
     def _smaller(self, pages: Sequence[Page], previous: dict[str, Any] | None, nearby: Sequence[SegmentRef],
                  spend: Spend, problems: list[str]) -> SegmentationResult:
@@ -185,18 +186,19 @@ class SegmentCalls:
         spend: Spend,
         problems: list[str],
         *,
-        follow_up: bool,
+        follow_ups: int,
     ) -> SegmentationResult:
-        """A whole answer as it is; otherwise one more call over just the missing span (never the whole
-        request again), and the fallback only for pages still missing after it."""
+        """A whole answer as it is; otherwise another call over just the missing span (never the whole
+        request again), while answers make progress (a cut answer is continued this way), and the fallback
+        only for pages still missing after that."""
         missing = read.missing
-        if not missing or follow_up or not read.pages:
+        if not missing or follow_ups <= 0 or not read.pages:
             if missing and not read.pages:
                 log.warning("no usable part in a segmentation answer over %d pages: %s", len(pages), read.problems)
             return from_read(read, pages)
         lo, hi = missing[0], missing[-1] + 1
         link = previous if lo == 0 else previous_link(pages[lo - 1], _chain(read, lo - 1))
-        again = self._call(pages[lo:hi], link, nearby, spend, problems, purpose="retry", follow_up=True)
+        again = self._call(pages[lo:hi], link, nearby, spend, problems, purpose="retry", follow_ups=follow_ups - 1)
         for analysis in again.pages:
             index = analysis.index + lo
             if index in missing and analysis.source == "llm":
