@@ -8,7 +8,8 @@ touches the LLM boundary, and keep its figures (BENCHMARKS.md renders bench/resu
 
 It publishes the first --turns turns of a LoCoMo conversation with the default settings except the base URL
 and MEMORYOS_LLM_CONTEXT_TOKENS (4096, the model's window), drives the workers' code in-process as the
-worker does (promotion after each publish, the heat refresh, the persona extraction when asked), and checks:
+worker does (promotion after each publish, the heat refresh, the persona extraction when asked; then a flush,
+as `memoryos import --wait` does, so pages waiting for the coalesced persona extraction are read), and checks:
 every turn back exactly once in the export, no segmentation fallback, no dead letter, topics and summaries
 written by the model, a non-empty profile. It prints the time per batch and the calls by purpose, and exits
 1 when a check fails.
@@ -35,7 +36,7 @@ def check(
 ) -> dict[str, Any]:
     os.environ["MEMORYOS_LLM_CONTEXT_TOKENS"] = str(context_tokens)  # read by Settings like any deployment knob
     from memoryos_workers.ops.importers import locomo_turns
-    from memoryos_workers.ops.user_data import export_user
+    from memoryos_workers.ops.user_data import collect_user_records
     from memoryos_workers.runtime import Runtime
 
     overrides: dict[str, Any] = {"openai_base_url": base_url, "openai_api_key": "anything"}
@@ -67,8 +68,18 @@ def check(
                     persona_runs.append({"seconds": time.perf_counter() - t0, "pages": out.get("pages", 0),
                                          **_delta(before, _stats(rt))})
                     print(f"  persona: {out} in {persona_runs[-1]['seconds']:.0f} s", flush=True)
+            # Then a flush, as `memoryos import --wait` and wait_idle(flush=True) do: pages still waiting for
+            # the coalesced persona extraction (fewer than MEMORYOS_PERSONA_MIN_PAGES) are read now.
+            while rt.pending.check(user, force=True).persona_kicked:
+                before, t0 = _stats(rt), time.perf_counter()
+                out = rt.persona_worker.extract(user)
+                persona_runs.append({"seconds": time.perf_counter() - t0, "pages": out.get("pages", 0),
+                                     "flush": True, **_delta(before, _stats(rt))})
+                print(f"  persona (flush): {out} in {persona_runs[-1]['seconds']:.0f} s", flush=True)
+                if not out.get("pages"):
+                    break
             elapsed = time.perf_counter() - started
-            records = list(export_user(rt, user))
+            records = list(collect_user_records(rt, user))
             stats = _stats(rt)
             segments = [h.payload for h in rt.segments.all_for_user(user)]
             pages = [h.payload for h in rt.pages.all_for_user(user)]
