@@ -88,7 +88,7 @@ def _conversation(conversation: str, batch_size: int, mode: str) -> dict[str, An
         "calls_per_100_turns": 100 * calls / n, "tokens_per_100_turns": 100 * (prompt + completion) / n,
         "prompt_tokens_per_100_turns": 100 * prompt / n, "completion_tokens_per_100_turns": 100 * completion / n,
         "calls_per_100_by_purpose": {p: 100 * stats.get(f"llm_calls_{p}", 0) / n for p in PURPOSES},
-        "tokens_per_100_by_purpose": {p: 100 * stats.get(f"llm_tokens_{p}", 0) / n for p in PURPOSES},
+        "tokens_per_100_by_purpose": {p: 100 * _tokens(stats, p) / n for p in PURPOSES},
         "memoryos_calls": memoryos_calls, "memoryos_calls_per_100_turns": 100 * memoryos_calls / n,
         "fallbacks": stats.get("segment_fallbacks", 0), "fallback_pages": stats.get("segment_fallback_pages", 0),
         "persona_extractions": stats.get("persona_extractions", 0),
@@ -198,3 +198,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--modes", default=",".join(MODES),
                         help="fake models: regular (competent answers), generic (any schema-valid JSON)")
+
+
+def _tokens(stats: dict[str, int], purpose: str) -> int:
+    return stats.get(f"llm_prompt_tokens_{purpose}", 0) + stats.get(f"llm_completion_tokens_{purpose}", 0)

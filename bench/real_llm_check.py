@@ -111,11 +111,15 @@ def check(
         "seconds_per_batch": {"mean": sum(seconds) / len(seconds) if seconds else None,
                               "max": max(seconds) if seconds else None},
         "calls_by_purpose": {p: stats.get(f"llm_calls_{p}", 0) for p in PURPOSES},
-        "tokens_by_purpose": {p: stats.get(f"llm_tokens_{p}", 0) for p in PURPOSES},
+        "tokens_by_purpose": {p: _tokens(stats, p) for p in PURPOSES},
         "llm_calls": stats.get("llm_calls", 0), "checks": checks, "passed": all(checks.values()),
         "reproduce": f"python -m bench.real_llm_check --base-url http://127.0.0.1:PORT/v1 --conversation "
                      f"{conversation} --turns {turns_wanted} --context-tokens {context_tokens}",
     }
+
+
+def _tokens(stats: dict[str, int], purpose: str) -> int:
+    return stats.get(f"llm_prompt_tokens_{purpose}", 0) + stats.get(f"llm_completion_tokens_{purpose}", 0)
 
 
 def _stats(rt: Any) -> dict[str, int]:

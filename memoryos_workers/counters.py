@@ -56,6 +56,24 @@ def llm_usage(purpose: str, spent: Spent) -> dict[str, int]:
     return out
 
 
+def llm_cost_lines(stats: dict[str, Any]) -> list[str]:
+    """LLM calls and tokens per 100 promoted turns, in all and by purpose (the cost bound is stated on these),
+    for `memoryos stats`; nothing before a turn is promoted."""
+    turns = int(stats.get("pages_promoted", 0) or 0)
+    if not turns:
+        return []
+    lines = [f"per 100 promoted turns ({turns} promoted):"]
+    for purpose in ("all", *LLM_PURPOSES):
+        suffix = "" if purpose == "all" else f"_{purpose}"
+        calls = int(stats.get(f"llm_calls{suffix}", 0) or 0)
+        tokens = int(stats.get(f"llm_prompt_tokens{suffix}", 0) or 0) + int(
+            stats.get(f"llm_completion_tokens{suffix}", 0) or 0)
+        lines.append(f"  {purpose:14} {100 * calls / turns:8.1f} calls {100 * tokens / turns:12.0f} tokens")
+    lines.append(f"  fallbacks      {stats.get('segment_fallbacks', 0)} batch(es), "
+                 f"{stats.get('segment_fallback_pages', 0)} page(s)")
+    return lines
+
+
 def queue_key(keys: Keys, queue: str) -> str:
     """Celery's Redis list of a queue's waiting messages (kombu's global_keyprefix + the queue name)."""
     return keys.celery + queue

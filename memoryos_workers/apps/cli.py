@@ -353,33 +353,13 @@ def _refuse_while_workers_run() -> None:
         raise typer.Exit(2)
 
 
-LLM_PURPOSES = ("segmentation", "persona", "retry", "fallback")  # as memoryos_workers.counters names them
-
-
-def llm_cost_lines(counters: dict[str, Any]) -> list[str]:
-    """LLM calls and tokens per 100 promoted turns, by purpose (the cost bound of issue 13 is on these)."""
-    turns = int(counters.get("pages_promoted", 0) or 0)
-    if not turns:
-        return []
-    lines = [f"per 100 promoted turns ({turns} promoted):"]
-    for purpose in ("all", *LLM_PURPOSES):
-        calls_key, tokens = ("llm_calls", int(counters.get("llm_prompt_tokens", 0) or 0)
-                             + int(counters.get("llm_completion_tokens", 0) or 0)) if purpose == "all" else (
-            f"llm_calls_{purpose}", int(counters.get(f"llm_tokens_{purpose}", 0) or 0))
-        calls = int(counters.get(calls_key, 0) or 0)
-        lines.append(f"  {purpose:14} {100 * calls / turns:8.1f} calls {100 * tokens / turns:12.0f} tokens")
-    fallbacks = int(counters.get("segment_fallbacks", 0) or 0)
-    lines.append(f"  fallbacks      {fallbacks} batch(es), {counters.get('segment_fallback_pages', 0)} page(s)")
-    return lines
-
-
 @cli.command()
 def stats() -> None:
     """Counters: LLM calls and tokens, fallbacks, dead letters, users waiting for the sweep, how late the
     most overdue of them is (0 while workers keep up; it grows when none run), messages waiting per queue,
     batches pending, and how many workers answer a ping within a second (workers_alive; 0 means turns are
     accepted and nothing processes them)."""
-    from memoryos_workers.counters import read_stats
+    from memoryos_workers.counters import llm_cost_lines, read_stats
     from producers import default_publisher
 
     publisher = default_publisher()

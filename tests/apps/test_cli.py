@@ -245,8 +245,10 @@ def test_stats_shows_llm_calls_and_tokens_per_100_turns_by_purpose(cli_env: dict
     before = redis_client.hgetall(stats_key)
     redis_client.hset(stats_key, mapping={
         "pages_promoted": 200, "llm_calls": 23, "llm_prompt_tokens": 40_000, "llm_completion_tokens": 10_000,
-        "llm_calls_segmentation": 19, "llm_tokens_segmentation": 30_000, "llm_calls_persona": 3,
-        "llm_tokens_persona": 18_000, "llm_calls_retry": 1, "llm_tokens_retry": 2_000, "segment_fallbacks": 0,
+        "llm_calls_segmentation": 19, "llm_prompt_tokens_segmentation": 25_000,
+        "llm_completion_tokens_segmentation": 5_000, "llm_calls_persona": 3, "llm_prompt_tokens_persona": 14_000,
+        "llm_completion_tokens_persona": 4_000, "llm_calls_retry": 1, "llm_prompt_tokens_retry": 2_000,
+        "segment_fallbacks": 0,
         "segment_fallback_pages": 2,
     })
     try:
