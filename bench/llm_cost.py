@@ -46,7 +46,8 @@ def _fake(mode: str) -> Any:
 
     llm = FakeLLM()
     if mode == "generic":
-        llm.responder = None  # every json_schema answered by generate_from_schema: valid, arbitrary
+        llm.responder = None  # no competent answers: the schema alone decides
+        llm.generic = True  # every json_schema answered with arbitrary valid JSON (random lengths and values)
     else:
         llm.responder = default_responder
     return llm

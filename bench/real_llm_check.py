@@ -163,6 +163,7 @@ def markdown(result: dict[str, Any]) -> str:
         "the default settings except the base URL and MEMORYOS_LLM_CONTEXT_TOKENS; the workers' code driven "
         "in-process as the worker runs it. Not part of `make bench` (it takes minutes and both cores).",
         md_table(("check", "result"), rows),
+        *([f"Note: {result['note']}"] if result.get("note") else []),
         f"Time per batch of 10 pages: mean {fmt(per['mean'], 0)} s, longest {fmt(per['max'], 0)} s; persona: "
         + ", ".join(f"{r['pages']} pages in {r['seconds']:.0f} s" for r in result["persona_runs"])
         + f". LLM calls: {calls} (total {result['llm_calls']}) for {result['promoted_pages']} promoted pages; "

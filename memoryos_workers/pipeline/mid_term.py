@@ -76,9 +76,10 @@ class MidTerm:
 
     def analyse(
         self, user_id: str, pages: Sequence[Page], previous: dict[str, Any] | None,
-        nearby: Sequence[SegmentRef] | None = None,
+        nearby: Sequence[SegmentRef] | None = None, sizes: Sequence[int] | None = None,
     ) -> BatchAnalysis:
-        """The analysis of these pages (one batch, or several analysed together); counted once."""
+        """The analysis of these pages: one batch, or several analysed together (`sizes`: their page counts,
+        for the counters: segment_fallbacks counts batches built wholly without the LLM)."""
         nearby = self.nearby_for(user_id, pages) if nearby is None else nearby
         model, version = self.settings.llm_model, SEGMENT_PROMPT_VERSION
         try:
@@ -92,8 +93,9 @@ class MidTerm:
         usage = done.spend.total
         from_llm = any(p.source == "llm" for p in result.pages)
         filled = sum(p.source == "fallback" for p in result.pages)
-        # segment_fallbacks: analyses built wholly without the LLM; segment_fallback_pages: every page filled so.
-        self._count(segment_fallbacks=int(not from_llm), segment_fallback_pages=filled)
+        parts = split_by_batch(result, sizes or [len(pages)])
+        whole = sum(all(p.source == "fallback" for p in part.pages) for part in parts)
+        self._count(segment_fallbacks=whole, segment_fallback_pages=filled)
         return BatchAnalysis(
             source="llm" if from_llm else "fallback",
             result=result,
@@ -117,8 +119,9 @@ class MidTerm:
                 self.pages.upsert(follower.pages, follower.batch_id)
                 if not self._record(keys, token, follower.batch_id, state="stored"):
                     return False
-        whole = self.analyse(user_id, [p for b in group for p in b.pages], previous, nearby)
-        parts = split_by_batch(whole.result, [len(b.pages) for b in group])
+        sizes = [len(b.pages) for b in group]
+        whole = self.analyse(user_id, [p for b in group for p in b.pages], previous, nearby, sizes)
+        parts = split_by_batch(whole.result, sizes)
         ids = [b.batch_id for b in group]
         records: list[tuple[Batch, BatchAnalysis, dict[str, Any] | None]] = []
         for i, (batch, part) in enumerate(zip(group, parts, strict=True)):
