@@ -51,13 +51,13 @@ def _row(base_url: str, tpm: int, threads: int, seconds: float, pages: int, rese
 
     from memoryos_workers.llm.client import LLMClient
     from memoryos_workers.llm.token_budget import TokenBudget
+    from memoryos_workers.pipeline.answer_schemas import AnyJSON, segmentation_schema
     from producers.wire.keys import Keys
-    from schemas.memory import SegmentationResult
 
     settings = bench_settings(openai_base_url=base_url, openai_api_key="bench", llm_completion_reserve=reserve,
                               llm_tokens_per_minute=tpm, llm_rate_limit_max_wait=600)
     key = Keys(settings.key_prefix).llm_budget
-    messages = _messages(pages)
+    messages, schema = _messages(pages), segmentation_schema(pages)
     events: list[tuple[float, int]] = []  # (seconds since start, tokens the provider reported)
     lock = threading.Lock()
     connections = [redis.Redis.from_url(settings.redis_url) for _ in range(threads)]
@@ -70,7 +70,7 @@ def _row(base_url: str, tpm: int, threads: int, seconds: float, pages: int, rese
         budget = TokenBudget(connection, key, tpm, max_wait=600) if tpm else None
         client = LLMClient(settings, budget=budget)
         while time.monotonic() < deadline:
-            usage = client.structured(messages, SegmentationResult, name="segmentation").usage
+            usage = client.structured(messages, AnyJSON, name="segmentation", schema=schema).usage
             with lock:
                 events.append((time.monotonic() - started, usage.prompt_tokens + usage.completion_tokens))
 

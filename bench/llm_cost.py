@@ -1,9 +1,13 @@
-"""LLM calls and tokens per 100 ingested turns on LoCoMo conversations, beside MemoryOS's per-page scheme
-(3 calls per promoted page: continuity check, meta summary, topic summary).
+"""LLM calls and tokens per 100 ingested turns on LoCoMo conversations, by purpose, with two fake models: the
+regular one (answers as a competent model would) and the generic one (any schema-valid JSON, as a
+schema-enforcing server with an arbitrary model writes it); beside MemoryOS's per-page scheme (3 calls per
+promoted page: continuity check, meta summary, topic summary).
 
-The LLM is the fake OpenAI-compatible server from the tests (real HTTP, the real openai client),
-answering competently; what is counted is how many calls our pipeline makes, which does not depend
-on the model. Workers run in-process (the promote task's code, without the broker).
+The LLM is the fake OpenAI-compatible server from the tests (real HTTP, the real openai client). What is
+counted is how many calls our pipeline makes; with the generic model it shows that any schema-valid answer
+is used as it is (no fallback, no retry). Workers run in-process, as the worker does: promotion after each
+publish, then the heat refresh, then the persona extraction when the refresh asks for one. Default settings
+(batches of 10, persona extraction coalesced to MEMORYOS_PERSONA_MIN_PAGES new pages).
 """
 
 from __future__ import annotations
@@ -31,17 +35,30 @@ from .common import (
 
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo"
 MEMORYOS_CALLS_PER_PAGE = 3
+CEILING = 12  # LLM calls per 100 turns at the defaults, retries included (issue 13)
+PURPOSES = ("segmentation", "persona", "retry", "fallback")
+MODES = ("regular", "generic")
 
 
-def _conversation(conversation: str, batch_size: int) -> dict[str, Any]:
-    from memoryos_workers.ops.importers import locomo_turns
-    from memoryos_workers.runtime import Runtime
+def _fake(mode: str) -> Any:
     from memoryos_workers.testing.fake_llm import FakeLLM
     from memoryos_workers.testing.responders import default_responder
 
-    path = LOCOMO / f"{conversation}.json"
-    with FakeLLM() as llm, tempfile.TemporaryDirectory() as tmp:
+    llm = FakeLLM()
+    if mode == "generic":
+        llm.responder = None  # no competent answers: the schema alone decides
+        llm.generic = True  # every json_schema answered with arbitrary valid JSON (random lengths and values)
+    else:
         llm.responder = default_responder
+    return llm
+
+
+def _conversation(conversation: str, batch_size: int, mode: str) -> dict[str, Any]:
+    from memoryos_workers.ops.importers import locomo_turns
+    from memoryos_workers.runtime import Runtime
+
+    path = LOCOMO / f"{conversation}.json"
+    with _fake(mode) as llm, tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(
             data_dir=Path(tmp), openai_base_url=llm.base_url, openai_api_key="bench", promotion_batch_size=batch_size
         )
@@ -49,82 +66,109 @@ def _conversation(conversation: str, batch_size: int) -> dict[str, Any]:
         user = "locomo-bench"
         try:
             turns = locomo_turns(path, user)
-            promoter = rt.promoter
-            persona = rt.persona_worker
-            for start in tqdm(range(0, len(turns), batch_size), desc=f"ingest {conversation}", unit="batch",
-                              leave=False):
+            promoter, persona = rt.promoter, rt.persona_worker
+            for start in tqdm(range(0, len(turns), batch_size), desc=f"ingest {conversation} ({mode})",
+                              unit="batch", leave=False):
                 rt.publisher.publish_many(turns[start : start + batch_size])
                 promoter.run(user)
-                persona.extract(user)  # what the persona worker does after each drain
+                if persona.refresh_heat(user):  # what the heat-refresh task does after each drain
+                    persona.extract(user)  # ... and the persona task it sends
             stats = {k: int(v) for k, v in rt.redis.hgetall(rt.keys.stats).items()}
             promoted = rt.pages.count(user)
+            waiting = rt.segment_stats.unanalysed(rt.keys.user(user), list(rt.segment_stats.lengths(
+                rt.keys.user(user))))
         finally:
             rt.close()
             cleanup(rt.redis, settings.key_prefix)
     n = len(turns)
     calls = stats.get("llm_calls", 0)
     prompt, completion = stats.get("llm_prompt_tokens", 0), stats.get("llm_completion_tokens", 0)
-    persona_calls = stats.get("persona_extractions", 0)
     memoryos_calls = MEMORYOS_CALLS_PER_PAGE * promoted
     return {
-        "conversation": conversation, "turns": n, "promoted_pages": promoted, "llm_calls": calls,
+        "conversation": conversation, "mode": mode, "turns": n, "promoted_pages": promoted, "llm_calls": calls,
         "calls_per_100_turns": 100 * calls / n, "tokens_per_100_turns": 100 * (prompt + completion) / n,
         "prompt_tokens_per_100_turns": 100 * prompt / n, "completion_tokens_per_100_turns": 100 * completion / n,
+        "calls_per_100_by_purpose": {p: 100 * stats.get(f"llm_calls_{p}", 0) / n for p in PURPOSES},
+        "tokens_per_100_by_purpose": {p: 100 * _tokens(stats, p) / n for p in PURPOSES},
         "memoryos_calls": memoryos_calls, "memoryos_calls_per_100_turns": 100 * memoryos_calls / n,
-        "fallbacks": stats.get("segment_fallbacks", 0), "persona_calls": persona_calls,
-        "segmentation_calls": calls - persona_calls,
+        "fallbacks": stats.get("segment_fallbacks", 0), "fallback_pages": stats.get("segment_fallback_pages", 0),
+        "persona_extractions": stats.get("persona_extractions", 0),
+        "batches_sharing_a_call": stats.get("segment_batches_shared", 0),
+        "pages_waiting_for_persona": waiting,
     }
 
 
-def run(conversations: str = "conv-26,conv-30", batch_size: int = 10) -> dict[str, Any]:
+def run(conversations: str = "conv-26,conv-30", batch_size: int = 10, modes: str = ",".join(MODES)) -> dict[str, Any]:
     names = [c for c in conversations.split(",") if c]
-    rows = [_conversation(c, batch_size) for c in names]
+    chosen = [m for m in modes.split(",") if m]
+    unknown = set(chosen) - set(MODES)
+    if unknown:
+        raise SystemExit(f"--modes: unknown {', '.join(sorted(unknown))} (choose from {', '.join(MODES)})")
+    rows = [_conversation(c, batch_size, m) for m in chosen for c in names]
     result: dict[str, Any] = {
-        "batch_size": batch_size, "conversations": rows,
-        "reproduce": f"python -m bench llm_cost --conversations {','.join(names)} --batch-size {batch_size}",
+        "batch_size": batch_size, "ceiling": CEILING, "conversations": rows,
+        "reproduce": f"python -m bench llm_cost --conversations {','.join(names)} --batch-size {batch_size} "
+                     f"--modes {','.join(chosen)}",
     }
     return finish("llm_cost", result, _print, _plot)
 
 
-HEADERS = ("conversation", "turns", "promoted pages", "MemoryOS calls / 100 turns", "ours: calls / 100 turns",
-           "ours / MemoryOS", "of which segmentation", "of which persona", "tokens / 100 turns", "fallbacks")
+HEADERS = ("fake model", "conversation", "turns", "MemoryOS calls / 100 turns", "ours: calls / 100 turns",
+           "ours / MemoryOS", "segmentation", "persona", "retries", "on fallbacks", "tokens / 100 turns",
+           "fallback batches (pages)")
 
 
 def _table(result: dict[str, Any]) -> list[tuple[Any, ...]]:
-    return [(r["conversation"], r["turns"], r["promoted_pages"], fmt(r["memoryos_calls_per_100_turns"], 1),
-             fmt(r["calls_per_100_turns"], 1), ratio(r["calls_per_100_turns"], r["memoryos_calls_per_100_turns"]),
-             r["segmentation_calls"], r["persona_calls"], fmt(r["tokens_per_100_turns"], 0), r["fallbacks"])
-            for r in result["conversations"]]
+    out = []
+    for r in result["conversations"]:
+        by = r.get("calls_per_100_by_purpose", {})
+        ours, theirs = r["calls_per_100_turns"], r["memoryos_calls_per_100_turns"]
+        out.append((r.get("mode", "regular"), r["conversation"], r["turns"], fmt(theirs, 1), fmt(ours, 1),
+                    ratio(ours, theirs), *(fmt(by.get(p, 0.0), 1) for p in PURPOSES),
+                    fmt(r["tokens_per_100_turns"], 0), f"{r['fallbacks']} ({r.get('fallback_pages', 0)})"))
+    return out
 
 
 def _print(result: dict[str, Any]) -> None:
-    print(f"\nLLM cost of ingestion, batch size {result['batch_size']} (calls counted; fake LLM)")
-    widths = (13, 6, 9, 12, 12, 9, 8, 8, 11, 9)
-    short = ("conversation", "turns", "promoted", "MemoryOS/100", "ours/100", "ratio", "segm.", "persona",
-             "tokens/100", "fallbacks")
+    print(f"\nLLM cost of ingestion, batch size {result['batch_size']}: calls per 100 turns by purpose (fake LLMs)")
+    widths = (8, 13, 6, 12, 9, 7, 6, 8, 8, 9, 11, 10)
+    short = ("model", "conversation", "turns", "MemoryOS/100", "ours/100", "ratio", "segm.", "persona", "retries",
+             "fallback", "tokens/100", "fb (pages)")
     print(" ".join(h.rjust(w) for h, w in zip(short, widths, strict=True)))
     for row in _table(result):
         print(" ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)))
+    for r in result["conversations"]:
+        tokens = r.get("tokens_per_100_by_purpose", {})
+        print(f"  {r.get('mode', 'regular'):8} {r['conversation']}: tokens/100 by purpose "
+              + ", ".join(f"{p} {tokens.get(p, 0):.0f}" for p in PURPOSES)
+              + f"; {r.get('persona_extractions', 0)} persona extractions, "
+                f"{r.get('pages_waiting_for_persona', 0)} pages left for the next (or the quiet-user delay)")
+    worst = max(r["calls_per_100_turns"] for r in result["conversations"])
+    print(f"ceiling: at most {result['ceiling']} calls per 100 turns, retries included -> worst here {worst:.1f} "
+          f"({'within' if worst <= result['ceiling'] else 'OVER'})")
     print("MemoryOS per-page scheme: 3 calls per promoted page; tokens: the fake LLM's count (~4 chars/token)")
-    print("floor: at most 20 calls per 100 turns at the default batch size")
 
 
 def _plot(result: dict[str, Any]) -> Path:
     plt = pyplot()
     rows = result["conversations"]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     x = range(len(rows))
-    memoryos = ax.bar([i - 0.2 for i in x], [r["memoryos_calls_per_100_turns"] for r in rows], 0.4,
-                      label="MemoryOS per-page (3 calls per page)", color="tab:grey")
-    ours = ax.bar([i + 0.2 for i in x], [r["calls_per_100_turns"] for r in rows], 0.4,
-                  label="memoryos-workers (batch + persona)", color="tab:blue")
-    ax.bar_label(memoryos, fmt="%.0f", fontsize=8)
-    ax.bar_label(ours, fmt="%.1f", fontsize=8)
-    ax.set_xticks(list(x), [f"LoCoMo {r['conversation']}\n({r['turns']} turns)" for r in rows])
+    bottom = [0.0] * len(rows)
+    colours = {"segmentation": "tab:blue", "persona": "tab:green", "retry": "tab:orange", "fallback": "tab:red"}
+    for purpose in PURPOSES:
+        values = [r.get("calls_per_100_by_purpose", {}).get(purpose, 0.0) for r in rows]
+        ax.bar(list(x), values, 0.6, bottom=bottom, label=purpose, color=colours[purpose])
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    for i, total in enumerate(bottom):
+        ax.text(i, total + 0.2, f"{total:.1f}", ha="center", fontsize=8)
+    ax.axhline(result.get("ceiling", CEILING), color="black", linestyle="--", linewidth=1,
+               label=f"ceiling ({result.get('ceiling', CEILING)})")
+    ax.set_xticks(list(x), [f"{r['conversation']}\n{r.get('mode', 'regular')}" for r in rows])
     ax.set_ylabel("LLM calls per 100 ingested turns")
-    ax.set_title(f"LLM calls of ingestion (batch size {result['batch_size']})")
-    ax.set_ylim(0, 1.3 * max(r["memoryos_calls_per_100_turns"] for r in rows))
-    ax.legend(fontsize=8, loc="upper center", ncol=2)
+    ax.set_title(f"LLM calls of ingestion by purpose (batch size {result['batch_size']}; MemoryOS per-page: ~280)")
+    ax.set_ylim(0, 1.4 * max(max(bottom), result.get("ceiling", CEILING)))
+    ax.legend(fontsize=8, loc="upper center", ncol=5)
     ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, "llm_cost.png")
 
@@ -132,15 +176,19 @@ def _plot(result: dict[str, Any]) -> Path:
 def markdown(result: dict[str, Any]) -> str:
     return "\n\n".join([
         "## 5. LLM cost of ingestion",
-        "LLM calls and tokens per 100 turns when a LoCoMo conversation is ingested through the real pipeline "
-        f"(publish, promotion in batches of {result['batch_size']}, persona extraction after each drain), with the "
-        "tests' fake OpenAI-compatible server answering (real HTTP, the real openai client). What is counted is "
-        "how many calls our pipeline makes, which does not depend on the model; tokens are the fake server's "
-        "estimate (4 characters per token). Baseline: MemoryOS's per-page scheme, 3 calls for every page that "
-        "leaves short-term memory (continuity check, meta summary, topic summary), counted on the same promoted "
-        "pages; it leaves out MemoryOS's persona calls, so it favours the baseline.",
+        "LLM calls and tokens per 100 turns when a LoCoMo conversation is ingested through the real pipeline at "
+        f"the default settings (publish, promotion in batches of {result['batch_size']}, the heat refresh after "
+        "each drain and the persona extraction when it asks for one), with the tests' fake OpenAI-compatible server "
+        "answering (real HTTP, the real openai client) in two ways: `regular` answers as a competent model would; "
+        "`generic` answers every call with arbitrary JSON valid for the call's schema, as a schema-enforcing server "
+        "(OpenAI strict mode, llama.cpp grammars, vLLM, Ollama) does whatever its model. Calls are split by "
+        "purpose: segmentation, persona, retries (any further call for the same work) and calls spent on work that "
+        f"ended in the fallback. Ceiling: {result.get('ceiling', CEILING)} calls per 100 turns, retries included. "
+        "Tokens are the fake server's estimate (4 characters per token). Baseline: MemoryOS's per-page scheme, 3 "
+        "calls for every page that leaves short-term memory, counted on the same promoted pages; it leaves out "
+        "MemoryOS's persona calls, so it favours the baseline.",
         md_table(HEADERS, _table(result)),
-        image_md("LLM calls per 100 turns", "llm_cost.png"),
+        image_md("LLM calls per 100 turns by purpose", "llm_cost.png"),
         reproduce_md(result["reproduce"]),
     ])
 
@@ -149,3 +197,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conversations", "--conversation", dest="conversations", default="conv-26,conv-30",
                         help="LoCoMo conversations (files in ../shared/data/locomo), comma-separated")
     parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="fake models: regular (competent answers), generic (any schema-valid JSON)")
+
+
+def _tokens(stats: dict[str, int], purpose: str) -> int:
+    return stats.get(f"llm_prompt_tokens_{purpose}", 0) + stats.get(f"llm_completion_tokens_{purpose}", 0)

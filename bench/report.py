@@ -47,6 +47,8 @@ SECTIONS = (
     Section(10, "Memory context within a token budget", "context", "context", "markdown", "python -m bench context"),
     Section(11, "Retrieval under load", "retrieval_load", "retrieval_load", "markdown",
             "python -m bench retrieval_load"),
+    Section(12, "A real small model", "real_llm_check", "real_llm_check", "markdown",
+            "python -m bench.real_llm_check --base-url URL (see bench/real_llm_check.py; not part of `make bench`)"),
 )
 
 

@@ -15,7 +15,11 @@ from producers.wire.keys import Keys
 from producers.wire.rpc import ALIVE_S
 from producers.wire.scripts import Scripts
 
-LLM_PURPOSES = ("segmentation", "persona")
+# What an LLM call was for (counters `llm_calls_<purpose>`, `llm_prompt_tokens_<purpose>`, ...): the first call
+# of a unit of work (segmentation, persona), any further call for the same work (retry: the client's own
+# attempts, asking again for what an answer missed, smaller calls after a context overflow or a cut answer),
+# and calls whose work ended in the fallback anyway (fallback).
+LLM_PURPOSES = ("segmentation", "persona", "retry", "fallback")
 MAX_USERS_SUMMED = 10_000  # the backlog sums over at most this many users of the sweep index, most overdue first
 
 
@@ -47,10 +51,30 @@ def latency_bucket(ms: float) -> str:
 def llm_usage(purpose: str, spent: Spent) -> dict[str, int]:
     """LLM calls and tokens as counters: the deployment's totals and the same split by purpose
     (`llm_calls_segmentation`, ...), which /metrics exposes as a `purpose` label."""
+    if purpose not in LLM_PURPOSES:
+        raise ValueError(f"unknown LLM call purpose {purpose!r}")
     values = {"calls": spent.calls, "prompt_tokens": spent.prompt_tokens, "completion_tokens": spent.completion_tokens}
     out = {f"llm_{name}": value for name, value in values.items()}
     out.update({f"llm_{name}_{purpose}": value for name, value in values.items()})
     return out
+
+
+def llm_cost_lines(stats: dict[str, Any]) -> list[str]:
+    """LLM calls and tokens per 100 promoted turns, in all and by purpose (the cost bound is stated on these),
+    for `memoryos stats`; nothing before a turn is promoted."""
+    turns = int(stats.get("pages_promoted", 0) or 0)
+    if not turns:
+        return []
+    lines = [f"per 100 promoted turns ({turns} promoted):"]
+    for purpose in ("all", *LLM_PURPOSES):
+        suffix = "" if purpose == "all" else f"_{purpose}"
+        calls = int(stats.get(f"llm_calls{suffix}", 0) or 0)
+        tokens = int(stats.get(f"llm_prompt_tokens{suffix}", 0) or 0) + int(
+            stats.get(f"llm_completion_tokens{suffix}", 0) or 0)
+        lines.append(f"  {purpose:14} {100 * calls / turns:8.1f} calls {100 * tokens / turns:12.0f} tokens")
+    lines.append(f"  fallbacks      {stats.get('segment_fallbacks', 0)} batch(es), "
+                 f"{stats.get('segment_fallback_pages', 0)} page(s)")
+    return lines
 
 
 def queue_key(keys: Keys, queue: str) -> str:

@@ -108,7 +108,9 @@ class PendingWork:
         return sent
 
     def wait_idle(self, user_id: str, timeout: float = 60.0, flush: bool = False, poll: float = 0.05) -> None:
-        """Block until the user has no pending batch and no work in flight; TimeoutError otherwise."""
+        """Block until the user has no pending batch and no work in flight; TimeoutError otherwise. With
+        flush, the buffer is promoted and, once every batch is done, pages waiting for a coalesced persona
+        extraction are extracted too."""
         deadline = time.monotonic() + timeout
         status = self.check(user_id, force=flush)
         while not status.idle:
@@ -119,7 +121,7 @@ class PendingWork:
                     "is a worker running on the ingest and persona queues?"
                 )
             time.sleep(poll)
-            status = self.check(user_id)
+            status = self.check(user_id, force=flush)
 
 
 def wait_idle(user_id: str, timeout: float = 60.0, flush: bool = False) -> None:

@@ -1,7 +1,9 @@
-"""Mid-term memory: what the segmentation call returns, and what a segment is.
+"""Mid-term memory: the analysis of a batch (what the segmentation call's answer is read into), and what
+a segment is.
 
-The LLM output models are written for OpenAI strict structured outputs: every field required, no
-free-form dicts, so one schema serves json_schema mode and the json_object fallback alike.
+The answer's own shape (each page names its topic) is built per call in
+memoryos_workers/pipeline/answer_schemas.py and read into these models, so the recorded analysis and
+everything downstream keep this form whatever the wire shape; `source` says which parts came from the LLM.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+Source = Literal["llm", "fallback"]
 
 MAX_TOPICS = 4
 MAX_KEYWORDS = 12
@@ -26,6 +30,7 @@ class PageAnalysis(BaseModel):
         description="Running summary of the dialogue chain this page belongs to, including this page (1-3 "
         "sentences)."
     )
+    source: Source = "llm"
 
 
 class TopicAnalysis(BaseModel):
@@ -35,10 +40,11 @@ class TopicAnalysis(BaseModel):
     summary: str = Field(description="What was said about this topic in these pages (1-4 sentences).")
     keywords: list[str] = Field(description="3-8 lowercase keywords or short phrases.")
     page_indices: list[int] = Field(description="Indices of the pages about this topic; every page in one topic.")
+    source: Source = "llm"
 
 
 class SegmentationResult(BaseModel):
-    """One call per overflow batch: chaining, meta summaries, topics and keywords together."""
+    """A batch's analysis: chaining, meta summaries, topics and keywords together."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -49,14 +55,19 @@ class SegmentationResult(BaseModel):
 class BatchAnalysis(BaseModel):
     """Recorded on the batch before it is applied, so a retried task never calls the LLM again."""
 
-    source: Literal["llm", "fallback"]
+    source: Source  # "llm" when any part came from the LLM; the parts say which (PageAnalysis.source)
     result: SegmentationResult
-    reason: str = ""  # why the fallback was taken
+    reason: str = ""  # why the fallback was taken (for the whole batch or some pages)
     llm_model: str = ""
     prompt_version: str = ""
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    shared_with: list[str] = Field(default_factory=list)  # batches analysed in the same LLM call(s)
+
+    @property
+    def fallback_pages(self) -> list[int]:
+        return [p.index for p in self.result.pages if p.source == "fallback"]
 
 
 class SegmentRef(BaseModel):
@@ -80,6 +91,7 @@ class SegmentAssignment(BaseModel):
     summary_parts: list[str]
     keywords: list[str]
     page_indices: list[int]
+    source: Source | None = None  # the topic's (None in plans recorded before it was kept per topic)
 
     @property
     def summary(self) -> str:

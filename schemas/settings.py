@@ -143,6 +143,16 @@ class Settings(BaseSettings):
     long_term_knowledge_capacity: int = Field(100, ge=1)
     knowledge_duplicate_threshold: float = Field(0.95, ge=0, le=1)
     share_assistant_knowledge: bool = False
+    persona_min_pages: int = Field(
+        50, ge=1, description="New pages in hot segments before a persona extraction call: extraction is "
+        "coalesced so its calls stay few (with batches of 10, one call per 50 pages keeps ingestion within 12 LLM "
+        "calls per 100 turns). A user with fewer waits at most MEMORYOS_PERSONA_MAX_DELAY."
+    )
+    persona_max_delay: float = Field(
+        900.0, gt=0, description="Seconds the first unread page of a quiet user waits before its persona is "
+        "extracted with fewer than MEMORYOS_PERSONA_MIN_PAGES pages (wait_idle with flush, and "
+        "force_mid_term_analysis, do not wait)."
+    )
 
     # --- retrieval -------------------------------------------------------------------------------
     retrieval_top_segments: int = Field(5, ge=1)

@@ -29,6 +29,9 @@ os.environ["MEMORYOS_LLM_BACKOFF_MAX"] = "0.05"
 os.environ["MEMORYOS_LLM_TIMEOUT"] = "5"
 # Tests that are about the deadline give their own; the rest want the full answer even on a busy machine.
 os.environ["MEMORYOS_RETRIEVAL_DEADLINE_MS"] = "30000"
+# Persona extraction after every drain (the default coalesces 50 pages per call): most tests look at the
+# persona after one batch; tests/pipeline/test_persona_coalescing.py checks the defaults.
+os.environ["MEMORYOS_PERSONA_MIN_PAGES"] = "1"
 
 from memoryos_workers.testing.fake_llm import FakeLLM  # noqa: E402
 

@@ -362,7 +362,7 @@ def stats() -> None:
     a ping within a second (workers_alive; 0 means turns are accepted and nothing processes them)."""
     import redis
 
-    from memoryos_workers.counters import read_stats
+    from memoryos_workers.counters import llm_cost_lines, read_stats
     from producers import default_publisher
 
     publisher = default_publisher()
@@ -374,6 +374,8 @@ def stats() -> None:
     counters["workers_alive"] = len(_answering_workers())
     for name in sorted(counters):
         typer.echo(f"{name:32} {counters[name]}")
+    for line in llm_cost_lines(counters):
+        typer.echo(line)
 
 
 @dead_cli.command("list")

@@ -73,6 +73,14 @@ class SegmentStats:
             if h >= tau - 1e-6 and int(lengths.get(sid, 0)) > int(analysed.get(sid, 0))
         ]
 
+    def unanalysed(self, keys: UserKeys, segment_ids: Sequence[str]) -> int:
+        """Pages of these segments the persona has not read yet (their L_interaction)."""
+        if not segment_ids:
+            return 0
+        lengths = self.redis.hmget(keys.seg_len, list(segment_ids))
+        bases = self.redis.hmget(keys.seg_lbase, list(segment_ids))
+        return sum(max(0, int(n or 0) - int(b or 0)) for n, b in zip(lengths, bases, strict=True))
+
     # -- writing --------------------------------------------------------------------------------------
     def record_visits(self, keys: UserKeys, segment_ids: Sequence[str], claim_ttl_ms: int) -> bool:
         """N_visit += 1 and last access = now for each segment a retrieval drew on, in one round trip that

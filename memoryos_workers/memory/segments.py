@@ -34,7 +34,10 @@ def segment_point_id(user_id: str, key: str) -> str:
 
 def merge_summary(parts: Sequence[str], new: str) -> list[str]:
     """The segment's summary grows with each merge; past the limit the oldest additions after the
-    first (which says what the segment is about) are dropped."""
+    first (which says what the segment is about) are dropped. A summary it already holds is not added
+    again (a topic that spans two batches analysed in one call is described in both)."""
+    if new.strip() in parts:
+        return list(parts)
     merged = [*parts, new.strip()]
     while len(merged) > 2 and len(" ".join(merged)) > MAX_SUMMARY_CHARS:
         del merged[1]
@@ -112,6 +115,7 @@ class SegmentStore:
                     summary_parts=merge_summary(parts, topic.summary),
                     keywords=merge_keywords(known, topic.keywords),
                     page_indices=topic.page_indices,
+                    source=topic.source,
                 )
                 merged_here[hit.id] = assignment
                 assignments.append(assignment)
@@ -126,6 +130,7 @@ class SegmentStore:
                         summary_parts=[topic.summary],
                         keywords=list(topic.keywords),
                         page_indices=topic.page_indices,
+                        source=topic.source,
                     )
                 )
         return SegmentPlan(assignments=assignments)
@@ -135,6 +140,10 @@ class SegmentStore:
         """Absolute values from the recorded plan: writing twice leaves the same segments."""
         self.ensure()
         latest = list({a.segment_id: a for a in plan.assignments}.values())  # one point per segment
+        sources: dict[str, str] = {}  # a segment any of whose topics came from the LLM says so
+        for a in plan.assignments:
+            if a.source:
+                sources[a.segment_id] = "llm" if "llm" in (a.source, sources.get(a.segment_id)) else a.source
         vectors = self.embedder.embed([a.summary for a in latest])
         existing = {h.id: h.payload for h in self.store.get(SEGMENTS, [a.segment_id for a in latest])}
         now = time.time()
@@ -158,6 +167,7 @@ class SegmentStore:
                         "embedding_model": self.embedder.fingerprint,
                         "schema_version": SCHEMA_VERSION,
                         **provenance,
+                        **({"source": sources[assignment.segment_id]} if assignment.segment_id in sources else {}),
                     },
                 )
             )

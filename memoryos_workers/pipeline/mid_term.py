@@ -1,8 +1,9 @@
-"""Promoted pages become mid-term memory: one LLM call per batch, then segments, chains and heat.
+"""Promoted pages become mid-term memory: LLM analysis, then segments, chains and heat.
 
-Each step's result is recorded on the batch (analysis, then plan) before the next step writes, so
-a task retried after a crash resumes where it stopped, never calls the LLM twice for one batch, and
-writes the same values again.
+A batch is analysed in one call sized to the model (memoryos_workers.pipeline.segment_calls); a backlog
+of several due batches shares calls, as many pages per call as fit. Each step's result is recorded on
+the batch (analysis, then plan) before the next step writes, so a task retried after a crash resumes
+where it stopped, never calls the LLM twice for one batch, and writes the same values again.
 """
 
 from __future__ import annotations
@@ -15,26 +16,33 @@ from typing import Any
 
 import redis
 
-from memoryos_workers.counters import count, llm_usage
+from memoryos_workers.counters import count
 from memoryos_workers.embeddings.base import TextEmbedder
-from memoryos_workers.llm.base import LLM, LLMError, LLMNotConfigured, LLMRateLimited, Usage
+from memoryos_workers.llm.base import LLM, LLMNotConfigured
 from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.segment_stats import SegmentStats
 from memoryos_workers.memory.segments import SegmentStore
 from memoryos_workers.memory.similarity import centroid
-from memoryos_workers.pipeline.prompts import SEGMENT_PROMPT_VERSION, segmentation_messages
-from memoryos_workers.pipeline.segmentation import check_segmentation, fallback_segmentation, normalise
+from memoryos_workers.pipeline.prompts import SEGMENT_PROMPT_VERSION, previous_link
+from memoryos_workers.pipeline.segment_calls import SegmentCalls
+from memoryos_workers.pipeline.segmentation import (
+    check_segmentation,
+    fallback_segmentation,
+    normalise,
+    split_by_batch,
+)
 from producers.wire.keys import Keys, UserKeys
 from producers.wire.knobs import user_settings
 from producers.wire.scripts import Scripts
-from producers.wire.state import Batch
-from schemas.memory import BatchAnalysis, SegmentationResult, SegmentPlan
+from producers.wire.state import Batch, read_batch
+from schemas.memory import BatchAnalysis, SegmentPlan, SegmentRef
 from schemas.settings import Settings
 from schemas.turns import Page
 
 log = logging.getLogger("memoryos.mid_term")
 
 Update = Callable[..., None]  # records fields on the batch under the fencing token
+MAX_SHARED_BATCHES = 8  # batches looked at behind the head for one shared call
 
 
 class MidTerm:
@@ -59,37 +67,39 @@ class MidTerm:
         self.pages = pages
         self.segments = segments
         self.stats = stats
+        self.calls = SegmentCalls(llm, _completion_tokens(settings))
 
-    # -- step 1: one structured call (or the fallback) ------------------------------------------
-    def analyse(self, user_id: str, pages: Sequence[Page], previous: dict[str, Any] | None) -> BatchAnalysis:
+    # -- step 1: the analysis (LLM calls sized to the model, or the fallback) --------------------
+    def nearby_for(self, user_id: str, pages: Sequence[Page]) -> list[SegmentRef]:
         probe = centroid(self.embedder.embed([p.text() for p in pages]))
-        nearby = self.segments.nearby(user_id, probe, limit=3)
-        messages = segmentation_messages(pages, previous, nearby)
+        return self.segments.nearby(user_id, probe, limit=3)
+
+    def analyse(
+        self, user_id: str, pages: Sequence[Page], previous: dict[str, Any] | None,
+        nearby: Sequence[SegmentRef] | None = None, sizes: Sequence[int] | None = None,
+    ) -> BatchAnalysis:
+        """The analysis of these pages: one batch, or several analysed together (`sizes`: their page counts,
+        for the counters: segment_fallbacks counts batches built wholly without the LLM)."""
+        nearby = self.nearby_for(user_id, pages) if nearby is None else nearby
         model, version = self.settings.llm_model, SEGMENT_PROMPT_VERSION
         try:
-            answer = self.llm.structured(
-                messages, SegmentationResult, check=lambda r: check_segmentation(r, len(pages)), name="segmentation"
-            )
+            done = self.calls.analyse(pages, previous, nearby)
         except LLMNotConfigured as exc:
             return BatchAnalysis(source="fallback", result=fallback_segmentation(pages), reason=str(exc))
-        except LLMRateLimited:
-            raise  # the LLM did not fail: the batch waits for the budget instead of taking the fallback
-        except LLMError as exc:
-            log.warning("segmentation for user %s fell back after LLM failures: %s", user_id, exc)
-            spent = exc.usage or Usage()
-            self._count(segment_fallbacks=1, **llm_usage("segmentation", spent))
-            return BatchAnalysis(
-                source="fallback",
-                result=fallback_segmentation(pages),
-                reason=str(exc)[:500],
-                llm_model=model,
-                prompt_version=version,
-            )
-        usage = answer.usage
-        self._count(**llm_usage("segmentation", usage))
+        # LLMRateLimited goes up: the LLM did not fail, the batch waits for the budget instead.
+        done.spend.flush(self.redis, self.keys.stats)
+        result = normalise(done.result)
+        check_segmentation(result, len(pages), max_topics=None)  # an invariant of our own code, not of the answer
+        usage = done.spend.total
+        from_llm = any(p.source == "llm" for p in result.pages)
+        filled = sum(p.source == "fallback" for p in result.pages)
+        parts = split_by_batch(result, sizes or [len(pages)])
+        whole = sum(all(p.source == "fallback" for p in part.pages) for part in parts)
+        self._count(segment_fallbacks=whole, segment_fallback_pages=filled)
         return BatchAnalysis(
-            source="llm",
-            result=normalise(answer.value),
+            source="llm" if from_llm else "fallback",
+            result=result,
+            reason="; ".join(done.problems)[:500],
             llm_model=model,
             prompt_version=version,
             calls=usage.calls,
@@ -97,20 +107,82 @@ class MidTerm:
             completion_tokens=usage.completion_tokens,
         )
 
+    def _analyse_backlog(self, user_id: str, keys: UserKeys, head: Batch, update: Update, token: str) -> bool:
+        """Analyses the head batch together with the due batches behind it that fit the same call (a
+        backlog costs one call for as many pages as fit, not one per batch), and records each batch's
+        part of the analysis on it. Returns False when the lock was lost."""
+        previous = self._previous_page(keys)
+        nearby = self.nearby_for(user_id, head.pages)
+        group = [head, *self._followers(keys, head, previous, nearby)]
+        for follower in group[1:]:
+            if follower.state == "pending":  # stored before any LLM call, like the head batch
+                self.pages.upsert(follower.pages, follower.batch_id)
+                if not self._record(keys, token, follower.batch_id, state="stored"):
+                    return False
+        sizes = [len(b.pages) for b in group]
+        whole = self.analyse(user_id, [p for b in group for p in b.pages], previous, nearby, sizes)
+        parts = split_by_batch(whole.result, sizes)
+        ids = [b.batch_id for b in group]
+        records: list[tuple[Batch, BatchAnalysis, dict[str, Any] | None]] = []
+        for i, (batch, part) in enumerate(zip(group, parts, strict=True)):
+            first = i == 0
+            analysis = whole.model_copy(update={
+                "result": part,
+                "source": "llm" if any(p.source == "llm" for p in part.pages) else "fallback",
+                "calls": whole.calls if first else 0,
+                "prompt_tokens": whole.prompt_tokens if first else 0,
+                "completion_tokens": whole.completion_tokens if first else 0,
+                "shared_with": [b for b in ids if b != batch.batch_id],
+            })
+            records.append((batch, analysis, previous))
+            previous = previous_link(batch.pages[-1], part.pages[-1].chain_summary)
+        self._count(segment_batches_shared=len(group) - 1)
+        for batch, analysis, prev in reversed(records):  # the head last: once it is recorded, all are
+            fields = {"analysis": analysis.model_dump_json(), "previous": json.dumps(prev)}
+            if batch is head:
+                update(state="analyzed", **fields)
+            elif not self._record(keys, token, batch.batch_id, **fields):
+                return False
+        if len(group) > 1:
+            log.info("user %s: %d batches analysed together (%d pages)", user_id, len(group), len(whole.result.pages))
+        return True
+
+    def _followers(
+        self, keys: UserKeys, head: Batch, previous: dict[str, Any] | None, nearby: Sequence[SegmentRef]
+    ) -> list[Batch]:
+        """The due, not yet analysed batches right behind the head whose pages fit one call with it."""
+        pages, out = list(head.pages), []
+        if not self.llm.configured or not self.calls.fits(pages, previous, nearby):
+            return out
+        now = time.time()
+        for batch_id in self.redis.lrange(keys.batches, 1, MAX_SHARED_BATCHES):
+            if batch_id == head.batch_id:
+                break
+            batch = read_batch(self.redis, keys, batch_id)
+            if batch is None or batch.not_before > now or batch.extra.get("analysis"):
+                break
+            if batch.state not in ("pending", "stored") or not self.calls.fits(pages + batch.pages, previous, nearby):
+                break
+            pages += batch.pages
+            out.append(batch)
+        return out
+
+    def _record(self, keys: UserKeys, token: str, batch_id: str, **fields: Any) -> bool:
+        args: list[Any] = [token, batch_id]
+        for name, value in fields.items():
+            args += [name, value]
+        return int(self.scripts.batch_update(keys=keys.script_keys(), args=args)) != -1
+
     # -- the whole step for one stored batch -----------------------------------------------------
     def segment(self, user_id: str, keys: UserKeys, batch: Batch, update: Update, token: str) -> bool:
         """Returns False when the lock was lost (the caller stops writing)."""
         pages = batch.pages
-        raw = batch.extra.get("analysis")
-        if raw:
-            analysis = BatchAnalysis.model_validate_json(raw)
-            previous = json.loads(batch.extra.get("previous") or "null")
-        else:
-            # The previous page is recorded with the analysis: once this batch is applied, the
-            # user's "last page" is this batch's own, and a replay must still link to the one before.
-            previous = self._previous_page(keys)
-            analysis = self.analyse(user_id, pages, previous)
-            update(state="analyzed", analysis=analysis.model_dump_json(), previous=json.dumps(previous))
+        if not batch.extra.get("analysis"):
+            if not self._analyse_backlog(user_id, keys, batch, update, token):
+                return False
+            batch = read_batch(self.redis, keys, batch.batch_id) or batch
+        analysis = BatchAnalysis.model_validate_json(batch.extra["analysis"])
+        previous = json.loads(batch.extra.get("previous") or "null")
         mine = user_settings(self.redis, keys, self.settings)  # this user's capacities and thresholds
         raw_plan = batch.extra.get("plan")
         plan = SegmentPlan.model_validate_json(raw_plan) if raw_plan else None
@@ -151,17 +223,8 @@ class MidTerm:
 
     def _apply_args(self, token: str, batch: Batch, analysis: BatchAnalysis, plan: SegmentPlan) -> list[Any]:
         s = self.settings
-        last = batch.pages[-1]
-        last_page = json.dumps(
-            {
-                "turn_id": last.turn_id,
-                "time": last.timestamp.isoformat(),
-                "user": last.user_input[:1000],
-                "assistant": last.agent_response[:1000],
-                "chain_summary": analysis.result.pages[-1].chain_summary,
-            },
-            ensure_ascii=False,
-        )
+        last_page = json.dumps(previous_link(batch.pages[-1], analysis.result.pages[-1].chain_summary),
+                               ensure_ascii=False)
         args: list[Any] = [token, batch.batch_id, repr(time.time()), s.heat_alpha, s.heat_beta, s.heat_gamma, last_page]
         for a in plan.assignments:
             args += [a.segment_id, len(a.page_indices)]
@@ -194,8 +257,8 @@ class MidTerm:
                     "chain_prev": prev_id,
                     "chain_next": next_id,
                     "chain_summary": chain[i].chain_summary,
-                    "analysis": analysis.source,
-                "persona": "pending",
+                    "analysis": chain[i].source,
+                    "persona": "pending",
                 },
             )
         if previous and chain and chain[0].continues_previous:
@@ -207,3 +270,7 @@ class MidTerm:
 
     def _count(self, **counters: int) -> None:
         count(self.redis, self.keys.stats, **counters)
+
+
+def _completion_tokens(settings: Settings) -> int:
+    return int(getattr(settings, "llm_completion_tokens", 2048))

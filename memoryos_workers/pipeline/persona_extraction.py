@@ -1,9 +1,12 @@
 """Heat refresh and persona extraction (paper section 3.2-3.3), coalesced per user.
 
-refresh_heat recomputes heat (recency from the clock) and, when segments are hot and hold pages the
-persona has not seen, sends one extract_persona. extract_persona makes one LLM call covering the
-unanalysed pages of every hot segment, then marks them analysed and resets those segments'
-L_interaction (by raising their analysed base), as the paper does.
+refresh_heat recomputes heat (recency from the clock) and, when segments are hot and hold at least
+MEMORYOS_PERSONA_MIN_PAGES pages the persona has not seen (or the first of them has waited
+MEMORYOS_PERSONA_MAX_DELAY), sends one extract_persona: its calls stay few whatever the traffic.
+extract_persona makes one LLM call over as many of those pages as fit the model's window, oldest first,
+then marks them analysed and resets those segments' L_interaction (by raising their analysed base), as
+the paper does. A prompt over the window or an answer cut at the token limit makes the call smaller at
+once (the whole profile of a cut answer is kept); neither counts as a failed attempt.
 """
 
 from __future__ import annotations
@@ -16,16 +19,32 @@ from collections.abc import Sequence
 
 import redis
 
-from memoryos_workers.counters import count, llm_usage
-from memoryos_workers.llm.base import LLM, LLMError, LLMRateLimited, Usage
+from memoryos_workers.counters import count
+from memoryos_workers.llm.base import (
+    LLM,
+    LLMContextOverflow,
+    LLMError,
+    LLMRateLimited,
+    LLMTruncated,
+    MalformedOutput,
+)
 from memoryos_workers.llm.token_budget import budget_retry_after
 from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.persona_store import PersonaStore
 from memoryos_workers.memory.segment_stats import HeatRefresh, SegmentStats
+from memoryos_workers.pipeline.answer_schemas import (
+    MAX_TRAITS_PER_CALL,
+    AnyJSON,
+    parse_partial,
+    persona_limits,
+    persona_schema,
+    read_persona,
+)
 from memoryos_workers.pipeline.backoff import retry_delay
 from memoryos_workers.pipeline.locks import UserLock
 from memoryos_workers.pipeline.profile_merge import merge_profile
 from memoryos_workers.pipeline.prompts import PERSONA_PROMPT_VERSION, persona_messages
+from memoryos_workers.pipeline.segment_calls import Spend
 from producers.sender import TaskSender
 from producers.wire import state
 from producers.wire.contract import EXTRACT_PERSONA_TASK
@@ -36,7 +55,6 @@ from schemas.settings import Settings
 from schemas.turns import Page
 
 log = logging.getLogger("memoryos.persona")
-MAX_PERSONA_PAGES = 40
 
 
 class PersonaWorker:
@@ -70,13 +88,32 @@ class PersonaWorker:
         if not claimed:
             return False  # an extraction is already on its way and reads the heat itself
         tau = user_settings(self.redis, keys, self.settings).mid_term_heat_threshold
-        if not self.stats.hot(keys, tau) or not self.llm.configured:
+        hot = self.stats.hot(keys, tau)
+        if not hot or not self.llm.configured or not self._enough_waiting(user_id, keys, hot):
             self.redis.delete(keys.persona_kick)
             return False  # without an LLM the persona cannot be extracted; heat is still kept current
         if not self.sender.send(EXTRACT_PERSONA_TASK, user_id):
             self.redis.delete(keys.persona_kick)
             return False
         return True
+
+    def _enough_waiting(self, user_id: str, keys: UserKeys, hot: Sequence[str]) -> bool:
+        """Enough unread pages for a call, or the first of them waited long enough. Otherwise the wait is
+        recorded (persona_due_at, in the sweep index), so a quiet user's pages are read in time."""
+        if self.stats.unanalysed(keys, hot) >= self.settings.persona_min_pages:
+            return True
+        due = self.redis.hget(keys.state, "persona_due_at")
+        if due is not None:
+            return time.time() >= float(due)
+        self._wait_for_more(user_id, keys)
+        return False
+
+    def _wait_for_more(self, user_id: str, keys: UserKeys) -> None:
+        at = time.time() + self.settings.persona_max_delay
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(keys.state, "persona_due_at", repr(at))
+        pipe.zadd(self.keys.sweep, {user_id: at}, lt=True)
+        pipe.execute()
 
     # -- extraction ------------------------------------------------------------------------------
     def extract(self, user_id: str, force: bool = False) -> dict[str, int]:
@@ -108,30 +145,34 @@ class PersonaWorker:
     def _extract_once(self, user_id: str, keys: UserKeys, epoch: str | None, force: bool = False) -> dict[str, int]:
         mine = user_settings(self.redis, keys, self.settings)  # one read of this user's knobs per attempt
         hot = self.stats.hot(keys, float("-inf") if force else mine.mid_term_heat_threshold)
-        if not hot:
-            return {}
-        hits = self.pages.pending_persona(user_id, hot)
-        per_segment = Counter(h.payload["segment_id"] for h in hits)
+        hits = self.pages.pending_persona(user_id, hot) if hot else []
         if not hits:  # nothing left to read: just move the analysed base up
-            self.stats.mark_analysed(keys, dict.fromkeys(hot, 0), sync=True)
+            if hot:
+                self.stats.mark_analysed(keys, dict.fromkeys(hot, 0), sync=True)
+            self.redis.hdel(keys.state, "persona_due_at")
             return {}
-        pages = [Page.model_validate(h.payload) for h in hits[-MAX_PERSONA_PAGES:]]
+        pages = [Page.model_validate(h.payload) for h in hits]
         old = self.persona.get_profile(user_id)
-        messages = persona_messages(old.model_dump(mode="json", include={"summary", "traits"}) if old else None, pages)
+        current = old.model_dump(mode="json", include={"summary", "traits"}) if old else None
+        spend = Spend()
+        n = self._how_many_fit(current, pages)
         try:
-            answer = self.llm.structured(messages, PersonaExtraction, name="persona")
+            value, n = self._ask(current, pages, n, spend)
         except LLMRateLimited:
+            spend.flush(self.redis, self.keys.stats)
             return self._wait_for_budget(user_id, keys)
         except LLMError as exc:
-            return self._failed(user_id, keys, hits, exc)
-        value, usage = answer.value, answer.usage
+            spend.flush(self.redis, self.keys.stats)
+            return self._failed(user_id, keys, hits[:n], exc)
+        spend.flush(self.redis, self.keys.stats)
         if self.redis.get(keys.epoch) != epoch:
             return {"forgotten": 1}  # forget ran during the call: its pages must not come back as facts
+        sent, read = pages[:n], hits[:n]
         now = time.time()
         provenance = {
             "llm_model": self.settings.llm_model,
             "prompt_version": PERSONA_PROMPT_VERSION,
-            "source_turns": [p.turn_id for p in pages][-10:],
+            "source_turns": [p.turn_id for p in sent][-10:],
         }
         profile = merge_profile(
             old,
@@ -144,21 +185,81 @@ class PersonaWorker:
         self.persona.put_profile(profile)
         # The copy a retrieval past its deadline answers with; forget deletes it after this lock is released.
         state.save_profile_copy(self.redis, keys, profile.model_dump_json())
-        assistant_id = pages[-1].assistant_id or self.settings.assistant_id
+        assistant_id = sent[-1].assistant_id or self.settings.assistant_id
         capacity = mine.long_term_knowledge_capacity
         user_out = self.persona.add_facts("user", user_id, None, value.user_facts, provenance, capacity)
         assistant_out = self.persona.add_facts(
             "assistant", user_id, assistant_id, value.assistant_facts, provenance, capacity
         )
-        self._mark_analysed(keys, [h.payload["turn_id"] for h in hits], per_segment, state="done", user_id=user_id)
-        self._count(persona_extractions=1, **llm_usage("persona", usage))
-        log.info("persona of user %s updated from %d pages (%d hot segments)", user_id, len(hits), len(per_segment))
+        per_segment = Counter(h.payload["segment_id"] for h in read)
+        self._mark_analysed(keys, [h.payload["turn_id"] for h in read], per_segment, state="done", user_id=user_id)
+        self.redis.hdel(keys.state, "persona_due_at")
+        if n < len(hits):  # the rest did not fit this call: read by the next one, at the latest after the delay
+            self._wait_for_more(user_id, keys)
+        usage = spend.total
+        self._count(persona_extractions=1)
+        log.info("persona of user %s updated from %d of %d pages (%d hot segments)", user_id, n, len(hits),
+                 len(per_segment))
         return {
             "calls": usage.calls,
-            "pages": len(hits),
+            "pages": n,
             "user_facts": user_out["added"],
             "assistant_facts": assistant_out["added"],
         }
+
+    def _limits(self, n_pages: int) -> tuple[int, int]:
+        return persona_limits(n_pages, self._completion_tokens)
+
+    @property
+    def _completion_tokens(self) -> int:
+        return int(getattr(self.settings, "llm_completion_tokens", 2048))
+
+    def _messages(self, current: dict | None, pages: Sequence[Page]) -> list[dict[str, str]]:
+        return persona_messages(current, pages, (*self._limits(len(pages)), MAX_TRAITS_PER_CALL))
+
+    def _how_many_fit(self, current: dict | None, pages: Sequence[Page]) -> int:
+        """The most of the oldest pages whose prompt fits the window with room for the answer (at least 1)."""
+        budget = self.llm.prompt_budget(self._completion_tokens)
+        low, high = 1, len(pages)
+        while low < high:
+            mid = (low + high + 1) // 2
+            if self.llm.count_tokens(self._messages(current, pages[:mid])) <= budget:
+                low = mid
+            else:
+                high = mid - 1
+        return low
+
+    def _ask(self, current: dict | None, pages: Sequence[Page], n: int, spend: Spend) -> tuple[PersonaExtraction, int]:
+        """The answer over the first n pages; a prompt over the window or a cut answer halves n at once (the
+        same request is never sent again). Raises LLMError when even one page cannot be read."""
+        purpose = "persona"
+        while True:
+            try:
+                answer = self.llm.structured(
+                    self._messages(current, pages[:n]), AnyJSON, name="persona", schema=persona_schema(
+                        n, self._completion_tokens), max_tokens=self._completion_tokens, check=_usable_persona,
+                )
+            except LLMContextOverflow as exc:
+                spend.add(purpose, exc.usage)
+                error: LLMError = exc
+            except LLMTruncated as exc:
+                spend.add(purpose, exc.usage)
+                salvaged = read_persona(parse_partial(exc.partial_text))
+                if salvaged is not None:
+                    return salvaged, n
+                error = exc
+            except LLMError as exc:
+                spend.add(purpose, exc.usage)
+                raise
+            else:
+                spend.add(purpose, answer.usage)
+                value = read_persona(answer.value.root)
+                assert value is not None  # _usable_persona let it through
+                return value, n
+            if n == 1:
+                raise error
+            log.info("persona call over %d pages too large (%s); asking over %d", n, type(error).__name__, n // 2)
+            n, purpose = n // 2, "retry"
 
     def _mark_analysed(
         self, keys: UserKeys, turn_ids: Sequence[str], per_segment: dict[str, int], *, state: str, user_id: str
@@ -182,8 +283,6 @@ class PersonaWorker:
     def _failed(self, user_id: str, keys: UserKeys, hits: Sequence, exc: LLMError) -> dict[str, int]:
         """Retried later with backoff; after max attempts the pages are dead-lettered (recorded with
         the error, marked so they stop re-triggering) and the old profile stays as it was."""
-        spent = exc.usage or Usage()
-        self._count(**llm_usage("persona", spent))
         attempts = self.redis.hincrby(keys.state, "persona_attempts", 1)
         if attempts < self.settings.max_attempts:
             delay = retry_delay(attempts, base=self.settings.retry_backoff_base, cap=self.settings.retry_backoff_max)
@@ -209,3 +308,9 @@ class PersonaWorker:
 
     def _count(self, **counters: int) -> None:
         count(self.redis, self.keys.stats, **counters)
+
+
+def _usable_persona(value: AnyJSON) -> None:
+    """An answer without a whole profile has nothing to use: asked again whole (the client's retry)."""
+    if read_persona(value.root) is None:
+        raise MalformedOutput("the answer has no valid `profile`")

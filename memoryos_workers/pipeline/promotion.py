@@ -134,6 +134,7 @@ class Promoter:
         result = self.scripts.batch_done(keys=keys.script_keys(), args=[lock.token, batch.batch_id])
         if int(result) == -1:
             raise LockLost()
+        count(self.redis, self.keys.stats, pages_promoted=len(batch.pages))  # the per-100-turns denominator
         log.info("promoted batch %s of user %s (%d pages)", batch.batch_id, user_id, len(batch.pages))
         return True
 

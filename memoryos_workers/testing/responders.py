@@ -26,15 +26,16 @@ def schema_name(request: dict[str, Any]) -> str:
 
 
 def segmentation_answer(data: dict[str, Any], split_on: str | None = None) -> dict[str, Any]:
-    """One topic per batch, or two when `split_on` names a word that marks the second subject."""
+    """One topic per call, or two when `split_on` names a word that marks the second subject; in the
+    wire shape of memoryos_workers.pipeline.answer_schemas (each page names its topic)."""
     pages = data["pages"]
     groups: list[list[dict[str, Any]]] = [pages]
     if split_on:
         first = [p for p in pages if split_on not in p["user"].lower()]
         second = [p for p in pages if split_on in p["user"].lower()]
         groups = [g for g in (first, second) if g]
-    topics = []
-    for group in groups:
+    topics, topic_of = [], {}
+    for number, group in enumerate(groups):
         texts = [p["user"] + " " + p["assistant"] for p in group]
         keywords = extract_keywords(texts, limit=6)
         topics.append(
@@ -42,19 +43,21 @@ def segmentation_answer(data: dict[str, Any], split_on: str | None = None) -> di
                 "theme": " ".join(keywords[:3]) or "chat",
                 "summary": "The user talked about " + "; ".join(p["user"][:80] for p in group[:4]),
                 "keywords": keywords,
-                "page_indices": [p["index"] for p in group],
             }
         )
+        topic_of.update({p["index"]: number for p in group})
     return {
-        "pages": [
-            {
-                "index": p["index"],
-                "continues_previous": p["index"] > 0,
-                "chain_summary": f"Chain up to: {p['user'][:60]}",
-            }
-            for p in pages
-        ],
-        "topics": topics,
+        "analysis": {
+            "topics": topics,
+            "pages": [
+                {
+                    "topic": topic_of[p["index"]],
+                    "continues_previous": p["index"] > 0,
+                    "chain_summary": f"Chain up to: {p['user'][:60]}",
+                }
+                for p in pages
+            ],
+        }
     }
 
 

@@ -247,6 +247,32 @@ def test_stats_shows_the_backlog_and_how_late_the_most_overdue_work_is(cli_env: 
     assert shown["retrieval_servers"].strip() == "0" and shown["retrieval_requests_waiting"].strip() == "0"
 
 
+def test_stats_shows_llm_calls_and_tokens_per_100_turns_by_purpose(cli_env: dict[str, str], redis_client) -> None:  # noqa: ANN001
+    stats_key = f"{CLI_PREFIX}:stats"
+    before = redis_client.hgetall(stats_key)
+    redis_client.hset(stats_key, mapping={
+        "pages_promoted": 200, "llm_calls": 23, "llm_prompt_tokens": 40_000, "llm_completion_tokens": 10_000,
+        "llm_calls_segmentation": 19, "llm_prompt_tokens_segmentation": 25_000,
+        "llm_completion_tokens_segmentation": 5_000, "llm_calls_persona": 3, "llm_prompt_tokens_persona": 14_000,
+        "llm_completion_tokens_persona": 4_000, "llm_calls_retry": 1, "llm_prompt_tokens_retry": 2_000,
+        "segment_fallbacks": 0,
+        "segment_fallback_pages": 2,
+    })
+    try:
+        res = _cli(cli_env, "stats")
+    finally:
+        redis_client.delete(stats_key)
+        if before:
+            redis_client.hset(stats_key, mapping=before)
+    assert res.returncode == 0, res.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in res.stdout.splitlines() if line.startswith("  ")}
+    assert "per 100 promoted turns (200 promoted):" in res.stdout
+    assert lines["all"] == ["11.5", "calls", "25000", "tokens"]
+    assert lines["segmentation"] == ["9.5", "calls", "15000", "tokens"]
+    assert lines["persona"][:3] == ["1.5", "calls", "9000"] and lines["retry"][:1] == ["0.5"]
+    assert lines["fallback"][:1] == ["0.0"] and lines["fallbacks"] == ["0", "batch(es),", "2", "page(s)"]
+
+
 def _tiers(export_stdout: str) -> dict[str, int]:
     tiers: dict[str, int] = {}
     for line in export_stdout.splitlines():

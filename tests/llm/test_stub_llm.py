@@ -27,6 +27,7 @@ from memoryos_workers.memory.heat import HeatParams
 from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.segment_stats import SegmentStats
 from memoryos_workers.memory.segments import SegmentStore
+from memoryos_workers.pipeline.answer_schemas import AnyJSON, segmentation_schema
 from memoryos_workers.pipeline.mid_term import MidTerm
 from memoryos_workers.pipeline.prompts import segmentation_messages
 from memoryos_workers.testing.fake_llm import FakeLLM
@@ -61,7 +62,13 @@ def competent(call: StubCall) -> dict[str, Any]:
 
 def wrong_page_count(call: StubCall) -> dict[str, Any]:
     answer = competent(call)
-    answer["pages"] = answer["pages"][:-1]  # fails check_segmentation: asked again
+    answer["analysis"]["pages"] = answer["analysis"]["pages"][:-1]  # the last page missing: asked about again
+    return answer
+
+
+def nothing_usable(call: StubCall) -> dict[str, Any]:
+    answer = competent(call)
+    answer["analysis"]["pages"] = []  # no usable part: the whole call is asked again
     return answer
 
 
@@ -121,16 +128,20 @@ def test_analyse_uses_the_answer_normalised_and_counts_its_usage(settings, redis
     assert analysis.prompt_tokens > 0 and analysis.completion_tokens > 0
 
 
-def test_an_answer_failing_the_check_is_asked_again(settings, redis_client, keys) -> None:  # noqa: ANN001
+def test_a_partly_valid_answer_is_kept_and_only_the_rest_asked_again(settings, redis_client, keys) -> None:  # noqa: ANN001
     llm = StubLLM(competent, max_attempts=3)
     llm.queue([wrong_page_count(StubCall("segmentation", segmentation_messages(pages(), None, []), None))])
     stage, _ = mid_term(settings, redis_client, keys, llm)
     analysis = stage.analyse("u1", pages(), None)
     assert analysis.source == "llm" and analysis.calls == 2 and len(llm.calls) == 2 and llm.pending == 0
+    asked_again = data_block({"messages": llm.calls[1].messages})
+    assert [p["user"] for p in asked_again["pages"]] == [pages()[2].user_input], "only the missing page"
+    assert all(p.source == "llm" for p in analysis.result.pages)
+    assert counters(redis_client, keys)["llm_calls_retry"] == 1
 
 
-def test_answers_that_keep_failing_the_check_take_the_fallback(settings, redis_client, keys) -> None:  # noqa: ANN001
-    llm = StubLLM(wrong_page_count, max_attempts=3)
+def test_answers_with_nothing_usable_take_the_fallback(settings, redis_client, keys) -> None:  # noqa: ANN001
+    llm = StubLLM(nothing_usable, max_attempts=3)
     stage, _ = mid_term(settings, redis_client, keys, llm)
     analysis = stage.analyse("u1", pages(), None)
     assert analysis.source == "fallback" and "MalformedOutput" in analysis.reason
@@ -198,13 +209,13 @@ def test_client_reserves_the_estimate_then_charges_the_difference(fake_llm: Fake
                        budget=budget)  # fmt: skip
     messages = segmentation_messages(pages(), None, [])
     reserved = client.count_tokens(messages) + 500  # the prompt's estimate (before the call calibrates it)
-    answer = client.structured(messages, SegmentationResult, name="segmentation")
+    answer = client.structured(messages, AnyJSON, name="segmentation", schema=segmentation_schema(3))
     used = answer.usage.prompt_tokens + answer.usage.completion_tokens
     assert budget.reserved == [reserved] and budget.charged == [used - reserved] and budget.spent == used
 
     capped = StubBudget(capacity=100)
     LLMClient(Settings(openai_base_url=fake_llm.base_url, openai_api_key="k"), budget=capped).structured(
-        messages, SegmentationResult, name="segmentation"
+        messages, AnyJSON, name="segmentation", schema=segmentation_schema(3)
     )
     assert capped.reserved == [100], "a call larger than the capacity reserves the capacity"
 

@@ -19,9 +19,9 @@ import redis
 from memoryos_workers.llm.base import LLMRateLimited, RateLimited
 from memoryos_workers.llm.client import LLMClient
 from memoryos_workers.llm.token_budget import TokenBudget
+from memoryos_workers.pipeline.answer_schemas import AnyJSON, segmentation_schema
 from memoryos_workers.pipeline.prompts import segmentation_messages
 from producers.wire import state
-from schemas.memory import SegmentationResult
 from schemas.settings import Settings
 from schemas.turns import Page
 from tests.conftest import PREFIX
@@ -107,6 +107,10 @@ def _messages() -> list[dict[str, str]]:
     return segmentation_messages([page], None, [])
 
 
+def _schema() -> dict:
+    return segmentation_schema(1)
+
+
 def test_background_calls_wait_and_are_corrected_by_usage(redis_client, budget_key, fake_llm) -> None:  # noqa: ANN001
     sleeps = Sleeps()
     budget = TokenBudget(redis_client, budget_key, TPM, max_wait=60, sleep=sleeps)
@@ -117,7 +121,7 @@ def test_background_calls_wait_and_are_corrected_by_usage(redis_client, budget_k
     reserved = client.count_tokens(messages) + 500  # the prompt's estimate and room for the answer
     budget.reserve(TPM)  # another worker spent the minute's budget
 
-    answer = client.structured(messages, SegmentationResult, name="segmentation")
+    answer = client.structured(messages, AnyJSON, name="segmentation", schema=_schema())
     assert sleeps[-1] == pytest.approx(reserved / 100, abs=0.3), "waited for its reservation"
     used = answer.usage.prompt_tokens + answer.usage.completion_tokens
     assert 0 < used < reserved
@@ -138,7 +142,7 @@ def test_rate_limited_call_raises_its_own_error_without_calling(redis_client, bu
     client = LLMClient(Settings(openai_base_url=fake_llm.base_url, openai_api_key="k"), budget=budget)
     budget.reserve(TPM)
     with pytest.raises(LLMRateLimited, match="budget"):
-        client.structured(_messages(), SegmentationResult, name="segmentation")
+        client.structured(_messages(), AnyJSON, name="segmentation", schema=_schema())
     assert fake_llm.calls == 0
 
 

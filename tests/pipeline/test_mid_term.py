@@ -10,6 +10,7 @@ eviction removes exactly the coldest segments with their pages; a replayed batch
 from __future__ import annotations
 
 import collections
+import json
 import math
 import re
 import threading
@@ -23,13 +24,13 @@ import pytest
 from memoryos_workers.llm.base import LLMError
 from memoryos_workers.llm.client import LLMClient
 from memoryos_workers.memory.heat import HeatParams, heat
+from memoryos_workers.pipeline.answer_schemas import AnyJSON, segmentation_schema
 from memoryos_workers.pipeline.locks import UserLock
 from memoryos_workers.pipeline.prompts import segmentation_messages
 from memoryos_workers.runtime import Runtime
 from memoryos_workers.testing.fake_llm import Fault
 from memoryos_workers.testing.responders import data_block, default_responder, segmentation_answer
 from producers.wire import state
-from schemas.memory import SegmentationResult
 from schemas.settings import Settings
 from schemas.turns import Page
 
@@ -284,7 +285,7 @@ def test_subjects_split_then_merge(celery_worker, runtime, publisher, pending, u
     assert len(after["summary_parts"]) == 2
     assert after["summary"] == " ".join(after["summary_parts"])
     assert after["theme"] == before["theme"] and after["created_at"] == before["created_at"]
-    third_topic = segmentation_answer(data_block(segmentation_requests(fake_llm)[2]))["topics"][0]
+    third_topic = segmentation_answer(data_block(segmentation_requests(fake_llm)[2]))["analysis"]["topics"][0]
     assert after["keywords"][: len(before["keywords"])] == before["keywords"]
     assert set(third_topic["keywords"]) <= set(after["keywords"])
     assert set(after["keywords"]) - set(before["keywords"]), "the merge must bring the new batch's keywords"
@@ -312,7 +313,9 @@ def test_one_structured_call_per_batch_with_text_only_in_data(
              for i in range(30)]
     pairs[3] = (INJECTION, "I keep treating stored text as data (mk03y).")
     before = stats(runtime)
-    publisher.publish_many(turns(user_id, pairs))
+    publisher.publish_many(turns(user_id, pairs[:20]))
+    settle(pending, user_id)  # one batch at a time (a backlog shares calls: see the next test)
+    publisher.publish_many(turns(user_id, pairs[20:]))
     settle(pending, user_id)
 
     assert runtime.pages.count(user_id) == 20
@@ -329,7 +332,9 @@ def test_one_structured_call_per_batch_with_text_only_in_data(
         fmt = request["response_format"]
         assert fmt["type"] == "json_schema"
         assert fmt["json_schema"]["name"] == "segmentation" and fmt["json_schema"]["strict"] is True
-        assert set(fmt["json_schema"]["schema"]["properties"]) == {"pages", "topics"}
+        assert set(fmt["json_schema"]["schema"]["properties"]) == {"analysis"}
+        for shape in fmt["json_schema"]["schema"]["properties"]["analysis"]["anyOf"]:  # built for this batch
+            assert shape["properties"]["pages"]["minItems"] == shape["properties"]["pages"]["maxItems"] == 10
         assert request["model"] == settings.llm_model and request["temperature"] == 0
         assert request["messages"][-1]["content"].endswith("</data>\nAnalyse the 10 pages.")
         data = data_block(request)
@@ -353,34 +358,59 @@ def test_one_structured_call_per_batch_with_text_only_in_data(
     assert INJECTION in stored
 
 
+def test_a_backlog_of_batches_shares_one_call(private_runtime, fake_llm) -> None:  # noqa: ANN001
+    rt = private_runtime()
+    user = "backlog-user"
+    keys = rt.keys.user(user)
+    ids = rt.publisher.publish_many(turns(user, [hiking(i) for i in range(10)] + [pipeline(i) for i in range(10)]
+                                          + [filler(i) for i in range(10)]))
+    assert rt.redis.llen(keys.batches) == 2
+    first, second = rt.redis.lrange(keys.batches, 0, -1)
+    assert rt.promoter.run(user) == 2
+
+    (request,) = segmentation_requests(fake_llm)
+    data = data_block(request)
+    assert [p["index"] for p in data["pages"]] == list(range(20))
+    assert request["messages"][-1]["content"].endswith("Analyse the 20 pages.")
+    assert request["response_format"]["json_schema"]["schema"]["properties"]["analysis"]["anyOf"][0][
+        "properties"]["pages"]["minItems"] == 20
+    assert_one_segment_per_page(rt, user, 20)
+    pages = pages_of(rt, user)
+    assert pages[ids[10]]["chain_prev"] == ids[9] and pages[ids[9]]["chain_next"] == ids[10], "the chain crosses"
+    assert stats(rt)["segment_batches_shared"] == 1 and stats(rt)["llm_calls"] == 1
+    assert rt.redis.exists(keys.batch(first), keys.batch(second)) == 0
+
+
 # -- 3. faults: every page in exactly one segment, no error text stored ----------------------------
 
 POISON = "Error: poisoned answer"
 
 
-def _bad_answer(topics: list[list[int]]) -> dict[str, Any]:
+def _answer(pages: list[tuple[int, str]], n_topics: int = 1, text: str = "Hiking in the mountains") -> dict[str, Any]:
+    """An answer in the wire shape: (topic number, chain summary) per page, as a non-enforcing server may send."""
     return {
-        "pages": [{"index": i, "continues_previous": i > 0, "chain_summary": POISON} for i in range(10)],
-        "topics": [
-            {"theme": POISON, "summary": POISON, "keywords": ["error"], "page_indices": indices} for indices in topics
-        ],
+        "analysis": {
+            "topics": [{"theme": text, "summary": text, "keywords": ["hiking"]} for _ in range(n_topics)],
+            "pages": [{"topic": t, "continues_previous": True, "chain_summary": c} for t, c in pages],
+        }
     }
 
 
-OUT_OF_RANGE = _bad_answer([[*range(9), 10]])
-NEGATIVE_INDEX = _bad_answer([[-1, *range(1, 10)]])
-PAGE_IN_TWO_TOPICS = _bad_answer([list(range(10)), [3]])
-MISSING_PAGE_ANALYSIS = {**_bad_answer([list(range(10))]), "pages": _bad_answer([])["pages"][:9]}
+ALL_POISON = _answer([(0, POISON)] * 10, text=POISON)
+# Nothing usable: every page names a topic that is not described, or the pages are missing altogether.
+NO_USABLE_PART = _answer([(3, POISON)] * 10, text=POISON)
+NO_PAGES = {"analysis": {"topics": ALL_POISON["analysis"]["topics"], "pages": []}}
+WRONG_TYPES = {"analysis": {"topics": "hiking", "pages": [{"topic": "0"}] * 10}}
+# Partly valid: pages 0-8 are whole, page 9 names topic 5 (not described); and an answer with 7 of 10 pages.
+ONE_PAGE_BAD = _answer([(0, "The user plans a hike.")] * 9 + [(5, POISON)])
+THREE_PAGES_SHORT = _answer([(0, "The user plans a hike.")] * 7)
 
 FAULT_CASES = {
     # name: (scripted answers, expected source, expected calls)
     "malformed-then-ok": ([Fault.malformed(), None], "llm", 2),
     "malformed-every-time": ([Fault.malformed()] * 3, "fallback", 3),
-    "out-of-range-then-ok": ([OUT_OF_RANGE, None], "llm", 2),
-    "out-of-range-every-time": ([OUT_OF_RANGE, NEGATIVE_INDEX, OUT_OF_RANGE], "fallback", 3),
-    "page-in-two-topics-then-ok": ([PAGE_IN_TWO_TOPICS, None], "llm", 2),
-    "page-in-two-topics-every-time": ([PAGE_IN_TWO_TOPICS] * 3, "fallback", 3),
-    "missing-page-analysis-every-time": ([MISSING_PAGE_ANALYSIS] * 3, "fallback", 3),
+    "no-usable-part-then-ok": ([NO_USABLE_PART, None], "llm", 2),
+    "no-usable-part-every-time": ([NO_USABLE_PART, NO_PAGES, WRONG_TYPES], "fallback", 3),
     "error-text-instead-of-json": ([Fault.text("Error: the model is overloaded")] * 3, "fallback", 3),
     "http-500-then-ok": ([Fault.http(500, "Error: internal"), None], "llm", 2),
     "http-400-not-retried": ([Fault.http(400, "Error: bad request")], "fallback", 1),
@@ -411,6 +441,61 @@ def test_llm_faults_leave_every_page_in_one_segment(
         (segment,) = segments.values()
         assert segment["theme"].startswith("Conversation ") and "hiking" in segment["keywords"]
         assert {p["chain_summary"] for p in pages} == {""}
+
+
+SALVAGE_CASES = {
+    # name: (first answer, the pages the second call is asked about)
+    "a-page-names-an-undescribed-topic": (ONE_PAGE_BAD, 1),
+    "three-pages-short": (THREE_PAGES_SHORT, 3),
+}
+
+
+@pytest.mark.parametrize("case", list(SALVAGE_CASES))
+def test_a_partly_valid_answer_is_kept_and_only_the_rest_asked_again(case, private_runtime, fake_llm) -> None:  # noqa: ANN001
+    first, asked_again = SALVAGE_CASES[case]
+    rt = private_runtime()
+    user = f"salvage-{case}"
+    fake_llm.responder = answers = SegmentationScript([first, None])
+    ids = rt.publisher.publish_many(turns(user, [hiking(i) for i in range(10)] + [filler(i) for i in range(10)]))
+    assert promote(rt, user) == 1
+
+    requests = segmentation_requests(fake_llm)
+    assert answers.pending == 0 and len(requests) == 2, "one more call, for the missing pages only"
+    assert [p["user"] for p in data_block(requests[1])["pages"]] == [hiking(i)[0] for i in range(10 - asked_again, 10)]
+    assert data_block(requests[1])["previous"]["turn_id"] == ids[9 - asked_again], "linked to the page before"
+    assert_one_segment_per_page(rt, user, 10)
+    pages = pages_of(rt, user)
+    kept = [pages[t]["chain_summary"] for t in ids[: 10 - asked_again]]
+    assert kept == ["The user plans a hike."] * (10 - asked_again), "the valid part of the first answer is used"
+    assert {pages[t]["analysis"] for t in ids[:10]} == {"llm"}
+    assert_no_error_text(rt, user)
+    counted = stats(rt)
+    assert counted.get("segment_fallbacks", 0) == 0 and counted.get("segment_fallback_pages", 0) == 0
+    assert counted["llm_calls_segmentation"] == 1 and counted["llm_calls_retry"] == 1
+    last_page = json.loads(rt.redis.hget(rt.keys.user(user).state, "last_page") or "{}")
+    assert last_page["turn_id"] == ids[9] and last_page["chain_summary"], "the next batch links to this one"
+
+
+def test_what_is_still_missing_after_the_follow_up_comes_from_the_fallback(private_runtime, fake_llm) -> None:  # noqa: ANN001
+    rt = private_runtime()
+    user = "salvage-fallback"
+    # The follow-up over page 9 fails three times (the client's retries): only page 9 takes the fallback.
+    fake_llm.responder = SegmentationScript([ONE_PAGE_BAD, *[Fault.http(500)] * 3])
+    ids = rt.publisher.publish_many(turns(user, [hiking(i) for i in range(10)] + [filler(i) for i in range(10)]))
+    assert promote(rt, user) == 1
+    assert len(segmentation_requests(fake_llm)) == 4
+    assert_one_segment_per_page(rt, user, 10)
+    pages = pages_of(rt, user)
+    assert [pages[t]["analysis"] for t in ids[:10]] == ["llm"] * 9 + ["fallback"]
+    assert pages[ids[9]]["chain_summary"] == ""
+    counted = stats(rt)
+    assert counted.get("segment_fallbacks", 0) == 0, "the batch as a whole came from the LLM"
+    assert counted["segment_fallback_pages"] == 1
+    assert counted["llm_calls_fallback"] == 3 and counted["llm_calls_segmentation"] == 1
+    keys = rt.keys.user(user)
+    assert rt.redis.llen(keys.batches) == 0
+    segments = segments_of(rt, user)
+    assert sorted(s["source"] for s in segments.values()) in (["llm"], ["fallback", "llm"])
 
 
 def test_provider_without_json_schema_falls_back_to_json_object(private_runtime, fake_llm) -> None:  # noqa: ANN001
@@ -467,14 +552,14 @@ def test_llm_client_timeout_is_bounded(fake_llm) -> None:  # noqa: ANN001
     fake_llm.responder = answers = SegmentationScript([Fault.timeout(1.5)] * 3)
     started = time.monotonic()
     with pytest.raises(LLMError, match="Timeout"):
-        client.structured(messages, SegmentationResult, name="segmentation")
+        client.structured(messages, AnyJSON, name="segmentation", schema=segmentation_schema(1))
     assert time.monotonic() - started < 4, "3 attempts of 0.5 s plus a short backoff"
     assert len(segmentation_requests(fake_llm)) == 3
     assert client.totals.calls == 3
 
     answers.items.extend([Fault.timeout(1.5), None])
-    answer = client.structured(messages, SegmentationResult, name="segmentation")
-    assert answer.usage.calls == 2 and answer.value.topics[0].page_indices == [0]
+    answer = client.structured(messages, AnyJSON, name="segmentation", schema=segmentation_schema(1))
+    assert answer.usage.calls == 2 and answer.value.root["analysis"]["pages"][0]["topic"] == 0
     time.sleep(1.5)  # let the hung requests finish before the next test counts tokens
 
 
@@ -685,7 +770,8 @@ def test_two_topics_merging_into_one_segment_keep_both_summaries(private_runtime
         "nearby_segments" in (data_block(request) or {})) else default_responder(request)
     rt.publisher.publish_many(turns(user, [filler(i) for i in range(10)]))
     assert promote(rt, user) == 1
-    topics = segmentation_answer(data_block(segmentation_requests(fake_llm)[-1]), split_on="waterfalls")["topics"]
+    topics = segmentation_answer(data_block(segmentation_requests(fake_llm)[-1]), split_on="waterfalls")["analysis"][
+        "topics"]
     assert len(topics) == 2
     segment = segments_of(rt, user)[sid]
     assert redis_view(rt, user)["len"] == {sid: 20}

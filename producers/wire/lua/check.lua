@@ -2,7 +2,9 @@
 -- when forced), and claim a kick when the first pending batch is due and nobody works on it.
 -- ARGV: 1 now, 2 max wait (s), 3 stale after (s), 4 force 1|0, 5 batch size, 6 kick ttl (ms),
 --       7 schema version
--- Also re-kicks a persona extraction whose retry (state field persona_not_before) is due.
+-- Also re-kicks a persona extraction whose retry (state field persona_not_before) is due, or whose
+-- coalescing wait (persona_due_at: a quiet user's pages waiting for more) is over; force ends that wait
+-- once no batch is pending (so a flush extracts from every page).
 -- Returns {pending batches, buffered pages, locked 1|0, kick 1|0, due or '', persona busy 1|0,
 --          persona kick 1|0}.
 local now = tonumber(ARGV[1])
@@ -58,6 +60,26 @@ if persona_due then
   end
   if due == nil or retry_due < due then
     due = retry_due
+  end
+end
+local persona_wait = tonumber(redis.call('HGET', K.state, 'persona_due_at') or '')
+if persona_wait then
+  if ARGV[4] == '1' and pending == 0 and persona_wait > now then  -- forced once every batch is done
+    persona_wait = now
+    redis.call('HSET', K.state, 'persona_due_at', tostring(now))
+  end
+  local wait_due
+  if now < persona_wait then
+    wait_due = persona_wait
+  elseif persona_kick == 1 or redis.call('EXISTS', K.persona_lock, K.persona_kick) > 0 then
+    wait_due = now + stale
+  else
+    redis.call('SET', K.persona_kick, '1', 'PX', ARGV[6])
+    persona_kick = 1
+    wait_due = now + stale
+  end
+  if due == nil or wait_due < due then
+    due = wait_due
   end
 end
 local busy = 0

@@ -158,7 +158,8 @@ def test_user_page_shows_every_tier_escapes_stored_text_and_runs_a_query(browser
     assert page.inner_text("#user-id") == people["rich"]
     assert page.locator("#short-term tbody tr").count() == 10
     segments = page.locator("#segments tbody tr").count()
-    assert segments >= 3 and page.locator("#heat-chart g.bar").count() == segments
+    # The fake answers one topic per LLM call, and the story's backlog of batches shares calls: 2 or more.
+    assert segments >= 2 and page.locator("#heat-chart g.bar").count() == segments
     assert page.locator("#heat-chart line.threshold").count() == 1
     assert page.locator("#pages tbody tr").count() == 30
     assert page.inner_text("#profile-summary").strip() and page.locator("#traits tbody tr").count() >= 1

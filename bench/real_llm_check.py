@@ -1,0 +1,193 @@
+"""The pipeline against a real small model: a check a fake cannot make (slow token streams, a 4,096-token
+window, imperfect answers). Too slow for CI and not part of `make bench`; run it before resolving work that
+touches the LLM boundary, and keep its figures (BENCHMARKS.md renders bench/results/real_llm_check.json).
+
+    ../shared/tools/real_llm/start_server.sh --port 18766 --daemon   # prints REAL_LLM_READY port=18766 pid=P
+    python -m bench.real_llm_check --base-url http://127.0.0.1:18766/v1
+    kill P                                                           # it takes both cores while it answers
+
+It publishes the first --turns turns of a LoCoMo conversation with the default settings except the base URL
+and MEMORYOS_LLM_CONTEXT_TOKENS (4096, the model's window), drives the workers' code in-process as the
+worker does (promotion after each publish, the heat refresh, the persona extraction when asked; then a flush,
+as `memoryos import --wait` does, so pages waiting for the coalesced persona extraction are read), and checks:
+every turn back exactly once in the export, no segmentation fallback, no dead letter, topics and summaries
+written by the model, a non-empty profile. It prints the time per batch and the calls by purpose, and exits
+1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .common import ROOT, bench_settings, cleanup, fmt, md_table, reproduce_md, save_result
+
+LOCOMO = ROOT.parent / "shared" / "data" / "locomo"
+PURPOSES = ("segmentation", "persona", "retry", "fallback")
+
+
+def check(
+    base_url: str, conversation: str, turns_wanted: int, context_tokens: int, model: str | None
+) -> dict[str, Any]:
+    os.environ["MEMORYOS_LLM_CONTEXT_TOKENS"] = str(context_tokens)  # read by Settings like any deployment knob
+    from memoryos_workers.ops.importers import locomo_turns
+    from memoryos_workers.ops.user_data import collect_user_records
+    from memoryos_workers.runtime import Runtime
+
+    overrides: dict[str, Any] = {"openai_base_url": base_url, "openai_api_key": "anything"}
+    if model:
+        overrides["llm_model"] = model
+    with tempfile.TemporaryDirectory(prefix="memoryos-real-llm-") as tmp:
+        settings = bench_settings(data_dir=Path(tmp), **overrides)
+        rt = Runtime(settings)
+        user = "real-llm-check"
+        batches: list[dict[str, Any]] = []
+        persona_runs: list[dict[str, Any]] = []
+        try:
+            turns = locomo_turns(LOCOMO / f"{conversation}.json", user)[:turns_wanted]
+            size = settings.promotion_batch_size
+            started = time.perf_counter()
+            for start in range(0, len(turns), size):
+                rt.publisher.publish_many(turns[start : start + size])
+                before = _stats(rt)
+                t0 = time.perf_counter()
+                done = rt.promoter.run(user)
+                if done:
+                    batches.append({"batches": done, "seconds": time.perf_counter() - t0,
+                                    **_delta(before, _stats(rt))})
+                    print(f"  batch(es) {len(batches)}: {done} in {batches[-1]['seconds']:.0f} s, "
+                          f"{batches[-1]['calls']} call(s)", flush=True)
+                if rt.persona_worker.refresh_heat(user):
+                    before, t0 = _stats(rt), time.perf_counter()
+                    out = rt.persona_worker.extract(user)
+                    persona_runs.append({"seconds": time.perf_counter() - t0, "pages": out.get("pages", 0),
+                                         **_delta(before, _stats(rt))})
+                    print(f"  persona: {out} in {persona_runs[-1]['seconds']:.0f} s", flush=True)
+            # Then a flush, as `memoryos import --wait` and wait_idle(flush=True) do: pages still waiting for
+            # the coalesced persona extraction (fewer than MEMORYOS_PERSONA_MIN_PAGES) are read now.
+            while rt.pending.check(user, force=True).persona_kicked:
+                before, t0 = _stats(rt), time.perf_counter()
+                out = rt.persona_worker.extract(user)
+                persona_runs.append({"seconds": time.perf_counter() - t0, "pages": out.get("pages", 0),
+                                     "flush": True, **_delta(before, _stats(rt))})
+                print(f"  persona (flush): {out} in {persona_runs[-1]['seconds']:.0f} s", flush=True)
+                if not out.get("pages"):
+                    break
+            elapsed = time.perf_counter() - started
+            records = list(collect_user_records(rt, user))
+            stats = _stats(rt)
+            segments = [h.payload for h in rt.segments.all_for_user(user)]
+            pages = [h.payload for h in rt.pages.all_for_user(user)]
+            profile = rt.persona.get_profile(user)
+            facts = len(rt.persona.list("user", user)) + len(rt.persona.list("assistant", user, None))
+        finally:
+            rt.close()
+            cleanup(rt.redis, settings.key_prefix)
+    exported = [r["turn_id"] for r in records if r["type"] == "turn"]
+    published = [t["turn_id"] for t in turns]
+    fallbacks = stats.get("segment_fallbacks", 0) + stats.get("segment_fallback_pages", 0)
+    checks = {
+        "every turn back exactly once": sorted(exported) == sorted(published) and len(set(exported)) == len(exported),
+        "0 segmentation fallbacks": fallbacks == 0,
+        "0 dead letters": stats.get("batch_dead_letters", 0) == 0 and stats.get("persona_dead_letters", 0) == 0,
+        "topics and summaries by the model": bool(segments) and all(s.get("source") == "llm" and s.get("summary")
+                                                                    for s in segments)
+        and all(p.get("analysis") == "llm" for p in pages),
+        "a non-empty profile": profile is not None and bool(profile.summary.strip() or profile.traits),
+    }
+    seconds = [b["seconds"] / b["batches"] for b in batches]
+    return {
+        "base_url_port": base_url.rsplit(":", 1)[-1], "conversation": conversation, "turns": len(turns),
+        "context_tokens": context_tokens, "model": settings.llm_model, "elapsed_s": elapsed,
+        "promoted_pages": len(pages), "segments": len(segments), "facts": facts,
+        "profile_summary": profile.summary[:300] if profile else "", "traits": len(profile.traits) if profile else 0,
+        "themes": [s.get("theme") for s in segments][:10],
+        "batches": batches, "persona_runs": persona_runs,
+        "seconds_per_batch": {"mean": sum(seconds) / len(seconds) if seconds else None,
+                              "max": max(seconds) if seconds else None},
+        "calls_by_purpose": {p: stats.get(f"llm_calls_{p}", 0) for p in PURPOSES},
+        "tokens_by_purpose": {p: _tokens(stats, p) for p in PURPOSES},
+        "llm_calls": stats.get("llm_calls", 0), "checks": checks, "passed": all(checks.values()),
+        "reproduce": f"python -m bench.real_llm_check --base-url http://127.0.0.1:PORT/v1 --conversation "
+                     f"{conversation} --turns {turns_wanted} --context-tokens {context_tokens}",
+    }
+
+
+def _tokens(stats: dict[str, int], purpose: str) -> int:
+    return stats.get(f"llm_prompt_tokens_{purpose}", 0) + stats.get(f"llm_completion_tokens_{purpose}", 0)
+
+
+def _stats(rt: Any) -> dict[str, int]:
+    return {k: int(v) for k, v in rt.redis.hgetall(rt.keys.stats).items()}
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    out = {"calls": after.get("llm_calls", 0) - before.get("llm_calls", 0)}
+    for p in PURPOSES:
+        out[p] = after.get(f"llm_calls_{p}", 0) - before.get(f"llm_calls_{p}", 0)
+    out["tokens"] = (after.get("llm_prompt_tokens", 0) + after.get("llm_completion_tokens", 0)
+                     - before.get("llm_prompt_tokens", 0) - before.get("llm_completion_tokens", 0))
+    return out
+
+
+def _print(result: dict[str, Any]) -> None:
+    print(f"\nreal model check: {result['turns']} turns of {result['conversation']}, window "
+          f"{result['context_tokens']} tokens, {result['elapsed_s']:.0f} s in all")
+    for name, ok in result["checks"].items():
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}")
+    per = result["seconds_per_batch"]
+    print(f"  time per batch: mean {fmt(per['mean'], 0)} s, max {fmt(per['max'], 0)} s over {len(result['batches'])} "
+          f"promotion run(s); persona: " + ", ".join(f"{r['pages']} pages in {r['seconds']:.0f} s"
+                                                      for r in result["persona_runs"]))
+    print("  calls: " + ", ".join(f"{p} {n}" for p, n in result["calls_by_purpose"].items())
+          + f" (total {result['llm_calls']}); segments {result['segments']}, facts {result['facts']}, "
+            f"traits {result['traits']}")
+    print(f"  themes: {result['themes']}")
+    print(f"  profile: {result['profile_summary']!r}")
+
+
+def markdown(result: dict[str, Any]) -> str:
+    per = result["seconds_per_batch"]
+    rows = [(name, "pass" if ok else "FAIL") for name, ok in result["checks"].items()]
+    calls = ", ".join(f"{p} {n}" for p, n in result["calls_by_purpose"].items())
+    return "\n\n".join([
+        "## 12. A real small model",
+        f"Qwen2.5-Coder-0.5B-Instruct (Q4_K_M) under llama.cpp's OpenAI-compatible server on this machine's 2 cores "
+        f"(`../shared/tools/real_llm/`), {result['context_tokens']}-token window, the server enforcing each call's "
+        f"schema with a grammar. The first {result['turns']} turns of LoCoMo {result['conversation']} published with "
+        "the default settings except the base URL and MEMORYOS_LLM_CONTEXT_TOKENS; the workers' code driven "
+        "in-process as the worker runs it. Not part of `make bench` (it takes minutes and both cores).",
+        md_table(("check", "result"), rows),
+        *([f"Note: {result['note']}"] if result.get("note") else []),
+        f"Time per batch of 10 pages: mean {fmt(per['mean'], 0)} s, longest {fmt(per['max'], 0)} s; persona: "
+        + ", ".join(f"{r['pages']} pages in {r['seconds']:.0f} s" for r in result["persona_runs"])
+        + f". LLM calls: {calls} (total {result['llm_calls']}) for {result['promoted_pages']} promoted pages; "
+        f"{result['segments']} segments, {result['facts']} facts, {result['traits']} traits. Themes the model wrote: "
+        + "; ".join(f"'{t}'" for t in result["themes"][:6]) + ".",
+        reproduce_md(result["reproduce"]),
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.real_llm_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base-url", required=True, help="the real model's OpenAI-compatible URL, e.g. "
+                        "http://127.0.0.1:18766/v1")
+    parser.add_argument("--conversation", default="conv-26")
+    parser.add_argument("--turns", type=int, default=60)
+    parser.add_argument("--context-tokens", type=int, default=4096)
+    parser.add_argument("--model", default=None, help="model name sent (the server accepts any)")
+    args = parser.parse_args(argv)
+    result = check(args.base_url, args.conversation, args.turns, args.context_tokens, args.model)
+    save_result("real_llm_check", result)
+    _print(result)
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""What each LLM call may answer, built for that call, and how an answer (or the valid part of one) is read.
+
+A server that enforces the schema (OpenAI strict mode, llama.cpp grammars, vLLM guided decoding, Ollama
+`format`) can only produce what the schema allows, so the schema allows exactly what the readers accept:
+arrays as long as the batch, topic numbers that name a described topic, bounded counts. Shapes are chosen so
+that invalid states cannot be written: each page carries its topic number (instead of topics listing page
+indices that would have to partition the batch), and one `anyOf` branch per topic count ties the page's
+topic numbers to the number of topics described. Only keywords every provider honours are used (`enum`,
+`minItems`/`maxItems`, `anyOf`, `additionalProperties: false`, every property required); string lengths
+are asked for in the prompt and bounded by the completion budget, since strict modes refuse `maxLength`.
+
+Servers that do not enforce it (json_object mode, a model that ignores the schema, an answer cut at the
+token limit) can send anything: the readers keep every part that is whole and valid and report the rest as
+missing, so the caller asks again only for that, or fills only that from the fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, RootModel, ValidationError
+from pydantic_core import from_json
+
+from memoryos_workers.memory.similarity import extract_keywords
+from schemas.memory import MAX_TOPICS, PageAnalysis, TopicAnalysis
+from schemas.persona import Fact, PersonaExtraction, ProfileUpdate, Trait
+from schemas.turns import Page
+
+MAX_TOPIC_KEYWORDS = 8
+MAX_TRAITS_PER_CALL = 10
+MAX_ASSISTANT_FACTS = 8
+MAX_USER_FACTS = 24
+# What an answer costs, for sizing calls to the completion budget (tokens; generous for small models that
+# write long summaries): per page of a segmentation answer, per topic, and the persona answer's fixed part.
+SEGMENT_ANSWER_PER_PAGE = 70
+SEGMENT_ANSWER_PER_TOPIC = 120
+PERSONA_FIXED_TOKENS = 600  # the profile's summary and MAX_TRAITS_PER_CALL traits
+PERSONA_FACT_TOKENS = 45
+
+
+class AnyJSON(RootModel[Any]):
+    """Accepts any JSON: the per-call readers below decide what of it is used."""
+
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+def _array(items: dict[str, Any], low: int, high: int) -> dict[str, Any]:
+    return {"type": "array", "items": items, "minItems": low, "maxItems": high}
+
+
+_STRING = {"type": "string"}
+
+
+# -- segmentation ------------------------------------------------------------------------------------
+
+
+def max_topics(n_pages: int) -> int:
+    return max(1, min(MAX_TOPICS, n_pages))
+
+
+def segmentation_schema(n_pages: int) -> dict[str, Any]:
+    """`analysis` is one of min(4, n) shapes, one per topic count k: exactly k topics, then exactly n pages
+    in batch order, each naming one of the k topics."""
+    if n_pages < 1:
+        raise ValueError("a segmentation call needs at least one page")
+    topic = _object({
+        "theme": _STRING,
+        "summary": _STRING,
+        "keywords": _array(_STRING, 0, MAX_TOPIC_KEYWORDS),
+    })
+
+    def branch(k: int) -> dict[str, Any]:
+        page = _object({
+            "topic": {"type": "integer", "enum": list(range(k))},
+            "continues_previous": {"type": "boolean"},
+            "chain_summary": _STRING,
+        })
+        return _object({"topics": _array(topic, k, k), "pages": _array(page, n_pages, n_pages)})
+
+    return _object({"analysis": {"anyOf": [branch(k) for k in range(1, max_topics(n_pages) + 1)]}})
+
+
+def segmentation_answer_tokens(n_pages: int) -> int:
+    """The longest answer a call over n pages is expected to write."""
+    return SEGMENT_ANSWER_PER_PAGE * n_pages + SEGMENT_ANSWER_PER_TOPIC * max_topics(n_pages) + 20
+
+
+@dataclass
+class SegmentationRead:
+    """The valid part of a segmentation answer over `n` pages (page indices are the call's own, from 0)."""
+
+    n: int
+    pages: dict[int, PageAnalysis] = field(default_factory=dict)
+    topics: list[TopicAnalysis] = field(default_factory=list)  # with page_indices, only topics in use
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def missing(self) -> list[int]:
+        return [i for i in range(self.n) if i not in self.pages]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+def parse_partial(text: str) -> Any:
+    """The whole values of a JSON text cut anywhere (an answer stopped at the token limit)."""
+    try:
+        return from_json(text, allow_partial=True)
+    except ValueError:
+        return None
+
+
+def read_segmentation(raw: Any, pages: Sequence[Page]) -> SegmentationRead:
+    """Reads what is valid. Everything the schema allows is read whole: blank themes, summaries and
+    keywords are filled from the topic's own pages (not an error: the schema cannot forbid them)."""
+    read = SegmentationRead(n=len(pages))
+    body = raw.get("analysis", raw) if isinstance(raw, dict) else None
+    if not isinstance(body, dict):
+        read.problems.append("the answer is not an object with `analysis`")
+        return read
+    topics_raw = body.get("topics") if isinstance(body.get("topics"), list) else []
+    pages_raw = body.get("pages") if isinstance(body.get("pages"), list) else []
+    described = [_topic_fields(t) for t in topics_raw[:MAX_TOPICS]]
+    if len(topics_raw) > MAX_TOPICS:
+        read.problems.append(f"{len(topics_raw)} topics, only the first {MAX_TOPICS} are read")
+    if len(pages_raw) != len(pages):
+        read.problems.append(f"{len(pages_raw)} page analyses for {len(pages)} pages")
+    chosen: dict[int, int] = {}  # page index -> topic number in the answer
+    for i, item in enumerate(pages_raw[: len(pages)]):
+        parsed = _page_fields(item, len(described))
+        if parsed is None or described[parsed[0]] is None:
+            continue
+        chosen[i] = parsed[0]
+        read.pages[i] = PageAnalysis(index=i, continues_previous=parsed[1], chain_summary=parsed[2])
+    if read.missing:
+        read.problems.append(f"pages {read.missing} have no valid analysis")
+    for number in sorted(set(chosen.values())):
+        theme, summary, keywords = described[number]  # type: ignore[misc]
+        members = [i for i, t in chosen.items() if t == number]
+        texts = [pages[i].user_input + " " + pages[i].agent_response for i in members]
+        keywords = keywords or extract_keywords(texts, limit=MAX_TOPIC_KEYWORDS)
+        theme = theme or (" ".join(keywords[:3]) if keywords else "Conversation")
+        summary = summary or f"{theme}: " + " / ".join(pages[i].user_input.strip()[:120] for i in members[:3])
+        read.topics.append(TopicAnalysis(theme=theme, summary=summary, keywords=keywords, page_indices=members))
+    return read
+
+
+def _topic_fields(item: Any) -> tuple[str, str, list[str]] | None:
+    if not isinstance(item, dict):
+        return None
+    theme, summary, keywords = item.get("theme"), item.get("summary"), item.get("keywords")
+    if not (isinstance(theme, str) and isinstance(summary, str) and isinstance(keywords, list)):
+        return None
+    words = [w for w in keywords if isinstance(w, str) and w.strip()][:MAX_TOPIC_KEYWORDS]
+    return theme.strip(), summary.strip(), words
+
+
+def _page_fields(item: Any, n_topics: int) -> tuple[int, bool, str] | None:
+    if not isinstance(item, dict):
+        return None
+    topic, continues, chain = item.get("topic"), item.get("continues_previous"), item.get("chain_summary")
+    if isinstance(topic, bool) or not isinstance(topic, int) or not 0 <= topic < n_topics:
+        return None
+    if not isinstance(continues, bool) or not isinstance(chain, str):
+        return None
+    return topic, continues, chain.strip()
+
+
+# -- persona -----------------------------------------------------------------------------------------
+
+
+def persona_limits(n_pages: int, completion_tokens: int = 2048) -> tuple[int, int]:
+    """How many user and assistant facts one call may return: enough for the pages, bounded so the
+    answer (profile, traits and facts of about PERSONA_FACT_TOKENS each) fits the completion budget."""
+    room = max(3, (completion_tokens - PERSONA_FIXED_TOKENS) // PERSONA_FACT_TOKENS)
+    user = max(2, min(MAX_USER_FACTS, 2 * n_pages, room * 3 // 4))
+    return user, max(1, min(MAX_ASSISTANT_FACTS, n_pages, room - user))
+
+
+def persona_schema(n_pages: int, completion_tokens: int = 2048) -> dict[str, Any]:
+    user_facts, assistant_facts = persona_limits(n_pages, completion_tokens)
+    fact = _object({"text": _STRING, "date": _STRING})
+    trait = _object({"dimension": _STRING, "level": {"type": "string", "enum": ["low", "medium", "high"]},
+                     "evidence": _STRING})
+    return _object({
+        "profile": _object({"summary": _STRING, "traits": _array(trait, 0, MAX_TRAITS_PER_CALL)}),
+        "user_facts": _array(fact, 0, user_facts),
+        "assistant_facts": _array(fact, 0, assistant_facts),
+    })
+
+
+def read_persona(raw: Any) -> PersonaExtraction | None:
+    """The profile when it is whole, with every whole fact; None when the profile itself is not valid
+    (nothing of the answer can be used without it)."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        profile = ProfileUpdate(
+            summary=_valid_str(raw.get("profile", {}), "summary"),
+            traits=_valid_items(Trait, (raw.get("profile") or {}).get("traits"))[:MAX_TRAITS_PER_CALL],
+        )
+    except (ValidationError, TypeError, AttributeError, KeyError):
+        return None
+    return PersonaExtraction(
+        profile=profile,
+        user_facts=_valid_items(Fact, raw.get("user_facts"))[:MAX_USER_FACTS],
+        assistant_facts=_valid_items(Fact, raw.get("assistant_facts"))[:MAX_ASSISTANT_FACTS],
+    )
+
+
+def _valid_str(obj: Any, name: str) -> str:
+    value = obj[name]
+    if not isinstance(value, str):
+        raise TypeError(name)
+    return value
+
+
+def _valid_items(model: type[BaseModel], items: Any) -> list[Any]:
+    out = []
+    for item in items if isinstance(items, list) else []:
+        try:
+            out.append(model.model_validate(item))
+        except ValidationError:
+            continue
+    return out
