@@ -27,7 +27,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class WorkerProcess:
+class ChildProcess:
+    """What every process a test starts shares: its log's tail for failure messages, SIGKILL, and a
+    SIGTERM that waits `grace` seconds (the child's own graceful shutdown) before SIGKILL."""
+
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+    grace: float = 40
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log and self.log.exists() else ""
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(self.grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class WorkerProcess(ChildProcess):
     """`celery -A memoryos_workers worker -P threads -c N` in its own process (it owns the store), or with
     another pool."""
 
@@ -64,23 +90,6 @@ class WorkerProcess:
         self.kill()
         raise AssertionError(f"worker did not become ready:\n{self.tail()}")
 
-    def tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log else ""
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        """Warm shutdown (running tasks finish); SIGKILL if it does not stop in time."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(40)
-        except subprocess.TimeoutExpired:
-            self.kill()
 
 
 def make_certificate(folder: Path) -> Path:
@@ -170,9 +179,11 @@ class PrivateRedis:
                 self.kill()
 
 
-class BeatProcess:
+class BeatProcess(ChildProcess):
     """`celery -A memoryos_workers beat`: the deployment's one beat, which sends the sweep that re-kicks
     due batches whose task was lost."""
+
+    grace = 20
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
         self.env = env
@@ -192,24 +203,17 @@ class BeatProcess:
             if "beat: Starting" in self.log.read_text(errors="replace"):
                 return self
             if self.proc.poll() is not None:
-                raise AssertionError(f"beat exited early:\n{self.log.read_text(errors='replace')[-3000:]}")
+                raise AssertionError(f"beat exited early:\n{self.tail()}")
             time.sleep(0.2)
         self.stop()
         raise AssertionError("beat did not start")
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
 
+class ApiServer(ChildProcess):
+    """`memoryos serve` in its own process (uvicorn, the real app), ready once /healthz answers. SIGTERM
+    is uvicorn's graceful shutdown: it stops the in-process worker and closes the store."""
 
-class ApiServer:
-    """`memoryos serve` in its own process (uvicorn, the real app), ready once /healthz answers."""
+    grace = 45
 
     def __init__(self, name: str, env: dict[str, str], log_dir: Path, args: tuple[str, ...] = ()) -> None:
         self.name = name
@@ -243,20 +247,3 @@ class ApiServer:
         self.kill()
         raise AssertionError(f"memoryos serve did not answer within {timeout:.0f} s:\n{self.tail()}")
 
-    def tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        """SIGTERM: uvicorn's graceful shutdown stops the in-process worker and closes the store."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(45)
-        except subprocess.TimeoutExpired:
-            self.kill()
