@@ -228,11 +228,11 @@ def _retrieval(settings: Any, users: int, pages: int, queries: int, seed: int) -
         calls = [(f"u{rng.randrange(users)}", _query(rng)) for _ in range(queries)]
         retriever = rt.retriever
         for user, query in calls:  # warm, as the HTTP pass will be
-            retriever.retrieve(f"{TENANT}:{user}", query)
+            retriever.retrieve_for(f"{TENANT}:{user}", query)
         local = []
         for user, query in calls:
             t0 = time.perf_counter()
-            retriever.retrieve(f"{TENANT}:{user}", query)
+            retriever.retrieve_for(f"{TENANT}:{user}", query)
             local.append(time.perf_counter() - t0)
     finally:
         rt.close()  # the server opens the store next

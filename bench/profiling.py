@@ -186,11 +186,11 @@ def _retrieval(pages: int, users: int, calls: int, interval: float) -> dict[str,
             retriever = rt.retriever
             queries = [(f"bench-{rng.randrange(users)}", _query(rng)) for _ in range(calls)]
             for user, query in queries[:20]:
-                retriever.retrieve(user, query)
+                retriever.retrieve_for(user, query)
 
             def go() -> None:
                 for user, query in queries:
-                    retriever.retrieve(user, query)
+                    retriever.retrieve_for(user, query)
 
             result = _profile("retrieval", go, interval)
         finally:

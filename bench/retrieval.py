@@ -251,12 +251,12 @@ def _latency(sizes: list[int], users: int, queries: int, rpc: bool, seed: int) -
                 # Warm up with the very calls to time: a store just opened (as after the RPC part of the
                 # previous size) reads its files in on first touch, about twice as slow for a first pass.
                 for user, query in calls:
-                    retriever.retrieve(user, query)
+                    retriever.retrieve_for(user, query)
                 embed = _time_calls(lambda _u, q, e=rt.embedder: e.embed_query(q), calls, "embed one query")
                 local = _time_calls(retriever.retrieve, calls, f"in-process @{size}")
                 stages = defaultdict(list)
                 for user, query in calls[:100]:
-                    for name, ms in retriever.retrieve(user, query).timings_ms.items():
+                    for name, ms in retriever.retrieve_for(user, query).timings_ms.items():
                         stages[name].append(ms)
                 row = {"size": users * per_user, "embed": summary(embed), "local": summary(local),
                        "stages_p50_ms": {k: percentile(v, 50) for k, v in stages.items()}}
@@ -494,7 +494,7 @@ def _recall(conversations: list[str], ks: list[int], stm: int) -> dict[str, Any]
                         ranked[name] = {}
                         for k in ks:
                             t0 = time.perf_counter()
-                            ctx = retriever.retrieve(user, q, top_k=k, now=now, max_tokens=0)
+                            ctx = retriever.retrieve_for(user, q, top_k=k, now=now, max_tokens=0)
                             if name == OURS and k == 10:
                                 latency.append(time.perf_counter() - t0)
                                 stm_ids = [p.turn_id for p in ctx.short_term]

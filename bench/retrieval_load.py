@@ -107,17 +107,17 @@ def _task_cost(rt: Any, users: Sequence[str], calls: int, rng: random.Random) ->
     retriever, embedder = rt.retriever, rt.embedder
     queries = [(rng.choice(users), _query(rng)) for _ in range(calls)]
     for user, query in queries[:30]:
-        retriever.retrieve(user, query)
+        retriever.retrieve_for(user, query)
     embed, total, stages = [], [], {}
     for user, query in queries:
         t0 = time.perf_counter()
         embedder.embed_query(query)
         embed.append(time.perf_counter() - t0)
-        context = retriever.retrieve(user, query)
+        context = retriever.retrieve_for(user, query)
         total.append(context.timings_ms["total"] / 1000)
         for name, ms in context.timings_ms.items():
             stages.setdefault(name, []).append(ms)
-    sample = rt.retriever.retrieve(users[0], queries[0][1])
+    sample = rt.retriever.retrieve_for(users[0], queries[0][1])
     return {"embed": summary(embed), "retrieve": summary(total),
             "stages_p50_ms": {k: percentile(v, 50) for k, v in stages.items()},
             "persona": {"profile": sample.user_profile is not None, "user_facts": len(sample.user_knowledge),

@@ -16,9 +16,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Mapping
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import redis
 
@@ -39,10 +37,10 @@ from producers.wire.keys import Keys
 from producers.wire.rpc import ALIVE_S, LANE_TASKS, MAX_WAITING, Request
 from producers.wire.scripts import Scripts
 from schemas.context import RetrievedContext
-from schemas.query import check_max_tokens, check_retrieval_args, parse_filters, parse_now
+from schemas.query import OnDeadline, RetrievalRequest
 from schemas.settings import Settings
 
-OnDeadline = Literal["degrade", "raise"]
+__all__ = ["OnDeadline", "RetrievalClient", "RetrievalTimeout", "client_for", "retrieve"]
 
 
 class RetrievalTimeout(MemoryOSError, TimeoutError):
@@ -66,46 +64,25 @@ class RetrievalClient:
     def from_publisher(cls, publisher: Publisher) -> RetrievalClient:
         return cls(publisher.settings, publisher.sender, publisher.redis, publisher.scripts)
 
-    def retrieve(
-        self,
-        user_id: str,
-        query: str,
-        *,
-        assistant_id: str | None = None,
-        top_k: int | None = None,
-        deadline_ms: float | None = None,
-        on_deadline: OnDeadline | None = None,
-        timeout: float | None = None,
-        now: datetime | str | None = None,
-        filters: Mapping[str, Any] | None = None,
-        max_tokens: int | None = None,
-    ) -> RetrievedContext:
-        """top_k defaults to MEMORYOS_RETRIEVAL_TOP_PAGES and max_tokens to MEMORYOS_CONTEXT_MAX_TOKENS,
-        resolved here so the caller's settings decide; bad input raises ValueError naming the field before
-        anything is sent. A time without a zone (now, since, until) is read in the user's time zone. See
-        `retrieve` for the deadline."""
+    def retrieve(self, request: RetrievalRequest) -> RetrievedContext:
+        """The defaults (top_k, max_tokens, the deadline) are resolved here, so the caller's settings decide;
+        bad input raised ValueError naming the field before anything is sent (building the request). A time
+        without a zone (now, since, until) is read in the user's time zone. See `retrieve` for the deadline."""
         s = self.settings
-        top_k = s.retrieval_top_pages if top_k is None else top_k
-        check_retrieval_args(user_id, query, assistant_id, top_k, max_text_chars=s.max_text_chars)
-        max_tokens = s.context_max_tokens if max_tokens is None else check_max_tokens(max_tokens)
-        when, flt = parse_now(now), parse_filters(filters)
-        budget = _budget(deadline_ms, timeout, s)
-        mode = _mode(on_deadline, s)
+        request = request.resolved(s)
+        budget = _budget(request.deadline_ms, s)
+        mode = request.on_deadline or s.retrieval_on_deadline
         started = time.monotonic()
-        options = {
-            "assistant_id": assistant_id, "top_k": top_k, "max_tokens": max_tokens,
-            "now": when.isoformat() if when is not None else None,
-            "filters": flt.model_dump(mode="json", exclude_defaults=True) if flt is not None else None,
-        }
-        request = self._request(RETRIEVE_TASK, [user_id, query], options, budget)
+        args, options = request.wire()
+        lane_request = self._request(RETRIEVE_TASK, args, options, budget)
         wait = budget if mode == "raise" else budget - min(_FALLBACK_RESERVE_S, budget / 4)
-        frame = self._exchange(request, wait)
+        frame = self._exchange(lane_request, wait)
         if frame is not None:
             return RetrievedContext.model_validate_json(_unwrap(frame))
         if mode == "raise":
-            self._withdraw(request)
+            self._withdraw(lane_request)
             raise _timeout(budget, s)
-        return self._degraded(request, user_id, query, assistant_id, max_tokens, time.monotonic() - started)
+        return self._degraded(lane_request, request, time.monotonic() - started)
 
     def call(
         self, task: str, args: list[Any], kwargs: dict[str, Any], *, timeout: float | None = None,
@@ -200,13 +177,11 @@ class RetrievalClient:
         return None
 
     # -- past the deadline -----------------------------------------------------------------------------
-    def _degraded(
-        self, request: Request, user_id: str, query: str, assistant_id: str | None, max_tokens: int, waited: float
-    ) -> RetrievedContext:
+    def _degraded(self, request: Request, asked: RetrievalRequest, waited: float) -> RetrievedContext:
         """What Redis alone holds, in one round trip: the request leaves the lane (nobody computes it for
         nothing), the user's recent and pending turns, the last known profile, and whether a server lives.
         Fitted to the same token budget as a full answer: a user with a backlog has many pending turns."""
-        keys = self.keys.user(user_id)
+        keys = self.keys.user(asked.user_id)
         try:
             pipe = self.redis.pipeline(transaction=False)
             pipe.lrem(self.keys.rpc_requests, 1, request.encode())
@@ -224,10 +199,10 @@ class RetrievalClient:
                 f"too ({type(exc).__name__}: {exc})"
             ) from exc
         return RetrievedContext(
-            user_id=user_id, assistant_id=assistant_id, query=query, short_term=state.recent_reply(recent)[0],
-            user_profile=state.profile_copy(profile), degraded=True, degraded_reason=reason[1],
-            timings_ms={"waited": round(waited * 1000, 3)},
-        ).fit(max_tokens)
+            user_id=asked.user_id, assistant_id=asked.assistant_id, query=asked.query,
+            short_term=state.recent_reply(recent)[0], user_profile=state.profile_copy(profile), degraded=True,
+            degraded_reason=reason[1], timings_ms={"waited": round(waited * 1000, 3)},
+        ).fit(asked.budget)
 
 
 _BLPOP_SLICE = 2.0  # seconds; below producers.connection's socket timeout
@@ -255,24 +230,9 @@ def _blpop(client: redis.Redis, key: str, wait: float, *, final: bool) -> str | 
     return None if popped is None else str(popped[1])
 
 
-def _budget(deadline_ms: float | None, timeout: float | None, settings: Settings) -> float:
-    """Seconds the caller gives the full answer. `timeout` (seconds) is the older spelling."""
-    if deadline_ms is not None and timeout is not None:
-        raise ValueError("deadline_ms and timeout: give one of them (timeout is deadline_ms / 1000)")
-    if timeout is not None:
-        value, name = timeout, "timeout"
-    else:
-        value, name = settings.retrieval_deadline_ms if deadline_ms is None else deadline_ms, "deadline_ms"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name}: must be a positive number, got {value!r}")
-    return float(value) if name == "timeout" else float(value) / 1000
-
-
-def _mode(on_deadline: str | None, settings: Settings) -> str:
-    mode = settings.retrieval_on_deadline if on_deadline is None else on_deadline
-    if mode not in ("degrade", "raise"):
-        raise ValueError(f"on_deadline: must be 'degrade' or 'raise', got {mode!r}")
-    return mode
+def _budget(deadline_ms: float | None, settings: Settings) -> float:
+    """Seconds the caller gives the full answer."""
+    return float(settings.retrieval_deadline_ms if deadline_ms is None else deadline_ms) / 1000
 
 
 def _reason(servers: int, still_queued: bool, waited: float) -> tuple[str, str]:
@@ -324,25 +284,14 @@ def client_for(publisher: Publisher | None = None) -> RetrievalClient:
         return client
 
 
-def retrieve(
-    user_id: str,
-    query: str,
-    *,
-    assistant_id: str | None = None,
-    top_k: int | None = None,
-    deadline_ms: float | None = None,
-    on_deadline: OnDeadline | None = None,
-    timeout: float | None = None,
-    publisher: Publisher | None = None,
-    now: datetime | str | None = None,
-    filters: Mapping[str, Any] | None = None,
-    max_tokens: int | None = None,
-) -> RetrievedContext:
+def retrieve(user_id: str, query: str, *, publisher: Publisher | None = None, timeout: float | None = None,
+             **options: Any) -> RetrievedContext:
     """The user's memory context for `query`, computed by a retrieval server.
 
-    max_tokens: the context's prompt budget (default MEMORYOS_CONTEXT_MAX_TOKENS; 0 = none); now: when the
-    question is asked, for "yesterday" and "last Tuesday" (default: the current time); filters: since,
-    until, assistant_id, metadata (exact values).
+    `options` are the fields of schemas.query.RetrievalRequest: max_tokens (the context's prompt budget,
+    default MEMORYOS_CONTEXT_MAX_TOKENS; 0 = none), top_k, assistant_id, now (when the question is asked, for
+    "yesterday" and "last Tuesday"; default the current time), filters (since, until, assistant_id,
+    metadata), and the deadline:
 
     deadline_ms (default MEMORYOS_RETRIEVAL_DEADLINE_MS): when the full answer has not arrived by then,
     on_deadline="degrade" (default MEMORYOS_RETRIEVAL_ON_DEADLINE) returns what Redis alone holds (short-term
@@ -353,7 +302,12 @@ def retrieve(
 
     Uses the settings of `publisher` (default: the module-level one, see producers.configure).
     """
-    return client_for(publisher).retrieve(
-        user_id, query, assistant_id=assistant_id, top_k=top_k, deadline_ms=deadline_ms, on_deadline=on_deadline,
-        timeout=timeout, now=now, filters=filters, max_tokens=max_tokens,
-    )
+    client = client_for(publisher)
+    if timeout is not None:
+        if "deadline_ms" in options:
+            raise ValueError("deadline_ms and timeout: give one of them (timeout is deadline_ms / 1000)")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"timeout: must be a positive number, got {timeout!r}")
+        options["deadline_ms"] = float(timeout) * 1000
+    request = RetrievalRequest.of(user_id, query, max_text_chars=client.settings.max_text_chars, **options)
+    return client.retrieve(request)

@@ -71,3 +71,11 @@ class KnowledgeEntry(BaseModel):
     created_at: float = 0.0
     updated_at: float = 0.0
     score: float | None = None
+
+
+class Persona(BaseModel):
+    """The long-term persona of one user as the apps read it: the profile and both knowledge bases."""
+
+    profile: UserProfile | None = None
+    user_knowledge: list[KnowledgeEntry] = Field(default_factory=list)
+    assistant_knowledge: list[KnowledgeEntry] = Field(default_factory=list)

@@ -1,6 +1,10 @@
-"""What a retrieval may be asked, checked the same way on both sides of the RPC (ValueError names the
-field): the user, the query, how many pages, the token budget, the time the question is asked at and
-filters on the turns (a time range, the assistant, exact metadata values).
+"""What a retrieval may be asked: `RetrievalRequest`, the one model that travels from every app (HTTP,
+MCP, the `Memoryos` class, `producers.retrieve`, `in_process.retrieve`) to the retriever and over the
+wire, checked the same way on both sides of the RPC (ValueError names the field): the user, the query,
+how many pages, the token budget, the time the question is asked at, filters on the turns (a time range,
+the assistant, exact metadata values) and, over RPC, the deadline.
+
+A new retrieval option is a field of `RetrievalRequest`: every app takes its options from this model.
 
 Times without a zone are kept without one here: the worker reads them in the user's time zone (the
 per-user `timezone` knob, else MEMORYOS_TIMEZONE), which only it knows.
@@ -11,9 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .turns import DEFAULT_MAX_TEXT_CHARS, check_id, check_text
 
@@ -24,6 +28,7 @@ FILTER_FIELDS = ("since", "until", "assistant_id", "metadata")
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # no dots: a dot is a path in the store's payload keys
 
 MetadataValue = str | int | bool
+OnDeadline = Literal["degrade", "raise"]
 
 
 class RetrievalFilters(BaseModel):
@@ -152,3 +157,161 @@ def _metadata(value: Any) -> dict[str, MetadataValue]:
             )
         out[key] = item
     return out
+
+
+class Defaults(Protocol):
+    """Where a request's unset options come from: schemas.settings.Settings (which imports this module)."""
+
+    retrieval_top_pages: int | None
+    context_max_tokens: int
+    max_text_chars: int
+
+
+WIRE_FIELDS = ("user_id", "query")  # sent positionally over RPC (the task's args), the options as kwargs
+RPC_ONLY = ("deadline_ms", "on_deadline")  # the caller's side of the lane; the request frame carries them
+
+
+class RetrievalRequest(BaseModel):
+    """One retrieval: what every app asks and what the retriever answers. Build it with `of()` (keyword
+    arguments, ValueError naming the first bad field) or `model_validate` (pydantic's ValidationError)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    user_id: str = Field(description="The user whose memory is read.")
+    query: str = Field(description="The user's new message, or what to look up.")
+    assistant_id: str | None = Field(
+        None, description="Whose assistant facts to include (default: the filter's assistant, else the deployment's)."
+    )
+    top_k: int | None = Field(
+        None, description=f"At most this many mid-term pages, 1-{MAX_TOP_K} (default MEMORYOS_RETRIEVAL_TOP_PAGES, "
+        "else as many as the budget holds)."
+    )
+    max_tokens: int | None = Field(
+        None, description="Token budget of the context (default MEMORYOS_CONTEXT_MAX_TOKENS; 0: no budget)."
+    )
+    now: datetime | None = Field(
+        None, description="The question's time, ISO 8601 (default: now), for 'yesterday' and the like."
+    )
+    filters: RetrievalFilters | None = Field(
+        None, description="since, until (ISO 8601), assistant_id, metadata (exact values) narrowing the search."
+    )
+    deadline_ms: float | None = Field(
+        None, description="Over RPC: milliseconds the full answer may take (default MEMORYOS_RETRIEVAL_DEADLINE_MS); "
+        "past it the answer is what Redis holds, marked degraded. In-process retrieval has no queue to wait in."
+    )
+    on_deadline: OnDeadline | None = Field(
+        None, description="Over RPC: 'degrade' (default MEMORYOS_RETRIEVAL_ON_DEADLINE) or 'raise' RetrievalTimeout."
+    )
+
+    @field_validator("user_id", mode="before")
+    @classmethod
+    def _user(cls, value: Any) -> str:
+        return check_id("user_id", value)  # type: ignore[return-value]  # required: never None
+
+    @field_validator("assistant_id", mode="before")
+    @classmethod
+    def _assistant(cls, value: Any) -> str | None:
+        return check_id("assistant_id", value, required=False)
+
+    @field_validator("query", mode="before")
+    @classmethod
+    def _query(cls, value: Any, info: ValidationInfo) -> str:
+        return check_text("query", value, (info.context or {}).get("max_text_chars", DEFAULT_MAX_TEXT_CHARS))
+
+    @field_validator("top_k", mode="before")
+    @classmethod
+    def _top_k(cls, value: Any) -> int | None:
+        return None if value is None else check_top_k("top_k", value)
+
+    @field_validator("max_tokens", mode="before")
+    @classmethod
+    def _max_tokens(cls, value: Any) -> int | None:
+        return check_max_tokens(value)
+
+    @field_validator("now", mode="before")
+    @classmethod
+    def _now(cls, value: Any) -> datetime | None:
+        return parse_now(value)
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _filters(cls, value: Any) -> RetrievalFilters | None:
+        return parse_filters(value)
+
+    @field_validator("deadline_ms", mode="before")
+    @classmethod
+    def _deadline(cls, value: Any) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"deadline_ms: must be a positive number, got {value!r}")
+        return float(value)
+
+    @field_validator("on_deadline", mode="before")
+    @classmethod
+    def _on_deadline(cls, value: Any) -> str | None:
+        if value is not None and value not in ("degrade", "raise"):
+            raise ValueError(f"on_deadline: must be 'degrade' or 'raise', got {value!r}")
+        return value  # type: ignore[no-any-return]
+
+    @classmethod
+    def of(cls, user_id: Any, query: Any, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS, **options: Any,
+           ) -> RetrievalRequest:
+        """From keyword arguments (the Python entry points); ValueError naming the first bad field."""
+        unknown = sorted(set(options) - set(cls.model_fields) | set(options) & set(WIRE_FIELDS))
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not a retrieval option; use {', '.join(cls.options())}")
+        return cls.checked({"user_id": user_id, "query": query, **options}, max_text_chars=max_text_chars)
+
+    @classmethod
+    def checked(cls, data: Any, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> RetrievalRequest:
+        """`model_validate`, with the first problem raised as a ValueError that names its field."""
+        try:
+            return cls.model_validate(data, context={"max_text_chars": max_text_chars})
+        except ValidationError as exc:
+            raise ValueError(first_problem(exc)) from None
+
+    @classmethod
+    def options(cls) -> list[str]:
+        """The option names (every field but the user and the query)."""
+        return [name for name in cls.model_fields if name not in WIRE_FIELDS]
+
+    @classmethod
+    def from_wire(cls, args: list[Any], kwargs: dict[str, Any], *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+                  ) -> RetrievalRequest:
+        """A request as the retrieval task receives it: [user_id, query] and the options (see `wire`)."""
+        if len(args) != 2:
+            raise ValueError(f"args: a retrieval takes [user_id, query], got {len(args)} value(s)")
+        return cls.of(args[0], args[1], max_text_chars=max_text_chars, **kwargs)
+
+    def wire(self) -> tuple[list[Any], dict[str, Any]]:
+        """The task's args and kwargs: JSON values, unset options left out, the caller-side ones too."""
+        options = self.model_dump(mode="json", exclude_none=True, exclude_defaults=True,
+                                  exclude={*WIRE_FIELDS, *RPC_ONLY})
+        return [self.user_id, self.query], options
+
+    def resolved(self, settings: Defaults) -> RetrievalRequest:
+        """Defaults from `settings` filled in (the caller's: over RPC they are resolved before sending) and
+        the query checked against MEMORYOS_MAX_TEXT_CHARS."""
+        check_text("query", self.query, settings.max_text_chars)
+        return self.model_copy(update={
+            "top_k": settings.retrieval_top_pages if self.top_k is None else self.top_k,
+            "max_tokens": settings.context_max_tokens if self.max_tokens is None else self.max_tokens,
+        })
+
+    @property
+    def budget(self) -> int:
+        """The token budget as a number (0: none); call on a resolved request."""
+        return int(self.max_tokens or 0)
+
+
+def first_problem(exc: ValidationError) -> str:
+    """pydantic's first error as "field: message" (our checks already start with their field)."""
+    err = exc.errors(include_input=False)[0]
+    message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    field = ".".join(str(part) for part in err.get("loc", ()))
+    if not field or message.startswith(f"{field}:") or message.split(":", 1)[0].startswith(field):
+        return message
+    if err.get("type") == "extra_forbidden":
+        return f"{field}: not a retrieval option; use {', '.join(RetrievalRequest.options())}"
+    return f"{field}: {message}"

@@ -192,6 +192,11 @@ class Settings(BaseSettings):
     # --- interfaces ------------------------------------------------------------------------------
     user_id: str = "default_user"
     assistant_id: str = "default_assistant"
+    external_workers: bool = Field(
+        False, description="The deployment runs its own workers (`memoryos worker`): the apps (HTTP API, MCP, the "
+        "Memoryos class) that open the vector store themselves never start an in-process one. Off: they do, "
+        "so an embedded setup or a single process with a Qdrant server works on its own."
+    )
 
     # --- HTTP API (`memoryos serve`) and MCP over HTTP ---------------------------------------------
     api_keys: SecretStr | None = Field(

@@ -13,9 +13,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from memoryos_workers.runtime import Runtime, get_runtime
-from memoryos_workers.worker.embedded import EmbeddedWorker
-from producers.wire import state
+from memoryos_workers.interface import Memory, open_memory
 
 QUESTION = "What is the name of my cat?"
 
@@ -29,60 +27,61 @@ def _short(text: str, width: int = 70) -> str:
     return textwrap.shorten(text, width=width, placeholder="…")
 
 
-def run_demo(runtime: Runtime | None = None, *, out: TextIO = sys.stdout, question: str = QUESTION) -> dict[str, Any]:
-    rt = runtime or get_runtime()
+def run_demo(memory: Memory | None = None, *, out: TextIO = sys.stdout, question: str = QUESTION) -> dict[str, Any]:
+    """Publishes the sample conversation for a new user, waits for the background work, prints what each tier
+    holds and one retrieval. `memory` (default: `open_memory()`, closed at the end) must do its background
+    work: an in-process worker, or the deployment's."""
+    own = memory is None
+    memory = memory or open_memory(worker=True)
     say: Callable[[str], None] = lambda line="": print(line, file=out)  # noqa: E731
     user_id = f"demo-{uuid.uuid4().hex[:8]}"
     turns = [dict(turn, user_id=user_id, assistant_id="demo-assistant") for turn in sample_conversation()]
-    store = rt.settings.qdrant_url or rt.settings.data_dir
+    store = memory.settings.qdrant_url or memory.settings.data_dir
     say(f"MemoryOS workers demo: user {user_id}, {len(turns)} turns, store {store}")
-    with EmbeddedWorker(rt):
+    try:
         started = time.perf_counter()
         for turn in tqdm(turns, desc="publishing turns", unit="turn", file=sys.stderr, disable=not sys.stderr.isatty()):
-            rt.publisher.publish(turn)
+            memory.publish([turn])
         published = time.perf_counter() - started
-        rt.pending.wait_idle(user_id, timeout=120, flush=True)
+        memory.wait_idle(user_id, timeout=120, flush=True)
         settled = time.perf_counter() - started
-        report = _report(rt, user_id, question, say)
+        report = _report(memory, user_id, question, say)
+    finally:
+        if own:
+            memory.close()
     say(f"\npublished {len(turns)} turns in {published * 1000:.1f} ms; background work done after {settled:.2f} s")
     return report
 
 
-def _report(rt: Runtime, user_id: str, question: str, say: Callable[[str], None]) -> dict[str, Any]:
-    keys = rt.keys.user(user_id)
-    stm = state.short_term(rt.redis, keys)
-    waiting = state.buffered(rt.redis, keys) + [p for b in state.batches(rt.redis, keys) for p in b.pages]
-    pages = rt.pages.all_for_user(user_id)
-    say(f"\nshort-term memory (Redis): {len(stm)} turns, the last {rt.settings.short_term_capacity} published")
+def _report(memory: Memory, user_id: str, question: str, say: Callable[[str], None]) -> dict[str, Any]:
+    view = memory.inspect(user_id)
+    stm, pages, segments = view["short_term"], view["recent_pages"], view["segments"]
+    say(f"\nshort-term memory (Redis): {len(stm)} turns, the last {memory.settings.short_term_capacity} published")
     for page in stm[-3:]:
-        say(f"  #{page.seq:<3} {page.timestamp:%Y-%m-%d}  user: {_short(page.user_input)}")
-    say(f"pending (Redis, waiting for a worker): {len(waiting)} turns")
-    say(f"mid-term pages (vector store): {len(pages)} pages")
-    for hit in pages[:3]:
-        say(f"  #{hit.payload['seq']:<3} {hit.payload['timestamp'][:10]}  user: {_short(hit.payload['user_input'])}")
-    segments = rt.segments.all_for_user(user_id)
-    heats = rt.segment_stats.heats(keys)
-    lengths = rt.segment_stats.lengths(keys)
+        say(f"  #{page['seq']:<3} {page['timestamp'][:10]}  user: {_short(page['user_input'])}")
+    say(f"pending (Redis, waiting for a worker): {view['pending_turns']} turns")
+    say(f"mid-term pages (vector store): {view['pages']} pages")
+    for page in pages[:3]:
+        say(f"  #{page['seq']:<3} {str(page['timestamp'])[:10]}  user: {_short(page['user_input'])}")
     say(f"mid-term segments (vector store, heat in Redis): {len(segments)}")
-    for hit in sorted(segments, key=lambda h: -heats.get(h.id, 0.0))[:5]:
-        p = hit.payload
-        say(f"  heat {heats.get(hit.id, 0.0):5.2f}  {lengths.get(hit.id, '?'):>3} pages  [{p.get('source')}] "
-            f"{_short(p.get('theme', ''), 40)}: {_short(', '.join(p.get('keywords', [])), 50)}")
-    if not rt.llm.configured:
-        say("  (no LLM configured: segments were built by the fallback; set MEMORYOS_OPENAI_API_KEY or "
+    for seg in segments[:5]:
+        say(f"  heat {seg['heat']:5.2f}  {seg['pages']:>3} pages  [{seg['source']}] "
+            f"{_short(seg['theme'], 40)}: {_short(', '.join(seg['keywords']), 50)}")
+    if segments and all(seg["source"] == "fallback" for seg in segments):
+        say("  (segments were built by the fallback, without the LLM: set MEMORYOS_OPENAI_API_KEY or "
             "MEMORYOS_OPENAI_BASE_URL for LLM topics and summaries)")
-    profile = rt.persona.get_profile(user_id)
-    facts = rt.persona.list("user", user_id)
+    profile = view["profile_detail"]
     if profile:
-        say(f"long-term persona: profile with {len(profile.traits)} traits, {len(facts)} user facts")
-        say(f"  {_short(profile.summary, 100)}")
+        facts = memory.facts("user", user_id)
+        say(f"long-term persona: profile with {len(profile['traits'])} traits, {len(facts)} user facts")
+        say(f"  {_short(profile['summary'], 100)}")
     else:
         say("long-term persona: none yet (persona extraction needs an LLM endpoint)")
-    hits = rt.pages.search(user_id, question, limit=3)
-    say(f"\nretrieval for {question!r}:")
-    for hit in hits:
-        say(f"  {hit.score:.3f}  user: {_short(hit.payload['user_input'])}")
-        say(f"         assistant: {_short(hit.payload['agent_response'])}")
-    return {"user_id": user_id, "short_term": len(stm), "pending": len(waiting), "pages": len(pages),
-            "segments": len(segments),
-            "top_hit": hits[0].payload if hits else None}
+    context = memory.retrieve_for(user_id, question, top_k=3, max_tokens=0)
+    say(f"\nretrieval for {question!r} ({context.timings_ms.get('total', 0):.1f} ms):")
+    for page in context.pages:
+        say(f"  {page.score:.3f}  user: {_short(page.user_input)}")
+        say(f"         assistant: {_short(page.agent_response)}")
+    top = context.pages[0].model_dump(mode="json") if context.pages else None
+    return {"user_id": user_id, "short_term": len(stm), "pending": view["pending_turns"], "pages": view["pages"],
+            "segments": len(segments), "top_hit": top}

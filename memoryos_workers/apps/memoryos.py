@@ -1,30 +1,27 @@
-"""`Memoryos`: the MemoryOS PyPI API as a drop-in, backed by the worker pipeline.
+"""`Memoryos`: the MemoryOS PyPI API as a drop-in, over the one memory interface (memoryos_workers.interface).
 
 By default it runs embedded (the vector store under data_storage_path and an in-process Celery
-worker), like MemoryOS itself; with MEMORYOS_QDRANT_URL set and MEMORYOS_EXTERNAL_WORKERS=1 it
-leaves the work to the deployment's workers. Unlike MemoryOS, add_memory returns at once: the
-summarising and persona work happens in the background (force_mid_term_analysis waits for it).
+worker), like MemoryOS itself; with MEMORYOS_EXTERNAL_WORKERS the deployment's workers do the work; beside
+a running worker that holds the embedded store it reads through that worker over RPC (`open_memory`
+decides). Unlike MemoryOS, add_memory returns at once: the summarising and persona work happens in the
+background (force_mid_term_analysis waits for it).
 
-A process holds one runtime per store and one in-process worker, whatever number of users it serves:
-`Memoryos.from_settings()` opens the deployment's memory, `for_user()` gives the same memory about
-another user, and `shutdown()` stops the worker and closes the store when a server ends.
+A process holds one memory per store, whatever number of users it serves: `Memoryos.from_settings()`
+opens the deployment's memory, `for_user()` gives the same memory about another user, and `shutdown()`
+stops the worker and closes the store when a server ends.
 """
 
 from __future__ import annotations
 
-import atexit
 import copy
 import logging
 import os
-import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from memoryos_workers.apps.generation import generate_response
-from memoryos_workers.runtime import Runtime, set_runtime
-from producers.pending import PendingWork
-from producers.wire.knobs import set_user_knobs
+from memoryos_workers.interface import Memory, close_shared, shared_memory
 from schemas.context import RetrievedContext
 from schemas.knobs import UserKnobs
 from schemas.persona import KnowledgeEntry, UserProfile
@@ -34,8 +31,6 @@ from schemas.turns import check_id
 log = logging.getLogger("memoryos.facade")
 
 _EMBEDDING_ALIASES = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
-_active: dict[str, Any] = {}
-_active_lock = threading.Lock()
 
 
 class Memoryos:
@@ -78,7 +73,7 @@ class Memoryos:
             overrides["data_dir"] = Path(data_storage_path) / "vectors"
         if embedding_model_name:
             wanted = _EMBEDDING_ALIASES.get(embedding_model_name, embedding_model_name)
-            pinned = os.environ.get("MEMORYOS_EMBEDDING_MODEL")
+            pinned = base.embedding_model if "embedding_model" in base.model_fields_set else None
             if pinned and pinned != wanted:
                 # The deployment's setting wins, said out loud: vectors of two models never mix.
                 log.warning("embedding_model_name=%r ignored: MEMORYOS_EMBEDDING_MODEL=%r is set", wanted, pinned)
@@ -88,16 +83,10 @@ class Memoryos:
         self.settings = Settings.model_validate({**base.model_dump(), **overrides})
         self.user_id = user_id
         self.assistant_id = assistant_id
-        self.runtime = _shared_runtime(self.settings)
-        self.runtime.warm_up()  # a model or store problem shows here, not on the first call
+        self.memory: Memory = shared_memory(self.settings)
         # This object's capacities and thresholds are its user's, wherever the work runs (DESIGN:
         # per-user settings in Redis, honoured by the publish script and by workers).
-        set_user_knobs(self.runtime.redis, self.runtime.keys.user(user_id), UserKnobs.from_settings(self.settings))
-        self._worker = None
-        self._view = False
-        self._previous_runtime = set_runtime(self.runtime)
-        if not (self.settings.qdrant_url and os.environ.get("MEMORYOS_EXTERNAL_WORKERS") == "1"):
-            self._worker = _shared_worker(self.runtime)
+        self.memory.set_knobs(user_id, UserKnobs.from_settings(self.settings))
 
     @classmethod
     def from_settings(cls) -> Memoryos:
@@ -117,10 +106,8 @@ class Memoryos:
         )
 
     def for_user(self, user_id: str, assistant_id: str | None = None) -> Memoryos:
-        """This memory about another user: the same runtime, store, settings and in-process worker. A
-        second `Memoryos` would try to open a second runtime, and the embedded store has one opener. The
-        view writes no per-user knobs (that user's stored knobs, or else the deployment's settings, apply)
-        and its close() does nothing: the worker stays this object's to release."""
+        """This memory about another user: the same store, settings and in-process worker. The view writes no
+        per-user knobs (that user's stored knobs, or else the deployment's settings, apply)."""
         check_id("user_id", user_id)
         check_id("assistant_id", assistant_id, required=False)
         if user_id == self.user_id and assistant_id in (None, self.assistant_id):
@@ -128,14 +115,12 @@ class Memoryos:
         view = copy.copy(self)
         view.user_id = user_id
         view.assistant_id = assistant_id or self.assistant_id
-        view._worker = None
-        view._view = True
         return view
 
     @property
     def runs_worker(self) -> bool:
         """Whether the background work runs inside this process (the embedded setup) or on the deployment's workers."""
-        return self._worker is not None
+        return self.memory.runs_worker
 
     # -- the MemoryOS API ------------------------------------------------------------------------
     def add_memory(
@@ -145,25 +130,23 @@ class Memoryos:
         timestamp: str | datetime | None = None,
         meta_data: dict[str, Any] | None = None,
     ) -> str:
-        return self.runtime.publisher.publish(
-            {
-                "user_id": self.user_id,
-                "assistant_id": self.assistant_id,
-                "user_input": user_input,
-                "agent_response": agent_response,
-                "timestamp": timestamp,
-                "metadata": meta_data,
-            }
-        )
+        turn = {
+            "user_id": self.user_id,
+            "assistant_id": self.assistant_id,
+            "user_input": user_input,
+            "agent_response": agent_response,
+            "timestamp": timestamp,
+            "metadata": meta_data,
+        }
+        return self.memory.publish([turn])[0]
 
-    def retrieve(self, query: str, top_k: int | None = None, *, max_tokens: int | None = None,
-                 now: datetime | str | None = None, filters: dict[str, Any] | None = None) -> RetrievedContext:
+    def retrieve(self, query: str, top_k: int | None = None, **options: Any) -> RetrievedContext:
         """The memory context for `query`: at most `top_k` pages (default retrieval_queue_capacity, as
-        MemoryOS), within `max_tokens` (default MEMORYOS_CONTEXT_MAX_TOKENS), the most useful per token."""
-        return self.runtime.retriever.retrieve(
-            self.user_id, query, assistant_id=self.assistant_id, top_k=top_k or self.settings.retrieval_queue_capacity,
-            max_tokens=max_tokens, now=now, filters=filters,
-        )
+        MemoryOS), within `max_tokens` (default MEMORYOS_CONTEXT_MAX_TOKENS), the most useful per token.
+        `options`: the other fields of schemas.query.RetrievalRequest (max_tokens, now, filters, ...)."""
+        options.setdefault("assistant_id", self.assistant_id)
+        return self.memory.retrieve_for(self.user_id, query, top_k=top_k or self.settings.retrieval_queue_capacity,
+                                        **options)
 
     def get_response(
         self,
@@ -174,19 +157,17 @@ class Memoryos:
     ) -> str:
         """Retrieve, generate, then record the new turn (as MemoryOS does)."""
         context = self.retrieve(query)
-        answer, _ = generate_response(query, context, relationship_with_user, style_hint, llm=self.runtime.llm)
+        answer, _ = generate_response(query, context, relationship_with_user, style_hint, llm=self.memory.runtime.llm)
         self.add_memory(query, answer, meta_data=user_conversation_meta_data)
         return answer
 
     def profile(self) -> UserProfile | None:
         """The user's profile as built so far; None before the first persona extraction."""
-        return self.runtime.persona.get_profile(self.user_id)
+        return self.memory.profile(self.user_id)
 
     def knowledge(self, kind: Literal["user", "assistant"]) -> list[KnowledgeEntry]:
         """Facts about the user, or the assistant's facts drawn from this user's dialogue, oldest first."""
-        if kind == "user":
-            return self.runtime.persona.list("user", self.user_id)
-        return self.runtime.persona.list("assistant", self.user_id, self.assistant_id)
+        return self.memory.facts(kind, self.user_id, self.assistant_id)
 
     def get_user_profile_summary(self) -> str:
         profile = self.profile()
@@ -201,42 +182,34 @@ class Memoryos:
 
     def force_mid_term_analysis(self, timeout: float = 300.0) -> dict[str, int]:
         """Promote everything pending, then analyse every segment's unanalysed pages now."""
-
-        PendingWork(self.runtime.publisher).wait_idle(self.user_id, timeout=timeout, flush=True)
-        return self.runtime.persona_worker.extract(self.user_id, force=True)
+        return self.memory.analyse(self.user_id, timeout=timeout)
 
     def get_memory_stats(self) -> dict[str, Any]:
-        from producers.wire import state
-
-        rt, keys = self.runtime, self.runtime.keys.user(self.user_id)
+        view = self.memory.inspect(self.user_id)
         return {
             "user_id": self.user_id,
             "assistant_id": self.assistant_id,
             "short_term_memory": {
-                "current_size": rt.redis.llen(keys.stm),
+                "current_size": len(view["short_term"]),
                 "capacity": self.settings.short_term_capacity,
             },
-            "pending_turns": rt.redis.llen(keys.buf) + sum(len(b.pages) for b in state.batches(rt.redis, keys)),
+            "pending_turns": view["pending_turns"],
             "mid_term_memory": {
-                "pages": rt.pages.count(self.user_id),
-                "segments": rt.segment_stats.count(keys),
+                "pages": view["pages"],
+                "segments": len(view["segments"]),
                 "capacity": self.settings.mid_term_capacity,
             },
             "long_term_memory": {
                 "user_knowledge": len(self.knowledge("user")),
                 "assistant_knowledge": len(self.knowledge("assistant")),
-                "has_profile": self.profile() is not None,
+                "has_profile": view["profile_detail"] is not None,
             },
         }
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
-        if self._view:
-            return
-        if self._worker is not None:
-            _release_worker()
-            self._worker = None
-        set_runtime(self._previous_runtime)
+        """Nothing to release per object: the process's memory (its worker and store) is shared by every
+        Memoryos object and ends with `shutdown()` or the process."""
 
     def __enter__(self) -> Memoryos:
         return self
@@ -245,48 +218,8 @@ class Memoryos:
         self.close()
 
 
-def _shared_runtime(settings: Settings) -> Runtime:
-    """One runtime per store in a process: the embedded store can be opened once. Objects for other
-    users on the same store share it; each keeps its own capacities and thresholds (per-user knobs)."""
-    key = (str(settings.data_dir), settings.qdrant_url, settings.key_prefix, settings.embedding_model)
-    with _active_lock:
-        runtimes = _active.setdefault("runtimes", {})
-        if key not in runtimes:
-            runtimes[key] = Runtime(settings)
-        return runtimes[key]
-
-
-def _shared_worker(runtime: Runtime) -> Any:
-    """One in-process worker per process: several Memoryos objects (one per user) share it."""
-    from memoryos_workers.worker.embedded import EmbeddedWorker
-
-    with _active_lock:
-        if "worker" not in _active:
-            _active["worker"] = EmbeddedWorker(runtime).start()
-            _active["users"] = 0
-            atexit.register(_stop_all)
-        _active["users"] += 1
-        return _active["worker"]
-
-
-def _release_worker() -> None:
-    with _active_lock:
-        _active["users"] = max(0, _active.get("users", 1) - 1)
-
-
-def _stop_all() -> None:
-    with _active_lock:
-        worker = _active.pop("worker", None)
-    if worker is not None:
-        worker.stop(timeout=10)
-
-
 def shutdown() -> None:
-    """Stop the process's in-process worker, then close the shared runtimes, so the embedded store is
-    flushed and let go (the next opener finds it clean). For a server that ends on purpose; at exit the
-    worker is stopped anyway. A `Memoryos` used afterwards opens a fresh runtime."""
-    _stop_all()
-    with _active_lock:
-        runtimes = _active.pop("runtimes", {})
-    for runtime in runtimes.values():
-        runtime.close()
+    """Stop the process's in-process worker, then close the shared stores, so the embedded store is flushed
+    and let go (the next opener finds it clean). For a server that ends on purpose; at exit it happens
+    anyway. A `Memoryos` used afterwards opens afresh."""
+    close_shared()

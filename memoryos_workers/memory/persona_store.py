@@ -196,6 +196,16 @@ class PersonaStore:
         flt = {"kind": "assistant", "owner": f"assistant:{assistant_id}:{SHARED}"}
         return [_entry(h) for h in self.store.scroll(KNOWLEDGE, filter=flt, order_by="created_ms")]
 
+    def facts(self, kind: str, user_id: str | None, assistant_id: str) -> list[KnowledgeEntry]:
+        """What a reader may see, oldest first: the user's facts; an assistant's facts for this user (its own
+        scope plus shared ones); without a user, the shared ones only (one user's facts never reach another)."""
+        if kind == "user" and user_id is not None:
+            return self.list("user", user_id)
+        if kind == "assistant":
+            return self.shared_assistant_facts(assistant_id) if user_id is None else self.list(
+                "assistant", user_id, assistant_id)
+        raise ValueError(f"kind: must be user or assistant, not {kind!r}")
+
     def drawn_from(self, user_id: str, kind: str) -> list[Hit]:
         """Facts drawn from this user's dialogue, whoever they are scoped to (for export)."""
         self.ensure()

@@ -1,6 +1,6 @@
-"""Operators' reads and writes on one user (export, forget, inspect, dead letters), in one table, so
-the CLI runs them here when it can open the store and over RPC on the store's owner when it cannot
-(the embedded setup: a running worker holds the local vector store)."""
+"""Operators' reads and writes on one user (export, forget, inspect, dead letters, a forced persona
+extraction), in one table: `LocalMemory` runs them where the store is, and a worker runs them for a
+`RemoteMemory` over RPC (the operator_command task)."""
 
 from __future__ import annotations
 
@@ -42,12 +42,18 @@ def _dead_replay(rt: Runtime, user_id: str | None) -> dict[str, dict[str, int]]:
     return {u: replay(rt, u) for u in users}
 
 
+def _analyse(rt: Runtime, user_id: str | None) -> dict[str, int]:
+    """Persona extraction now, over every segment's unread pages however hot (force_mid_term_analysis)."""
+    return rt.persona_worker.extract(_required(user_id), force=True)
+
+
 OPS: dict[str, Callable[[Runtime, str | None], Any]] = {
     "export": _export,
     "forget": _forget,
     "inspect": _inspect,
     "dead_list": _dead_list,
     "dead_replay": _dead_replay,
+    "analyse": _analyse,
 }
 
 

@@ -47,7 +47,7 @@ from producers.wire.keys import Keys, UserKeys
 from producers.wire.scripts import Scripts
 from schemas.context import RetrievedContext, RetrievedPage
 from schemas.prompt import DEFAULT_PACKING, PackingParams, fit
-from schemas.query import MAX_TOP_K, check_max_tokens, check_retrieval_args, parse_filters, parse_now
+from schemas.query import MAX_TOP_K, RetrievalRequest
 from schemas.settings import Settings
 from schemas.turns import Page
 
@@ -90,25 +90,21 @@ class Retriever:
         """The same retriever with other packing parameters (the benchmark's variants)."""
         return replace_params(self, self.fusion, replace(self.packing, **changes))
 
-    def retrieve(
-        self,
-        user_id: str,
-        query: str,
-        *,
-        assistant_id: str | None = None,
-        top_k: int | None = None,
-        now: datetime | str | None = None,
-        filters: Any = None,
-        max_tokens: int | None = None,
-    ) -> RetrievedContext:
-        """top_k: at most this many mid-term pages (default MEMORYOS_RETRIEVAL_TOP_PAGES, else as many as
-        the budget holds); max_tokens: the prompt's budget (default MEMORYOS_CONTEXT_MAX_TOKENS, 0 = none);
-        now: when the question is asked (default: the current time); filters: see schemas.query."""
+    def retrieve_for(self, user_id: str, query: str, **options: Any) -> RetrievedContext:
+        """`retrieve` with the request's fields as keyword arguments (benchmarks, tests)."""
+        return self.retrieve(RetrievalRequest.of(user_id, query, max_text_chars=self.settings.max_text_chars,
+                                                 **options))
+
+    def retrieve(self, request: RetrievalRequest) -> RetrievedContext:
+        """See RetrievalRequest: top_k caps the mid-term pages (default MEMORYOS_RETRIEVAL_TOP_PAGES, else as
+        many as the budget holds); max_tokens is the prompt's budget (default MEMORYOS_CONTEXT_MAX_TOKENS,
+        0 = none); now is when the question is asked (default: the current time). Its deadline is the
+        caller's (the retrieval lane's); here nothing waits in a queue."""
         s = self.settings
-        check_retrieval_args(user_id, query, assistant_id, top_k, max_text_chars=s.max_text_chars)
-        budget = s.context_max_tokens if max_tokens is None else int(check_max_tokens(max_tokens) or 0)
-        flt, asked_at = parse_filters(filters), parse_now(now)
-        limit = _page_limit(top_k or s.retrieval_top_pages, budget, self.fusion.candidate_tokens)
+        request = request.resolved(s)
+        user_id, query, flt = request.user_id, request.query, request.filters
+        budget = request.budget
+        limit = _page_limit(request.top_k, budget, self.fusion.candidate_tokens)
         timings: dict[str, float] = {}
         started = clock = time.perf_counter()
 
@@ -122,7 +118,7 @@ class Retriever:
         short_term, zone = self._short_term(keys)
         check_range(flt, zone)
         short_term = [p for p in short_term if matches(p, flt, zone)]
-        when = localise(asked_at, zone) if asked_at is not None else datetime.now(zone)
+        when = localise(request.now, zone) if request.now is not None else datetime.now(zone)
         where = payload_filter(flt, zone)
         lap("short_term")
         vector = self.embedder.embed_query(query)
@@ -133,12 +129,12 @@ class Retriever:
         windows = time_windows(query, when) if self.fusion.use_dates else []
         pages = self._pages(user_id, vector, sparse, segments, short_term, limit, where, windows, bool(budget))
         lap("pages")
-        assistant = assistant_id or (flt.assistant_id if flt else None)
+        assistant = request.assistant_id or (flt.assistant_id if flt else None)
         profile, user_facts, assistant_facts = self._persona(user_id, assistant, vector)
         lap("persona")
         context = RetrievedContext(
             user_id=user_id,
-            assistant_id=assistant_id,
+            assistant_id=request.assistant_id,
             query=query,
             short_term=short_term,
             pages=pages,

@@ -31,6 +31,7 @@ from memoryos_workers.runtime import Runtime, get_runtime
 from memoryos_workers.worker.rpc import RPCAnswer
 from producers.wire.contract import READ_PERSONA_TASK, RETRIEVAL_QUEUE, RETRIEVE_TASK
 from producers.wire.rpc import ALIVE_S, HEARTBEAT_S, Request
+from schemas.query import RetrievalRequest
 from schemas.turns import check_id
 
 log = logging.getLogger("memoryos.retrieval_server")
@@ -43,16 +44,21 @@ _RETRY_S = 1.0  # after a Redis error, before the next attempt
 def compute(runtime: Runtime, task: str, args: list[Any], kwargs: dict[str, Any]) -> str:
     """The JSON answer of one read; ValueError is the caller's bad input (it reaches them as ValueError)."""
     if task == RETRIEVE_TASK:
-        user_id, query = args
-        return runtime.retriever.retrieve(user_id, query, **kwargs).model_dump_json()
+        request = RetrievalRequest.from_wire(args, kwargs, max_text_chars=runtime.settings.max_text_chars)
+        return runtime.retriever.retrieve(request).model_dump_json()
     if task == READ_PERSONA_TASK:
-        from memoryos_workers.in_process import read_persona
-
-        kind, user_id, assistant_id = args
-        check_id("user_id", user_id, required=False)
-        check_id("assistant_id", assistant_id, required=False)
-        return json.dumps(read_persona(kind, user_id, assistant_id, runtime))
+        return json.dumps(_persona_answer(runtime, *args))
     raise ValueError(f"task: {task!r} is not served by the retrieval lane")
+
+
+def _persona_answer(runtime: Runtime, kind: str, user_id: str | None, assistant_id: str | None) -> Any:
+    """A RemoteMemory's persona read (profile, or facts of a kind), as JSON values."""
+    check_id("user_id", user_id, required=kind != "assistant")
+    assistant = check_id("assistant_id", assistant_id or runtime.settings.assistant_id)
+    if kind == "profile":
+        profile = runtime.persona.get_profile(str(user_id))
+        return profile.model_dump(mode="json") if profile else None
+    return [e.model_dump(mode="json") for e in runtime.persona.facts(kind, user_id, str(assistant))]
 
 
 class RetrievalServer:

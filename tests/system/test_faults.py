@@ -273,11 +273,11 @@ def test_llm_chaos_every_turn_once_and_dead_letters_replay(tmp_path: Path, priva
             # Retrievable: the 10 latest in short-term, and sampled mid-term pages found by their text.
             retriever = rt.retriever
             for index, user in enumerate(users):
-                ctx = retriever.retrieve(user, "which trips did I plan?")
+                ctx = retriever.retrieve_for(user, "which trips did I plan?")
                 assert [p.turn_id for p in ctx.short_term][-10:] == published[user][-10:]
                 for i in (0, 17, 39):
                     query = f"booking code zq{index}x{i:03d}"
-                    ctx = retriever.retrieve(user, query)
+                    ctx = retriever.retrieve_for(user, query)
                     assert published[user][i] in [p.turn_id for p in ctx.pages], f"{user}: turn {i} not retrievable"
 
             # -- the LLM recovers: replay the dead letters ------------------------------------------
@@ -575,7 +575,7 @@ def test_hundred_lookalike_users_never_see_each_other(tmp_path: Path, private_pr
             # The plain question, and one naming the next user's number (a BM25 bait for their pages).
             for query in ("what is my dog's name?", f"whose number is {1000 + (i + 1) % len(users)}?"):
                 # No token budget: everything retrieval finds (every fact too) is checked for isolation.
-                ctx = retriever.retrieve(user, query, max_tokens=0)
+                ctx = retriever.retrieve_for(user, query, max_tokens=0)
                 returned["retrievals"] += 1
                 assert ctx.user_id == user
                 for page in ctx.short_term:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from memoryos_workers.apps.http import errors
-from memoryos_workers.apps.http.auth import Keyring
-from memoryos_workers.apps.http.memory import Memory
+from memoryos_workers.apps.http.auth import Keyring, NoKeysError
 from memoryos_workers.apps.http.metrics import HttpMetrics, make_registry
 from memoryos_workers.apps.http.middleware import BodyLimit, SecurityHeaders
 from memoryos_workers.apps.http.routes import health, operations, retrieval, turns, users
 from memoryos_workers.apps.http.ui import views
+from memoryos_workers.interface import Memory, open_memory
 from schemas.settings import Settings, get_settings
 
 log = logging.getLogger("memoryos.http")
@@ -26,15 +27,13 @@ Every /v1 route needs `Authorization: Bearer KEY` (MEMORYOS_API_KEYS maps keys t
 user ids are its own namespace). Errors come as `{"error": ..., "detail": [{"field", "message"}]}`:
 422 names the field (nothing was stored), 413 a body over the limit, 503 with Retry-After while Redis
 does not answer (retry with the same turn_id)."""
-
-
-class NoKeysError(RuntimeError):
-    pass
+PUBLISH_THREADS = 32  # publishes waiting on Redis at once; each holds a thread for one round trip
 
 
 def create_app(settings: Settings | None = None, memory: Memory | None = None, *, worker: bool | None = None,
                ) -> FastAPI:
-    """`memory` defaults to one opened at start-up from `settings` (see memory.py for the modes)."""
+    """`memory` defaults to `open_memory(settings, worker=worker)` at start-up (memoryos_workers.interface
+    decides local or remote, and whether an in-process worker runs)."""
     settings = settings or get_settings()
     keys = settings.tenant_keys()
     if not keys:
@@ -42,21 +41,26 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None, *
             "MEMORYOS_API_KEYS is not set: the API serves nobody without keys. Set it to KEY=TENANT pairs, e.g. "
             "MEMORYOS_API_KEYS=\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')=default\""
         )
-    memory = memory or Memory(settings, worker=worker)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Model and store open before the port answers, so the first request is not the slow one.
-        await run_in_threadpool(memory.open)
+        if app.state.memory is None:
+            app.state.memory = await run_in_threadpool(open_memory, settings, worker=worker)
         try:
             yield
         finally:
-            await run_in_threadpool(memory.close)
+            app.state.publish_threads.shutdown(wait=True)
+            await run_in_threadpool(app.state.memory.close)
 
     app = FastAPI(title="MemoryOS workers", version=_version(), description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
     app.state.memory = memory
+    # The hot path's hop off the event loop: asyncio's executor thread costs about 10 µs of CPU per call
+    # here, anyio's worker threads (Starlette's run_in_threadpool) 30-40 µs.
+    app.state.publish_threads = ThreadPoolExecutor(PUBLISH_THREADS, thread_name_prefix="memoryos-http-publish")
     app.state.keyring = Keyring(keys, settings.assistant_id)
-    app.state.registry = make_registry(memory.stats)
+    app.state.registry = make_registry(lambda: app.state.memory.stats())
     errors.install(app)
     for module in (turns, retrieval, users, operations, health):
         app.include_router(module.router)

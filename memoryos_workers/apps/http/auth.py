@@ -26,6 +26,10 @@ SESSION_COOKIE = "memoryos_ui"
 SESSION_SECONDS = 12 * 3600
 
 
+class NoKeysError(RuntimeError):
+    """A server (the HTTP API, MCP over HTTP) would serve memory without MEMORYOS_API_KEYS where that is unsafe."""
+
+
 class ForeignIdError(RuntimeError):
     """An answer held an id outside the tenant's namespace: a bug, answered with a 500, never sent."""
 

@@ -55,9 +55,13 @@ class TooLarge(HTTPException):
 def _pydantic_problems(errors: Iterable[Any], where: str, rename: dict[str, str]) -> Iterable[tuple[str, str]]:
     for err in errors:
         path = where
-        for part in err.get("loc", ()):
+        loc = err.get("loc", ())
+        for part in loc:
             path += f"[{part}]" if isinstance(part, int) else f".{rename.get(str(part), part)}"
-        yield path, str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if loc:  # our checks name their field first ("top_k: must be ..."): the path says it already
+            message = message.removeprefix(f"{loc[-1]}: ")
+        yield path, message
 
 
 def _body(error: str, problems: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:

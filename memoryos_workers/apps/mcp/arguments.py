@@ -75,10 +75,9 @@ def max_results(value: Any) -> int:
     return _as_tool_error(lambda: check_top_k("max_results", value))
 
 
-def max_tokens(value: Any) -> int | None:
-    from schemas.query import check_max_tokens
-
-    return _as_tool_error(lambda: check_max_tokens(value))
+def tenant_filters(principal: Any, value: Any) -> Any:
+    """Retrieval filters with their assistant id in the tenant's namespace (apps/http/auth.Principal)."""
+    return _as_tool_error(lambda: principal.filters(value))
 
 
 def flag(field: str, value: Any) -> bool:

@@ -1,9 +1,7 @@
-"""The memory behind the MCP tools: one `Memoryos` per process, opened in a background thread when the
-server starts, so the client's handshake never waits for the model to load.
-
-On the embedded default that memory runs its own in-process worker; with MEMORYOS_QDRANT_URL and
-MEMORYOS_EXTERNAL_WORKERS=1 the deployment's workers do the background work (`Memoryos` decides). A
-call for another user gets `Memoryos.for_user()`: the same runtime, worker and store.
+"""The memory behind the MCP tools: the process's `Memory` (memoryos_workers.interface.shared_memory),
+opened in a background thread when the server starts, so the client's handshake never waits for the model
+to load. Whether it reads in this process or over RPC, and whether an in-process worker runs, is decided
+there, from Settings, as for every other app.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from typing import TYPE_CHECKING
 from memoryos_workers.apps.mcp.sdk import ToolError
 
 if TYPE_CHECKING:
-    from memoryos_workers.apps.memoryos import Memoryos
+    from memoryos_workers.interface import Memory
 
 log = logging.getLogger("memoryos.mcp")
 
@@ -30,7 +28,7 @@ class MemoryService:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
-        self._memoryos: Memoryos | None = None
+        self._memory: Memory | None = None
         self._error: BaseException | None = None
 
     def start(self) -> None:
@@ -43,25 +41,22 @@ class MemoryService:
 
     def _open(self) -> None:
         try:
-            from memoryos_workers.apps.memoryos import Memoryos
+            from memoryos_workers.interface import shared_memory
+            from schemas.settings import get_settings
 
-            mos = Memoryos.from_settings()
-            self._memoryos = mos
-            s = mos.settings
-            log.info(
-                "memory ready: user %s, assistant %s, store %s, workers %s",
-                mos.user_id, mos.assistant_id, s.qdrant_url or s.data_dir,
-                "in-process" if mos.runs_worker else "external",
-            )  # fmt: skip
+            memory = shared_memory(get_settings())
+            self._memory = memory
+            s = memory.settings
+            log.info("memory ready: default user %s, assistant %s, store %s, reads %s, workers %s", s.user_id,
+                     s.assistant_id, s.qdrant_url or s.data_dir, memory.mode, memory.describe()["workers"])
         except BaseException as exc:  # reported to every call, and logged once here
             self._error = exc
             log.error("memory could not start: %s: %s", type(exc).__name__, exc)
         finally:
             self._ready.set()
 
-    def memoryos(self, user_id: str | None = None, assistant_id: str | None = None) -> Memoryos:
-        """The process's memory, about `user_id` (and `assistant_id`) when given (same runtime, worker and
-        store)."""
+    def memory(self) -> Memory:
+        """The process's memory, once open; a ToolError saying why while it cannot be."""
         self.start()
         if not self._ready.wait(self.startup_timeout):
             raise ToolError(f"memory is still starting after {self.startup_timeout:.0f} s; try again shortly")
@@ -72,8 +67,8 @@ class MemoryService:
                     self._thread, self._error = None, None
                     self._ready.clear()
             raise ToolError(f"memory is unavailable: {type(error).__name__}: {error}")
-        assert self._memoryos is not None
-        return self._memoryos.for_user(user_id, assistant_id) if user_id else self._memoryos
+        assert self._memory is not None
+        return self._memory
 
     def close(self) -> None:
         """Stop the in-process worker, then flush and close the store (the next opener finds it clean)."""
@@ -81,13 +76,9 @@ class MemoryService:
             thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(30)
-        mos, self._memoryos = self._memoryos, None
-        if mos is None:
+        memory, self._memory = self._memory, None
+        if memory is None:
             return
-        from memoryos_workers.apps.memoryos import shutdown
+        from memoryos_workers.interface import close_shared
 
-        try:
-            mos.close()
-            shutdown()
-        except Exception:  # noqa: BLE001 - shutting down: report, never hang or mask the exit
-            log.exception("error while closing the memory")
+        close_shared()  # logs, never raises: shutting down must not hang or mask the exit

@@ -19,15 +19,11 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from memoryos_workers.apps.http.auth import Keyring, Principal
+from memoryos_workers.apps.http.auth import Keyring, NoKeysError, Principal
 from memoryos_workers.apps.mcp.sdk import ToolError
 from schemas.settings import Settings
 
 log = logging.getLogger("memoryos.mcp")
-
-
-class NoKeysError(RuntimeError):
-    pass
 
 
 def keyring_for(settings: Settings, host: str) -> Keyring | None:

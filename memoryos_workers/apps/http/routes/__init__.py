@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -10,13 +12,19 @@ from pydantic import BaseModel, ValidationError
 
 from memoryos_workers.apps.http.auth import Principal
 from memoryos_workers.apps.http.errors import InvalidInput
-from memoryos_workers.apps.http.memory import Memory
+from memoryos_workers.interface import Memory
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 def memory_of(request: Request) -> Memory:
     return request.app.state.memory  # type: ignore[no-any-return]
+
+
+async def in_thread(request: Request, fn: Callable[..., T], *args: Any) -> T:
+    """Blocking work off the event loop on the app's own threads (see app.py: cheaper than anyio's)."""
+    return await asyncio.get_running_loop().run_in_executor(request.app.state.publish_threads, fn, *args)
 
 
 def path_user(principal: Principal, user_id: str) -> str:

@@ -22,7 +22,7 @@ class ReplayIn(BaseModel):
 
 def dead_letters(request: Request, principal: Principal, user_id: str | None = None) -> list[dict[str, Any]]:
     """A tenant key sees only its own users' dead letters."""
-    rows = memory_of(request).operation("dead_list", query_user(principal, user_id))
+    rows = memory_of(request).dead_letters(query_user(principal, user_id))
     return principal.outward([r for r in rows if principal.owns(r["user_id"])])  # type: ignore[no-any-return]
 
 
@@ -31,10 +31,10 @@ def replay(request: Request, principal: Principal, user_id: str | None = None, w
     memory = memory_of(request)
     stored = query_user(principal, user_id, where)
     if stored is None and not principal.admin:  # the tenant's users with dead letters, one by one
-        users = sorted({r["user_id"] for r in memory.operation("dead_list", None) if principal.owns(r["user_id"])})
-        done = {u: memory.operation("dead_replay", u)[u] for u in users}
+        users = sorted({r["user_id"] for r in memory.dead_letters(None) if principal.owns(r["user_id"])})
+        done = {u: memory.replay(u)[u] for u in users}
     else:
-        done = memory.operation("dead_replay", stored)
+        done = memory.replay(stored)
     return {principal.known_as(u): counts for u, counts in done.items()}
 
 

@@ -1,8 +1,8 @@
 """POST /v1/users/{user_id}/retrieve: the memory context for a query, as JSON plus the rendered prompt.
 
-Retrieval runs through its public functions (in-process `retrieval.retriever.retrieve`, or
-`producers.retrieve` over RPC), and the whole `RetrievedContext` is returned: fields retrieval gains
-later reach API clients without a change here.
+The body is `schemas.query.RetrievalRequest` without the user (the path names it): an option added to
+that model is accepted, documented and passed on here without a change. The whole `RetrievedContext` is
+returned, so fields retrieval gains later reach API clients without a change either.
 """
 
 from __future__ import annotations
@@ -10,33 +10,28 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from memoryos_workers.apps.http.auth import Principal, require_principal
 from memoryos_workers.apps.http.errors import InvalidInput
-from memoryos_workers.apps.http.routes import body_doc, memory_of, parse_json, path_user
-from schemas.query import MAX_TOP_K
+from memoryos_workers.apps.http.routes import memory_of, parse_json, path_user
+from schemas.query import RetrievalRequest
 from schemas.tokens import estimate_tokens
 
 router = APIRouter(prefix="/v1", tags=["retrieval"])
 
 
-class RetrieveIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def body_schema() -> dict[str, Any]:
+    """RetrievalRequest's JSON schema without user_id (the path's)."""
+    schema = RetrievalRequest.model_json_schema()
+    schema["properties"].pop("user_id", None)
+    schema["required"] = [name for name in schema.get("required", []) if name != "user_id"]
+    schema["title"] = "RetrieveIn"
+    return schema
 
-    query: str = Field(description="The user's new message, or what to look up.")
-    top_k: int | None = Field(
-        None, description=f"Pages to return, 1-{MAX_TOP_K} (default MEMORYOS_RETRIEVAL_TOP_PAGES)."
-    )
-    assistant_id: str | None = Field(None, description="Whose assistant facts to include (default: the deployment's).")
-    max_tokens: int | None = Field(
-        None, description="Token budget of the context (default MEMORYOS_CONTEXT_MAX_TOKENS; 0: no budget)."
-    )
-    now: str | None = Field(None, description="The question's time, ISO 8601 (default: now), for 'yesterday' etc.")
-    filters: dict[str, Any] | None = Field(
-        None, description="since, until (ISO 8601), assistant_id, metadata (exact values) narrowing the search."
-    )
+
+BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema()}}}}
 
 
 def prompt_tokens(prompt: str) -> int:
@@ -44,28 +39,16 @@ def prompt_tokens(prompt: str) -> int:
     return estimate_tokens(prompt)
 
 
-def run_retrieval(request: Request, principal: Principal, user_id: str, body: RetrieveIn) -> dict[str, Any]:
+def run_retrieval(request: Request, principal: Principal, user_id: str, body: Any, where: str = "body",
+                  ) -> dict[str, Any]:
     """Shared by the API and the inspector's query box: the context (ids as the tenant knows them), its
     prompt and the prompt's token count."""
     memory = memory_of(request)
-    stored_user = path_user(principal, user_id)
+    wanted = _request(principal, path_user(principal, user_id), body, where, memory.settings.max_text_chars)
     try:
-        assistant_id = principal.assistant(body.assistant_id) if body.assistant_id is not None else None
-    except ValueError as exc:
-        raise InvalidInput.from_value_error(exc, "body", "assistant_id") from None
-    try:
-        filters = principal.filters(body.filters)
-        # Whose assistant facts: the body's assistant, else the filter's (as in-process retrieval has it),
-        # else the tenant's default; each scoped to the tenant.
-        if assistant_id is None:
-            chosen = filters.get("assistant_id") if isinstance(filters, dict) else None
-            assistant_id = chosen if isinstance(chosen, str) else principal.assistant(None)
-        context = memory.retrieve(stored_user, body.query, assistant_id=assistant_id, top_k=body.top_k,
-                                  max_tokens=body.max_tokens, now=body.now, filters=filters)
-    except ValueError as exc:  # the checks name the field: "query: ...", "filters.since: ..."
-        field = str(exc).split(":", 1)[0].split(".", 1)[0]
-        field = field if field in RetrieveIn.model_fields else "query"
-        raise InvalidInput.from_value_error(exc, "body", field) from None
+        context = memory.retrieve(wanted)
+    except ValueError as exc:  # checks that need the settings: "query: longer than ..."
+        raise InvalidInput.from_value_error(exc, where, "query") from None
     prompt = context.to_prompt()
     answer = principal.outward(context.model_dump(mode="json"))
     answer["prompt"] = prompt
@@ -73,11 +56,36 @@ def run_retrieval(request: Request, principal: Principal, user_id: str, body: Re
     return answer  # type: ignore[no-any-return]
 
 
-@router.post("/users/{user_id}/retrieve", summary="Retrieve the memory context for a query",
-             openapi_extra=body_doc(RetrieveIn))
+def _request(principal: Principal, user: str, body: Any, where: str, max_text_chars: int) -> RetrievalRequest:
+    """The body as a RetrievalRequest of the tenant's ids: its assistant (the body's, else the filter's, as
+    in-process retrieval has it, else the tenant's default) and filters scoped to the tenant."""
+    if not isinstance(body, dict):
+        raise InvalidInput([(where, f"must be a JSON object, not {type(body).__name__}")])
+    if "user_id" in body:
+        raise InvalidInput([(f"{where}.user_id", "the path names the user; leave user_id out of the body")])
+    data = dict(body)
+    try:
+        if data.get("assistant_id") is not None:
+            data["assistant_id"] = principal.assistant(data["assistant_id"])
+    except ValueError as exc:
+        raise InvalidInput.from_value_error(exc, where, "assistant_id") from None
+    try:
+        data["filters"] = principal.filters(data.get("filters"))
+    except ValueError as exc:
+        raise InvalidInput.from_value_error(exc, where, "filters") from None
+    if data.get("assistant_id") is None:
+        chosen = data["filters"].get("assistant_id") if isinstance(data["filters"], dict) else None
+        data["assistant_id"] = chosen if isinstance(chosen, str) else principal.assistant(None)
+    try:
+        return RetrievalRequest.model_validate({**data, "user_id": user}, context={"max_text_chars": max_text_chars})
+    except ValidationError as exc:
+        raise InvalidInput.from_validation(exc, where) from None
+
+
+@router.post("/users/{user_id}/retrieve", summary="Retrieve the memory context for a query", openapi_extra=BODY_DOC)
 async def retrieve(user_id: str, request: Request, principal: Principal = Depends(require_principal)) -> dict[str, Any]:
     """Short-term and pending turns, the mid-term pages ranked for the query (with their score and the
     searches that found them), the profile, user and assistant facts, and `prompt`: the context block of
     the generation prompt, stored text quoted as data."""
-    body = parse_json(await request.body(), RetrieveIn)
+    body = parse_json(await request.body())
     return await run_in_threadpool(run_retrieval, request, principal, user_id, body)  # type: ignore[no-any-return]

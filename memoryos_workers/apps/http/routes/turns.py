@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memoryos_workers.apps.http.auth import Principal, require_principal
 from memoryos_workers.apps.http.errors import InvalidInput, TooLarge
-from memoryos_workers.apps.http.routes import memory_of, parse_json, path_user
+from memoryos_workers.apps.http.routes import in_thread, memory_of, parse_json, path_user
+from memoryos_workers.interface import Memory
 from schemas.turns import Turn
 
 router = APIRouter(prefix="/v1", tags=["turns"])
@@ -62,7 +63,7 @@ async def publish(user_id: str, request: Request, principal: Principal = Depends
             problems.extend(exc.problems)
     if problems:
         raise InvalidInput(problems[:MAX_PROBLEMS])
-    turn_ids = await memory.in_thread(memory.publish, turns)
+    turn_ids = await in_thread(request, memory.publish, turns)
     # A Response skips FastAPI's re-validation of the answer (response_model stays for the docs).
     return JSONResponse({"user_id": user_id, "turn_ids": turn_ids}, status_code=202)
 
@@ -80,7 +81,7 @@ def _items(raw: bytes, max_turns: int) -> tuple[list[Any], bool]:
     return body, True
 
 
-def _turn(memory: Any, principal: Principal, user_id: str, item: Any, where: str) -> Turn:
+def _turn(memory: Memory, principal: Principal, user_id: str, item: Any, where: str) -> Turn:
     if not isinstance(item, dict):
         raise InvalidInput([(where, f"must be a JSON object, not {type(item).__name__}")])
     if "user_id" in item:
@@ -90,6 +91,6 @@ def _turn(memory: Any, principal: Principal, user_id: str, item: Any, where: str
     except ValueError as exc:
         raise InvalidInput.from_value_error(exc, where, "assistant_id") from None
     try:
-        return memory.make_turn({**item, "user_id": user_id, "assistant_id": assistant_id})  # type: ignore[no-any-return]
+        return memory.make_turn({**item, "user_id": user_id, "assistant_id": assistant_id})
     except ValidationError as exc:
         raise InvalidInput.from_validation(exc, where) from None

@@ -37,7 +37,7 @@ def list_users(
 
 
 def inspect_view(request: Request, principal: Principal, user_id: str) -> dict[str, Any]:
-    view = memory_of(request).operation("inspect", path_user(principal, user_id))
+    view = memory_of(request).inspect(path_user(principal, user_id))
     return principal.outward(view)  # type: ignore[no-any-return]
 
 
@@ -59,7 +59,7 @@ def profile(
         assistant = principal.assistant(assistant_id)
     except ValueError as exc:
         raise InvalidInput.from_value_error(exc, "query", "assistant_id") from None
-    persona = memory_of(request).persona(stored_user, assistant)
+    persona = memory_of(request).persona(stored_user, assistant).model_dump(mode="json")
     return principal.outward({"user_id": stored_user, **persona})  # type: ignore[no-any-return]
 
 
@@ -90,5 +90,5 @@ def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[di
 def forget(user_id: str, request: Request, principal: Principal = Depends(require_principal)) -> dict[str, Any]:
     """Deletes short-term, pending, mid-term, profile and facts, also while work is in flight (it waits
     for that work to stop); reports what was removed, by tier. Safe to repeat."""
-    removed = memory_of(request).operation("forget", path_user(principal, user_id))
+    removed = memory_of(request).forget(path_user(principal, user_id))
     return {"user_id": user_id, "removed": removed}

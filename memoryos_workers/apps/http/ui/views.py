@@ -18,13 +18,12 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from memoryos_workers.apps.http.auth import SESSION_COOKIE, SESSION_SECONDS, Principal, keyring
 from memoryos_workers.apps.http.errors import InvalidInput
 from memoryos_workers.apps.http.routes import memory_of, operations, users
-from memoryos_workers.apps.http.routes.retrieval import RetrieveIn, run_retrieval
+from memoryos_workers.apps.http.routes.retrieval import run_retrieval
 from memoryos_workers.apps.http.ui import charts
 from memoryos_workers.counters import LATENCY_BUCKETS_MS
 
@@ -145,14 +144,9 @@ async def query(request: Request, user_id: str) -> Response:
     text = str(form.get("query") or "")
     top_k = str(form.get("top_k") or "").strip()
     try:
-        body = RetrieveIn(query=text, top_k=int(top_k) if top_k else None)
-        answer = await run_in_threadpool(run_retrieval, request, principal, user_id, body)
+        body = {"query": text, "top_k": int(top_k) if top_k else None}
+        answer = await run_in_threadpool(run_retrieval, request, principal, user_id, body, "form")
     except (InvalidInput, ValueError) as exc:
-        if isinstance(exc, InvalidInput):
-            problems = exc.problems
-        elif isinstance(exc, ValidationError):
-            problems = InvalidInput.from_validation(exc, "form").problems
-        else:
-            problems = [("form.top_k", "must be a whole number")]
+        problems = exc.problems if isinstance(exc, InvalidInput) else [("form.top_k", "must be a whole number")]
         return await run_in_threadpool(_user_page, request, principal, user_id, 422, query=text, problems=problems)
     return await run_in_threadpool(_user_page, request, principal, user_id, query=text, answer=answer)
