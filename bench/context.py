@@ -68,7 +68,7 @@ def _conversation(rt: Any, retrievers: dict[str, Any], conv: str, turns: list[di
                   budgets: list[int]) -> dict[str, Any]:
     import numpy as np
 
-    from schemas.prompt import dialogue_line
+    from producers.context.render import dialogue_line
     from schemas.tokens import estimate_tokens
 
     user = f"locomo-{conv}"
@@ -201,7 +201,7 @@ def markdown(result: dict[str, Any]) -> str:
         "How much of the evidence a question needs is inside the prompt `retrieve(..., max_tokens=B)` builds, "
         "against plain dense pages packed into the same B tokens in the same run (see bench/context.py). "
         f"Parameters were tuned on {TUNED} only; {HELD_OUT} is held out and reported on its own. Tokens are "
-        "the LLM layer's estimate (characters / 4); every prompt was checked to fit its budget.",
+        "the context's estimate (characters / 4, schemas/tokens.py); every prompt was checked to fit its budget.",
     ]
     for r in result["conversations"]:
         rows = []

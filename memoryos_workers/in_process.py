@@ -8,7 +8,7 @@ from typing import Any
 
 from memoryos_workers.interface.local import LocalMemory
 from memoryos_workers.runtime import Runtime, get_runtime
-from schemas.context import RetrievedContext
+from producers.context import RetrievedContext
 from schemas.persona import KnowledgeEntry, UserProfile
 
 

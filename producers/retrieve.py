@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from producers.connection import redis_client
+from producers.context import RetrievedContext
 from producers.errors import MemoryOSError, RedisUnavailableError, redact_url
 from producers.publish import Publisher, default_publisher
 from producers.sender import TaskSender
@@ -36,7 +37,6 @@ from producers.wire.contract import (
 from producers.wire.keys import Keys
 from producers.wire.rpc import ALIVE_S, LANE_TASKS, MAX_WAITING, Request
 from producers.wire.scripts import Scripts
-from schemas.context import RetrievedContext
 from schemas.query import OnDeadline, RetrievalRequest
 from schemas.settings import Settings
 

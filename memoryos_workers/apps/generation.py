@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from memoryos_workers.llm.base import LLM, Usage
-from schemas.context import RetrievedContext
+from producers.context import RetrievedContext
 
 GENERATION_PROMPT_VERSION = "generate-v1"
 

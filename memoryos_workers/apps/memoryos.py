@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from memoryos_workers.apps.generation import generate_response
 from memoryos_workers.interface import Memory, close_shared, shared_memory
-from schemas.context import RetrievedContext
+from producers.context import RetrievedContext
 from schemas.knobs import UserKnobs
 from schemas.persona import KnowledgeEntry, UserProfile
 from schemas.settings import Settings, get_settings

@@ -18,10 +18,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from memoryos_workers.runtime import Runtime
+from producers.context import RetrievedContext
 from producers.pending import PendingWork
 from producers.wire.knobs import set_user_knobs
 from producers.wire.state import users
-from schemas.context import RetrievedContext
 from schemas.knobs import UserKnobs
 from schemas.persona import KnowledgeEntry, Persona, UserProfile
 from schemas.query import RetrievalRequest

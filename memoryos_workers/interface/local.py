@@ -10,7 +10,7 @@ from typing import Any
 
 from memoryos_workers.interface.base import FactKind, Memory
 from memoryos_workers.runtime import Runtime, set_runtime
-from schemas.context import RetrievedContext
+from producers.context import RetrievedContext
 from schemas.persona import KnowledgeEntry, UserProfile
 from schemas.query import RetrievalRequest
 from schemas.turns import check_id

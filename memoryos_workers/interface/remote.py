@@ -10,10 +10,10 @@ from typing import Any
 
 from memoryos_workers.interface.base import ANALYSE, DEAD_LIST, FactKind, Memory
 from memoryos_workers.runtime import Runtime
+from producers.context import RetrievedContext
 from producers.operations import call_admin
 from producers.retrieve import client_for
 from producers.wire.contract import READ_PERSONA_TASK
-from schemas.context import RetrievedContext
 from schemas.persona import KnowledgeEntry, UserProfile
 from schemas.query import RetrievalRequest
 from schemas.turns import check_id

@@ -10,7 +10,7 @@ One call returns:
   a page whose segment missed the cut can still be found (retrieval/fusion.py, retrieval/dates.py);
 * the user profile, and the top user and assistant facts by similarity;
 
-then cut to the token budget by value per token (schemas.prompt.fit): the context holds what its prompt
+then cut to the token budget by value per token (producers/context/fit.py): the context holds what its prompt
 holds. Times in the query ("yesterday", "last Tuesday") are read at `now` in the user's time zone;
 `filters` (a time range, the assistant, exact metadata values) go to the store's payload filter and are
 applied to the turns Redis holds too (retrieval/filters.py).
@@ -42,11 +42,10 @@ from memoryos_workers.retrieval.dates import TimeWindow, time_windows
 from memoryos_workers.retrieval.filters import check_range, localise, matches, payload_filter, within
 from memoryos_workers.retrieval.fusion import DEFAULT_FUSION, FusionParams, RankFusion
 from memoryos_workers.vectorstore import Hit
+from producers.context import DEFAULT_PACKING, PackingParams, RetrievedContext, RetrievedPage
 from producers.wire import state
 from producers.wire.keys import Keys, UserKeys
 from producers.wire.scripts import Scripts
-from schemas.context import RetrievedContext, RetrievedPage
-from schemas.prompt import DEFAULT_PACKING, PackingParams, fit
 from schemas.query import MAX_TOP_K, RetrievalRequest
 from schemas.settings import Settings
 from schemas.turns import Page
@@ -143,7 +142,7 @@ class Retriever:
             assistant_knowledge=assistant_facts,
         )
         if budget:
-            context = fit(context, budget, self.packing, max_pages=limit)
+            context = context.fit(budget, self.packing, max_pages=limit)
         lap("fit")
         self.bookkeeping.visits(user_id, keys, list(dict.fromkeys(p.segment_id for p in context.pages
                                                                   if p.segment_id)))

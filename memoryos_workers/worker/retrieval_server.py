@@ -53,6 +53,8 @@ def compute(runtime: Runtime, task: str, args: list[Any], kwargs: dict[str, Any]
 
 def _persona_answer(runtime: Runtime, kind: str, user_id: str | None, assistant_id: str | None) -> Any:
     """A RemoteMemory's persona read (profile, or facts of a kind), as JSON values."""
+    if kind not in ("profile", "user", "assistant"):
+        raise ValueError(f"kind: must be profile, user or assistant, not {kind!r}")
     check_id("user_id", user_id, required=kind != "assistant")
     assistant = check_id("assistant_id", assistant_id or runtime.settings.assistant_id)
     if kind == "profile":

@@ -15,7 +15,7 @@ import pytest
 
 from memoryos_workers.interface.base import FactKind, Memory
 from memoryos_workers.runtime import Runtime
-from schemas.context import RetrievedContext
+from producers.context import RetrievedContext
 from schemas.persona import KnowledgeEntry, UserProfile
 from schemas.query import RetrievalRequest
 from schemas.settings import Settings

@@ -33,9 +33,9 @@ from memoryos_workers.pipeline.prompts import segmentation_messages
 from memoryos_workers.testing.fake_llm import FakeLLM
 from memoryos_workers.testing.responders import data_block, segmentation_answer
 from memoryos_workers.vectorstore.server import QdrantServerStore
+from producers.context import RetrievedContext
 from producers.wire.keys import Keys
 from producers.wire.scripts import Scripts
-from schemas.context import RetrievedContext
 from schemas.memory import SegmentationResult
 from schemas.settings import Settings
 from schemas.turns import Page

@@ -1,6 +1,6 @@
-"""The context within a token budget (schemas.prompt.fit): what goes in is chosen by value per token, the
-prompt never exceeds the budget by the LLM layer's estimate, and the fitted context holds exactly what
-its prompt holds."""
+"""The context within a token budget (producers/context/fit.py): what goes in is chosen by value per token,
+the prompt never exceeds the budget by the context's estimate (schemas/tokens.py, characters / 4), and the
+fitted context holds exactly what its prompt holds."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from schemas.context import RetrievedContext, RetrievedPage
+from producers.context import RetrievedContext, RetrievedPage
+from producers.context.render import quote
 from schemas.persona import KnowledgeEntry, Trait, UserProfile
-from schemas.prompt import quote
 from schemas.tokens import estimate_tokens
 from schemas.turns import Page
 

@@ -14,10 +14,10 @@ import pytest
 
 import producers
 from memoryos_workers.worker.rpc import RPCAnswer
+from producers.context import RetrievedContext, RetrievedPage
 from producers.publish import Publisher
 from producers.retrieve import RetrievalTimeout
 from producers.wire.contract import REFRESH_HEAT_TASK
-from schemas.context import RetrievedContext, RetrievedPage
 from schemas.persona import KnowledgeEntry, UserProfile
 from schemas.settings import Settings
 from schemas.turns import Page
@@ -208,6 +208,12 @@ def test_visits_are_recorded_and_one_refresh_is_sent(long_conversation, runtime,
     # Earlier tests' retrievals send their refresh from a background thread of this process: wait until
     # it has run (the flag is gone) before recording, or their late send is counted as this test's.
     runtime.pending.wait_idle(user_id, timeout=60)
+    # A refresh_heat task of theirs still queued drops the flag when it ends: wait for that too, or it drops
+    # the flag this test sets below and this test's retrievals send again (seen under load).
+    deadline = time.monotonic() + 60
+    while runtime.redis.exists(keys.heat_kick):
+        assert time.monotonic() < deadline, "an earlier heat refresh never finished"
+        time.sleep(0.05)
     monkeypatch.setattr(runtime.publisher.sender, "send", record)
     # A refresh already on its way (its flag set): retrieval records visits but sends nothing more.
     runtime.redis.set(keys.heat_kick, "1", px=5000)

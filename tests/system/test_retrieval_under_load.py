@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 import producers
+from producers.context import RetrievedContext
 from producers.pending import PendingWork
 from producers.publish import Publisher
 from producers.wire import state
-from schemas.context import RetrievedContext
 from schemas.settings import Settings
 from tests.conftest import PREFIX
 from tests.processes import WorkerProcess

@@ -1,41 +1,23 @@
 """What retrieval returns: the memory context for one query, in-process or over RPC (so JSON-serialisable).
 
-`RetrievedContext.to_prompt()` renders it the way MemoryOS's generation prompt uses it (schemas.prompt);
-`to_prompt(max_tokens=N)` first cuts it to N tokens by value per token. A context that retrieval fitted to
-a budget (`max_tokens` set) holds exactly what its prompt holds.
+`to_prompt()` renders it the way MemoryOS's generation prompt uses it (render.py); `fit(N)` cuts it to N
+tokens by value per token (fit.py), and `to_prompt(max_tokens=N)` does both. A context that retrieval
+fitted to a budget (`max_tokens` set) holds exactly what its prompt holds.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .persona import KnowledgeEntry, UserProfile
-from .prompt import fit, render
-from .query import check_max_tokens
-from .tokens import estimate_tokens
-from .turns import SCHEMA_VERSION, Page
-
-
-class RetrievedPage(BaseModel):
-    """A mid-term page found for the query, with what the memory knows around it."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    turn_id: str
-    user_input: str
-    agent_response: str
-    timestamp: datetime
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    score: float = 0.0  # fused rank score: higher is more relevant; comparable within one result only
-    segment_id: str | None = None
-    segment_summary: str = ""
-    chain_summary: str = ""
-    seq: int = 0
-    theme: str = ""
-    found_by: list[str] = Field(default_factory=list)  # searches that ranked it: segment, dense, bm25, date
+from producers.context.fit import DEFAULT_PACKING, PackingParams, fit
+from producers.context.parts import Parts, RetrievedPage
+from producers.context.render import render
+from schemas.persona import KnowledgeEntry, UserProfile
+from schemas.query import check_max_tokens
+from schemas.tokens import estimate_tokens
+from schemas.turns import SCHEMA_VERSION, Page
 
 
 class RetrievedContext(BaseModel):
@@ -61,17 +43,24 @@ class RetrievedContext(BaseModel):
         """Every turn the context holds: short-term first, then the retrieved pages."""
         return [p.turn_id for p in self.short_term] + [p.turn_id for p in self.pages]
 
+    def parts(self) -> Parts:
+        return Parts(self.query, self.short_term, self.pages, self.user_profile, self.user_knowledge,
+                     self.assistant_knowledge)
+
     def to_prompt(self, max_tokens: int | None = None) -> str:
         """The context block of the paper's generation prompt (the caller adds the query and the task);
         with `max_tokens`, only what fits that many tokens (schemas.tokens), chosen by value per token."""
-        return render(self if max_tokens is None else self.fit(max_tokens))
+        return render((self if max_tokens is None else self.fit(max_tokens)).parts())
 
-    def fit(self, max_tokens: int) -> RetrievedContext:
-        """This context cut to what a prompt of `max_tokens` tokens holds (schemas.prompt.fit)."""
+    def fit(self, max_tokens: int, params: PackingParams = DEFAULT_PACKING, max_pages: int | None = None,
+            ) -> RetrievedContext:
+        """This context cut to what a prompt of `max_tokens` tokens holds (0: as it is), with at most
+        `max_pages` pages besides the recent dialogue."""
         if check_max_tokens(max_tokens) == 0:
             return self
-        return fit(self, max_tokens)
+        chosen: dict[str, Any] = fit(self.parts(), max_tokens, params, max_pages).fields()
+        return self.model_copy(update={**chosen, "max_tokens": max_tokens})
 
     def prompt_tokens(self) -> int:
-        """What `to_prompt()` costs, by the estimate the LLM layer uses."""
+        """What `to_prompt()` costs, by the same estimate as the budget (schemas.tokens)."""
         return estimate_tokens(self.to_prompt())
