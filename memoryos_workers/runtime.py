@@ -126,8 +126,8 @@ class Runtime:
         from memoryos_workers.pipeline.mid_term import MidTerm
 
         return self._once("mid_term", lambda: MidTerm(
-            self.settings, self.redis, self.keys, self.publisher.scripts, self.embedder, self.llm, self.pages,
-            self.segments, self.segment_stats,
+            self.settings, self.redis, self.keys, self.embedder, self.llm, self.pages, self.segments,
+            self.segment_stats,
         ))
 
     @property

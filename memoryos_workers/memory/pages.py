@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from memoryos_workers.embeddings.base import TextEmbedder
 from memoryos_workers.embeddings.sparse import get_sparse_encoder, page_document
+from memoryos_workers.memory.collections import CollectionOwner
 from memoryos_workers.vectorstore import Hit, PointIn, VectorStore, VectorStoreError
 from schemas.turns import SCHEMA_VERSION, Page
 
@@ -44,36 +44,30 @@ def page_payload(page: Page, batch_id: str, embedding_model: str) -> dict[str, A
     return payload
 
 
-class PageStore:
+class PageStore(CollectionOwner):
     def __init__(self, store: VectorStore, embedder: TextEmbedder) -> None:
-        self.store = store
-        self.embedder = embedder
+        super().__init__(store, embedder)
         self.sparse = get_sparse_encoder()
         self.hybrid = True  # pages carry BM25 vectors; False only for a collection made before they did
-        self._ready = False
-        self._lock = threading.Lock()
 
-    def ensure(self) -> None:
-        with self._lock:
-            if not self._ready:
-                fields = dict(
-                    dim=self.embedder.dim,
-                    model=self.embedder.fingerprint,
-                    tenant_fields=("user_id",),
-                    keyword_fields=("assistant_id", "turn_id", "batch_id", "segment_id"),
-                    integer_fields=("seq",),
-                    float_fields=("ts",),
-                )
-                try:
-                    self.store.ensure_collection(PAGES, sparse=True, **fields)
-                except VectorStoreError as exc:
-                    if "without a sparse vector" not in str(exc):
-                        raise
-                    log.warning("the pages collection predates BM25 vectors: page search stays dense only "
-                                "until the collection is rebuilt")
-                    self.store.ensure_collection(PAGES, sparse=False, **fields)
-                    self.hybrid = False
-                self._ready = True
+    def _create(self) -> None:
+        fields = dict(
+            dim=self.embedder.dim,
+            model=self.embedder.fingerprint,
+            tenant_fields=("user_id",),
+            keyword_fields=("assistant_id", "turn_id", "batch_id", "segment_id"),
+            integer_fields=("seq",),
+            float_fields=("ts",),
+        )
+        try:
+            self.store.ensure_collection(PAGES, sparse=True, **fields)
+        except VectorStoreError as exc:
+            if "without a sparse vector" not in str(exc):
+                raise
+            log.warning("the pages collection predates BM25 vectors: page search stays dense only "
+                        "until the collection is rebuilt")
+            self.store.ensure_collection(PAGES, sparse=False, **fields)
+            self.hybrid = False
 
     def upsert(self, pages: Sequence[Page], batch_id: str) -> None:
         if not pages:

@@ -7,13 +7,13 @@ users, because facts drawn from one user's dialogue must not leak to another by 
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from memoryos_workers.embeddings.base import TextEmbedder
+from memoryos_workers.memory.collections import CollectionOwner
 from memoryos_workers.vectorstore import Hit, PointIn, VectorStore
 from schemas.persona import Fact, KnowledgeEntry, UserProfile
 from schemas.settings import Settings
@@ -62,29 +62,22 @@ def fact_vector_text(payload: dict[str, Any]) -> str:
     return str(payload["text"])
 
 
-class PersonaStore:
+class PersonaStore(CollectionOwner):
     def __init__(self, store: VectorStore, embedder: TextEmbedder, settings: Settings) -> None:
-        self.store = store
-        self.embedder = embedder
+        super().__init__(store, embedder)
         self.settings = settings
-        self._ready = False
-        self._lock = threading.Lock()
 
-    def ensure(self) -> None:
-        with self._lock:
-            if not self._ready:
-                dim = self.embedder.dim
-                model = self.embedder.fingerprint
-                self.store.ensure_collection(PROFILES, dim=dim, tenant_fields=("user_id",), model=model)
-                self.store.ensure_collection(
-                    KNOWLEDGE,
-                    dim=dim,
-                    model=model,
-                    tenant_fields=("user_id",),
-                    keyword_fields=("kind", "assistant_id", "scope_user", "owner"),
-                    integer_fields=("created_ms",),
-                )
-                self._ready = True
+    def _create(self) -> None:
+        dim, model = self.embedder.dim, self.embedder.fingerprint
+        self.store.ensure_collection(PROFILES, dim=dim, tenant_fields=("user_id",), model=model)
+        self.store.ensure_collection(
+            KNOWLEDGE,
+            dim=dim,
+            model=model,
+            tenant_fields=("user_id",),
+            keyword_fields=("kind", "assistant_id", "scope_user", "owner"),
+            integer_fields=("created_ms",),
+        )
 
     # -- owners ----------------------------------------------------------------------------------
     def owner(self, kind: str, user_id: str, assistant_id: str | None) -> str:

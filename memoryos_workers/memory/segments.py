@@ -7,13 +7,13 @@ Fscore = cos(e_seg, e_topic) + Jaccard(K_seg, K_topic) >= theta, else it starts 
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from memoryos_workers.embeddings.base import TextEmbedder
+from memoryos_workers.memory.collections import CollectionOwner
 from memoryos_workers.memory.similarity import fscore
 from memoryos_workers.vectorstore import Hit, PointIn, VectorStore
 from schemas.memory import SegmentAssignment, SegmentationResult, SegmentPlan, SegmentRef
@@ -54,26 +54,20 @@ def segment_vector_text(payload: dict[str, Any]) -> str:
     return str(payload["summary"])
 
 
-class SegmentStore:
+class SegmentStore(CollectionOwner):
     def __init__(self, store: VectorStore, embedder: TextEmbedder, settings: Settings) -> None:
-        self.store = store
-        self.embedder = embedder
+        super().__init__(store, embedder)
         self.settings = settings
-        self._ready = False
-        self._lock = threading.Lock()
 
-    def ensure(self) -> None:
-        with self._lock:
-            if not self._ready:
-                self.store.ensure_collection(
-                    SEGMENTS,
-                    dim=self.embedder.dim,
-                    model=self.embedder.fingerprint,
-                    tenant_fields=("user_id",),
-                    keyword_fields=("segment_id", "assistant_id"),
-                    float_fields=("created_at",),
-                )
-                self._ready = True
+    def _create(self) -> None:
+        self.store.ensure_collection(
+            SEGMENTS,
+            dim=self.embedder.dim,
+            model=self.embedder.fingerprint,
+            tenant_fields=("user_id",),
+            keyword_fields=("segment_id", "assistant_id"),
+            float_fields=("created_at",),
+        )
 
     # -- reading ------------------------------------------------------------------------------
     def nearby(self, user_id: str, vector: Sequence[float], limit: int = 3) -> list[SegmentRef]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -23,6 +23,7 @@ from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.segment_stats import SegmentStats
 from memoryos_workers.memory.segments import SegmentStore
 from memoryos_workers.memory.similarity import centroid
+from memoryos_workers.pipeline.batch_records import BatchRecords
 from memoryos_workers.pipeline.prompts import SEGMENT_PROMPT_VERSION, previous_link
 from memoryos_workers.pipeline.segment_calls import SegmentCalls
 from memoryos_workers.pipeline.segmentation import (
@@ -33,7 +34,6 @@ from memoryos_workers.pipeline.segmentation import (
 )
 from producers.wire.keys import Keys, UserKeys
 from producers.wire.knobs import user_settings
-from producers.wire.scripts import Scripts
 from producers.wire.state import Batch, read_batch
 from schemas.memory import BatchAnalysis, SegmentPlan, SegmentRef
 from schemas.settings import Settings
@@ -41,7 +41,6 @@ from schemas.turns import Page
 
 log = logging.getLogger("memoryos.mid_term")
 
-Update = Callable[..., None]  # records fields on the batch under the fencing token
 MAX_SHARED_BATCHES = 8  # batches looked at behind the head for one shared call
 
 
@@ -51,7 +50,6 @@ class MidTerm:
         settings: Settings,
         client: redis.Redis,
         keys: Keys,
-        scripts: Scripts,
         embedder: TextEmbedder,
         llm: LLM,
         pages: PageStore,
@@ -61,7 +59,6 @@ class MidTerm:
         self.settings = settings
         self.redis = client
         self.keys = keys
-        self.scripts = scripts
         self.embedder = embedder
         self.llm = llm
         self.pages = pages
@@ -107,23 +104,20 @@ class MidTerm:
             completion_tokens=usage.completion_tokens,
         )
 
-    def _analyse_backlog(self, user_id: str, keys: UserKeys, head: Batch, update: Update, token: str) -> bool:
+    def _analyse_backlog(self, user_id: str, keys: UserKeys, head: Batch, records: BatchRecords) -> None:
         """Analyses the head batch together with the due batches behind it that fit the same call (a
         backlog costs one call for as many pages as fit, not one per batch), and records each batch's
-        part of the analysis on it. Returns False when the lock was lost."""
+        part of the analysis on it."""
         previous = self._previous_page(keys)
         nearby = self.nearby_for(user_id, head.pages)
         group = [head, *self._followers(keys, head, previous, nearby)]
         for follower in group[1:]:
-            if follower.state == "pending":  # stored before any LLM call, like the head batch
-                self.pages.upsert(follower.pages, follower.batch_id)
-                if not self._record(keys, token, follower.batch_id, state="stored"):
-                    return False
+            records.store_pages(follower)  # before any LLM call, like the head batch
         sizes = [len(b.pages) for b in group]
         whole = self.analyse(user_id, [p for b in group for p in b.pages], previous, nearby, sizes)
         parts = split_by_batch(whole.result, sizes)
         ids = [b.batch_id for b in group]
-        records: list[tuple[Batch, BatchAnalysis, dict[str, Any] | None]] = []
+        analysed: list[tuple[Batch, BatchAnalysis, dict[str, Any] | None]] = []
         for i, (batch, part) in enumerate(zip(group, parts, strict=True)):
             first = i == 0
             analysis = whole.model_copy(update={
@@ -134,18 +128,14 @@ class MidTerm:
                 "completion_tokens": whole.completion_tokens if first else 0,
                 "shared_with": [b for b in ids if b != batch.batch_id],
             })
-            records.append((batch, analysis, previous))
+            analysed.append((batch, analysis, previous))
             previous = previous_link(batch.pages[-1], part.pages[-1].chain_summary)
         self._count(segment_batches_shared=len(group) - 1)
-        for batch, analysis, prev in reversed(records):  # the head last: once it is recorded, all are
+        for batch, analysis, prev in reversed(analysed):  # the head last: once it is recorded, all are
             fields = {"analysis": analysis.model_dump_json(), "previous": json.dumps(prev)}
-            if batch is head:
-                update(state="analyzed", **fields)
-            elif not self._record(keys, token, batch.batch_id, **fields):
-                return False
+            records.record(batch.batch_id, **({"state": "analyzed"} if batch is head else {}), **fields)
         if len(group) > 1:
             log.info("user %s: %d batches analysed together (%d pages)", user_id, len(group), len(whole.result.pages))
-        return True
 
     def _followers(
         self, keys: UserKeys, head: Batch, previous: dict[str, Any] | None, nearby: Sequence[SegmentRef]
@@ -167,19 +157,13 @@ class MidTerm:
             out.append(batch)
         return out
 
-    def _record(self, keys: UserKeys, token: str, batch_id: str, **fields: Any) -> bool:
-        args: list[Any] = [token, batch_id]
-        for name, value in fields.items():
-            args += [name, value]
-        return int(self.scripts.batch_update(keys=keys.script_keys(), args=args)) != -1
-
     # -- the whole step for one stored batch -----------------------------------------------------
-    def segment(self, user_id: str, keys: UserKeys, batch: Batch, update: Update, token: str) -> bool:
-        """Returns False when the lock was lost (the caller stops writing)."""
+    def segment(self, user_id: str, keys: UserKeys, batch: Batch, records: BatchRecords) -> None:
+        """The stored batch analysed, planned and applied to its segments; LockLost when another worker took
+        over (the caller stops writing)."""
         pages = batch.pages
         if not batch.extra.get("analysis"):
-            if not self._analyse_backlog(user_id, keys, batch, update, token):
-                return False
+            self._analyse_backlog(user_id, keys, batch, records)
             batch = read_batch(self.redis, keys, batch.batch_id) or batch
         analysis = BatchAnalysis.model_validate_json(batch.extra["analysis"])
         previous = json.loads(batch.extra.get("previous") or "null")
@@ -189,7 +173,7 @@ class MidTerm:
         if plan is None:
             theta = mine.mid_term_similarity_threshold
             plan = self.segments.plan(user_id, batch.batch_id, analysis.result, theta=theta)
-            update(state="planned", plan=plan.model_dump_json())
+            records.record(batch.batch_id, state="planned", plan=plan.model_dump_json())
         provenance = {
             "source": analysis.source,
             "llm_model": analysis.llm_model,
@@ -199,16 +183,11 @@ class MidTerm:
         if batch.extra.get("applied") != "1":
             self.segments.write(user_id, pages[0].assistant_id, plan, provenance)
             self._annotate_pages(user_id, pages, previous, analysis, plan)
-            applied = self.scripts.segment_apply(
-                keys=keys.script_keys(), args=self._apply_args(token, batch, analysis, plan)
-            )
-            if int(applied) == -1:
-                return False
+            records.apply_segments(batch.batch_id, self._apply_args(batch, analysis, plan))
         evicted = self.evict(user_id, keys, mine.mid_term_capacity)
         if evicted:
             log.info("evicted %d cold segment(s) of user %s", len(evicted), user_id)
             self._count(segments_evicted=len(evicted))
-        return True
 
     def evict(self, user_id: str, keys: UserKeys, capacity: int) -> list[str]:
         """Past capacity, the lowest-heat segments leave with their pages. Idempotent."""
@@ -221,11 +200,12 @@ class MidTerm:
         self.stats.delete(keys, victims)
         return victims
 
-    def _apply_args(self, token: str, batch: Batch, analysis: BatchAnalysis, plan: SegmentPlan) -> list[Any]:
+    def _apply_args(self, batch: Batch, analysis: BatchAnalysis, plan: SegmentPlan) -> list[Any]:
+        """segment_apply.lua's arguments after the token and the batch id."""
         s = self.settings
         last_page = json.dumps(previous_link(batch.pages[-1], analysis.result.pages[-1].chain_summary),
                                ensure_ascii=False)
-        args: list[Any] = [token, batch.batch_id, repr(time.time()), s.heat_alpha, s.heat_beta, s.heat_gamma, last_page]
+        args: list[Any] = [repr(time.time()), s.heat_alpha, s.heat_beta, s.heat_gamma, last_page]
         for a in plan.assignments:
             args += [a.segment_id, len(a.page_indices)]
         return args

@@ -28,6 +28,7 @@ from memoryos_workers.llm.base import (
     LLMTruncated,
     MalformedOutput,
 )
+from memoryos_workers.llm.spend import Spend
 from memoryos_workers.llm.token_budget import budget_retry_after
 from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.persona_store import PersonaStore
@@ -44,7 +45,6 @@ from memoryos_workers.pipeline.backoff import retry_delay
 from memoryos_workers.pipeline.locks import UserLock
 from memoryos_workers.pipeline.profile_merge import merge_profile
 from memoryos_workers.pipeline.prompts import PERSONA_PROMPT_VERSION, persona_messages
-from memoryos_workers.pipeline.segment_calls import Spend
 from producers.sender import TaskSender
 from producers.wire import state
 from producers.wire.contract import EXTRACT_PERSONA_TASK

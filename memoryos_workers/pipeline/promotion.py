@@ -18,6 +18,7 @@ from memoryos_workers.llm.token_budget import budget_retry_after
 from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.segment_stats import HeatRefresh
 from memoryos_workers.pipeline.backoff import retry_delay
+from memoryos_workers.pipeline.batch_records import BatchRecords, LockLost
 from memoryos_workers.pipeline.locks import UserLock
 from memoryos_workers.pipeline.mid_term import MidTerm
 from producers.pending import PendingWork
@@ -28,9 +29,7 @@ from schemas.settings import Settings
 
 log = logging.getLogger("memoryos.promotion")
 
-
-class LockLost(Exception):
-    """Another worker took over the user's lock; this one must stop writing."""
+__all__ = ["LockLost", "Promoter"]
 
 
 class Promoter:
@@ -106,48 +105,33 @@ class Promoter:
 
     def _process(self, user_id: str, keys: UserKeys, lock: UserLock, batch: Batch) -> bool:
         """True when the batch is finished (or parked as dead) and the next one may go."""
-        def update(**fields: object) -> None:
-            args = [lock.token, batch.batch_id]
-            for name, value in fields.items():
-                args += [name, value]
-            if int(self.scripts.batch_update(keys=keys.script_keys(), args=args)) == -1:
-                raise LockLost()
-
+        records = BatchRecords(self.scripts, keys, lock.token, self.pages)
         try:
-            if batch.state == "pending":
-                # Pages are stored before any LLM call: an LLM outage never makes a turn unretrievable.
-                self.pages.upsert(batch.pages, batch.batch_id)
-                update(state="stored")
-            if not self.mid_term.segment(user_id, keys, batch, update, lock.token):
-                raise LockLost()
+            records.store_pages(batch)
+            self.mid_term.segment(user_id, keys, batch, records)
         except LockLost:
             raise
         except LLMRateLimited as exc:
             # Not an attempt that failed: waiting for the shared budget must never dead-letter a batch.
             wait = budget_retry_after(self.settings.llm_rate_limit_max_wait)
-            update(not_before=repr(time.time() + wait), error=f"waiting for the LLM token budget: {exc}"[:2000])
+            records.record(batch.batch_id, not_before=repr(time.time() + wait),
+                           error=f"waiting for the LLM token budget: {exc}"[:2000])
             log.warning("batch %s of user %s waits %.0f s for the LLM token budget", batch.batch_id, user_id, wait)
             return False
         except Exception as exc:  # noqa: BLE001 - store and embedding errors are retried, then parked
             log.exception("batch %s of user %s failed", batch.batch_id, user_id)
-            return self._failed(user_id, keys, lock, batch, exc)
-        result = self.scripts.batch_done(keys=keys.script_keys(), args=[lock.token, batch.batch_id])
-        if int(result) == -1:
-            raise LockLost()
+            return self._failed(user_id, records, batch, exc)
+        records.done(batch.batch_id)
         count(self.redis, self.keys.stats, pages_promoted=len(batch.pages))  # the per-100-turns denominator
         log.info("promoted batch %s of user %s (%d pages)", batch.batch_id, user_id, len(batch.pages))
         return True
 
-    def _failed(self, user_id: str, keys: UserKeys, lock: UserLock, batch: Batch, exc: Exception) -> bool:
+    def _failed(self, user_id: str, records: BatchRecords, batch: Batch, exc: Exception) -> bool:
         s = self.settings
         now = time.time()
         delay = retry_delay(batch.attempts + 1, base=s.retry_backoff_base, cap=s.retry_backoff_max)
         error = f"{type(exc).__name__}: {exc}"[:2000]
-        attempts, outcome = self.scripts.batch_failed(
-            keys=keys.script_keys(), args=[lock.token, batch.batch_id, error, repr(now + delay), s.max_attempts, now]
-        )
-        if int(attempts) == -1:
-            raise LockLost()
+        attempts, outcome = records.failed(batch.batch_id, error, now + delay, s.max_attempts, now)
         if outcome == "dead":
             count(self.redis, self.keys.stats, batch_dead_letters=1)
             self.redis.zadd(self.keys.dead_index, {user_id: now})

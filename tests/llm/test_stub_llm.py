@@ -35,7 +35,6 @@ from memoryos_workers.testing.responders import data_block, segmentation_answer
 from memoryos_workers.vectorstore.server import QdrantServerStore
 from producers.context import RetrievedContext
 from producers.wire.keys import Keys
-from producers.wire.scripts import Scripts
 from schemas.memory import SegmentationResult
 from schemas.settings import Settings
 from schemas.turns import Page
@@ -92,7 +91,7 @@ def mid_term(settings: Settings, client: redis.Redis, keys: Keys, llm: LLM) -> t
     embedder.texts.clear()
     stats = SegmentStats(client, HeatParams.from_settings(settings))
     pages_store = PageStore(store, embedder)
-    stage = MidTerm(settings, client, keys, Scripts.register(client), embedder, llm, pages_store, segments, stats)
+    stage = MidTerm(settings, client, keys, embedder, llm, pages_store, segments, stats)
     return stage, embedder
 
 

@@ -25,6 +25,7 @@ from memoryos_workers.llm.base import LLMError
 from memoryos_workers.llm.client import LLMClient
 from memoryos_workers.memory.heat import HeatParams, heat
 from memoryos_workers.pipeline.answer_schemas import AnyJSON, segmentation_schema
+from memoryos_workers.pipeline.batch_records import BatchRecords
 from memoryos_workers.pipeline.locks import UserLock
 from memoryos_workers.pipeline.prompts import segmentation_messages
 from memoryos_workers.runtime import Runtime
@@ -219,15 +220,9 @@ def segment_without_done(rt: Runtime, user_id: str) -> tuple[str, dict[str, str]
         batch = state.read_batch(rt.redis, keys, batch_id)
         assert batch is not None and batch.state == "pending"
 
-        def update(**fields: object) -> None:
-            args: list[Any] = [lock.token, batch_id]
-            for name, value in fields.items():
-                args += [name, value]
-            assert int(rt.publisher.scripts.batch_update(keys=keys.script_keys(), args=args)) == 1
-
-        rt.pages.upsert(batch.pages, batch_id)
-        update(state="stored")
-        assert rt.mid_term.segment(user_id, keys, batch, update, lock.token)
+        records = BatchRecords(rt.publisher.scripts, keys, lock.token, rt.pages)
+        records.store_pages(batch)
+        rt.mid_term.segment(user_id, keys, batch, records)  # LockLost if the lock were lost
     finally:
         lock.release()
     return batch_id, rt.redis.hgetall(keys.batch(batch_id))
