@@ -400,7 +400,10 @@ def dead_replay(user: str | None = typer.Argument(None, help="User id; all users
 
 
 def main(argv: list[str] | None = None) -> None:
-    cli(args=argv if argv is not None else sys.argv[1:], prog_name="memoryos")
+    from schemas.settings_errors import exit_on_settings_error
+
+    with exit_on_settings_error():  # one line naming the MEMORYOS_ variable, not a traceback
+        cli(args=argv if argv is not None else sys.argv[1:], prog_name="memoryos")
 
 
 if __name__ == "__main__":
