@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .turns import DEFAULT_MAX_TEXT_CHARS, check_id, check_text
+from .turns import DEFAULT_MAX_TEXT_CHARS, ID_PATTERN, check_id, check_text
 
 MAX_TOP_K = 100
 MIN_CONTEXT_TOKENS = 100  # the notice and section headers alone take about 60
@@ -40,6 +40,26 @@ class RetrievalFilters(BaseModel):
 
     def is_empty(self) -> bool:
         return self.since is None and self.until is None and self.assistant_id is None and not self.metadata
+
+
+# The JSON Schema of what parse_filters accepts, for API documents (the checks stay parse_filters').
+FILTERS_JSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "since": {"type": ["string", "null"], "description": "ISO 8601 date-time, or a date (its first instant)."},
+        "until": {"type": ["string", "null"], "description": "ISO 8601 date-time, or a date (its last instant); "
+                  "not before since."},
+        "assistant_id": {"type": ["string", "null"], "pattern": ID_PATTERN},
+        "metadata": {
+            "type": ["object", "null"],
+            "description": "Exact values of the turns' metadata.",
+            "propertyNames": {"pattern": _METADATA_KEY.pattern},
+            "additionalProperties": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer"},
+                                               {"type": "boolean"}]},
+        },
+    },
+}
 
 
 def check_retrieval_args(
@@ -143,7 +163,7 @@ def _metadata(value: Any) -> dict[str, MetadataValue]:
         raise ValueError(f"filters.metadata: must be a mapping of keys to exact values, not {type(value).__name__}")
     out: dict[str, MetadataValue] = {}
     for key, item in value.items():
-        if not isinstance(key, str) or not _METADATA_KEY.match(key):
+        if not isinstance(key, str) or not _METADATA_KEY.fullmatch(key):  # match(): "$" let "k\n" in
             raise ValueError(f"filters.metadata: key {key!r} must be 1-64 letters, digits, '_' or '-'")
         if not isinstance(item, (str, int)) or (isinstance(item, str) and not item):
             raise ValueError(

@@ -13,29 +13,40 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from memoryos_workers.apps.http.answers import RetrieveAnswer, ok
 from memoryos_workers.apps.http.auth import Principal, require_principal
-from memoryos_workers.apps.http.errors import InvalidInput
-from memoryos_workers.apps.http.routes import body_doc, memory_of, parse_json, path_user
-from schemas.query import MAX_TOP_K
+from memoryos_workers.apps.http.errors import InvalidInput, responses
+from memoryos_workers.apps.http.routes import ID_SCHEMA, V1_ERRORS, UserPath, body_doc, memory_of, parse_json, path_user
+from schemas.query import FILTERS_JSON_SCHEMA, MAX_CONTEXT_TOKENS, MAX_TOP_K, MIN_CONTEXT_TOKENS
 from schemas.tokens import estimate_tokens
 
-router = APIRouter(prefix="/v1", tags=["retrieval"])
+router = APIRouter(prefix="/v1", tags=["retrieval"], responses=V1_ERRORS)
 
 
 class RetrieveIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: "5" or true is not a top_k, as the document says (it declares integers).
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"query": "What is my cat called?", "top_k": 5}]})
 
-    query: str = Field(description="The user's new message, or what to look up.")
-    top_k: int | None = Field(
-        None, description=f"Pages to return, 1-{MAX_TOP_K} (default MEMORYOS_RETRIEVAL_TOP_PAGES)."
+    query: str = Field(
+        description="The user's new message, or what to look up: not blank, at most MEMORYOS_MAX_TEXT_CHARS "
+        "characters, no NUL.", json_schema_extra={"minLength": 1, "pattern": r"\S"},
     )
-    assistant_id: str | None = Field(None, description="Whose assistant facts to include (default: the deployment's).")
+    top_k: int | None = Field(
+        None, description=f"Pages to return, 1-{MAX_TOP_K} (default MEMORYOS_RETRIEVAL_TOP_PAGES).",
+        json_schema_extra={"minimum": 1, "maximum": MAX_TOP_K},
+    )
+    assistant_id: str | None = Field(None, description="Whose assistant facts to include (default: the deployment's).",
+                                     json_schema_extra=ID_SCHEMA)
     max_tokens: int | None = Field(
-        None, description="Token budget of the context (default MEMORYOS_CONTEXT_MAX_TOKENS; 0: no budget)."
+        None, description="Token budget of the context (default MEMORYOS_CONTEXT_MAX_TOKENS; 0: no budget).",
+        json_schema_extra={"anyOf": [{"type": "integer", "enum": [0]}, {"type": "null"}, {
+            "type": "integer", "minimum": MIN_CONTEXT_TOKENS, "maximum": MAX_CONTEXT_TOKENS}]},
     )
     now: str | None = Field(None, description="The question's time, ISO 8601 (default: now), for 'yesterday' etc.")
     filters: dict[str, Any] | None = Field(
-        None, description="since, until (ISO 8601), assistant_id, metadata (exact values) narrowing the search."
+        None, description="since, until (ISO 8601), assistant_id, metadata (exact values) narrowing the search.",
+        json_schema_extra={"anyOf": [FILTERS_JSON_SCHEMA, {"type": "null"}]},
     )
 
 
@@ -74,8 +85,11 @@ def run_retrieval(request: Request, principal: Principal, user_id: str, body: Re
 
 
 @router.post("/users/{user_id}/retrieve", summary="Retrieve the memory context for a query",
-             openapi_extra=body_doc(RetrieveIn))
-async def retrieve(user_id: str, request: Request, principal: Principal = Depends(require_principal)) -> dict[str, Any]:
+             openapi_extra=body_doc(RetrieveIn), response_model=None,
+             responses={**ok(RetrieveAnswer), **responses(422)})
+async def retrieve(
+    user_id: UserPath, request: Request, principal: Principal = Depends(require_principal)
+) -> dict[str, Any]:
     """Short-term and pending turns, the mid-term pages ranked for the query (with their score and the
     searches that found them), the profile, user and assistant facts, and `prompt`: the context block of
     the generation prompt, stored text quoted as data."""
