@@ -201,7 +201,8 @@ def markdown(result: dict[str, Any]) -> str:
         "How much of the evidence a question needs is inside the prompt `retrieve(..., max_tokens=B)` builds, "
         "against plain dense pages packed into the same B tokens in the same run (see bench/context.py). "
         f"Parameters were tuned on {TUNED} only; {HELD_OUT} is held out and reported on its own. Tokens are "
-        "the LLM layer's estimate (characters / 4); every prompt was checked to fit its budget.",
+        "the context budget's fixed estimate (characters / 4, schemas/tokens.py); every prompt was checked to "
+        "fit its budget.",
     ]
     for r in result["conversations"]:
         rows = []

@@ -177,7 +177,7 @@ class Settings(BaseSettings):
     )
     context_max_tokens: int = Field(
         2000, ge=0, le=1_000_000, description="Token budget of a retrieved context (its prompt, estimated as "
-        "the LLM layer does); 0 = no budget. A call's max_tokens overrides it."
+        "schemas/tokens.py does: characters / 4); 0 = no budget. A call's max_tokens overrides it."
     )
 
     # --- reliability -----------------------------------------------------------------------------

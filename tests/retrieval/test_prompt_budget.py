@@ -1,6 +1,6 @@
 """The context within a token budget (schemas.prompt.fit): what goes in is chosen by value per token, the
-prompt never exceeds the budget by the LLM layer's estimate, and the fitted context holds exactly what
-its prompt holds."""
+prompt never exceeds the budget by the budget's fixed estimate (schemas/tokens.py), and the fitted context
+holds exactly what its prompt holds."""
 
 from __future__ import annotations
 

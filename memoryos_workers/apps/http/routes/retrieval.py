@@ -1,8 +1,8 @@
 """POST /v1/users/{user_id}/retrieve: the memory context for a query, as JSON plus the rendered prompt.
 
-Retrieval runs through its public functions (in-process `retrieval.retriever.retrieve`, or
-`producers.retrieve` over RPC), and the whole `RetrievedContext` is returned: fields retrieval gains
-later reach API clients without a change here.
+Retrieval runs through the app's memory (memory.py: in-process `memoryos_workers.in_process.retrieve`, or
+`producers.retrieve.retrieve` over RPC), and the whole `RetrievedContext` is returned: fields retrieval
+gains later reach API clients without a change here (and the document, through answers.RetrieveAnswer).
 """
 
 from __future__ import annotations
