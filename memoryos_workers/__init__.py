@@ -17,8 +17,12 @@ def __getattr__(name: str) -> Any:
     """Both lazily: importing a submodule (the test double in `testing/`, a store) must not build the
     Celery app, which reads the settings once and would freeze them before the caller sets its own."""
     if name == "app":
-        from memoryos_workers.worker.celery_app import app
+        from schemas.settings_errors import exit_on_settings_error
 
+        # `celery -A memoryos_workers ...` prints any exception with its traceback: a settings problem is
+        # one line naming the variable instead, and a non-zero exit.
+        with exit_on_settings_error():
+            from memoryos_workers.worker.celery_app import app
         return app
     if name == "Memoryos":
         from memoryos_workers.apps.memoryos import Memoryos

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from .turns import DEFAULT_MAX_TEXT_CHARS, check_id, check_text
+from .turns import DEFAULT_MAX_TEXT_CHARS, ID_PATTERN, check_id, check_text
 
 MAX_TOP_K = 100
 MIN_CONTEXT_TOKENS = 100  # the notice and section headers alone take about 60
@@ -45,6 +45,26 @@ class RetrievalFilters(BaseModel):
 
     def is_empty(self) -> bool:
         return self.since is None and self.until is None and self.assistant_id is None and not self.metadata
+
+
+# The JSON Schema of what parse_filters accepts, for API documents (the checks stay parse_filters').
+FILTERS_JSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "since": {"type": ["string", "null"], "description": "ISO 8601 date-time, or a date (its first instant)."},
+        "until": {"type": ["string", "null"], "description": "ISO 8601 date-time, or a date (its last instant); "
+                  "not before since."},
+        "assistant_id": {"type": ["string", "null"], "pattern": ID_PATTERN},
+        "metadata": {
+            "type": ["object", "null"],
+            "description": "Exact values of the turns' metadata.",
+            "propertyNames": {"pattern": _METADATA_KEY.pattern},
+            "additionalProperties": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer"},
+                                               {"type": "boolean"}]},
+        },
+    },
+}
 
 
 def check_retrieval_args(
@@ -148,7 +168,7 @@ def _metadata(value: Any) -> dict[str, MetadataValue]:
         raise ValueError(f"filters.metadata: must be a mapping of keys to exact values, not {type(value).__name__}")
     out: dict[str, MetadataValue] = {}
     for key, item in value.items():
-        if not isinstance(key, str) or not _METADATA_KEY.match(key):
+        if not isinstance(key, str) or not _METADATA_KEY.fullmatch(key):  # match(): "$" let "k\n" in
             raise ValueError(f"filters.metadata: key {key!r} must be 1-64 letters, digits, '_' or '-'")
         if not isinstance(item, (str, int)) or (isinstance(item, str) and not item):
             raise ValueError(
@@ -177,27 +197,39 @@ class RetrievalRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    user_id: str = Field(description="The user whose memory is read.")
-    query: str = Field(description="The user's new message, or what to look up.")
+    # json_schema_extra says in the JSON Schema what the checks below accept (for API documents); the checks
+    # decide, and name the field when they refuse.
+    user_id: str = Field(description="The user whose memory is read.", json_schema_extra={"pattern": ID_PATTERN})
+    query: str = Field(
+        description="The user's new message, or what to look up: not blank, at most MEMORYOS_MAX_TEXT_CHARS "
+        "characters, no NUL.", json_schema_extra={"minLength": 1, "pattern": r"\S"},
+    )
     assistant_id: str | None = Field(
-        None, description="Whose assistant facts to include (default: the filter's assistant, else the deployment's)."
+        None, description="Whose assistant facts to include (default: the filter's assistant, else the deployment's).",
+        json_schema_extra={"anyOf": [{"type": "string", "pattern": ID_PATTERN}, {"type": "null"}]},
     )
     top_k: int | None = Field(
         None, description=f"At most this many mid-term pages, 1-{MAX_TOP_K} (default MEMORYOS_RETRIEVAL_TOP_PAGES, "
-        "else as many as the budget holds)."
+        "else as many as the budget holds).",
+        json_schema_extra={"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_TOP_K}, {"type": "null"}]},
     )
     max_tokens: int | None = Field(
-        None, description="Token budget of the context (default MEMORYOS_CONTEXT_MAX_TOKENS; 0: no budget)."
+        None, description="Token budget of the context (default MEMORYOS_CONTEXT_MAX_TOKENS; 0: no budget).",
+        json_schema_extra={"anyOf": [{"type": "integer", "enum": [0]}, {"type": "null"}, {
+            "type": "integer", "minimum": MIN_CONTEXT_TOKENS, "maximum": MAX_CONTEXT_TOKENS}]},
     )
     now: datetime | None = Field(
-        None, description="The question's time, ISO 8601 (default: now), for 'yesterday' and the like."
+        None, description="The question's time, ISO 8601 (default: now), for 'yesterday' and the like.",
+        json_schema_extra={"anyOf": [{"type": "string"}, {"type": "null"}]},
     )
     filters: RetrievalFilters | None = Field(
-        None, description="since, until (ISO 8601), assistant_id, metadata (exact values) narrowing the search."
+        None, description="since, until (ISO 8601), assistant_id, metadata (exact values) narrowing the search.",
+        json_schema_extra={"anyOf": [FILTERS_JSON_SCHEMA, {"type": "null"}]},
     )
     deadline_ms: float | None = Field(
         None, description="Over RPC: milliseconds the full answer may take (default MEMORYOS_RETRIEVAL_DEADLINE_MS); "
-        "past it the answer is what Redis holds, marked degraded. In-process retrieval has no queue to wait in."
+        "past it the answer is what Redis holds, marked degraded. In-process retrieval has no queue to wait in.",
+        json_schema_extra={"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "null"}]},
     )
     on_deadline: OnDeadline | None = Field(
         None, description="Over RPC: 'degrade' (default MEMORYOS_RETRIEVAL_ON_DEADLINE) or 'raise' RetrievalTimeout."

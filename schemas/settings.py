@@ -210,6 +210,11 @@ class Settings(BaseSettings):
         "name no user and hold no stored text."
     )
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return check_redis_url(value)
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -238,7 +243,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.kick_stale_after <= self.sweep_interval:
-            raise ValueError("kick_stale_after must be longer than sweep_interval")
+            raise ValueError(
+                f"MEMORYOS_KICK_STALE_AFTER ({self.kick_stale_after:g} s) must be longer than MEMORYOS_SWEEP_INTERVAL "
+                f"({self.sweep_interval:g} s): raise the first or lower the second"
+            )
         if self.llm_completion_tokens > self.llm_context_tokens // 2:
             raise ValueError(
                 f"MEMORYOS_LLM_COMPLETION_TOKENS ({self.llm_completion_tokens}) leaves too little of the context "
@@ -256,6 +264,29 @@ class Settings(BaseSettings):
         return not self.qdrant_url
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_redis_url(value: str) -> str:
+    """A URL redis-py can open, or ValueError saying what is expected; never quotes the URL (it may hold a
+    password)."""
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError("is not a valid URL; expected e.g. redis://localhost:6379/0 (check the port)") from None
+    if url.scheme not in REDIS_SCHEMES:
+        raise ValueError(
+            "must start with redis://, rediss:// (TLS) or unix://, e.g. redis://localhost:6379/0"
+        )
+    db = url.path.strip("/")
+    if url.scheme != "unix" and db and not db.isdigit():
+        raise ValueError("names a database that is not a number; expected e.g. redis://localhost:6379/0")
+    return value
+
+
 def check_zone(value: str) -> str:
     """An IANA time zone name, or ValueError saying what is expected."""
     try:
@@ -267,5 +298,14 @@ def check_zone(value: str) -> str:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings; tests build their own `Settings(...)` instead of mutating this."""
-    return Settings()
+    """The process-wide settings; tests build their own `Settings(...)` instead of mutating this.
+    SettingsError (one line naming each bad MEMORYOS_ variable) when they cannot be read."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError as SourceError
+
+    from .settings_errors import SettingsError, describe
+
+    try:
+        return Settings()
+    except (ValidationError, SourceError) as exc:
+        raise SettingsError(describe(exc)) from None

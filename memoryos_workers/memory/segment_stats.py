@@ -5,7 +5,8 @@ Why in Redis rather than in the segments' vector payloads: they change on every 
 every promotion (length), from many threads and processes at once; hash increments are atomic where a
 payload read-modify-write is not. The only other writer is producers/wire/lua/segment_apply.lua, which
 adds a batch's pages under the user's lock in the same script that marks the batch applied (so a
-replayed batch never counts twice); it computes heat with the same formula as memory/heat.py.
+replayed batch never counts twice). It only counts: heat is never stored, it is computed here when
+read, by memory/heat.py (the formula's one home), with the HeatParams the runtime built from Settings.
 
 L_interaction is `len - lbase`: the persona raises the analysed base instead of resetting the length, so
 a promotion running at the same time never loses an increment.
@@ -60,10 +61,8 @@ class SegmentStats:
         return int(self.redis.hlen(keys.seg_len))
 
     def hot(self, keys: UserKeys, tau: float) -> list[str]:
-        """Segments at or over tau that still hold pages the persona has not analysed, hottest first;
-        stores the heats it computed, so the sorted set stays current."""
+        """Segments at or over tau that still hold pages the persona has not analysed, hottest first."""
         heats = self.heats(keys)
-        self._store(keys, heats)
         lengths = self.redis.hgetall(keys.seg_len)
         analysed = self.redis.hgetall(keys.seg_lbase)
         return [
@@ -103,7 +102,6 @@ class SegmentStats:
             else:
                 pipe.hincrby(keys.seg_lbase, sid, pages_done)
         pipe.execute()
-        self._store(keys, self.heats(keys))
 
     def unmark_analysed(self, keys: UserKeys, per_segment: Mapping[str, int]) -> None:
         """Replaying dead-lettered persona pages: they count as unanalysed again."""
@@ -119,17 +117,12 @@ class SegmentStats:
         pipe = self.redis.pipeline(transaction=False)
         for key in (keys.seg_len, keys.seg_visit, keys.seg_access, keys.seg_lbase):
             pipe.hdel(key, *segment_ids)
-        pipe.zrem(keys.heat, *segment_ids)
         pipe.execute()
 
     @staticmethod
     def user_keys(keys: UserKeys) -> list[str]:
         """Every key this module owns for a user, for forget."""
-        return [keys.seg_len, keys.seg_visit, keys.seg_access, keys.heat, keys.seg_lbase, keys.heat_kick]
-
-    def _store(self, keys: UserKeys, heats: Mapping[str, float]) -> None:
-        if heats:
-            self.redis.zadd(keys.heat, dict(heats))
+        return [keys.seg_len, keys.seg_visit, keys.seg_access, keys.seg_lbase, keys.heat_kick, keys.heat_legacy]
 
 
 class HeatRefresh:

@@ -202,10 +202,10 @@ class MidTerm:
 
     def _apply_args(self, batch: Batch, analysis: BatchAnalysis, plan: SegmentPlan) -> list[Any]:
         """segment_apply.lua's arguments after the token and the batch id."""
-        s = self.settings
         last_page = json.dumps(previous_link(batch.pages[-1], analysis.result.pages[-1].chain_summary),
                                ensure_ascii=False)
-        args: list[Any] = [repr(time.time()), s.heat_alpha, s.heat_beta, s.heat_gamma, last_page]
+        # Counts only: heat is computed when read (memory/heat.py), so no weight travels to the script.
+        args: list[Any] = [repr(time.time()), last_page]
         for a in plan.assignments:
             args += [a.segment_id, len(a.page_indices)]
         return args

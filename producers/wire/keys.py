@@ -26,7 +26,9 @@ class UserKeys:
     seg_len: str  # hash segment_id -> L_interaction (pages in the segment)
     seg_visit: str  # hash segment_id -> N_visit (retrievals that hit it)
     seg_access: str  # hash segment_id -> last access time
-    heat: str  # sorted set segment_id -> heat when last updated (the hottest in O(log n))
+    # Written by earlier versions (a sorted set of heat as last stored); heat is now computed when read
+    # (memoryos_workers/memory/heat.py), so nothing writes it and forget only deletes what is left.
+    heat_legacy: str
     seg_lbase: str  # hash segment_id -> pages already analysed for the persona (L_interaction = len - lbase)
     heat_kick: str  # coalescing flag: a refresh_heat task is on its way
     persona_kick: str  # coalescing flag: an extract_persona task is on its way
@@ -42,7 +44,7 @@ class UserKeys:
         """KEYS for the per-user scripts, in the order the Lua files expect."""
         return [
             self.stm, self.buf, self.state, self.ids, self.batches, self.batch_prefix, self.kick, self.lock,
-            self.dead, self.seg_len, self.seg_visit, self.seg_access, self.heat, self.seg_lbase,
+            self.dead, self.seg_len, self.seg_visit, self.seg_access, self.seg_lbase,
             self.heat_kick, self.persona_kick, self.persona_lock, self.knobs,
         ]
 
@@ -88,7 +90,7 @@ class Keys:
             seg_len=base + "seg:len",
             seg_visit=base + "seg:visit",
             seg_access=base + "seg:access",
-            heat=base + "heat",
+            heat_legacy=base + "heat",
             seg_lbase=base + "seg:lbase",
             heat_kick=base + "heatkick",
             persona_kick=base + "personakick",

@@ -1,4 +1,4 @@
-"""Every method of the Memoryos API on a 30-turn conversation (run by tests/test_memoryos_facade.py)."""
+"""Every method of the Memoryos API on a 30-turn conversation (run by tests/apps/test_memoryos_facade.py)."""
 
 import json
 

@@ -10,6 +10,7 @@ eviction removes exactly the coldest segments with their pages; a replayed batch
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import math
 import re
@@ -23,7 +24,7 @@ import pytest
 
 from memoryos_workers.llm.base import LLMError
 from memoryos_workers.llm.client import LLMClient
-from memoryos_workers.memory.heat import HeatParams, heat
+from memoryos_workers.ops.user_data import inspect_user
 from memoryos_workers.pipeline.answer_schemas import AnyJSON, segmentation_schema
 from memoryos_workers.pipeline.batch_records import BatchRecords
 from memoryos_workers.pipeline.locks import UserLock
@@ -107,13 +108,16 @@ def pages_of(rt: Runtime, user_id: str) -> dict[str, dict[str, Any]]:
 
 
 def redis_view(rt: Runtime, user_id: str) -> dict[str, Any]:
+    """The segment statistics in Redis, and each segment's heat as of its own last access (recency 1),
+    so the numbers are exact and a replay that changes nothing compares equal."""
     keys = rt.keys.user(user_id)
     r = rt.redis
+    access = r.hgetall(keys.seg_access)
     return {
         "len": {k: int(v) for k, v in r.hgetall(keys.seg_len).items()},
         "visit": r.hgetall(keys.seg_visit),
-        "access": r.hgetall(keys.seg_access),
-        "heat": dict(r.zrange(keys.heat, 0, -1, withscores=True)),
+        "access": access,
+        "heat": {sid: rt.segment_stats.heats(keys, now=float(t))[sid] for sid, t in access.items()},
         "last_page": r.hget(keys.state, "last_page"),
     }
 
@@ -569,41 +573,57 @@ def interaction_length(rt: Runtime, user_id: str, sid: str) -> int:
     return int(rt.redis.hget(keys.seg_len, sid)) - base
 
 
+# Four different weights: a swap of any two (in Settings -> HeatParams, or anywhere heat is computed)
+# gives another number, which the test below checks it would notice.
+WEIGHTS = {"heat_alpha": 2.0, "heat_beta": 0.5, "heat_gamma": 3.0, "heat_mu": 1000.0}
+
+
+def paper_heat(w: dict[str, float], visits: int, length: int, dt: float) -> float:
+    """The paper's formula written out from the settings by name, independent of memory/heat.py."""
+    return w["heat_alpha"] * visits + w["heat_beta"] * length + w["heat_gamma"] * math.exp(-dt / w["heat_mu"])
+
+
 def test_heat_follows_the_formula(private_runtime, fake_llm) -> None:  # noqa: ANN001
     # Promoter is driven directly: the heat is read right after apply, before any later stage runs.
-    rt = private_runtime()
-    settings = rt.settings
+    rt = private_runtime(**WEIGHTS)
     user = "heat-user"
     keys = rt.keys.user(user)
-    params = HeatParams.from_settings(settings)
     rt.publisher.publish_many(turns(user, [hiking(i) for i in range(20)]))
     assert promote(rt, user) == 1
     (sid,) = segments_of(rt, user)
     view = redis_view(rt, user)
     access = float(view["access"][sid])
     assert view["len"] == {sid: 10} and view["visit"] == {} and interaction_length(rt, user, sid) == 10
-    assert view["heat"][sid] == pytest.approx(heat(0, 10, access, access, params))
-    assert view["heat"][sid] == pytest.approx(settings.heat_beta * 10 + settings.heat_gamma)
-    assert rt.segment_stats.heats(keys, now=access) == {sid: pytest.approx(11.0)}
+    assert rt.segment_stats.heats(keys, now=access) == {sid: pytest.approx(paper_heat(WEIGHTS, 0, 10, 0))}
+    assert paper_heat(WEIGHTS, 0, 10, 0) == 8.0  # 0.5 * 10 + 3
 
-    # Retrievals counted since, then a batch on the same subject merges: the stored heat includes both.
+    # Retrievals counted since, then a batch on the same subject merges: the heat includes both, and the
+    # script stamped the access time.
     rt.redis.hincrby(keys.seg_visit, sid, 3)
     rt.publisher.publish_many(turns(user, [hiking(i, 1) for i in range(10)]))
     assert promote(rt, user) == 1
     assert list(segments_of(rt, user)) == [sid]
     view = redis_view(rt, user)
     access2 = float(view["access"][sid])
-    assert access2 >= access
-    assert view["len"] == {sid: 20} and interaction_length(rt, user, sid) == 20
-    assert view["heat"][sid] == pytest.approx(heat(3, 20, access2, access2, params)) == pytest.approx(24.0)
+    assert access2 >= access and view["len"] == {sid: 20} and interaction_length(rt, user, sid) == 20
 
-    # Recency decays with the time since the last access: exp(-dt / mu).
-    now = time.time()
-    rt.redis.hset(keys.seg_access, sid, repr(now - settings.heat_mu))
-    expected = settings.heat_alpha * 3 + settings.heat_beta * 20 + settings.heat_gamma * math.exp(-1)
-    assert rt.segment_stats.heats(keys, now=now)[sid] == pytest.approx(expected, rel=1e-9)
+    # Recency decays with the time since the last access: exp(-dt / mu), dt = 700 s with mu = 1000 s.
+    measured = rt.segment_stats.heats(keys, now=access2 + 700)[sid]
+    assert measured == pytest.approx(paper_heat(WEIGHTS, 3, 20, 700), rel=1e-12)
+    for a, b in itertools.combinations(WEIGHTS, 2):
+        swapped = {**WEIGHTS, a: WEIGHTS[b], b: WEIGHTS[a]}
+        assert paper_heat(swapped, 3, 20, 700) != pytest.approx(measured, rel=1e-3), f"{a} and {b} swapped"
     # A clock that runs backwards never gives a recency above 1.
-    assert rt.segment_stats.heats(keys, now=now - 2 * settings.heat_mu)[sid] == pytest.approx(24.0)
+    assert rt.segment_stats.heats(keys, now=access2 - 5000)[sid] == pytest.approx(paper_heat(WEIGHTS, 3, 20, 0))
+
+    # Every reader gets the same heat: the persona trigger (tau between the heats with and without the
+    # recency term) and inspect.
+    now = time.time()
+    expected_now = paper_heat(WEIGHTS, 3, 20, now - access2)
+    assert rt.segment_stats.hot(keys, tau=expected_now - 0.01) == [sid]
+    assert rt.segment_stats.hot(keys, tau=expected_now + 0.01) == []
+    (segment,) = inspect_user(rt, user)["segments"]
+    assert segment["heat"] == pytest.approx(expected_now, abs=0.01)
 
 
 # -- 5. eviction -----------------------------------------------------------------------------------

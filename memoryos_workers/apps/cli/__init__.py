@@ -26,4 +26,7 @@ cli.add_typer(operations.dead_cli, name="dead-letters")
 
 
 def main(argv: list[str] | None = None) -> None:
-    cli(args=argv if argv is not None else sys.argv[1:], prog_name="memoryos")
+    from schemas.settings_errors import exit_on_settings_error
+
+    with exit_on_settings_error():  # one line naming the MEMORYOS_ variable, not a traceback
+        cli(args=argv if argv is not None else sys.argv[1:], prog_name="memoryos")

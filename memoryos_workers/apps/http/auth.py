@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from schemas.tenants import ADMIN, prefix, scoped_id, unscoped_id
 
@@ -168,7 +169,14 @@ def bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-async def require_principal(request: Request) -> Principal:
+# Declares the bearer scheme in the OpenAPI document (and on each route that requires a key); the check
+# itself is require_principal's, which reads the header as it always has.
+BEARER = HTTPBearer(auto_error=False, scheme_name="apiKey", description="A key of MEMORYOS_API_KEYS.")
+
+
+async def require_principal(
+    request: Request, _declared: HTTPAuthorizationCredentials | None = Security(BEARER)
+) -> Principal:
     """The FastAPI dependency of every /v1 route: 401 without a valid key. Async, because FastAPI runs a
     plain function dependency in a worker thread: a hop per request that cost more than the check."""
     token = bearer(request)

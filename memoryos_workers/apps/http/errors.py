@@ -4,8 +4,13 @@
   never echoes the input back (it may be a 32,000-character turn), and nothing was stored;
 - 503 with Retry-After while Redis (or, over RPC, a worker) does not answer: retry with the same
   turn_id, duplicates are dropped;
-- 413 for a body over the limit; 401/403 from auth; anything unexpected is a 500 that says where to
-  look, logged here with its traceback, never bad input's fault.
+- 413 for a body over the limit; 401 from auth (with WWW-Authenticate); 404 for what is not there; 405
+  with the Allow header listing every method of the path; anything unexpected is a 500 that says where
+  to look, logged here with its traceback, never bad input's fault.
+
+`ErrorBody` is that shape as a model, and `responses()` declares it in the OpenAPI document for the
+statuses a route can answer, so the document describes exactly what is sent (tests/apps/http/
+test_openapi_conformance.py runs schemathesis against it).
 """
 
 from __future__ import annotations
@@ -17,11 +22,49 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 log = logging.getLogger("memoryos.http")
 RETRY_AFTER_S = 5
+
+
+class Problem(BaseModel):
+    field: str = Field(description="Where: body.user_input, body[3].timestamp, path.user_id, query.limit or body.")
+    message: str = Field(description="What is wrong with it (the value itself is never echoed in full).")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API, whatever its status."""
+
+    error: str = Field(description="What happened and what to do.")
+    detail: list[Problem] = Field(description="The bad fields of a 422; empty for other errors.")
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "required": True,
+                                "schema": {"type": "integer"}}}
+_WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": "Bearer", "required": True, "schema": {"type": "string"}}}
+_STATUSES: dict[int, tuple[str, dict[str, Any]]] = {
+    401: ("No valid API key: send `Authorization: Bearer KEY` (keys are set in MEMORYOS_API_KEYS).",
+          _WWW_AUTHENTICATE),
+    404: ("Nothing is stored for this user (it never published, or it was forgotten).", {}),
+    413: ("The request body is over MEMORYOS_API_MAX_BODY_BYTES, or holds more turns than MEMORYOS_API_MAX_TURNS; "
+          "nothing was stored.", {}),
+    422: ("Invalid input, each bad field named in `detail`; nothing was changed.", {}),
+    500: ("An unexpected error; the server log has the details.", {}),
+    503: ("Redis, the vector store or a worker does not answer; retry after Retry-After seconds (turns with the "
+          "same turn_ids: duplicates are dropped).", _RETRY_AFTER),
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of these error statuses, each with the one error body (and its headers)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        description, headers = _STATUSES[status]
+        out[status] = {"model": ErrorBody, "description": description, **({"headers": headers} if headers else {})}
+    return out
 
 
 class InvalidInput(Exception):
@@ -83,9 +126,23 @@ def _invalid(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(_body("invalid input; nothing was changed", exc.problems), status_code=422)
 
 
-def _http(_request: Request, exc: Exception) -> JSONResponse:
+def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return JSONResponse(_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:  # Starlette names the methods of one route only: GET, not also DELETE
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return JSONResponse(_body(str(exc.detail)), status_code=exc.status_code, headers=headers)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path answers fully (asked per method: included routers nest
+    their routes, and only `matches` sees through them)."""
+    routes = request.app.router.routes
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)]
 
 
 def unavailable(message: str) -> JSONResponse:

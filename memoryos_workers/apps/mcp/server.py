@@ -31,6 +31,7 @@ def serve(
     configure_logging(log_level)
     if transport not in TRANSPORTS:
         raise ValueError(f"transport: must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
+    get_settings()  # a bad setting stops the command here, not later in the memory's start-up thread
     service = MemoryService()
     # SIGTERM (a stdio client that stops waiting, a process manager; uvicorn re-raises it after its own
     # graceful shutdown) unwinds through `finally`, so the worker stops and the store is flushed.

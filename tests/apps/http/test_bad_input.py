@@ -134,3 +134,35 @@ def test_unknown_routes_and_methods_are_not_500(api: Api) -> None:
         assert c.get("/v1/nothing-here").status_code == 404
         assert c.put("/v1/users/u1/turns", json=OK).status_code == 405
         assert c.get("/v1/users/a/b/c/d").status_code == 404
+
+
+# Found by the schemathesis run (test_openapi_conformance.py) and mended; each also checked here by name.
+@pytest.mark.parametrize(("body", "field"), [
+    ({"query": "x", "top_k": "5"}, "body.top_k"),  # the document says integer: a string is not one
+    ({"query": "x", "top_k": True}, "body.top_k"),
+    ({"query": "x", "max_tokens": 99}, "body.max_tokens"),
+    ({"query": "x", "filters": {"metadata": {"k\n": "v"}}}, "body.filters"),  # the key pattern, fully matched
+])
+def test_retrieve_takes_what_the_document_says(api: Api, body: dict[str, Any], field: str) -> None:
+    with api.client() as c:
+        res = c.post("/v1/users/someone/retrieve", json=body)
+    assert res.status_code == 422 and _fields(res) == [field], res.text
+
+
+def test_answers_the_document_declares(api: Api, uid: str) -> None:
+    with api.client() as c:
+        # A JSON null is a body, and not the object the document asks for (no body at all means "all").
+        null = c.post("/v1/dead-letters/replay", content=b"null", headers={"content-type": "application/json"})
+        assert null.status_code == 422 and _fields(null) == ["body"], null.text
+        assert c.post("/v1/dead-letters/replay").status_code == 200
+        # turn_id null is the default (a new id), as null is for every optional field.
+        published = c.post(f"/v1/users/{uid}/turns", json={**OK, "turn_id": None})
+        assert published.status_code == 202 and len(published.json()["turn_ids"][0]) == 32, published.text
+        # 405 names every method of the path, not only those of the first route that matched it.
+        refused = c.put(f"/v1/users/{uid}")
+        assert refused.status_code == 405 and refused.headers["allow"] == "GET, DELETE"
+        assert refused.json() == {"error": "Method Not Allowed", "detail": []}
+        # An unknown user is not found, in the error shape; a known one is.
+        missing = c.get("/v1/users/nobody-here-" + uid)
+        assert missing.status_code == 404 and missing.json()["detail"] == [], missing.text
+        assert c.get(f"/v1/users/{uid}").status_code == 200

@@ -50,7 +50,7 @@ def test_reads_go_to_the_worker_that_owns_the_store(rpc_api: Api) -> None:
         assert "rpcacme" not in globex.get("/v1/users/u1/export").text
         assert acme.get("/v1/dead-letters").json() == {"dead_letters": []}
         assert acme.delete("/v1/users/u1").json()["removed"]["pages"] == 15
-        assert acme.get("/v1/users/u1/export").text == ""
+        assert acme.get("/v1/users/u1/export").status_code == 404
         assert "rpcglobex" in globex.get("/v1/users/u1/export").text
 
 

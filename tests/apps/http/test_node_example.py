@@ -34,4 +34,4 @@ def test_node_chat_backend_publishes_and_retrieves(api: Api, uid: str) -> None:
     with api.client("acme") as acme, api.client("globex") as globex:
         records = [json.loads(line) for line in acme.get(f"/v1/users/{uid}/export").text.splitlines()]
         assert len(records) == 4 and records[0]["metadata"] == {"channel": "node-example"}
-        assert globex.get(f"/v1/users/{uid}/export").text == ""  # the key's tenant only
+        assert globex.get(f"/v1/users/{uid}/export").status_code == 404  # the key's tenant only

@@ -8,16 +8,19 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from memoryos_workers.apps.http.answers import DeadLetters, Replayed, ok
 from memoryos_workers.apps.http.auth import Principal, require_principal
-from memoryos_workers.apps.http.routes import body_doc, memory_of, parse_json, query_user
+from memoryos_workers.apps.http.errors import responses
+from memoryos_workers.apps.http.routes import ID_SCHEMA, V1_ERRORS, body_doc, memory_of, parse_json, query_user
 
-router = APIRouter(prefix="/v1", tags=["operations"])
+router = APIRouter(prefix="/v1", tags=["operations"], responses=V1_ERRORS)
 
 
 class ReplayIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    user_id: str | None = Field(None, description="Only this user's dead letters (default: all of the tenant's).")
+    user_id: str | None = Field(None, description="Only this user's dead letters (default: all of the tenant's).",
+                                json_schema_extra=ID_SCHEMA)
 
 
 def dead_letters(request: Request, principal: Principal, user_id: str | None = None) -> list[dict[str, Any]]:
@@ -38,21 +41,25 @@ def replay(request: Request, principal: Principal, user_id: str | None = None, w
     return {principal.known_as(u): counts for u, counts in done.items()}
 
 
-@router.get("/dead-letters", summary="Failed batches and persona extractions, with their errors")
+@router.get("/dead-letters", summary="Failed batches and persona extractions, with their errors",
+            response_model=None, responses={**ok(DeadLetters), **responses(422)})
 def list_dead_letters(
-    request: Request, principal: Principal = Depends(require_principal), user_id: str | None = Query(None)
+    request: Request, principal: Principal = Depends(require_principal),
+    user_id: str | None = Query(None, json_schema_extra=ID_SCHEMA),
 ) -> dict[str, Any]:
     return {"dead_letters": dead_letters(request, principal, user_id)}
 
 
 @router.post("/dead-letters/replay", summary="Put dead letters back in line (once the cause is fixed)",
-             openapi_extra=body_doc(ReplayIn, required=False))
+             openapi_extra=body_doc(ReplayIn, required=False), response_model=None,
+             responses={**ok(Replayed), **responses(422)})
 async def replay_dead_letters(request: Request, principal: Principal = Depends(require_principal)) -> dict[str, Any]:
     body = parse_json(await request.body(), ReplayIn)
     return {"replayed": await run_in_threadpool(replay, request, principal, body.user_id)}
 
 
-@router.get("/stats", summary="The deployment's counters and gauges")
+@router.get("/stats", summary="The deployment's counters and gauges", response_model=None,
+            responses=ok(dict[str, float], "Counts and gauges by name: numbers only."))
 def stats(request: Request, _principal: Principal = Depends(require_principal)) -> dict[str, Any]:
     """The same numbers as `memoryos stats`: LLM calls and tokens (also by purpose), fallbacks, retries,
     dead letters, waits for the token budget, retrievals with a latency histogram, messages waiting per

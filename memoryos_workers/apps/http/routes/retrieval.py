@@ -2,7 +2,8 @@
 
 The body is `schemas.query.RetrievalRequest` without the user (the path names it): an option added to
 that model is accepted, documented and passed on here without a change. The whole `RetrievedContext` is
-returned, so fields retrieval gains later reach API clients without a change either.
+returned (the document describes it through answers.RetrieveAnswer), so fields retrieval gains later reach
+API clients without a change either.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from memoryos_workers.apps.http.answers import RetrieveAnswer, ok
 from memoryos_workers.apps.http.auth import Principal, require_principal
-from memoryos_workers.apps.http.errors import InvalidInput
-from memoryos_workers.apps.http.routes import memory_of, parse_json, path_user
+from memoryos_workers.apps.http.errors import InvalidInput, responses
+from memoryos_workers.apps.http.routes import V1_ERRORS, UserPath, memory_of, parse_json, path_user
 from schemas.query import RetrievalRequest
 from schemas.tokens import estimate_tokens
 
-router = APIRouter(prefix="/v1", tags=["retrieval"])
+router = APIRouter(prefix="/v1", tags=["retrieval"], responses=V1_ERRORS)
 
 
 def body_schema() -> dict[str, Any]:
@@ -28,6 +30,8 @@ def body_schema() -> dict[str, Any]:
     schema["properties"].pop("user_id", None)
     schema["required"] = [name for name in schema.get("required", []) if name != "user_id"]
     schema["title"] = "RetrieveIn"
+    schema["description"] = "What to retrieve for the user the path names (schemas.query.RetrievalRequest)."
+    schema.pop("$defs", None)  # the fields' own schemas (json_schema_extra) stand alone
     return schema
 
 
@@ -82,8 +86,12 @@ def _request(principal: Principal, user: str, body: Any, where: str, max_text_ch
         raise InvalidInput.from_validation(exc, where) from None
 
 
-@router.post("/users/{user_id}/retrieve", summary="Retrieve the memory context for a query", openapi_extra=BODY_DOC)
-async def retrieve(user_id: str, request: Request, principal: Principal = Depends(require_principal)) -> dict[str, Any]:
+@router.post("/users/{user_id}/retrieve", summary="Retrieve the memory context for a query",
+             openapi_extra=BODY_DOC, response_model=None,
+             responses={**ok(RetrieveAnswer), **responses(422)})
+async def retrieve(
+    user_id: UserPath, request: Request, principal: Principal = Depends(require_principal)
+) -> dict[str, Any]:
     """Short-term and pending turns, the mid-term pages ranked for the query (with their score and the
     searches that found them), the profile, user and assistant facts, and `prompt`: the context block of
     the generation prompt, stored text quoted as data."""

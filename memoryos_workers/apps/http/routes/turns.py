@@ -13,25 +13,47 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memoryos_workers.apps.http.auth import Principal, require_principal
-from memoryos_workers.apps.http.errors import InvalidInput, TooLarge
-from memoryos_workers.apps.http.routes import in_thread, memory_of, parse_json, path_user
+from memoryos_workers.apps.http.errors import InvalidInput, TooLarge, responses
+from memoryos_workers.apps.http.routes import (
+    ID_SCHEMA,
+    V1_ERRORS,
+    UserPath,
+    in_thread,
+    memory_of,
+    parse_json,
+    path_user,
+)
 from memoryos_workers.interface import Memory
 from schemas.turns import Turn
 
-router = APIRouter(prefix="/v1", tags=["turns"])
+router = APIRouter(prefix="/v1", tags=["turns"], responses=V1_ERRORS)
 MAX_PROBLEMS = 50  # invalid turns named in one answer
+
+
+_NOT_BLANK = r"\S"
 
 
 class TurnIn(BaseModel):
     """One exchange (documentation of the body; validation is `schemas.turns.Turn`'s)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Not both blank: one of the two holds a character that is not white space.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "anyOf": [
+            {"properties": {"user_input": {"type": "string", "pattern": _NOT_BLANK}}},
+            {"properties": {"agent_response": {"type": "string", "pattern": _NOT_BLANK}}},
+        ],
+        "examples": [{"user_input": "My cat is called Pimenta.", "agent_response": "What a lovely name!",
+                      "turn_id": "chat-42-turn-7", "timestamp": "2025-05-01T14:30:00+02:00"}],
+    })
 
-    user_input: str = Field(description="What the user said (at most MEMORYOS_MAX_TEXT_CHARS characters).")
-    agent_response: str = Field(description="What the assistant answered; not both blank.")
-    assistant_id: str | None = Field(None, description="The assistant (default: the deployment's).")
+    user_input: str | None = Field(description="What the user said (at most MEMORYOS_MAX_TEXT_CHARS characters, no "
+                                   "NUL; null counts as empty).")
+    agent_response: str | None = Field(description="What the assistant answered; not both blank.")
+    assistant_id: str | None = Field(None, description="The assistant (default: the deployment's).",
+                                     json_schema_extra=ID_SCHEMA)
     timestamp: str | None = Field(None, description="ISO 8601; default now; without a zone read in MEMORYOS_TIMEZONE.")
-    turn_id: str | None = Field(None, description="Your idempotency key (default: a new uuid).")
+    turn_id: str | None = Field(None, description="Your idempotency key (default: a new uuid).",
+                                json_schema_extra=ID_SCHEMA)
     metadata: dict[str, Any] | None = Field(None, description="A JSON object of at most MEMORYOS_MAX_METADATA_BYTES.")
 
 
@@ -44,14 +66,16 @@ _TURN = TurnIn.model_json_schema()
 BODY_DOC = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"oneOf": [_TURN, {"type": "array", "items": _TURN}]}}},
+        "content": {
+            "application/json": {"schema": {"oneOf": [_TURN, {"type": "array", "items": _TURN, "minItems": 1}]}}
+        },
     }
 }
 
 
 @router.post("/users/{user_id}/turns", status_code=202, response_model=Published, openapi_extra=BODY_DOC,
-             summary="Publish one turn or a list of turns")
-async def publish(user_id: str, request: Request, principal: Principal = Depends(require_principal)) -> Response:
+             responses=responses(422), summary="Publish one turn or a list of turns")
+async def publish(user_id: UserPath, request: Request, principal: Principal = Depends(require_principal)) -> Response:
     memory = memory_of(request)
     stored_user = path_user(principal, user_id)
     items, bulk = _items(await request.body(), memory.settings.api_max_turns)
@@ -86,6 +110,8 @@ def _turn(memory: Memory, principal: Principal, user_id: str, item: Any, where: 
         raise InvalidInput([(where, f"must be a JSON object, not {type(item).__name__}")])
     if "user_id" in item:
         raise InvalidInput([(f"{where}.user_id", "the path names the user; leave user_id out of the body")])
+    if "turn_id" in item and item["turn_id"] is None:  # null is the default, as for every optional field
+        item = {k: v for k, v in item.items() if k != "turn_id"}
     try:
         assistant_id = principal.assistant(item.get("assistant_id"))
     except ValueError as exc:

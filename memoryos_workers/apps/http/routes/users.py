@@ -9,20 +9,22 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
+from memoryos_workers.apps.http.answers import Forgotten, Persona, UsersPage, UserView, ok
 from memoryos_workers.apps.http.auth import Principal, require_principal
-from memoryos_workers.apps.http.errors import InvalidInput
-from memoryos_workers.apps.http.routes import memory_of, path_user
+from memoryos_workers.apps.http.errors import InvalidInput, responses
+from memoryos_workers.apps.http.routes import ID_SCHEMA, V1_ERRORS, UserPath, known_user, memory_of, path_user
 
-router = APIRouter(prefix="/v1", tags=["users"])
+router = APIRouter(prefix="/v1", tags=["users"], responses=V1_ERRORS)
 MAX_PAGE = 1000
 
 
-@router.get("/users", summary="List users (ids in order, a page at a time)")
+@router.get("/users", summary="List users (ids in order, a page at a time)", response_model=None,
+            responses={**ok(UsersPage), **responses(422)})
 def list_users(
     request: Request,
     principal: Principal = Depends(require_principal),
     limit: int = Query(100, ge=1, le=MAX_PAGE),
-    after: str | None = Query(None, description="The last id of the previous page."),
+    after: str | None = Query(None, description="The last id of the previous page.", json_schema_extra=ID_SCHEMA),
 ) -> dict[str, Any]:
     """Users who published (through this API or `producers`); a tenant key lists only its own."""
     stored_after = None
@@ -41,20 +43,25 @@ def inspect_view(request: Request, principal: Principal, user_id: str) -> dict[s
     return principal.outward(view)  # type: ignore[no-any-return]
 
 
-@router.get("/users/{user_id}", summary="What each tier holds for a user")
-def inspect(user_id: str, request: Request, principal: Principal = Depends(require_principal)) -> dict[str, Any]:
-    """Short-term and pending turns, recent mid-term pages, segments with their heat, profile and facts."""
+@router.get("/users/{user_id}", summary="What each tier holds for a user", response_model=None,
+            responses={**ok(UserView), **responses(404, 422)})
+def inspect(user_id: UserPath, request: Request, principal: Principal = Depends(require_principal)) -> dict[str, Any]:
+    """Short-term and pending turns, recent mid-term pages, segments with their heat, profile and facts;
+    404 for a user with nothing stored (never published, or forgotten)."""
+    known_user(request, principal, user_id)
     return inspect_view(request, principal, user_id)
 
 
-@router.get("/users/{user_id}/profile", summary="The user's profile and facts")
+@router.get("/users/{user_id}/profile", summary="The user's profile and facts", response_model=None,
+            responses={**ok(Persona), **responses(404, 422)})
 def profile(
-    user_id: str,
+    user_id: UserPath,
     request: Request,
     principal: Principal = Depends(require_principal),
-    assistant_id: str | None = Query(None, description="Whose assistant facts (default: the deployment's)."),
+    assistant_id: str | None = Query(None, description="Whose assistant facts (default: the deployment's).",
+                                     json_schema_extra=ID_SCHEMA),
 ) -> dict[str, Any]:
-    stored_user = path_user(principal, user_id)
+    stored_user = known_user(request, principal, user_id)
     try:
         assistant = principal.assistant(assistant_id)
     except ValueError as exc:
@@ -65,11 +72,13 @@ def profile(
 
 @router.get("/users/{user_id}/export", summary="Every stored record of the user, as JSON Lines",
             response_class=StreamingResponse,
-            responses={200: {"content": {"application/x-ndjson": {}}, "description": "One JSON record per line."}})
-def export(user_id: str, request: Request, principal: Principal = Depends(require_principal)) -> StreamingResponse:
+            responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+                             "description": "One JSON record per line."},
+                       **responses(404, 422)})
+def export(user_id: UserPath, request: Request, principal: Principal = Depends(require_principal)) -> StreamingResponse:
     """Turns of every tier (each once, in publish order), segments, the profile, settings and facts; the
     same records as `memoryos export`, which `memoryos import` reads back."""
-    records = memory_of(request).export(path_user(principal, user_id))
+    records = memory_of(request).export(known_user(request, principal, user_id))
     first = next(records, None)  # fail here (a 503, a 422) rather than inside a started 200 stream
 
     def lines() -> Iterator[bytes]:
@@ -86,8 +95,9 @@ def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[di
     yield from rest
 
 
-@router.delete("/users/{user_id}", summary="Forget a user: delete every tier")
-def forget(user_id: str, request: Request, principal: Principal = Depends(require_principal)) -> dict[str, Any]:
+@router.delete("/users/{user_id}", summary="Forget a user: delete every tier", response_model=None,
+               responses={**ok(Forgotten), **responses(422)})
+def forget(user_id: UserPath, request: Request, principal: Principal = Depends(require_principal)) -> dict[str, Any]:
     """Deletes short-term, pending, mid-term, profile and facts, also while work is in flight (it waits
     for that work to stop); reports what was removed, by tier. Safe to repeat."""
     removed = memory_of(request).forget(path_user(principal, user_id))
