@@ -20,7 +20,7 @@ from producers.followup import KickFollowUp
 from producers.sender import TaskSender
 from producers.wire.keys import Keys
 from producers.wire.script_pipeline import ScriptPipeline
-from producers.wire.scripts import Scripts
+from producers.wire.scripts import PUBLISH_KEYS, Scripts
 from schemas.settings import Settings, get_settings
 from schemas.turns import SCHEMA_VERSION, Turn
 
@@ -89,13 +89,13 @@ class Publisher:
         self.scripts = Scripts.register(self.redis)
         self.sender = sender or TaskSender(self.settings)
         self._context = validation_context(self.settings)
-        # The 18 key names of a user's scripts, built once per user rather than once per publish.
-        self._script_keys = functools.lru_cache(maxsize=4096)(self._user_script_keys)
+        # The key names of a user's publish script, built once per user rather than once per publish.
+        self._publish_keys = functools.lru_cache(maxsize=4096)(self._user_publish_keys)
         self._followup: KickFollowUp | None = None
         self._followup_lock = threading.Lock()
 
-    def _user_script_keys(self, user_id: str) -> tuple[str, ...]:
-        return tuple(self.keys.user(user_id).script_keys())
+    def _user_publish_keys(self, user_id: str) -> tuple[str, ...]:
+        return tuple(self.keys.user(user_id).script_keys()[:PUBLISH_KEYS])
 
     # -- validation -------------------------------------------------------------------------
     def make_turn(self, data: TurnLike) -> Turn:
@@ -127,14 +127,14 @@ class Publisher:
             pipe = ScriptPipeline(self.redis)
             for user_id, turns in calls:
                 pairs = [part for turn in turns for part in (turn.turn_id, page_json(turn, now))]
-                pipe.run(self.scripts.publish, self._script_keys(user_id), (*params, *pairs))
+                pipe.run(self.scripts.publish, self._publish_keys(user_id), (*params, *pairs))
             users = list(dict.fromkeys(user_id for user_id, _ in calls))
             # Re-asserted on every publish (an upper bound; LT keeps an earlier due), so an index entry
             # lost to a failure between two commands heals with the user's next turn.
             pipe.pipe.zadd(self.keys.sweep, dict.fromkeys(users, now + s.promotion_max_wait), lt=True)
             pipe.pipe.zadd(self.keys.users, dict.fromkeys(users, 0))  # the user index
             replies = pipe.execute()
-            self._after_publish([user_id for user_id, _ in calls], replies[: len(calls)], now)
+        self._after_publish([user_id for user_id, _ in calls], replies[: len(calls)])
         return [turn.turn_id for turn in validated]
 
     def _validate_all(self, turns: Sequence[TurnLike]) -> list[Turn]:
@@ -148,17 +148,11 @@ class Publisher:
                 raise ValueError(f"turn #{index} is invalid; nothing was published:\n{exc}") from exc
         return out
 
-    def _after_publish(self, users: Sequence[str], replies: Sequence[Any], now: float) -> None:
-        """The turns are stored; what is left is telling workers. When that fails it is retried in the
-        background (see followup.py) and the publish still returns: its turns are safe."""
-        kicks = list(dict.fromkeys(user for user, reply in zip(users, replies, strict=True) if int(reply[1])))
-        if not kicks:
-            return
-        try:
-            self.kick(kicks, now)
-        except redis.RedisError as exc:
-            log.warning("turns stored, but Redis failed before the promote kick (%s); retrying it in the "
-                        "background", type(exc).__name__)
+    def _after_publish(self, users: Sequence[str], replies: Sequence[Any]) -> None:
+        """The turns are stored; telling workers about a batch that is ready is left to a background thread
+        (see followup.py), so it never sits in the publish: the publish returns after its one round trip."""
+        kicks = [user for user, reply in zip(users, replies, strict=True) if int(reply[1])]
+        if kicks:
             self.followup.add(kicks)
 
     def kick(self, user_ids: Sequence[str], now: float | None = None) -> None:
