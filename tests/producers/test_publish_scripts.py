@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from producers.publish import TURNS_PER_SCRIPT, Publisher, page_json
 from producers.wire import state
 from producers.wire.knobs import set_user_knobs
 from producers.wire.script_pipeline import ScriptPipeline
+from producers.wire.scripts import lua_source
 from schemas.knobs import UserKnobs
 from schemas.settings import Settings
 from tests.processes import PrivateRedis, free_port
@@ -234,13 +236,45 @@ def _snapshot(pub: Publisher, user: str, rename: str) -> dict[str, Any]:
     }
 
 
+# The publish script before issue 24, one turn per call (its body; the shared prelude is prepended): the
+# oracle a call of many turns must agree with.
+PER_TURN_PUBLISH = """
+local turn_id = ARGV[1]
+local now = tonumber(ARGV[5])
+if redis.call('ZSCORE', K.ids, turn_id) then
+  return {0, 0, '', 0}
+end
+local seq = redis.call('HINCRBY', K.state, 'seq', 1)
+redis.call('ZADD', K.ids, now, turn_id)
+redis.call('ZREMRANGEBYSCORE', K.ids, '-inf', now - tonumber(ARGV[6]))
+redis.call('RPUSH', K.stm, '{"seq":' .. seq .. ',' .. string.sub(ARGV[2], 2))
+local capacity = tonumber(redis.call('HGET', K.knobs, 'short_term_capacity') or ARGV[3])
+while redis.call('LLEN', K.stm) > capacity do
+  if redis.call('RPUSH', K.buf, redis.call('LPOP', K.stm)) == 1 then
+    redis.call('HSET', K.state, 'buf_since', now)
+  end
+end
+local batch_id = ''
+local kick = 0
+local batch_size = tonumber(ARGV[4])
+if redis.call('LLEN', K.buf) >= batch_size then
+  batch_id = make_batch(batch_size, now, ARGV[8])
+  kick = claim_kick(ARGV[7])
+end
+return {1, seq, batch_id, kick}
+"""
+
+
 @pytest.mark.parametrize("capacity_knob", [None, 2])
 def test_a_bulk_call_stores_what_publishing_one_at_a_time_stores(server: PrivateRedis,
                                                                  capacity_knob: int | None) -> None:
+    """Three users get the same turns: through the per-turn script of before, through publish_turn one at a
+    time, and through publish_turns in two calls (more than TURNS_PER_SCRIPT turns in the second, a turn_id
+    twice in it, one published before). Redis ends up holding the same for all three."""
     pub, sender = make(server)
-    one, bulk = "one-at-a-time", "bulk"
+    oracle, one, bulk = "oracle", "one-at-a-time", "bulk"
     if capacity_knob is not None:
-        for user in (one, bulk):
+        for user in (oracle, one, bulk):
             set_user_knobs(pub.redis, pub.keys.user(user), UserKnobs(short_term_capacity=capacity_knob))
     rng = random.Random(capacity_knob or 0)
     first = turns("U", 3)
@@ -248,20 +282,28 @@ def test_a_bulk_call_stores_what_publishing_one_at_a_time_stores(server: Private
     second.insert(5, dict(second[1]))  # a turn_id twice in one call
     second.insert(9, dict(first[0]))  # and one published before
     tail = second[40:]
-    rng.shuffle(tail)  # any order the caller likes: both users get the same
+    rng.shuffle(tail)  # any order the caller likes: all three get the same
     second[40:] = tail
 
     def as_user(items: list[dict[str, str]], user: str) -> list[dict[str, str]]:
         return [{**t, "user_id": user, "turn_id": t["turn_id"].replace("U", user)} for t in items]
 
+    per_turn = pub.redis.register_script(lua_source("common") + "\n" + PER_TURN_PUBLISH)
+    s = pub.settings
+    for t in as_user(first, oracle) + as_user(second, oracle):
+        turn, now = pub.make_turn(t), time.time()
+        per_turn(keys=pub.keys.user(oracle).script_keys(), args=[
+            turn.turn_id, page_json(turn, now), s.short_term_capacity, s.promotion_batch_size, repr(now),
+            s.dedupe_window, int(s.kick_stale_after * 1000), 1])
     for t in as_user(first, one) + as_user(second, one):
         pub.publish(t)
     pub.publish_many(as_user(first, bulk))
     pub.publish_many(as_user(second, bulk))
 
-    assert _snapshot(pub, bulk, "X") == _snapshot(pub, one, "X")
-    snapshot = _snapshot(pub, bulk, "X")
-    assert int(snapshot["seq"]) == 3 + TURNS_PER_SCRIPT + 30, "the duplicate and the earlier turn_id stored nothing"
-    assert snapshot["batches"] and all(len(b[2]) == BATCH for b in snapshot["batches"])
+    expected = _snapshot(pub, oracle, "X")
+    assert _snapshot(pub, one, "X") == expected
+    assert _snapshot(pub, bulk, "X") == expected
+    assert int(expected["seq"]) == 3 + TURNS_PER_SCRIPT + 30, "the duplicate and the earlier turn_id stored nothing"
+    assert expected["batches"] and all(len(b[2]) == BATCH for b in expected["batches"])
     assert pub.followup.wait_empty(timeout=10)
-    assert sorted(sender.promoted()) == [bulk, one], "each user kicked once while the kick is fresh"
+    assert sorted(sender.promoted()) == [bulk, one], "each publisher-fed user kicked once while the kick is fresh"
