@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import textwrap
 import threading
 import time
 import uuid
@@ -251,7 +252,7 @@ def _print(result: dict[str, Any]) -> None:
 def _plot(result: dict[str, Any]) -> Any:
     plt = pyplot()
     rows = [r for r in result["rows"] if not r["name"].startswith("publish_turns")]
-    names = [r["name"].replace(", ", ",\n").replace(" (", "\n(") for r in rows]
+    names = [textwrap.fill(r["name"], 18) for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
     x = range(len(rows))
     ax1.bar([i - 0.2 for i in x], [r["p50_ms"] for r in rows], 0.4, label="p50")
@@ -263,8 +264,7 @@ def _plot(result: dict[str, Any]) -> Any:
     ax1.grid(axis="y", alpha=0.3)
     rates = [r for r in result["rows"] if r["call_unit"] != "call"]
     ax2.bar(range(len(rates)), [r["rate"] for r in rates], 0.6, color="tab:green")
-    ax2.set_xticks(range(len(rates)), [r["name"].replace(", ", ",\n").replace(" (", "\n(") for r in rates],
-                   fontsize=7)
+    ax2.set_xticks(range(len(rates)), [textwrap.fill(r["name"], 18) for r in rates], fontsize=7)
     ax2.set_ylabel("turns/s")
     ax2.set_title("throughput, one process")
     ax2.grid(axis="y", alpha=0.3)
