@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -18,13 +19,18 @@ from producers.errors import MemoryOSError, RedisUnavailableError, redact_url
 from producers.followup import KickFollowUp
 from producers.sender import TaskSender
 from producers.wire.keys import Keys
-from producers.wire.scripts import Scripts
+from producers.wire.script_pipeline import ScriptPipeline
+from producers.wire.scripts import PUBLISH_KEYS, Scripts
 from schemas.settings import Settings, get_settings
 from schemas.turns import SCHEMA_VERSION, Turn
 
 TurnLike = Turn | Mapping[str, Any]
 log = logging.getLogger("memoryos.producers")
 
+
+# Turns of one user in one script call at most: a script holds Redis alone while it runs, so a bulk call of
+# thousands of one user's turns is cut into calls of about a millisecond each.
+TURNS_PER_SCRIPT = 100
 
 PUBLISH_HINT = (
     "the turn may not be stored: publish it again with the same turn_id once Redis is back (duplicates are dropped)"
@@ -58,6 +64,16 @@ def page_json(turn: Turn, published_at: float) -> str:
     )
 
 
+def script_calls(turns: Sequence[Turn]) -> list[tuple[str, list[Turn]]]:
+    """The turns grouped by user, each user's in the order given, at most TURNS_PER_SCRIPT a group: one
+    publish script per group, so a bulk call costs a script per user rather than per turn."""
+    by_user: dict[str, list[Turn]] = {}
+    for turn in turns:
+        by_user.setdefault(turn.user_id, []).append(turn)
+    return [(user, group[start : start + TURNS_PER_SCRIPT])
+            for user, group in by_user.items() for start in range(0, len(group), TURNS_PER_SCRIPT)]
+
+
 class Publisher:
     """Created once per process (see `default_publisher`); safe to share between threads."""
 
@@ -73,8 +89,13 @@ class Publisher:
         self.scripts = Scripts.register(self.redis)
         self.sender = sender or TaskSender(self.settings)
         self._context = validation_context(self.settings)
+        # The key names of a user's publish script, built once per user rather than once per publish.
+        self._publish_keys = functools.lru_cache(maxsize=4096)(self._user_publish_keys)
         self._followup: KickFollowUp | None = None
         self._followup_lock = threading.Lock()
+
+    def _user_publish_keys(self, user_id: str) -> tuple[str, ...]:
+        return tuple(self.keys.user(user_id).script_keys()[:PUBLISH_KEYS])
 
     # -- validation -------------------------------------------------------------------------
     def make_turn(self, data: TurnLike) -> Turn:
@@ -98,13 +119,22 @@ class Publisher:
         if not validated:
             return []
         now = time.time()
+        calls = script_calls(validated)
+        s = self.settings
+        params = (s.short_term_capacity, s.promotion_batch_size, repr(now), s.dedupe_window,
+                  int(s.kick_stale_after * 1000), SCHEMA_VERSION)
         with self.redis_errors():
-            pipe = self.redis.pipeline(transaction=False)
-            for turn in validated:
-                self._run_publish(turn, now, pipe)
-            pipe.zadd(self.keys.users, dict.fromkeys((t.user_id for t in validated), 0))  # the user index
-            results = pipe.execute()
-            self._after_publish(validated, results[0 : 2 * len(validated) : 2], now)
+            pipe = ScriptPipeline(self.redis)
+            for user_id, turns in calls:
+                pairs = [part for turn in turns for part in (turn.turn_id, page_json(turn, now))]
+                pipe.run(self.scripts.publish, self._publish_keys(user_id), (*params, *pairs))
+            users = list(dict.fromkeys(user_id for user_id, _ in calls))
+            # Re-asserted on every publish (an upper bound; LT keeps an earlier due), so an index entry
+            # lost to a failure between two commands heals with the user's next turn.
+            pipe.pipe.zadd(self.keys.sweep, dict.fromkeys(users, now + s.promotion_max_wait), lt=True)
+            pipe.pipe.zadd(self.keys.users, dict.fromkeys(users, 0))  # the user index
+            replies = pipe.execute()
+        self._after_publish([user_id for user_id, _ in calls], replies[: len(calls)])
         return [turn.turn_id for turn in validated]
 
     def _validate_all(self, turns: Sequence[TurnLike]) -> list[Turn]:
@@ -118,31 +148,11 @@ class Publisher:
                 raise ValueError(f"turn #{index} is invalid; nothing was published:\n{exc}") from exc
         return out
 
-    def _run_publish(self, turn: Turn, now: float, pipe: Any) -> None:
-        s = self.settings
-        self.scripts.publish(
-            keys=self.keys.user(turn.user_id).script_keys(),
-            args=[
-                turn.turn_id, page_json(turn, now), s.short_term_capacity, s.promotion_batch_size,
-                repr(now), s.dedupe_window, int(s.kick_stale_after * 1000), SCHEMA_VERSION,
-            ],
-            client=pipe,
-        )
-        # Re-asserted on every publish (an upper bound; LT keeps an earlier due), so an index entry
-        # lost to a failure between two commands heals with the user's next turn.
-        pipe.zadd(self.keys.sweep, {turn.user_id: now + s.promotion_max_wait}, lt=True)
-
-    def _after_publish(self, turns: Sequence[Turn], results: Sequence[Any], now: float) -> None:
-        """The turns are stored; what is left is telling workers. When that fails it is retried in the
-        background (see followup.py) and the publish still returns: its turns are safe."""
-        kicks = list(dict.fromkeys(turn.user_id for turn, result in zip(turns, results, strict=True) if int(result[3])))
-        if not kicks:
-            return
-        try:
-            self.kick(kicks, now)
-        except redis.RedisError as exc:
-            log.warning("turns stored, but Redis failed before the promote kick (%s); retrying it in the "
-                        "background", type(exc).__name__)
+    def _after_publish(self, users: Sequence[str], replies: Sequence[Any]) -> None:
+        """The turns are stored; telling workers about a batch that is ready is left to a background thread
+        (see followup.py), so it never sits in the publish: the publish returns after its one round trip."""
+        kicks = [user for user, reply in zip(users, replies, strict=True) if int(reply[1])]
+        if kicks:
             self.followup.add(kicks)
 
     def kick(self, user_ids: Sequence[str], now: float | None = None) -> None:

@@ -41,11 +41,12 @@ class UserKeys:
         return self.batch_prefix + batch_id
 
     def script_keys(self) -> list[str]:
-        """KEYS for the per-user scripts, in the order the Lua files expect."""
+        """KEYS for the per-user scripts, in the order the Lua files expect (lua/common.lua). The first eight
+        are all that publish.lua touches, so a publish passes only those (scripts.PUBLISH_KEYS)."""
         return [
-            self.stm, self.buf, self.state, self.ids, self.batches, self.batch_prefix, self.kick, self.lock,
-            self.dead, self.seg_len, self.seg_visit, self.seg_access, self.seg_lbase,
-            self.heat_kick, self.persona_kick, self.persona_lock, self.knobs,
+            self.stm, self.buf, self.state, self.ids, self.batches, self.batch_prefix, self.kick, self.knobs,
+            self.lock, self.dead, self.seg_len, self.seg_visit, self.seg_access, self.seg_lbase,
+            self.heat_kick, self.persona_kick, self.persona_lock,
         ]
 
 

@@ -25,6 +25,7 @@ def test_a_drain_yields_after_its_share_and_requeues_the_user(private_runtime) -
     rt.publisher.publish_many(_turns(user, 2 + 5 * 2))  # five batches of two behind a short-term of two
     keys = rt.keys.user(user)
     assert rt.redis.llen(keys.batches) == 5
+    assert rt.publisher.followup.wait_empty(timeout=10)  # the publish kick goes out from the background
     rt.redis.delete(f"{rt.keys.celery}{INGEST_QUEUE}")  # the publish kick; what follows is the yields'
     drained = []
     while rt.redis.llen(keys.batches):
@@ -45,6 +46,7 @@ def test_a_drain_within_its_share_does_not_yield(private_runtime) -> None:  # no
     rt = private_runtime(promotion_drain_batches=3, short_term_capacity=2, promotion_batch_size=2)
     user = "short-user"
     rt.publisher.publish_many(_turns(user, 2 + 3 * 2))
+    assert rt.publisher.followup.wait_empty(timeout=10)
     rt.redis.delete(f"{rt.keys.celery}{INGEST_QUEUE}")
     assert rt.promoter.run(user) == 3
     assert _queued_promotes(rt) == 0 and rt.redis.hget(rt.keys.stats, "promote_yields") is None

@@ -1,14 +1,14 @@
 -- Shared prelude, prepended to every per-user script.
--- KEYS: 1 stm, 2 buf, 3 state, 4 ids, 5 batches, 6 batch key prefix, 7 kick flag, 8 lock, 9 dead,
---       10 seg:len, 11 seg:visit, 12 seg:access, 13 seg:lbase, 14 heat kick,
---       15 persona kick, 16 persona lock, 17 knobs (the user's own settings)
+-- KEYS: 1 stm, 2 buf, 3 state, 4 ids, 5 batches, 6 batch key prefix, 7 kick flag, 8 knobs (the user's
+--       own settings), 9 lock, 10 dead, 11 seg:len, 12 seg:visit, 13 seg:access, 14 seg:lbase,
+--       15 heat kick, 16 persona kick, 17 persona lock
+-- publish.lua gets only the first eight, all it touches (the others are nil there).
 -- All keys share the user's hash tag, so each script stays in one Redis Cluster slot.
 local K = {
   stm = KEYS[1], buf = KEYS[2], state = KEYS[3], ids = KEYS[4],
-  batches = KEYS[5], batch_prefix = KEYS[6], kick = KEYS[7], lock = KEYS[8],
-  dead = KEYS[9], seg_len = KEYS[10], seg_visit = KEYS[11], seg_access = KEYS[12],
-  seg_lbase = KEYS[13], heat_kick = KEYS[14], persona_kick = KEYS[15], persona_lock = KEYS[16],
-  knobs = KEYS[17],
+  batches = KEYS[5], batch_prefix = KEYS[6], kick = KEYS[7], knobs = KEYS[8],
+  lock = KEYS[9], dead = KEYS[10], seg_len = KEYS[11], seg_visit = KEYS[12], seg_access = KEYS[13],
+  seg_lbase = KEYS[14], heat_kick = KEYS[15], persona_kick = KEYS[16], persona_lock = KEYS[17],
 }
 
 -- Moves up to n buffered pages into a new pending batch; returns its id ('' when the buffer is empty).
