@@ -67,17 +67,6 @@ FILTERS_JSON_SCHEMA: dict[str, Any] = {
 }
 
 
-def check_retrieval_args(
-    user_id: Any, query: Any, assistant_id: Any = None, top_k: Any = 10, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
-) -> None:
-    """The same rules on both sides of the RPC; top_k may be None (the default applies)."""
-    check_id("user_id", user_id)
-    check_id("assistant_id", assistant_id, required=False)
-    check_text("query", query, max_text_chars)
-    if top_k is not None:
-        check_top_k("top_k", top_k)
-
-
 def check_top_k(name: str, value: Any) -> int:
     """How many results a caller may ask for (retrieval's bound); ValueError naming the field."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:

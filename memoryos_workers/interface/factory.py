@@ -42,16 +42,10 @@ def open_memory(settings: Settings | None = None, *, worker: bool | None = None,
         log.info("another process holds the vector store at %s: reads go to its worker over RPC", settings.data_dir)
         return RemoteMemory(runtime)
     run_worker = not settings.external_workers if worker is None else worker
-    memory = LocalMemory(runtime, worker=_start_worker(runtime) if run_worker else None)
+    memory = LocalMemory(runtime, owns_runtime=True, run_worker=run_worker)
     log.info("memory ready: store %s, reads in this process, workers %s",
              settings.qdrant_url or settings.data_dir, "in-process" if run_worker else "external")
     return memory
-
-
-def _start_worker(runtime: Runtime) -> object:
-    from memoryos_workers.worker.embedded import EmbeddedWorker
-
-    return EmbeddedWorker(runtime).start()
 
 
 _shared: dict[tuple[str, ...], Memory] = {}

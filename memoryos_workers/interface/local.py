@@ -21,12 +21,25 @@ log = logging.getLogger("memoryos.memory")
 class LocalMemory(Memory):
     mode = "local"
 
-    def __init__(self, runtime: Runtime, *, worker: Any = None) -> None:
-        """`worker`: an in-process worker (memoryos_workers.worker.embedded.EmbeddedWorker) this memory
-        owns and stops on close; its tasks read the process's runtime, so this one is installed."""
+    def __init__(self, runtime: Runtime, *, owns_runtime: bool = False, run_worker: bool = False) -> None:
+        """`owns_runtime`: this memory is the process's (open_memory made it): its runtime is installed as the
+        process runtime, which a worker's tasks read, and closed with it; a LocalMemory over a runtime someone
+        else owns (in_process, the retrieval lane) leaves it alone. `run_worker`: start an in-process Celery
+        worker (memoryos_workers.worker.embedded), stopped on close; only for a memory that owns its runtime."""
+        if run_worker and not owns_runtime:
+            raise ValueError("run_worker: an in-process worker needs a memory that owns its runtime")
         super().__init__(runtime)
-        self._worker = worker
-        self._previous = set_runtime(runtime) if worker is not None else None
+        self._owns = owns_runtime
+        self._previous = set_runtime(runtime) if owns_runtime else None
+        self._worker: Any = None
+        if run_worker:
+            from memoryos_workers.worker.embedded import EmbeddedWorker
+
+            try:
+                self._worker = EmbeddedWorker(runtime).start()  # after set_runtime: its tasks read this runtime
+            except BaseException:
+                set_runtime(self._previous)
+                raise
 
     @property
     def runs_worker(self) -> bool:
@@ -57,6 +70,8 @@ class LocalMemory(Memory):
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.stop(timeout=10)
+        if self._owns:
+            self._owns = False
             set_runtime(self._previous)
-        self.runtime.close()
+            self.runtime.close()
 
