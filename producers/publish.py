@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from producers.connection import redis_client
 from producers.errors import MemoryOSError, RedisUnavailableError, redact_url
 from producers.followup import KickFollowUp
+from producers.replication import ReplicaBarrier, publish_keys
 from producers.sender import TaskSender
 from producers.wire.keys import Keys
 from producers.wire.scripts import Scripts
@@ -69,9 +70,11 @@ class Publisher:
     ) -> None:
         self.settings = settings or get_settings()
         self.redis = client or redis_client(self.settings.redis_url)
-        self.keys = Keys(self.settings.key_prefix)
+        self.keys = Keys.for_settings(self.settings)
         self.scripts = Scripts.register(self.redis)
         self.sender = sender or TaskSender(self.settings)
+        s = self.settings
+        self.replicas = ReplicaBarrier(self.redis, s.key_prefix, s.publish_min_replicas, s.publish_replica_timeout)
         self._context = validation_context(self.settings)
         self._followup: KickFollowUp | None = None
         self._followup_lock = threading.Lock()
@@ -102,9 +105,11 @@ class Publisher:
             pipe = self.redis.pipeline(transaction=False)
             for turn in validated:
                 self._run_publish(turn, now, pipe)
-            pipe.zadd(self.keys.users, dict.fromkeys((t.user_id for t in validated), 0))  # the user index
+            for shard, users in self.keys.users.group(t.user_id for t in validated).items():
+                pipe.zadd(shard, dict.fromkeys(users, 0))  # the user index
             results = pipe.execute()
             self._after_publish(validated, results[0 : 2 * len(validated) : 2], now)
+            self.replicas.wait(publish_keys(self.keys, (t.user_id for t in validated)))  # MIN_REPLICAS, or nothing
         return [turn.turn_id for turn in validated]
 
     def _validate_all(self, turns: Sequence[TurnLike]) -> list[Turn]:
@@ -130,7 +135,7 @@ class Publisher:
         )
         # Re-asserted on every publish (an upper bound; LT keeps an earlier due), so an index entry
         # lost to a failure between two commands heals with the user's next turn.
-        pipe.zadd(self.keys.sweep, {turn.user_id: now + s.promotion_max_wait}, lt=True)
+        pipe.zadd(self.keys.sweep.of(turn.user_id), {turn.user_id: now + s.promotion_max_wait}, lt=True)
 
     def _after_publish(self, turns: Sequence[Turn], results: Sequence[Any], now: float) -> None:
         """The turns are stored; what is left is telling workers. When that fails it is retried in the
@@ -150,7 +155,8 @@ class Publisher:
         (a failed send is logged; the sweep re-sends it then). Raises RedisError when the index update
         fails, since then only the later promotion_max_wait entry would find them."""
         due = (time.time() if now is None else now) + self.settings.kick_stale_after
-        self.redis.zadd(self.keys.sweep, dict.fromkeys(user_ids, due), lt=True)
+        for shard, users in self.keys.sweep.group(user_ids).items():
+            self.redis.zadd(shard, dict.fromkeys(users, due), lt=True)
         for user_id in user_ids:
             self.sender.promote(user_id)
 

@@ -21,7 +21,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 import redis
+from redis.exceptions import AskError
 
+from producers.cluster import pool_for_key, refresh_slots
 from producers.connection import redis_client
 from producers.errors import MemoryOSError, RedisUnavailableError, redact_url
 from producers.publish import Publisher, default_publisher
@@ -59,7 +61,7 @@ class RetrievalClient:
         self.settings = settings
         self.sender = sender or TaskSender(settings)
         self.redis = client or redis_client(settings.redis_url)
-        self.keys = Keys(settings.key_prefix)
+        self.keys = Keys.for_settings(settings)
         self.scripts = scripts or Scripts.register(self.redis)
 
     @classmethod
@@ -189,7 +191,12 @@ class RetrievalClient:
         deadline = time.monotonic() + timeout
         try:
             while (left := deadline - time.monotonic()) > 0:
-                popped = _blpop(self.redis, key, min(left, _BLPOP_SLICE), final=left <= _BLPOP_SLICE)
+                try:
+                    popped = _blpop(self.redis, key, min(left, _BLPOP_SLICE), final=left <= _BLPOP_SLICE)
+                except AskError:  # MOVED or ASK: the reply's slot is moving to another master of the cluster
+                    refresh_slots(self.redis)
+                    time.sleep(0.01)
+                    continue
                 if popped is not None:
                     return popped
         except redis.RedisError as exc:
@@ -215,8 +222,9 @@ class RetrievalClient:
             pipe.zcount(self.keys.rpc_servers, time.time() - ALIVE_S, "+inf")
             still_queued, recent, profile, servers = pipe.execute()
             reason = _reason(int(servers), bool(int(still_queued)), waited)
-            pipe.hincrby(self.keys.stats, DEGRADED_COUNTERS["all"], 1)
-            pipe.hincrby(self.keys.stats, DEGRADED_COUNTERS[reason[0]], 1)
+            stats = self.keys.stats.any()
+            pipe.hincrby(stats, DEGRADED_COUNTERS["all"], 1)
+            pipe.hincrby(stats, DEGRADED_COUNTERS[reason[0]], 1)
             pipe.execute()
         except redis.RedisError as exc:
             raise RedisUnavailableError(
@@ -239,7 +247,7 @@ def _blpop(client: redis.Redis, key: str, wait: float, *, final: bool) -> str | 
     """One BLPOP of `wait` seconds. The last one of a wait is timed here: Redis's own timeout runs longer,
     and when ours fires first the connection is closed rather than returned to the pool, since the BLPOP
     is still pending on it. Earlier slices let Redis time out, keeping the connection."""
-    pool = client.connection_pool
+    pool = pool_for_key(client, key)  # the master of the reply's slot on a cluster
     conn = pool.get_connection()
     try:
         conn.send_command("BLPOP", key, round(wait + _SERVER_SLACK_S if final else wait, 3))

@@ -35,8 +35,22 @@ class Settings(BaseSettings):
     # --- connections -------------------------------------------------------------------------
     redis_url: str = Field(
         "redis://localhost:6379/0",
-        description="Redis for short-term memory, pending batches and the Celery broker. "
-        "rediss:// enables TLS; a password goes in the URL.",
+        description="Redis for short-term memory, pending batches and (unless MEMORYOS_BROKER_URL is set) the "
+        "Celery broker. rediss:// enables TLS; a password goes in the URL. redis+cluster://host:port,host:port "
+        "(rediss+cluster:// for TLS) names a Redis Cluster by seed nodes.",
+    )
+    broker_url: str | None = Field(
+        None,
+        description="Celery's broker when it is not the memory Redis: amqp://user:password@host:5672/vhost for "
+        "RabbitMQ (quorum queues, publisher confirms) or another redis://. Required with a Redis Cluster.",
+    )
+    publish_min_replicas: int = Field(
+        0, ge=0, le=16, description="Replicas that must have a published turn before publish returns (Redis WAIT); "
+        "fewer within MEMORYOS_PUBLISH_REPLICA_TIMEOUT raises ReplicationError: publish again with the same "
+        "turn_id. 0 = return once the master has it, as before.",
+    )
+    publish_replica_timeout: float = Field(
+        1.0, gt=0, le=60, description="Seconds a publish waits for MEMORYOS_PUBLISH_MIN_REPLICAS replicas."
     )
     key_prefix: str = Field(
         "mos",
@@ -232,6 +246,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if self.redis_url.split("://", 1)[0].lower().endswith("+cluster") and not self.broker_url:
+            raise ValueError(
+                "MEMORYOS_REDIS_URL names a Redis Cluster, which cannot be Celery's broker: set MEMORYOS_BROKER_URL "
+                "to RabbitMQ (amqp://user:password@host:5672/vhost) or to a plain redis:// server"
+            )
         if self.kick_stale_after <= self.sweep_interval:
             raise ValueError("kick_stale_after must be longer than sweep_interval")
         if self.llm_completion_tokens > self.llm_context_tokens // 2:

@@ -112,7 +112,7 @@ class PersonaWorker:
         at = time.time() + self.settings.persona_max_delay
         pipe = self.redis.pipeline(transaction=False)
         pipe.hsetnx(keys.state, "persona_due_at", repr(at))
-        pipe.zadd(self.keys.sweep, {user_id: at}, lt=True)
+        pipe.zadd(self.keys.sweep.of(user_id), {user_id: at}, lt=True)
         pipe.execute()
 
     # -- extraction ------------------------------------------------------------------------------
@@ -277,7 +277,7 @@ class PersonaWorker:
         # visibility timeout, while the sweep re-kicks a due retry within its interval.
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(keys.state, "persona_not_before", repr(retry_at))
-        pipe.zadd(self.keys.sweep, {user_id: retry_at}, lt=True)
+        pipe.zadd(self.keys.sweep.of(user_id), {user_id: retry_at}, lt=True)
         pipe.execute()
 
     def _failed(self, user_id: str, keys: UserKeys, hits: Sequence, exc: LLMError) -> dict[str, int]:

@@ -38,6 +38,7 @@ from memoryos_workers.pipeline.answer_schemas import (
 )
 from memoryos_workers.pipeline.prompts import previous_link, segmentation_messages
 from memoryos_workers.pipeline.segmentation import combine, fallback_segmentation, from_read
+from producers.wire.keys import Sharded
 from schemas.memory import SegmentationResult, SegmentRef
 from schemas.turns import Page
 
@@ -72,7 +73,7 @@ class Spend:
             out.add(usage)
         return out
 
-    def flush(self, client: redis.Redis, stats_key: str) -> None:
+    def flush(self, client: redis.Redis, stats_key: Sharded) -> None:
         counters: dict[str, int] = {}
         for purpose, usage in self.by_purpose.items():
             for name, value in llm_usage(purpose, usage).items():

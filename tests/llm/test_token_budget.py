@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 import pytest
 import redis
 
+from memoryos_workers.counters import read_counters
 from memoryos_workers.llm.base import LLMRateLimited, RateLimited
 from memoryos_workers.llm.client import LLMClient
 from memoryos_workers.llm.token_budget import TokenBudget
@@ -180,7 +181,7 @@ def test_an_exhausted_budget_delays_a_batch_without_falling_back(private_runtime
     assert 0 < batch.not_before - time.time() <= 1.0
     assert "token budget" in rt.redis.hget(keys.batch(batch_id), "error")
     assert fake_llm.calls == 0
-    counters = rt.redis.hgetall(rt.keys.stats)
+    counters = read_counters(rt.redis, rt.keys)
     assert "segment_fallbacks" not in counters and int(counters["llm_rate_limited"]) == 1
     assert rt.pending.check(user).pending == 1
 
@@ -214,7 +215,7 @@ def test_an_exhausted_budget_delays_persona_extraction_without_counting_attempts
     assert 0 < retry_at - time.time() <= 1.0
     assert rt.redis.hget(keys.state, "persona_attempts") is None
     assert rt.redis.llen(keys.dead_persona) == 0
-    assert rt.redis.zscore(rt.keys.sweep, user) <= retry_at, "the sweep comes back for it"
+    assert rt.redis.zscore(rt.keys.sweep.of(user), user) <= retry_at, "the sweep comes back for it"
 
     rt.redis.delete(rt.keys.llm_budget)
     time.sleep(max(0.0, retry_at - time.time()) + 0.05)

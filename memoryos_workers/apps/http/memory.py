@@ -159,9 +159,9 @@ class Memory:
         return users(self.publisher.redis, self.publisher.keys.users, prefix=prefix, after=after, limit=limit)
 
     def stats(self) -> dict[str, Any]:
-        from memoryos_workers.counters import read_stats
+        from memoryos_workers.counters import deployment_stats
 
-        return read_stats(self.publisher.redis, self.publisher.keys)
+        return deployment_stats(self.publisher)
 
     def readiness(self) -> dict[str, str]:
         """Redis answers, and the vector store does (here, or through a worker over RPC)."""
