@@ -19,7 +19,14 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.connection import parse_url
-from redis.exceptions import NoScriptError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.retry import Retry
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
@@ -30,6 +37,13 @@ CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 # turn_id (duplicates are dropped).
 CLUSTER_RETRIES = 12
 _BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=1.0)
+
+
+# What a cluster answers while a master fails over or a slot moves (CLUSTERDOWN, TRYAGAIN, a redirection
+# redis-py gave up following, a write to a master just demoted, no node reachable for a moment): like a Redis
+# that is down, it passes; publishes raise RedisUnavailableError for it, and are sent again.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ClusterError, AskError, TryAgainError, ReadOnlyError,
+                                                 RedisClusterException)
 
 
 def is_cluster_url(url: str | None) -> bool:

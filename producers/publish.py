@@ -13,6 +13,7 @@ from typing import Any
 import redis
 from pydantic import ValidationError
 
+from producers.cluster import TRANSIENT_ERRORS
 from producers.connection import redis_client
 from producers.errors import MemoryOSError, RedisUnavailableError, redact_url
 from producers.followup import KickFollowUp
@@ -187,7 +188,7 @@ class _RedisErrors:
                 f"Redis at {self.url} rejected the credentials ({exc}); check the password in MEMORYOS_REDIS_URL; "
                 + self.hint
             ) from exc
-        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, *TRANSIENT_ERRORS)):
             raise RedisUnavailableError(f"Redis at {self.url} is unreachable ({exc}); {self.hint}") from exc
         if isinstance(exc, redis.ResponseError) and "OOM" in str(exc):
             raise MemoryOSError(

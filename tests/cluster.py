@@ -203,24 +203,38 @@ class PrivateCluster:
             time.sleep(0.1)
         raise AssertionError("replicas did not sync in time")
 
-    def fail_over(self, master: Node, timeout: float = 60) -> Node:
+    def fail_over(self, master: Node, *, lag: float = 0.0, timeout: float = 60) -> Node:
         """SIGKILL `master` and wait until one of its replicas is promoted and the cluster is ok again;
-        returns the new master."""
+        returns the new master. With `lag`, its replicas lose their link to it that many seconds before the
+        kill (a network blip: the link is cut and their reconnection refused), so they lag behind what it
+        answered meanwhile, which is what asynchronous replication loses in a failover."""
         replicas = self.replicas_of(master)
         assert replicas, f"{master.addr} has no replica to take over"
+        if lag:
+            for replica in replicas:
+                with replica.client() as c:
+                    c.config_set("masterauth", "a-password-the-master-refuses")  # its reconnections fail
+                    c.execute_command("CLIENT", "KILL", "TYPE", "master")
+            time.sleep(lag)
         self.kill(master)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        try:
+            while time.monotonic() < deadline:
+                for replica in replicas:
+                    try:
+                        with replica.client() as c:
+                            if c.info("replication").get("role") == "master":
+                                self.wait_ok(timeout=max(1.0, deadline - time.monotonic()))
+                                return replica
+                    except redis.RedisError:
+                        pass
+                time.sleep(0.1)
+            raise AssertionError(f"no replica took over from {master.addr}: {self.log(replicas[0])}")
+        finally:
             for replica in replicas:
-                try:
+                if lag and replica.alive():
                     with replica.client() as c:
-                        if c.info("replication").get("role") == "master":
-                            self.wait_ok(timeout=max(1.0, deadline - time.monotonic()))
-                            return replica
-                except redis.RedisError:
-                    pass
-            time.sleep(0.1)
-        raise AssertionError(f"no replica took over from {master.addr}: {self.log(replicas[0])}")
+                        c.config_set("masterauth", "")
 
     # -- resharding ---------------------------------------------------------------------------------------
     def migrate_slot(self, slot: int, target: Node, *, per_key_pause: float = 0.0, batch: int = 1) -> int:

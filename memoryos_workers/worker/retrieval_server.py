@@ -29,6 +29,7 @@ from celery import bootsteps
 from memoryos_workers.counters import count
 from memoryos_workers.runtime import Runtime, get_runtime
 from memoryos_workers.worker.rpc import RPCAnswer
+from producers.cluster import TRANSIENT_ERRORS
 from producers.wire.contract import READ_PERSONA_TASK, RETRIEVAL_QUEUE, RETRIEVE_TASK
 from producers.wire.rpc import ALIVE_S, HEARTBEAT_S, Request
 from schemas.turns import check_id
@@ -113,7 +114,7 @@ class RetrievalServer:
                     self._heartbeat()
                     beat_at = time.monotonic() + HEARTBEAT_S
                 popped = runtime.redis.blpop([key], timeout=_POP_TIMEOUT)
-            except redis.RedisError as exc:
+            except (redis.RedisError, *TRANSIENT_ERRORS) as exc:  # a cluster failing over, too
                 log.warning("retrieval server: Redis failed (%s: %s); retrying in %g s", type(exc).__name__, exc,
                             _RETRY_S)
                 self._stop.wait(_RETRY_S)
