@@ -290,3 +290,68 @@ def test_failover_with_min_replicas_0_reports_what_it_lost(cluster: PrivateClust
           f"({audit['lost'][:10]})", flush=True)
     assert not audit["doubled"] and not audit["exported_twice"], audit["doubled"]
     assert set(audit["tiers"]) <= {"mid_term", "short_term"}, f"turns left pending: {audit['tiers']}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Resharding: a publishing user's slot moves to another master
+# --------------------------------------------------------------------------------------------------
+
+
+def test_resharding_a_publishing_users_slot_loses_and_doubles_nothing(
+    cluster: PrivateCluster, llm: FakeLLM, tmp_path: Path, settings: Settings, redis_client: Any
+) -> None:
+    """The user's slot moves key by key (a pause after each, so publishes, promotions and reads meet ASK
+    and TRYAGAIN for a while), then back at full speed; the broker is the shared test Redis."""
+    from tests.system.test_faults import check_exactly_once
+
+    started = time.monotonic()
+    prefix = f"{PREFIX}-reshard"
+    deploy, env = cluster_env(cluster, prefix, tmp_path / "data", settings.redis_url, openai_base_url=llm.base_url)
+    publisher = Publisher(deploy)
+    users = [f"rs-user-{i}" for i in range(THREADS * USERS_PER_THREAD)]
+    hot = users[0]
+    slot = publisher.redis.keyslot(publisher.keys.user(hot).stm)
+    worker = WorkerProcess("reshard", env, tmp_path, concurrency=8)
+    run, stop = Run(), threading.Event()
+    moves: list[dict[str, Any]] = []
+    try:
+        worker.start()
+        threads = _start_publishers(publisher, users, run, stop)
+        _wait_for(lambda: len(run.acked.get(hot, [])) >= 25 and _promoting(publisher, [hot]), 120,
+                  "the user's turns and a promotion before the move", lambda: worker.tail())
+        for pause in (0.2, 0.0):
+            source = cluster.master_of_slot(slot)
+            target = next(m for m in cluster.masters() if m.port != source.port)
+            t0 = time.monotonic()
+            keys = cluster.migrate_slot(slot, target, per_key_pause=pause)
+            moves.append({"keys": keys, "seconds": round(time.monotonic() - t0, 2), "pause_s": pause})
+            assert cluster.master_of_slot(slot).port == target.port
+            before = len(run.acked.get(hot, []))
+            _wait_for(lambda n=before: len(run.acked.get(hot, [])) >= n + 12, 120, "publishes after the move",
+                      lambda: f"{dict(run.raised)} {run.errors}")
+        stop.set()
+        for th in threads:
+            th.join(2 * PUBLISH_GIVE_UP_S)
+        assert not run.errors, run.errors
+        assert not run.gave_up, f"publishes given up: {run.gave_up}"
+        wait_all_idle(PendingWork(publisher), users, timeout=300, flush=True)
+        assert "Unrecoverable error" not in worker.log.read_text(errors="replace")
+    finally:
+        stop.set()
+        worker.stop()
+        for key in redis_client.scan_iter(match=f"{prefix}*", count=1000):
+            redis_client.delete(key)
+    from memoryos_workers.runtime import Runtime
+
+    rt = Runtime(deploy)
+    try:
+        counts = check_exactly_once(rt, run.acked)  # each once, in publish order, seq without gaps; export agrees
+    finally:
+        rt.close()
+    assert set(k for k in counts if k.startswith("tier_")) <= {"tier_mid_term", "tier_short_term"}, counts
+    assert moves[0]["keys"] >= 5, f"the slot held few of the user's keys: {moves}"
+    figures = {"scenario": "cluster-reshard-publishing-user", "published": sum(len(v) for v in run.acked.values()),
+               "hot_user_turns": len(run.acked[hot]), "found": counts["found"], "duplicates": counts["duplicates"],
+               "raised": dict(run.raised), "moves": moves, "seconds": round(time.monotonic() - started, 1)}
+    print(f"\n[reshard] {json.dumps(figures)}", flush=True)
+    record(figures)
