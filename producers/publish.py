@@ -19,6 +19,7 @@ from producers.errors import MemoryOSError, RedisUnavailableError, redact_url
 from producers.followup import KickFollowUp
 from producers.replication import ReplicaBarrier, publish_keys
 from producers.sender import TaskSender
+from producers.tracing import SpanKind, publish_span, traced
 from producers.wire.keys import Keys
 from producers.wire.scripts import Scripts
 from schemas.settings import Settings, get_settings
@@ -96,6 +97,7 @@ class Publisher:
         """Validates every turn before storing any, then stores them in one pipelined round trip."""
         return self.store(self._validate_all(list(turns)))
 
+    @traced("memoryos.publish", lambda self, validated: publish_span(validated), kind=SpanKind.PRODUCER)
     def store(self, validated: Sequence[Turn]) -> list[str]:
         """Stores turns that `make_turn` made (as the HTTP API does, to name each invalid turn itself)
         in one pipelined round trip; their turn_ids in order."""

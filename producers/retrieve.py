@@ -28,6 +28,7 @@ from producers.connection import redis_client
 from producers.errors import MemoryOSError, RedisUnavailableError, redact_url
 from producers.publish import Publisher, default_publisher
 from producers.sender import TaskSender
+from producers.tracing import SpanKind, task_headers, traced
 from producers.wire import state
 from producers.wire.contract import (
     DEGRADED_COUNTERS,
@@ -68,6 +69,8 @@ class RetrievalClient:
     def from_publisher(cls, publisher: Publisher) -> RetrievalClient:
         return cls(publisher.settings, publisher.sender, publisher.redis, publisher.scripts)
 
+    @traced("memoryos.retrieve.rpc", lambda self, user_id, query, **kw: {"memoryos.user_id": user_id},
+            lambda context: {"memoryos.degraded": context.degraded}, kind=SpanKind.CLIENT)
     def retrieve(
         self,
         user_id: str,
@@ -140,7 +143,7 @@ class RetrievalClient:
 
     # -- the retrieval lane ------------------------------------------------------------------------------
     def _request(self, task: str, args: list[Any], kwargs: dict[str, Any], budget: float) -> Request:
-        return Request(uuid.uuid4().hex, task, args, kwargs, time.time() + budget)
+        return Request(uuid.uuid4().hex, task, args, kwargs, time.time() + budget, task_headers())
 
     def _exchange(self, request: Request, wait: float) -> str | None:
         """Queue the request (trimmed, so requests nobody serves stay bounded) and wait for its answer."""
@@ -177,6 +180,7 @@ class RetrievalClient:
                 ignore_result=True,  # the answer comes through the reply list, not the result backend
                 argsrepr=argsrepr,
                 kwargsrepr=repr(kwargs),
+                headers=task_headers() or None,
             )
         except Exception as exc:  # kombu's OperationalError and friends
             raise RedisUnavailableError(

@@ -46,6 +46,7 @@ from memoryos_workers.pipeline.profile_merge import merge_profile
 from memoryos_workers.pipeline.prompts import PERSONA_PROMPT_VERSION, persona_messages
 from memoryos_workers.pipeline.segment_calls import Spend
 from producers.sender import TaskSender
+from producers.tracing import traced
 from producers.wire import state
 from producers.wire.contract import EXTRACT_PERSONA_TASK
 from producers.wire.keys import Keys, UserKeys
@@ -116,6 +117,8 @@ class PersonaWorker:
         pipe.execute()
 
     # -- extraction ------------------------------------------------------------------------------
+    @traced("memoryos.extract_persona", lambda self, user_id, force=False: {"memoryos.user_id": user_id},
+            lambda done: {f"memoryos.{k}": v for k, v in done.items() if isinstance(v, int)})
     def extract(self, user_id: str, force: bool = False) -> dict[str, int]:
         """At most one LLM call per drain. Returns counters of what changed."""
         keys = self.keys.user(user_id)

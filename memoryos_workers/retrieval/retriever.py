@@ -42,6 +42,7 @@ from memoryos_workers.retrieval.dates import TimeWindow, time_windows
 from memoryos_workers.retrieval.filters import check_range, localise, matches, payload_filter, within
 from memoryos_workers.retrieval.fusion import DEFAULT_FUSION, FusionParams, RankFusion
 from memoryos_workers.vectorstore import Hit
+from producers.tracing import traced
 from producers.wire import state
 from producers.wire.keys import Keys, UserKeys
 from producers.wire.scripts import Scripts
@@ -50,6 +51,20 @@ from schemas.prompt import DEFAULT_PACKING, PackingParams, fit
 from schemas.query import MAX_TOP_K, check_max_tokens, check_retrieval_args, parse_filters, parse_now
 from schemas.settings import Settings
 from schemas.turns import Page
+
+
+def _span_ids(user_id: str, **kwargs: Any) -> dict[str, Any]:
+    """What a retrieval's span names (ids and options; never the query)."""
+    return {"memoryos.user_id": user_id, **{f"memoryos.{k}": kwargs.get(k)
+                                             for k in ("assistant_id", "top_k", "max_tokens")}}
+
+
+def _span_counts(context: RetrievedContext) -> dict[str, Any]:
+    """What a retrieval's span records of its answer: counts and the time each stage took."""
+    counts = {"short_term": context.short_term, "pages": context.pages, "user_facts": context.user_knowledge,
+              "assistant_facts": context.assistant_knowledge}
+    return {**{f"memoryos.{k}": len(v) for k, v in counts.items()},
+            **{f"memoryos.ms.{stage}": ms for stage, ms in (context.timings_ms or {}).items()}}
 
 
 class Retriever:
@@ -90,6 +105,7 @@ class Retriever:
         """The same retriever with other packing parameters (the benchmark's variants)."""
         return replace_params(self, self.fusion, replace(self.packing, **changes))
 
+    @traced("memoryos.retrieve", lambda self, user_id, query, **kw: _span_ids(user_id, **kw), _span_counts)
     def retrieve(
         self,
         user_id: str,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from memoryos_workers import tracing
 from memoryos_workers.worker.retrieval_server import RetrievalLane
 from producers.wire.contract import SWEEP_TASK, celery_config
 from schemas.settings import Settings, get_settings
@@ -45,6 +46,7 @@ def make_app(settings: Settings) -> Celery:
     )
     # Retrieval servers on threads of their own in every worker that consumes the retrieval queue.
     app.steps["worker"].add(RetrievalLane)
+    tracing.install_celery_hooks()  # spans when a worker or beat starts with OTEL_* asking for them
     return app
 
 

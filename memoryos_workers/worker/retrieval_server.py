@@ -30,6 +30,7 @@ from memoryos_workers.counters import count
 from memoryos_workers.runtime import Runtime, get_runtime
 from memoryos_workers.worker.rpc import RPCAnswer
 from producers.cluster import TRANSIENT_ERRORS
+from producers.tracing import SpanKind, continued, span
 from producers.wire.contract import READ_PERSONA_TASK, RETRIEVAL_QUEUE, RETRIEVE_TASK
 from producers.wire.rpc import ALIVE_S, HEARTBEAT_S, Request
 from schemas.turns import check_id
@@ -156,7 +157,9 @@ class RetrievalServer:
             # The caller answered itself from Redis long ago (or gave up): computing it helps nobody.
             _count_quietly(rt, retrieval_requests_expired=1)
             return
-        self._answers.answer(request.request_id, lambda: compute(rt, request.task, request.args, request.kwargs))
+        with continued(request.trace), span(f"{request.task} serve", SpanKind.CONSUMER, **{
+                "memoryos.request_id": request.request_id, "memoryos.server": self.name}):
+            self._answers.answer(request.request_id, lambda: compute(rt, request.task, request.args, request.kwargs))
 
 
 def _count_quietly(rt: Runtime, **counters: int) -> None:

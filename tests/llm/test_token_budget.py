@@ -23,6 +23,7 @@ from memoryos_workers.llm.token_budget import TokenBudget
 from memoryos_workers.pipeline.answer_schemas import AnyJSON, segmentation_schema
 from memoryos_workers.pipeline.prompts import segmentation_messages
 from producers.wire import state
+from producers.wire.keys import Sharded
 from schemas.settings import Settings
 from schemas.turns import Page
 from tests.conftest import PREFIX
@@ -57,8 +58,8 @@ def test_workers_share_one_budget_and_queue_behind_each_other(redis_client, sett
     other_client = redis.Redis.from_url(settings.redis_url)  # a second worker: its own connection
     stats_key = f"{budget_key}:stats"
     a_sleeps, b_sleeps = Sleeps(), Sleeps()
-    a = TokenBudget(redis_client, budget_key, TPM, max_wait=60, stats_key=stats_key, sleep=a_sleeps)
-    b = TokenBudget(other_client, budget_key, TPM, max_wait=60, stats_key=stats_key, sleep=b_sleeps)
+    a = TokenBudget(redis_client, budget_key, TPM, max_wait=60, stats_key=Sharded((stats_key,)), sleep=a_sleeps)
+    b = TokenBudget(other_client, budget_key, TPM, max_wait=60, stats_key=Sharded((stats_key,)), sleep=b_sleeps)
     try:
         assert a.reserve(TPM) == 0, "a whole minute's budget may be spent at once"
         assert b.reserve(300) == pytest.approx(3.0, abs=0.3)  # 300 tokens at 100/s

@@ -16,6 +16,7 @@ from memoryos_workers.apps.http.metrics import HttpMetrics, make_registry
 from memoryos_workers.apps.http.middleware import BodyLimit, SecurityHeaders
 from memoryos_workers.apps.http.routes import health, operations, retrieval, turns, users
 from memoryos_workers.apps.http.ui import views
+from memoryos_workers.tracing import instrument_app
 from schemas.settings import Settings, get_settings
 
 log = logging.getLogger("memoryos.http")
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None, *
     app.add_middleware(HttpMetrics, registry=app.state.registry)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(SecurityHeaders)
+    instrument_app(app)  # request spans, when OTEL_* asks for traces
     return app
 
 
