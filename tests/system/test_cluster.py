@@ -20,13 +20,13 @@ from redis.cluster import RedisCluster
 
 import producers
 from memoryos_workers.counters import deployment_stats, read_counters
+from memoryos_workers.testing.redis_cluster import PrivateCluster
 from producers.connection import redis_client
 from producers.pending import PendingWork
 from producers.publish import Publisher
 from producers.wire import state
 from producers.wire.keys import CLUSTER_SHARDS
 from schemas.settings import Settings
-from tests.cluster import PrivateCluster
 from tests.conftest import PREFIX
 from tests.processes import WorkerProcess
 from tests.system.test_faults import wait_all_idle

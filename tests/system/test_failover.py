@@ -34,16 +34,16 @@ import pytest
 
 from bench.faults import record
 from memoryos_workers.testing.fake_llm import FakeLLM
+from memoryos_workers.testing.rabbitmq import Vhost, unavailable
+from memoryos_workers.testing.redis_cluster import Node, PrivateCluster
 from memoryos_workers.testing.responders import default_responder
 from producers.errors import RedisUnavailableError
 from producers.pending import PendingWork
 from producers.publish import Publisher
 from producers.replication import ReplicationError
 from schemas.settings import Settings
-from tests.cluster import Node, PrivateCluster
 from tests.conftest import PREFIX
 from tests.processes import BeatProcess, WorkerProcess
-from tests.rabbitmq import Vhost, unavailable
 from tests.system.test_cluster import cluster_env
 from tests.system.test_faults import all_turns, wait_all_idle
 

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from memoryos_workers.counters import deployment_stats
+from memoryos_workers.testing.rabbitmq import Vhost, unavailable
 from producers.broker import queue_depths
 from producers.pending import PendingWork
 from producers.publish import Publisher
@@ -23,7 +24,6 @@ from producers.wire.contract import ALL_QUEUES, PROMOTE_TASK, celery_config
 from schemas.settings import Settings
 from tests.conftest import PREFIX
 from tests.processes import WorkerProcess
-from tests.rabbitmq import Vhost, unavailable
 from tests.system.test_faults import wait_all_idle
 
 pytestmark = pytest.mark.integration

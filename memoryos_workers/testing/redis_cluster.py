@@ -1,8 +1,9 @@
-"""A private Redis Cluster of the test's own: 6 `redis-server` nodes (3 masters, 3 replicas) on free ports
-at most 55535 (each node's cluster bus listens on its port + 10000), created with `redis-cli --cluster
-create`, and removed with its folder afterwards, also when the test fails.
+"""Private Redis servers for tests and benchmarks: a Redis Cluster of 6 `redis-server` nodes (3 masters,
+3 replicas) on free ports at most 55535 (each node's cluster bus listens on its port + 10000), created with
+`redis-cli --cluster create` and removed with its folder afterwards, also when the caller fails; and one
+plain master with a replica (`ReplicatedRedis`), the one-node deployment to compare it with.
 
-Also what the failover and resharding tests do to it: SIGKILL a master and wait for its replica to take
+Also what the failover and resharding tests do to a cluster: SIGKILL a master and wait for its replica to take
 over, restart a killed node (as a deployment's process manager would: it rejoins as a replica), and move
 one slot to another master key by key (the MIGRATING/IMPORTING protocol `redis-cli --cluster reshard` uses,
 slowed down so clients meet ASK and TRYAGAIN while it runs).
@@ -50,6 +51,30 @@ def free_cluster_ports(n: int, low: int = 20000, high: int = MAX_PORT) -> list[i
     return ports
 
 
+def spawn_redis(node: Node, *options: str) -> None:
+    """Starts redis-server for `node` (no RDB snapshots, `options` added) and waits until it answers."""
+    node.folder.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        shutil.which("redis-server") or "redis-server", "--port", str(node.port), "--bind", "127.0.0.1",
+        "--protected-mode", "no", "--dir", str(node.folder), "--logfile", str(node.folder / "redis.log"),
+        "--save", "", *options,
+    ]  # fmt: skip
+    node.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with node.client() as c:
+                if c.ping():
+                    return
+        except redis.ConnectionError:
+            pass
+        if node.proc.poll() is not None:
+            log = node.folder / "redis.log"
+            raise AssertionError(f"redis-server {node.port} exited: {log.read_text()[-2000:] if log.exists() else ''}")
+        time.sleep(0.05)
+    raise AssertionError(f"redis-server {node.port} did not start")
+
+
 @dataclass
 class Node:
     port: int
@@ -83,27 +108,9 @@ class PrivateCluster:
 
     # -- processes ----------------------------------------------------------------------------------------
     def _spawn(self, node: Node) -> None:
-        node.folder.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            shutil.which("redis-server") or "redis-server", "--port", str(node.port), "--bind", "127.0.0.1",
-            "--protected-mode", "no", "--dir", str(node.folder), "--logfile", str(node.folder / "redis.log"),
-            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-            "--cluster-node-timeout", str(self.node_timeout_ms), "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-        ]  # fmt: skip
-        node.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with node.client() as c:
-                    if c.ping():
-                        return
-            except redis.ConnectionError:
-                pass
-            if node.proc.poll() is not None:
-                raise AssertionError(f"redis-server {node.port} exited: {self.log(node)}")
-            time.sleep(0.05)
-        raise AssertionError(f"redis-server {node.port} did not start")
+        spawn_redis(node, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", str(self.node_timeout_ms),
+                    "--appendonly", "yes" if self.appendonly else "no")
 
     def log(self, node: Node, chars: int = 2000) -> str:
         path = node.folder / "redis.log"
@@ -288,3 +295,37 @@ def _parse_nodes(text: str) -> list[dict]:
         out.append({"id": parts[0], "addr": parts[1], "flags": parts[2].split(","), "master": parts[3],
                     "slots": slots})
     return out
+
+
+class ReplicatedRedis:
+    """One plain redis-server (no cluster) and a replica of it, on free ports: one node as deployed today,
+    with a replica for MEMORYOS_PUBLISH_MIN_REPLICAS."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.master, self.replica = (Node(p, folder / str(p)) for p in free_cluster_ports(2))
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.master.port}/0"
+
+    def start(self) -> ReplicatedRedis:
+        try:
+            spawn_redis(self.master, "--appendonly", "no")
+            spawn_redis(self.replica, "--appendonly", "no", "--replicaof", "127.0.0.1", str(self.master.port))
+            deadline = time.monotonic() + 30
+            while _connected_replicas(self.master) < 1:
+                if time.monotonic() > deadline:
+                    raise AssertionError("the replica did not sync")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for node in (self.replica, self.master):
+            if node.alive():
+                node.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+                node.proc.wait(10)  # type: ignore[union-attr]
+        shutil.rmtree(self.folder, ignore_errors=True)

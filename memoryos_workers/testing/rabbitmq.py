@@ -1,5 +1,5 @@
-"""RabbitMQ for the tests: the machine's broker at 127.0.0.1:5672 (guest/guest), with a virtual host of the
-test's own, created and deleted by the test (`rabbitmqctl`, which works as root, or else the management
+"""RabbitMQ for tests and benchmarks: the machine's broker at 127.0.0.1:5672 (guest/guest), with a virtual
+host of the caller's own, created and deleted by it (`rabbitmqctl`, which works as root, or else the management
 API on port 15672). Nothing outside that vhost is touched; tests skip, saying why, when no RabbitMQ answers.
 """
 
