@@ -186,8 +186,8 @@ def _rabbitmq() -> Iterator[tuple[str | None, str]]:
 # --- the run ------------------------------------------------------------------------------------------------
 
 
-def run(n: int = 2000, users: int = 50, threads: int = 4, chunk: int = 200, ingest_users: int = 6,
-        ingest_turns: int = 40, tasks: int = 300, burst: int = 1000) -> dict[str, Any]:
+def run(n: int = 2000, users: int = 50, threads: int = 4, chunk: int = 200, ingest_users: int = 10,
+        ingest_turns: int = 60, tasks: int = 500, burst: int = 1000) -> dict[str, Any]:
     from memoryos_workers.testing.fake_llm import FakeLLM
     from memoryos_workers.testing.redis_cluster import PrivateCluster, ReplicatedRedis
     from memoryos_workers.testing.responders import default_responder
@@ -306,7 +306,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--chunk", type=int, default=200, help="turns per publish_turns call")
-    parser.add_argument("--ingest-users", type=int, default=6)
-    parser.add_argument("--ingest-turns", type=int, default=40, help="turns per user in the ingestion rows")
-    parser.add_argument("--tasks", type=int, default=300, help="tasks sent one at a time (latency)")
+    parser.add_argument("--ingest-users", type=int, default=10)
+    parser.add_argument("--ingest-turns", type=int, default=60, help="turns per user in the ingestion rows")
+    parser.add_argument("--tasks", type=int, default=500, help="tasks sent one at a time (latency)")
     parser.add_argument("--burst", type=int, default=1000, help="tasks sent at once (throughput)")
