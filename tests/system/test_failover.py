@@ -259,7 +259,8 @@ def _failover_run(min_replicas: int, cluster: PrivateCluster, vhost: Vhost, llm:
     audit = _audit(settings, run)
     figures = {
         "scenario": f"cluster-failover-min-replicas-{min_replicas}",
-        "acknowledged": audit["acked"], "lost": len(audit["lost"]), "doubled": len(audit["doubled"]),
+        "published": audit["acked"], "found": audit["acked"] - len(audit["lost"]), "duplicates": len(audit["doubled"]),
+        "lost": len(audit["lost"]),
         "gave_up": sum(len(v) for v in run.gave_up.values()), "raised": dict(run.raised),
         "failover_s": failover_s, "promoted": promoted.addr, "worker_restarts": restarts,
         "drain_after_publishing_s": round(drained, 1), "tiers": audit["tiers"],
