@@ -23,6 +23,7 @@ from typing import Any, Literal
 import redis
 from redis.exceptions import AskError
 
+from producers.broker import describe as describe_broker
 from producers.cluster import pool_for_key, refresh_slots
 from producers.connection import redis_client
 from producers.errors import MemoryOSError, RedisUnavailableError, redact_url
@@ -184,7 +185,8 @@ class RetrievalClient:
             )
         except Exception as exc:  # kombu's OperationalError and friends
             raise RedisUnavailableError(
-                f"could not send the request to {redact_url(self.settings.redis_url)} ({type(exc).__name__}: {exc})"
+                f"could not send the request to the broker {describe_broker(self.settings)} "
+                f"({type(exc).__name__}: {exc})"
             ) from exc
         return self._wait(self.keys.reply(request_id), timeout)
 

@@ -34,7 +34,7 @@ import pytest
 
 from bench.faults import record
 from memoryos_workers.testing.fake_llm import FakeLLM
-from memoryos_workers.testing.rabbitmq import Vhost, unavailable
+from memoryos_workers.testing.rabbitmq import Vhost
 from memoryos_workers.testing.redis_cluster import Node, PrivateCluster
 from memoryos_workers.testing.responders import default_responder
 from producers.errors import RedisUnavailableError
@@ -53,18 +53,6 @@ THREADS, USERS_PER_THREAD = 4, 2
 PACE_S = 0.02  # between two publishes of a thread: they go on through both kills, until told to stop
 LAG_S = 1.0  # before the kill, the victim's replica keeps losing its link: it lags behind the master
 PUBLISH_GIVE_UP_S = 90  # a client retries one turn this long before it gives up on it
-
-
-@pytest.fixture
-def vhost() -> Iterator[Vhost]:
-    reason = unavailable()
-    if reason:
-        pytest.skip(reason)
-    host = Vhost().create()
-    try:
-        yield host
-    finally:
-        host.delete()
 
 
 @pytest.fixture

@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from memoryos_workers.counters import deployment_stats
-from memoryos_workers.testing.rabbitmq import Vhost, unavailable
+from memoryos_workers.testing.rabbitmq import Vhost
 from producers.broker import queue_depths
 from producers.pending import PendingWork
 from producers.publish import Publisher
@@ -29,18 +28,6 @@ from tests.system.test_faults import wait_all_idle
 pytestmark = pytest.mark.integration
 
 KNOBS = {"lock_ttl": 3, "kick_stale_after": 4, "sweep_interval": 1}
-
-
-@pytest.fixture(scope="module")
-def vhost() -> Iterator[Vhost]:
-    reason = unavailable()
-    if reason:
-        pytest.skip(reason)
-    host = Vhost().create()
-    try:
-        yield host
-    finally:
-        host.delete()
 
 
 def amqp_env(vhost: Vhost, redis_url: str, prefix: str, data_dir: Path) -> tuple[Settings, dict[str, str]]:
