@@ -13,13 +13,14 @@ vector store's writes and searches (`vectorstore/traced.py`). All of it off unle
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from opentelemetry import trace
 
-from producers.tracing import enabled, get_tracer, once, setup_tracing
+from producers.tracing import enabled, flush, get_tracer, once, setup_tracing
 
 log = logging.getLogger("memoryos.tracing")
 
@@ -33,20 +34,26 @@ def setup(service_name: str) -> bool:
     if not setup_tracing(service_name):
         return False
     if once("celery"):
-        from opentelemetry.instrumentation.celery import CeleryInstrumentor
-
-        CeleryInstrumentor().instrument()
+        _instrument("opentelemetry.instrumentation.celery", "CeleryInstrumentor")
     if once("redis"):
-        from opentelemetry.instrumentation.redis import RedisInstrumentor
-
-        RedisInstrumentor().instrument()  # arguments are sanitised to "?" by the instrumentation
+        _instrument("opentelemetry.instrumentation.redis", "RedisInstrumentor")  # arguments recorded as "?"
     return True
+
+
+def _instrument(module: str, name: str) -> None:
+    """Turns a maintained instrumentation on; one that is not installed is said once and left out."""
+    try:
+        instrumentor = getattr(importlib.import_module(module), name)
+    except ImportError:
+        log.error("tracing without %s: install it with: pip install 'memoryos-workers[tracing]'", module)
+        return
+    instrumentor().instrument()
 
 
 def install_celery_hooks() -> None:
     """Tracing set up when a worker or beat starts (never at import: a process that only imports the app,
     such as a producer, configures its own)."""
-    from celery.signals import beat_init, worker_init, worker_process_init
+    from celery.signals import beat_init, worker_init, worker_process_init, worker_process_shutdown, worker_shutdown
 
     def start_worker(**_: Any) -> None:
         setup("memoryos-worker")
@@ -54,17 +61,25 @@ def install_celery_hooks() -> None:
     def start_beat(**_: Any) -> None:
         setup("memoryos-beat")
 
+    def stop(**_: Any) -> None:
+        flush()  # a prefork child leaves by os._exit: no atexit handler would export its last spans
+
     worker_init.connect(start_worker, weak=False)
     worker_process_init.connect(start_worker, weak=False)  # prefork children: after the fork
     beat_init.connect(start_beat, weak=False)
+    worker_process_shutdown.connect(stop, weak=False)
+    worker_shutdown.connect(stop, weak=False)
 
 
 def instrument_app(app: Any) -> None:
     """The HTTP API's requests as server spans (when tracing is on)."""
     if not setup("memoryos-api"):
         return
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
+    try:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    except ImportError:
+        log.error("tracing without the HTTP API's request spans: pip install 'memoryos-workers[tracing]'")
+        return
     FastAPIInstrumentor.instrument_app(app, excluded_urls=_EXCLUDED_URLS)
 
 

@@ -85,7 +85,11 @@ def setup_tracing(service_name: str) -> bool:
             from opentelemetry.sdk.resources import SERVICE_NAME, Resource
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
+        except ImportError:
+            log.error("tracing is off: OTEL_* asks for traces but the OpenTelemetry SDK is not installed; "
+                      "install it with: pip install 'memoryos-workers[tracing]'")
+            return False
+        try:
             resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or service_name})
             provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER
             for name in (os.environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(","):
@@ -118,6 +122,18 @@ def _exporter(name: str) -> Any:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPExporter
 
     return HTTPExporter()
+
+
+def flush(timeout_ms: int = 5000) -> None:
+    """Exports the spans still waiting in the batch processor: for processes that end without running atexit
+    handlers (uvicorn re-raises SIGTERM after its graceful shutdown; prefork children leave by os._exit)."""
+    provider = _own_provider or trace.get_tracer_provider()
+    force_flush = getattr(provider, "force_flush", None)
+    if callable(force_flush):
+        try:
+            force_flush(timeout_ms)
+        except Exception as exc:  # noqa: BLE001 - a process on its way out must not fail over its spans
+            log.warning("could not export the last spans: %s", exc)
 
 
 def once(name: str) -> bool:
@@ -199,5 +215,5 @@ def continued(carrier: Mapping[str, str] | None) -> Iterator[None]:
         otel_context.detach(token)
 
 
-__all__ = ["SpanKind", "continued", "enabled", "get_tracer", "publish_span", "requested", "setup_tracing", "span",
-           "task_headers", "traced", "use_provider"]
+__all__ = ["SpanKind", "continued", "enabled", "flush", "get_tracer", "publish_span", "requested", "setup_tracing",
+           "span", "task_headers", "traced", "use_provider"]

@@ -158,7 +158,10 @@ def test_an_http_retrieval_is_one_trace_to_the_worker(deployment: Any, receiver:
     publisher.publish_many([{"user_id": user, "user_input": f"{MARKER} I keep bees in Porto ({i})",
                              "agent_response": "ok"} for i in range(25)])
     PendingWork(publisher).wait_idle(user, timeout=120, flush=True)
-    server = ApiServer("tracing", {**env, "OTEL_SERVICE_NAME": "memoryos-api"}, folder).start()
+    # The API exports only when it stops (a schedule longer than the test): its last spans must not be lost
+    # when uvicorn ends the process by re-raising SIGTERM.
+    api_env = {**env, "OTEL_SERVICE_NAME": "memoryos-api", "OTEL_BSP_SCHEDULE_DELAY": "600000"}
+    server = ApiServer("tracing", api_env, folder).start()
     try:
         with tracing.span("chat request", trace.SpanKind.SERVER) as parent:
             headers = {"Authorization": f"Bearer {API_KEY}", **tracing.task_headers()}

@@ -17,6 +17,7 @@ from memoryos_workers.apps.http.middleware import BodyLimit, SecurityHeaders
 from memoryos_workers.apps.http.routes import health, operations, retrieval, turns, users
 from memoryos_workers.apps.http.ui import views
 from memoryos_workers.tracing import instrument_app
+from producers.tracing import flush as flush_traces
 from schemas.settings import Settings, get_settings
 
 log = logging.getLogger("memoryos.http")
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None, *
             yield
         finally:
             await run_in_threadpool(memory.close)
+            flush_traces()  # uvicorn re-raises SIGTERM once shut down: atexit would not export the last spans
 
     app = FastAPI(title="MemoryOS workers", version=_version(), description=DESCRIPTION, lifespan=lifespan)
     app.state.memory = memory
