@@ -24,7 +24,8 @@ from redis.exceptions import (
     ClusterError,
     NoScriptError,
     ReadOnlyError,
-    RedisClusterException,
+    RedisClusterUnreachableError,
+    SlotNotCoveredError,
     TryAgainError,
 )
 from redis.retry import Retry
@@ -43,7 +44,7 @@ _BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=1.0)
 # redis-py gave up following, a write to a master just demoted, no node reachable for a moment): like a Redis
 # that is down, it passes; publishes raise RedisUnavailableError for it, and are sent again.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ClusterError, AskError, TryAgainError, ReadOnlyError,
-                                                 RedisClusterException)
+                                                 SlotNotCoveredError, RedisClusterUnreachableError)
 
 
 def is_cluster_url(url: str | None) -> bool:
