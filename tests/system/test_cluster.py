@@ -3,7 +3,8 @@
 A private 6-node cluster (3 masters, 3 replicas) started and removed here; a real worker process (the
 README's command) whose Celery broker is the shared test Redis under this run's prefix; the real store,
 embeddings and the fake LLM. Publishing, promotion, RPC retrieval, the sharded global structures (sweep
-index, user index, counters), export, dead letters and forget are checked against the cluster.
+index, user index, counters), export, the operators' dead-letter listing and inspect, and forget are
+checked against the cluster.
 """
 
 from __future__ import annotations
@@ -139,9 +140,13 @@ def test_the_flow_on_a_cluster(deployment: tuple[Settings, WorkerProcess]) -> No
     context = producers.retrieve(users[0], "What do I keep in Porto?", deadline_ms=30_000, publisher=publisher)
     assert not context.degraded and (context.pages or context.short_term)
 
-    # Forget removes the user from every sharded structure too.
-    from producers.operations import forget_user
+    # The operators' commands over RPC: dead letters (none), inspect.
+    from producers.operations import call_admin, forget_user
 
+    assert call_admin("dead_list", None, publisher=publisher) == []
+    assert call_admin("inspect", users[0], publisher=publisher)["short_term"]
+
+    # Forget removes the user from every sharded structure too.
     removed = forget_user(users[1], publisher=publisher)
     assert removed["short_term"] == settings.short_term_capacity, removed
     assert users[1] not in state.users(client, publisher.keys.users, prefix="cl-user-", limit=1000)
