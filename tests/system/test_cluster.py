@@ -112,6 +112,9 @@ def test_the_flow_on_a_cluster(deployment: tuple[Settings, WorkerProcess]) -> No
         turns = [{"user_id": user, "turn_id": f"{user}-t{i:03d}", "user_input": f"turn {i}: I keep bees in Porto",
                   "agent_response": f"ok {i}"} for i in range(35)]
         published[user] = publisher.publish_many(turns[:20])
+        # As on a replica just promoted: no script loaded anywhere. Pipelined EVALSHAs answered NOSCRIPT
+        # are loaded and sent again (MemoryCluster); they ran nothing the first time, so nothing doubles.
+        client.execute_command("SCRIPT FLUSH", target_nodes=RedisCluster.ALL_NODES)
         for turn in turns[20:]:
             published[user].append(publisher.publish(turn))
         assert publisher.publish(turns[0]) == turns[0]["turn_id"], "a repeated turn_id is accepted"
