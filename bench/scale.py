@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -217,6 +218,7 @@ def run(n: int = 2000, users: int = 50, threads: int = 4, chunk: int = 200, inge
         llm.stop()
         cluster.stop()
         one.stop()
+        shutil.rmtree(folder, ignore_errors=True)  # the workers' stores and logs
     result["load_average"] = load
     result["reproduce"] = (f"python -m bench scale --n {n} --users {users} --threads {threads} --chunk {chunk} "
                            f"--ingest-users {ingest_users} --ingest-turns {ingest_turns} --tasks {tasks} "
