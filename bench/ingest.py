@@ -176,7 +176,9 @@ def _warm_up(rt: Any, proc: subprocess.Popen, user: str, dialogue: Sequence[tupl
 
 
 def _stats(rt: Any) -> dict[str, int]:
-    return {k: int(v) for k, v in rt.redis.hgetall(rt.keys.stats).items()}
+    from memoryos_workers.counters import read_counters
+
+    return read_counters(rt.redis, rt.keys)
 
 
 def _ingest(rt: Any, turns: Sequence[dict], users: Sequence[str], timeout: float, desc: str) -> float:

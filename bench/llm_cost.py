@@ -54,6 +54,7 @@ def _fake(mode: str) -> Any:
 
 
 def _conversation(conversation: str, batch_size: int, mode: str) -> dict[str, Any]:
+    from memoryos_workers.counters import read_counters
     from memoryos_workers.ops.importers import locomo_turns
     from memoryos_workers.runtime import Runtime
 
@@ -73,7 +74,7 @@ def _conversation(conversation: str, batch_size: int, mode: str) -> dict[str, An
                 promoter.run(user)
                 if persona.refresh_heat(user):  # what the heat-refresh task does after each drain
                     persona.extract(user)  # ... and the persona task it sends
-            stats = {k: int(v) for k, v in rt.redis.hgetall(rt.keys.stats).items()}
+            stats = read_counters(rt.redis, rt.keys)
             promoted = rt.pages.count(user)
             waiting = rt.segment_stats.unanalysed(rt.keys.user(user), list(rt.segment_stats.lengths(
                 rt.keys.user(user))))

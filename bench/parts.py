@@ -9,7 +9,7 @@ import sys
 from types import ModuleType
 
 ORDER = ("publish", "ingest", "retrieval", "context", "llm_cost", "llm_budget", "profiling", "http_api",
-         "retrieval_load")
+         "retrieval_load", "scale")
 
 
 def load_part(name: str) -> ModuleType | None:

@@ -123,7 +123,9 @@ def _tokens(stats: dict[str, int], purpose: str) -> int:
 
 
 def _stats(rt: Any) -> dict[str, int]:
-    return {k: int(v) for k, v in rt.redis.hgetall(rt.keys.stats).items()}
+    from memoryos_workers.counters import read_counters
+
+    return read_counters(rt.redis, rt.keys)
 
 
 def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

@@ -49,6 +49,8 @@ SECTIONS = (
             "python -m bench retrieval_load"),
     Section(12, "A real small model", "real_llm_check", "real_llm_check", "markdown",
             "python -m bench.real_llm_check --base-url URL (see bench/real_llm_check.py; not part of `make bench`)"),
+    Section(13, "Scaling out: Redis Cluster, RabbitMQ, min replicas", "scale", "scale", "markdown",
+            "python -m bench scale"),
 )
 
 

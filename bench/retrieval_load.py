@@ -337,7 +337,9 @@ def run(targets: int = 5, pages: int = 270, threads: int = 8, loads: str = "0.5,
                 for load in (float(x) for x in loads.split(",") if x):
                     phases.append(_phase(rt, client, users, load, rate["pages_per_s"], o, rng))
                     published.update(phases[-1].pop("published"))
-                counters = {k: int(v) for k, v in rt.redis.hgetall(rt.keys.stats).items()}
+                from memoryos_workers.counters import read_counters
+
+                counters = read_counters(rt.redis, rt.keys)
             checked = _check_store(settings, rt, published)
         finally:
             rt.close()

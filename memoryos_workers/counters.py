@@ -5,13 +5,16 @@ benchmarks all read, from here."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import redis
 
-from producers.pending import read_backlog
+from producers.broker import queue_depths
+from producers.pending import read_backlog, sweep_entries
+from producers.publish import Publisher
 from producers.wire.contract import ALL_QUEUES
-from producers.wire.keys import Keys
+from producers.wire.keys import Keys, Sharded
 from producers.wire.rpc import ALIVE_S
 from producers.wire.scripts import Scripts
 
@@ -29,12 +32,26 @@ class Spent(Protocol):
     completion_tokens: int
 
 
-def count(client: redis.Redis, stats_key: str, **counters: int) -> None:
+def count(client: redis.Redis, stats: Sharded, **counters: int) -> None:
+    """Adds to the deployment's counters (one shard of them on a cluster: see Keys.stats)."""
+    key = stats.any()
     pipe = client.pipeline(transaction=False)
     for name, value in counters.items():
         if value:
-            pipe.hincrby(stats_key, name, value)
+            pipe.hincrby(key, name, value)
     pipe.execute()
+
+
+def read_counters(client: redis.Redis, keys: Keys) -> dict[str, int]:
+    """The deployment's counters, summed over the shards of Keys.stats (one pipelined round trip)."""
+    pipe = client.pipeline(transaction=False)
+    for shard in keys.stats.names:
+        pipe.hgetall(shard)
+    totals: dict[str, int] = {}
+    for counters in pipe.execute():
+        for name, value in counters.items():
+            totals[name] = totals.get(name, 0) + int(value)
+    return totals
 
 
 LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 1000)
@@ -82,33 +99,45 @@ def queue_key(keys: Keys, queue: str) -> str:
     return keys.celery + queue
 
 
-def read_stats(client: redis.Redis, keys: Keys, *, now: float | None = None) -> dict[str, Any]:
+def read_stats(client: redis.Redis, keys: Keys, *, now: float | None = None,
+               queue_depths: Callable[[], dict[str, int]] | None = None) -> dict[str, Any]:
     """The counters plus the gauges: users in the sweep index and how late the most overdue of them is,
     users with dead letters, messages waiting per queue (`queue_<name>`), the ingestion backlog across the
     users of the sweep index (every user with pending work is in it): `pending_batches`, `backlog_pages`,
     `backlog_users`, `backlog_oldest_s`, `backlog_buffered`; and the retrieval lane: `retrieval_servers`
-    heard from lately, `retrieval_requests_waiting`."""
+    heard from lately, `retrieval_requests_waiting`. `queue_depths` reads the queues of a broker that is not
+    this Redis (producers.broker)."""
     now = time.time() if now is None else now
+    stats: dict[str, Any] = read_counters(client, keys)
+    earliest = sweep_entries(client, keys, 1)
     pipe = client.pipeline(transaction=False)
-    pipe.hgetall(keys.stats)
-    pipe.zcard(keys.sweep)
-    pipe.zrange(keys.sweep, 0, 0, withscores=True)
+    for shard in keys.sweep.names:
+        pipe.zcard(shard)
+    for shard in keys.users.names:
+        pipe.zcard(shard)
     pipe.zcard(keys.dead_index)
-    pipe.zcard(keys.users)
     pipe.zcount(keys.rpc_servers, now - ALIVE_S, "+inf")
     pipe.llen(keys.rpc_requests)
-    for queue in ALL_QUEUES:
-        pipe.llen(queue_key(keys, queue))
-    counters, in_sweep, earliest, dead_users, users, servers, requests, *queues = pipe.execute()
-    stats: dict[str, Any] = {name: int(value) for name, value in counters.items()}
-    stats["users_in_sweep_index"] = in_sweep
+    if queue_depths is None:
+        for queue in ALL_QUEUES:
+            pipe.llen(queue_key(keys, queue))
+    replies = pipe.execute()
+    n_sweep, n_users = len(keys.sweep.names), len(keys.users.names)
+    dead_users, servers, requests, *queues = replies[n_sweep + n_users:]
+    stats["users_in_sweep_index"] = sum(replies[:n_sweep])
     stats["sweep_overdue_s"] = round(max(0.0, now - earliest[0][1]), 1) if earliest else 0
     stats["users_with_dead_letters"] = dead_users
-    stats["users_indexed"] = users
-    stats.update({f"queue_{queue}": length for queue, length in zip(ALL_QUEUES, queues, strict=True)})
+    stats["users_indexed"] = sum(replies[n_sweep:n_sweep + n_users])
+    depths = queue_depths() if queue_depths is not None else dict(zip(ALL_QUEUES, queues, strict=True))
+    stats.update({f"queue_{queue}": length for queue, length in depths.items()})
     stats["retrieval_servers"], stats["retrieval_requests_waiting"] = servers, requests
     backlog = read_backlog(client, keys, Scripts.register(client), now=now, limit=MAX_USERS_SUMMED)
     stats["pending_batches"] = backlog.batches
     stats.update(backlog_users=backlog.users, backlog_pages=backlog.pages, backlog_oldest_s=backlog.oldest_s,
                  backlog_buffered=backlog.buffered)
     return stats
+
+
+def deployment_stats(publisher: Publisher) -> dict[str, Any]:
+    """`read_stats` for a deployment: its memory Redis, and its broker's queues wherever the broker is."""
+    return read_stats(publisher.redis, publisher.keys, queue_depths=queue_depths(publisher.settings, ALL_QUEUES))

@@ -7,6 +7,7 @@ Light by design (redis, celery's client side, schemas): it never imports memoryo
 from producers.errors import MemoryOSError, RedisUnavailableError
 from producers.pending import PendingWork, UserStatus, wait_idle
 from producers.publish import Publisher, configure, default_publisher, publish_turn, publish_turns
+from producers.replication import ReplicationError
 from producers.retrieve import RetrievalClient, RetrievalTimeout, retrieve
 from producers.wire.keys import Keys, UserKeys
 from schemas.turns import Page, Turn
@@ -18,6 +19,7 @@ __all__ = [
     "PendingWork",
     "Publisher",
     "RedisUnavailableError",
+    "ReplicationError",
     "RetrievalClient",
     "RetrievalTimeout",
     "Turn",

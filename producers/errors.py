@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 
 class MemoryOSError(Exception):
     """Base class for errors raised by memoryos producers and workers."""
@@ -14,12 +12,15 @@ class RedisUnavailableError(MemoryOSError, ConnectionError):
 
 
 def redact_url(url: str) -> str:
-    """A Redis URL with any password removed, safe for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None and "@" not in parts.netloc:
+    """A Redis (or broker) URL with any password removed, safe for logs and error messages; also a cluster
+    URL with several hosts (redis+cluster://user:password@h1:p1,h2:p2)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" not in authority:
+        return url
+    userinfo, _, hosts = authority.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user + ':' if user else ''}***@{hosts}{tail}"

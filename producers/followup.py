@@ -21,14 +21,16 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import redis
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 log = logging.getLogger("memoryos.producers")
 
-Kick = Callable[[Sequence[str]], None]  # raises RedisError while Redis is away
+# Sends the kicks of these users, each in the trace context its publish carried (a W3C carrier, empty with
+# tracing off); raises RedisError while Redis is away.
+Kick = Callable[[Sequence[str], Mapping[str, Mapping[str, str]]], None]
 
 EXIT_GRACE = 2.0  # seconds, for all follow-ups of the process together
 _live: weakref.WeakSet[KickFollowUp] = weakref.WeakSet()
@@ -40,14 +42,20 @@ class KickFollowUp:
         self.give_up_after = give_up_after
         self.max_backoff = max_backoff
         self._users: set[str] = set()  # waiting for the thread
+        self._traces: dict[str, Mapping[str, str]] = {}  # the trace context of a waiting user's publish
         self._sending: set[str] = set()  # taken by the thread, not yet sent
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         _live.add(self)
 
-    def add(self, users: Iterable[str]) -> None:
+    def add(self, users: Iterable[str], trace: Mapping[str, str] | None = None) -> None:
+        """`trace`: the publish's trace context (producers.tracing.task_headers), so the promote task it
+        causes joins the publish's trace although another thread sends it."""
         with self._cond:
+            users = list(users)
             self._users.update(users)
+            if trace:
+                self._traces.update(dict.fromkeys(users, trace))
             if self._thread is None or not self._thread.is_alive():  # also the first add after a fork
                 self._thread = threading.Thread(target=self._run, name="memoryos-kick-followup", daemon=True)
                 self._thread.start()
@@ -66,15 +74,16 @@ class KickFollowUp:
                 # Taken, not copied: a user added while this batch is sent is kicked again afterwards,
                 # since their new batch may have been cut after the task below was read.
                 users = sorted(self._users)
+                traces = {u: self._traces.pop(u) for u in users if u in self._traces}
                 self._users.clear()
                 self._sending = set(users)
             try:
-                self._retry(users)
+                self._retry(users, traces)
             finally:
                 with self._cond:
                     self._sending = set()
 
-    def _retry(self, users: list[str]) -> None:
+    def _retry(self, users: list[str], traces: Mapping[str, Mapping[str, str]]) -> None:
         retrying = Retrying(
             wait=wait_random_exponential(multiplier=0.1, max=self.max_backoff),  # full jitter, as everywhere
             stop=stop_after_delay(self.give_up_after),
@@ -86,7 +95,7 @@ class KickFollowUp:
                     if attempt.retry_state.attempt_number == 2:
                         log.warning("Redis failed before the promote kick of %d user(s); retrying it in the "
                                     "background", len(users))
-                    self._kick(users)
+                    self._kick(users, traces)
             if retrying.statistics.get("attempt_number", 1) > 1:
                 log.info("promote kick sent for %d user(s) after Redis came back", len(users))
         except RetryError:

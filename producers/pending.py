@@ -70,7 +70,7 @@ class PendingWork:
             )
             due_at = float(due) if due else None
             if due_at is not None:
-                self.p.redis.zadd(self.p.keys.sweep, {user_id: due_at}, lt=True)
+                self.p.redis.zadd(self.p.keys.sweep.of(user_id), {user_id: due_at}, lt=True)
         if int(kick):
             self.p.sender.promote(user_id)
         if int(persona_kick):
@@ -94,11 +94,10 @@ class PendingWork:
     def sweep(self, *, now: float | None = None, limit: int = 1000) -> int:
         """Look at every user whose due time has passed; returns how many tasks were sent."""
         now = time.time() if now is None else now
-        sweep_key = self.p.keys.sweep
         sent = 0
         with self.p.redis_errors(CHECK_HINT):
-            users = self.p.redis.zrangebyscore(sweep_key, "-inf", now, start=0, num=limit)
-            for user_id in users:
+            for user_id in due_users(self.p.redis, self.p.keys, now, limit):
+                sweep_key = self.p.keys.sweep.of(user_id)
                 mark = int(now) + self.recheck
                 self.p.redis.zadd(sweep_key, {user_id: mark}, xx=True)
                 status = self.check(user_id, now=now)
@@ -137,7 +136,7 @@ def read_backlog(client: redis.Redis, keys: Keys, scripts: Scripts, *, now: floa
     now = time.time() if now is None else now
     users = batches = pages = buffered = 0
     oldest: float | None = None
-    members = client.zrange(keys.sweep, 0, -1 if limit is None else limit - 1)
+    members = [user for user, _ in sweep_entries(client, keys, limit)]
     for start in range(0, len(members), chunk):
         pipe = client.pipeline(transaction=False)
         for user_id in members[start : start + chunk]:
@@ -150,3 +149,21 @@ def read_backlog(client: redis.Redis, keys: Keys, scripts: Scripts, *, now: floa
                     oldest = float(first) if oldest is None else min(oldest, float(first))
     age = round(max(0.0, now - oldest), 1) if oldest is not None else 0.0
     return Backlog(users, batches, pages, age, buffered)
+
+
+def due_users(client: redis.Redis, keys: Keys, now: float, limit: int) -> list[str]:
+    """Users of the sweep index due by `now`, at most `limit` from each shard (one pipelined round trip)."""
+    pipe = client.pipeline(transaction=False)
+    for shard in keys.sweep.names:
+        pipe.zrangebyscore(shard, "-inf", now, start=0, num=limit)
+    return [user for users in pipe.execute() for user in users]
+
+
+def sweep_entries(client: redis.Redis, keys: Keys, limit: int | None = None) -> list[tuple[str, float]]:
+    """(user, due) of the sweep index, earliest due first, at most `limit`: the first `limit` of each shard
+    merged (one pipelined round trip)."""
+    pipe = client.pipeline(transaction=False)
+    for shard in keys.sweep.names:
+        pipe.zrange(shard, 0, -1 if limit is None else limit - 1, withscores=True)
+    merged = sorted((entry for entries in pipe.execute() for entry in entries), key=lambda e: e[1])
+    return [(str(user), float(due)) for user, due in (merged if limit is None else merged[:limit])]

@@ -14,10 +14,13 @@ from typing import Any
 import redis
 from pydantic import ValidationError
 
+from producers.cluster import TRANSIENT_ERRORS
 from producers.connection import redis_client
 from producers.errors import MemoryOSError, RedisUnavailableError, redact_url
 from producers.followup import KickFollowUp
+from producers.replication import ReplicaBarrier, publish_keys
 from producers.sender import TaskSender
+from producers.tracing import SpanKind, continued, publish_span, task_headers, traced
 from producers.wire.keys import Keys
 from producers.wire.script_pipeline import ScriptPipeline
 from producers.wire.scripts import PUBLISH_KEYS, Scripts
@@ -85,9 +88,11 @@ class Publisher:
     ) -> None:
         self.settings = settings or get_settings()
         self.redis = client or redis_client(self.settings.redis_url)
-        self.keys = Keys(self.settings.key_prefix)
+        self.keys = Keys.for_settings(self.settings)
         self.scripts = Scripts.register(self.redis)
         self.sender = sender or TaskSender(self.settings)
+        s = self.settings
+        self.replicas = ReplicaBarrier(self.redis, s.key_prefix, s.publish_min_replicas, s.publish_replica_timeout)
         self._context = validation_context(self.settings)
         # The key names of a user's publish script, built once per user rather than once per publish.
         self._publish_keys = functools.lru_cache(maxsize=4096)(self._user_publish_keys)
@@ -113,6 +118,7 @@ class Publisher:
         """Validates every turn before storing any, then stores them in one pipelined round trip."""
         return self.store(self._validate_all(list(turns)))
 
+    @traced("memoryos.publish", lambda self, validated: publish_span(validated), kind=SpanKind.PRODUCER)
     def store(self, validated: Sequence[Turn]) -> list[str]:
         """Stores turns that `make_turn` made (as the HTTP API does, to name each invalid turn itself)
         in one pipelined round trip; their turn_ids in order."""
@@ -130,10 +136,14 @@ class Publisher:
                 pipe.run(self.scripts.publish, self._publish_keys(user_id), (*params, *pairs))
             users = list(dict.fromkeys(user_id for user_id, _ in calls))
             # Re-asserted on every publish (an upper bound; LT keeps an earlier due), so an index entry
-            # lost to a failure between two commands heals with the user's next turn.
-            pipe.pipe.zadd(self.keys.sweep, dict.fromkeys(users, now + s.promotion_max_wait), lt=True)
-            pipe.pipe.zadd(self.keys.users, dict.fromkeys(users, 0))  # the user index
+            # lost to a failure between two commands heals with the user's next turn. Both indexes are
+            # sharded (keys.py): one command per shard the call's users fall in.
+            for shard, members in self.keys.sweep.group(users).items():
+                pipe.pipe.zadd(shard, dict.fromkeys(members, now + s.promotion_max_wait), lt=True)
+            for shard, members in self.keys.users.group(users).items():
+                pipe.pipe.zadd(shard, dict.fromkeys(members, 0))  # the user index
             replies = pipe.execute()
+            self.replicas.wait(publish_keys(self.keys, users))  # MEMORYOS_PUBLISH_MIN_REPLICAS, or nothing
         self._after_publish([user_id for user_id, _ in calls], replies[: len(calls)])
         return [turn.turn_id for turn in validated]
 
@@ -153,16 +163,20 @@ class Publisher:
         (see followup.py), so it never sits in the publish: the publish returns after its one round trip."""
         kicks = [user for user, reply in zip(users, replies, strict=True) if int(reply[1])]
         if kicks:
-            self.followup.add(kicks)
+            self.followup.add(kicks, task_headers())  # the promote task joins this publish's trace
 
-    def kick(self, user_ids: Sequence[str], now: float | None = None) -> None:
+    def kick(self, user_ids: Sequence[str], traces: Mapping[str, Mapping[str, str]] | None = None,
+             now: float | None = None) -> None:
         """Index users for the sweep at the time a lost kick goes stale, then send their promote tasks
-        (a failed send is logged; the sweep re-sends it then). Raises RedisError when the index update
-        fails, since then only the later promotion_max_wait entry would find them."""
+        (a failed send is logged; the sweep re-sends it then), each in the trace context of the publish
+        that caused it (`traces`, by user). Raises RedisError when the index update fails, since then only
+        the later promotion_max_wait entry would find them."""
         due = (time.time() if now is None else now) + self.settings.kick_stale_after
-        self.redis.zadd(self.keys.sweep, dict.fromkeys(user_ids, due), lt=True)
+        for shard, users in self.keys.sweep.group(user_ids).items():
+            self.redis.zadd(shard, dict.fromkeys(users, due), lt=True)
         for user_id in user_ids:
-            self.sender.promote(user_id)
+            with continued((traces or {}).get(user_id)):
+                self.sender.promote(user_id)
 
     @property
     def followup(self) -> KickFollowUp:
@@ -191,7 +205,7 @@ class _RedisErrors:
                 f"Redis at {self.url} rejected the credentials ({exc}); check the password in MEMORYOS_REDIS_URL; "
                 + self.hint
             ) from exc
-        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, *TRANSIENT_ERRORS)):
             raise RedisUnavailableError(f"Redis at {self.url} is unreachable ({exc}); {self.hint}") from exc
         if isinstance(exc, redis.ResponseError) and "OOM" in str(exc):
             raise MemoryOSError(

@@ -19,12 +19,16 @@ import uuid
 from typing import Any
 
 import redis
+from redis.exceptions import AskError
 
+from producers.broker import describe as describe_broker
+from producers.cluster import pool_for_key, refresh_slots
 from producers.connection import redis_client
 from producers.context import RetrievedContext
 from producers.errors import MemoryOSError, RedisUnavailableError, redact_url
 from producers.publish import Publisher, default_publisher
 from producers.sender import TaskSender
+from producers.tracing import SpanKind, task_headers, traced
 from producers.wire import state
 from producers.wire.contract import (
     DEGRADED_COUNTERS,
@@ -57,13 +61,15 @@ class RetrievalClient:
         self.settings = settings
         self.sender = sender or TaskSender(settings)
         self.redis = client or redis_client(settings.redis_url)
-        self.keys = Keys(settings.key_prefix)
+        self.keys = Keys.for_settings(settings)
         self.scripts = scripts or Scripts.register(self.redis)
 
     @classmethod
     def from_publisher(cls, publisher: Publisher) -> RetrievalClient:
         return cls(publisher.settings, publisher.sender, publisher.redis, publisher.scripts)
 
+    @traced("memoryos.retrieve.rpc", lambda self, request: {"memoryos.user_id": request.user_id},
+            lambda context: {"memoryos.degraded": context.degraded}, kind=SpanKind.CLIENT)
     def retrieve(self, request: RetrievalRequest) -> RetrievedContext:
         """The defaults (top_k, max_tokens, the deadline) are resolved here, so the caller's settings decide;
         bad input raised ValueError naming the field before anything is sent (building the request). A time
@@ -115,7 +121,7 @@ class RetrievalClient:
 
     # -- the retrieval lane ------------------------------------------------------------------------------
     def _request(self, task: str, args: list[Any], kwargs: dict[str, Any], budget: float) -> Request:
-        return Request(uuid.uuid4().hex, task, args, kwargs, time.time() + budget)
+        return Request(uuid.uuid4().hex, task, args, kwargs, time.time() + budget, task_headers())
 
     def _exchange(self, request: Request, wait: float) -> str | None:
         """Queue the request (trimmed, so requests nobody serves stay bounded) and wait for its answer."""
@@ -152,10 +158,12 @@ class RetrievalClient:
                 ignore_result=True,  # the answer comes through the reply list, not the result backend
                 argsrepr=argsrepr,
                 kwargsrepr=repr(kwargs),
+                headers=task_headers() or None,
             )
         except Exception as exc:  # kombu's OperationalError and friends
             raise RedisUnavailableError(
-                f"could not send the request to {redact_url(self.settings.redis_url)} ({type(exc).__name__}: {exc})"
+                f"could not send the request to the broker {describe_broker(self.settings)} "
+                f"({type(exc).__name__}: {exc})"
             ) from exc
         return self._wait(self.keys.reply(request_id), timeout)
 
@@ -166,7 +174,12 @@ class RetrievalClient:
         deadline = time.monotonic() + timeout
         try:
             while (left := deadline - time.monotonic()) > 0:
-                popped = _blpop(self.redis, key, min(left, _BLPOP_SLICE), final=left <= _BLPOP_SLICE)
+                try:
+                    popped = _blpop(self.redis, key, min(left, _BLPOP_SLICE), final=left <= _BLPOP_SLICE)
+                except AskError:  # MOVED or ASK: the reply's slot is moving to another master of the cluster
+                    refresh_slots(self.redis)
+                    time.sleep(0.01)
+                    continue
                 if popped is not None:
                     return popped
         except redis.RedisError as exc:
@@ -190,8 +203,9 @@ class RetrievalClient:
             pipe.zcount(self.keys.rpc_servers, time.time() - ALIVE_S, "+inf")
             still_queued, recent, profile, servers = pipe.execute()
             reason = _reason(int(servers), bool(int(still_queued)), waited)
-            pipe.hincrby(self.keys.stats, DEGRADED_COUNTERS["all"], 1)
-            pipe.hincrby(self.keys.stats, DEGRADED_COUNTERS[reason[0]], 1)
+            stats = self.keys.stats.any()
+            pipe.hincrby(stats, DEGRADED_COUNTERS["all"], 1)
+            pipe.hincrby(stats, DEGRADED_COUNTERS[reason[0]], 1)
             pipe.execute()
         except redis.RedisError as exc:
             raise RedisUnavailableError(
@@ -214,7 +228,7 @@ def _blpop(client: redis.Redis, key: str, wait: float, *, final: bool) -> str | 
     """One BLPOP of `wait` seconds. The last one of a wait is timed here: Redis's own timeout runs longer,
     and when ours fires first the connection is closed rather than returned to the pool, since the BLPOP
     is still pending on it. Earlier slices let Redis time out, keeping the connection."""
-    pool = client.connection_pool
+    pool = pool_for_key(client, key)  # the master of the reply's slot on a cluster
     conn = pool.get_connection()
     try:
         conn.send_command("BLPOP", key, round(wait + _SERVER_SLACK_S if final else wait, 3))

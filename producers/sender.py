@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import Any
 
+from producers.tracing import task_headers
 from producers.wire.contract import PROMOTE_TASK, TASK_ROUTES, celery_config
 from schemas.settings import Settings
 
@@ -35,7 +36,8 @@ class TaskSender:
 
     def send(self, task: str, *args: Any) -> bool:
         try:
-            self.app.send_task(task, args=list(args), ignore_result=True, **TASK_ROUTES[task])
+            self.app.send_task(task, args=list(args), ignore_result=True, headers=task_headers() or None,
+                               **TASK_ROUTES[task])  # the trace context rides in the headers (when tracing)
         except Exception as exc:  # noqa: BLE001 - any broker failure leaves the batch pending
             self.failures += 1
             log.warning("could not send %s%r (%s); the beat sweep will re-send it", task, args, type(exc).__name__)

@@ -35,8 +35,22 @@ class Settings(BaseSettings):
     # --- connections -------------------------------------------------------------------------
     redis_url: str = Field(
         "redis://localhost:6379/0",
-        description="Redis for short-term memory, pending batches and the Celery broker. "
-        "rediss:// enables TLS; a password goes in the URL.",
+        description="Redis for short-term memory, pending batches and (unless MEMORYOS_BROKER_URL is set) the "
+        "Celery broker. rediss:// enables TLS; a password goes in the URL. redis+cluster://host:port,host:port "
+        "(rediss+cluster:// for TLS) names a Redis Cluster by seed nodes.",
+    )
+    broker_url: str | None = Field(
+        None,
+        description="Celery's broker when it is not the memory Redis: amqp://user:password@host:5672/vhost for "
+        "RabbitMQ (quorum queues, publisher confirms) or another redis://. Required with a Redis Cluster.",
+    )
+    publish_min_replicas: int = Field(
+        0, ge=0, le=16, description="Replicas that must have a published turn before publish returns (Redis WAIT); "
+        "fewer within MEMORYOS_PUBLISH_REPLICA_TIMEOUT raises ReplicationError: publish again with the same "
+        "turn_id. 0 = return once the master has it, as before.",
+    )
+    publish_replica_timeout: float = Field(
+        1.0, gt=0, le=60, description="Seconds a publish waits for MEMORYOS_PUBLISH_MIN_REPLICAS replicas."
     )
     key_prefix: str = Field(
         "mos",
@@ -242,6 +256,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if self.redis_url.split("://", 1)[0].lower().endswith("+cluster") and not self.broker_url:
+            raise ValueError(
+                "MEMORYOS_REDIS_URL names a Redis Cluster, which cannot be Celery's broker: set MEMORYOS_BROKER_URL "
+                "to RabbitMQ (amqp://user:password@host:5672/vhost) or to a plain redis:// server"
+            )
         if self.kick_stale_after <= self.sweep_interval:
             raise ValueError(
                 f"MEMORYOS_KICK_STALE_AFTER ({self.kick_stale_after:g} s) must be longer than MEMORYOS_SWEEP_INTERVAL "
@@ -265,6 +284,7 @@ class Settings(BaseSettings):
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")  # seed nodes, comma-separated (producers/cluster.py)
 
 
 def check_redis_url(value: str) -> str:
@@ -274,17 +294,29 @@ def check_redis_url(value: str) -> str:
 
     try:
         url = urlsplit(value)
-        url.port  # noqa: B018 - raises on a port that is not a number
+        if url.scheme in CLUSTER_SCHEMES:
+            _check_seed_nodes(url.netloc.rpartition("@")[2])
+        else:
+            url.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
         raise ValueError("is not a valid URL; expected e.g. redis://localhost:6379/0 (check the port)") from None
-    if url.scheme not in REDIS_SCHEMES:
+    if url.scheme not in REDIS_SCHEMES + CLUSTER_SCHEMES:
         raise ValueError(
-            "must start with redis://, rediss:// (TLS) or unix://, e.g. redis://localhost:6379/0"
+            "must start with redis://, rediss:// (TLS), unix://, or redis+cluster:// / rediss+cluster:// for a "
+            "Redis Cluster, e.g. redis://localhost:6379/0"
         )
     db = url.path.strip("/")
-    if url.scheme != "unix" and db and not db.isdigit():
+    if url.scheme in REDIS_SCHEMES and url.scheme != "unix" and db and not db.isdigit():
         raise ValueError("names a database that is not a number; expected e.g. redis://localhost:6379/0")
     return value
+
+
+def _check_seed_nodes(hosts: str) -> None:
+    """host:port[,host:port...], each port a number (ValueError otherwise)."""
+    for node in hosts.split(","):
+        host, _, port = node.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError("a seed node must be host:port")
 
 
 def check_zone(value: str) -> str:

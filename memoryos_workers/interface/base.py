@@ -96,9 +96,9 @@ class Memory(ABC):
 
     def stats(self) -> dict[str, Any]:
         """The deployment's counters and gauges (`memoryos stats`)."""
-        from memoryos_workers.counters import read_stats
+        from memoryos_workers.counters import deployment_stats
 
-        return read_stats(self.publisher.redis, self.publisher.keys)
+        return deployment_stats(self.publisher)
 
     # -- operators' commands ----------------------------------------------------------------------------
     @abstractmethod

@@ -39,6 +39,7 @@ from memoryos_workers.llm.base import (
 from memoryos_workers.llm.completion import Completion, Endpoint
 from memoryos_workers.llm.provider_errors import context_overflow
 from memoryos_workers.llm.token_count import TokenCounter
+from memoryos_workers.tracing import llm_call
 from schemas.settings import Settings
 
 log = logging.getLogger("memoryos.llm")
@@ -184,6 +185,7 @@ class LLMClient:
             log.info("a text answer was cut at the provider's length limit (%d characters)", len(answer.text))
         return answer.text, usage
 
+    @llm_call(lambda client: client.settings.llm_model)  # a gen_ai span per request, when tracing is on
     def _complete(self, call: _Call, usage: Usage, *, temperature: float, background: bool) -> Completion:
         """One answer on the wire. Background calls wait for the token budget; answers to users are
         only charged. The budget is corrected, and the token count calibrated, by the reported usage

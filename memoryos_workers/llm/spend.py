@@ -10,6 +10,7 @@ import redis
 
 from memoryos_workers.counters import count, llm_usage
 from memoryos_workers.llm.base import Usage
+from producers.wire.keys import Sharded
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Spend:
             out.add(usage)
         return out
 
-    def flush(self, client: redis.Redis, stats_key: str) -> None:
+    def flush(self, client: redis.Redis, stats_key: Sharded) -> None:
         counters: dict[str, int] = {}
         for purpose, usage in self.by_purpose.items():
             for name, value in llm_usage(purpose, usage).items():

@@ -25,6 +25,7 @@ import redis
 
 from memoryos_workers.counters import count
 from memoryos_workers.llm.base import RateLimited
+from producers.wire.keys import Sharded
 from producers.wire.scripts import lua_source
 
 log = logging.getLogger("memoryos.rate_limit")
@@ -45,7 +46,7 @@ class TokenBudget:
         tokens_per_minute: int,
         *,
         max_wait: float,
-        stats_key: str | None = None,
+        stats_key: Sharded | None = None,
         sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
         if tokens_per_minute <= 0:

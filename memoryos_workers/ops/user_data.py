@@ -172,10 +172,11 @@ def erase_user(rt: Runtime, user_id: str, *, wait: float | None = None) -> dict[
     pipe = rt.redis.pipeline(transaction=False)
     for batch_id in [*batch_ids, *dead_ids]:
         pipe.delete(keys.batch(batch_id))
-    pipe.delete(*_redis_keys(keys))
-    pipe.zrem(rt.keys.sweep, user_id)
+    for key in _redis_keys(keys):  # one DEL per key: a cluster pipeline takes no multi-key DEL
+        pipe.delete(key)
+    pipe.zrem(rt.keys.sweep.of(user_id), user_id)
     pipe.zrem(rt.keys.dead_index, user_id)
-    pipe.zrem(rt.keys.users, user_id)
+    pipe.zrem(rt.keys.users.of(user_id), user_id)
     pipe.execute()
     removed = {"short_term": stm, "pending": buf + batch_pages, **_delete_vectors(rt, user_id)}
     # Wait out in-flight work, then sweep the vector store again for anything it wrote meanwhile.

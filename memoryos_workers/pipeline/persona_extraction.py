@@ -46,6 +46,7 @@ from memoryos_workers.pipeline.locks import UserLock
 from memoryos_workers.pipeline.profile_merge import merge_profile
 from memoryos_workers.pipeline.prompts import PERSONA_PROMPT_VERSION, persona_messages
 from producers.sender import TaskSender
+from producers.tracing import traced
 from producers.wire import state
 from producers.wire.contract import EXTRACT_PERSONA_TASK
 from producers.wire.keys import Keys, UserKeys
@@ -112,10 +113,12 @@ class PersonaWorker:
         at = time.time() + self.settings.persona_max_delay
         pipe = self.redis.pipeline(transaction=False)
         pipe.hsetnx(keys.state, "persona_due_at", repr(at))
-        pipe.zadd(self.keys.sweep, {user_id: at}, lt=True)
+        pipe.zadd(self.keys.sweep.of(user_id), {user_id: at}, lt=True)
         pipe.execute()
 
     # -- extraction ------------------------------------------------------------------------------
+    @traced("memoryos.extract_persona", lambda self, user_id, force=False: {"memoryos.user_id": user_id},
+            lambda done: {f"memoryos.{k}": v for k, v in done.items() if isinstance(v, int)})
     def extract(self, user_id: str, force: bool = False) -> dict[str, int]:
         """At most one LLM call per drain. Returns counters of what changed."""
         keys = self.keys.user(user_id)
@@ -277,7 +280,7 @@ class PersonaWorker:
         # visibility timeout, while the sweep re-kicks a due retry within its interval.
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(keys.state, "persona_not_before", repr(retry_at))
-        pipe.zadd(self.keys.sweep, {user_id: retry_at}, lt=True)
+        pipe.zadd(self.keys.sweep.of(user_id), {user_id: retry_at}, lt=True)
         pipe.execute()
 
     def _failed(self, user_id: str, keys: UserKeys, hits: Sequence, exc: LLMError) -> dict[str, int]:

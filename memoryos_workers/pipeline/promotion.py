@@ -22,6 +22,7 @@ from memoryos_workers.pipeline.batch_records import BatchRecords, LockLost
 from memoryos_workers.pipeline.locks import UserLock
 from memoryos_workers.pipeline.mid_term import MidTerm
 from producers.pending import PendingWork
+from producers.tracing import traced
 from producers.wire.keys import Keys, UserKeys
 from producers.wire.scripts import Scripts
 from producers.wire.state import Batch, read_batch
@@ -53,6 +54,8 @@ class Promoter:
         self.mid_term = mid_term
         self.refresh = refresh
 
+    @traced("memoryos.promote", lambda self, user_id: {"memoryos.user_id": user_id},
+            lambda done: {"memoryos.batches": done})
     def run(self, user_id: str) -> int:
         """Returns the number of batches finished. A duplicate task finds the lock held and leaves.
 
@@ -103,6 +106,9 @@ class Promoter:
             done += 1
         return done
 
+    @traced("memoryos.promote_batch", lambda self, user_id, keys, lock, batch: {
+        "memoryos.user_id": user_id, "memoryos.batch_id": batch.batch_id, "memoryos.pages": len(batch.pages),
+        "memoryos.batch_state": batch.state})
     def _process(self, user_id: str, keys: UserKeys, lock: UserLock, batch: Batch) -> bool:
         """True when the batch is finished (or parked as dead) and the next one may go."""
         records = BatchRecords(self.scripts, keys, lock.token, self.pages)

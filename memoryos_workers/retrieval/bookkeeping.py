@@ -13,7 +13,7 @@ import redis
 
 from memoryos_workers.counters import count, latency_bucket
 from memoryos_workers.memory.segment_stats import HeatRefresh, SegmentStats
-from producers.wire.keys import UserKeys
+from producers.wire.keys import Sharded, UserKeys
 
 log = logging.getLogger("memoryos.retrieval")
 
@@ -36,7 +36,7 @@ def settle(timeout: float = 10.0) -> None:
 
 
 class Bookkeeping:
-    def __init__(self, client: redis.Redis, stats_key: str, stats: SegmentStats, refresh: HeatRefresh) -> None:
+    def __init__(self, client: redis.Redis, stats_key: Sharded, stats: SegmentStats, refresh: HeatRefresh) -> None:
         self.redis = client
         self.stats_key = stats_key
         self.stats = stats

@@ -43,12 +43,27 @@ from memoryos_workers.retrieval.filters import check_range, localise, matches, p
 from memoryos_workers.retrieval.fusion import DEFAULT_FUSION, FusionParams, RankFusion
 from memoryos_workers.vectorstore import Hit
 from producers.context import DEFAULT_PACKING, PackingParams, RetrievedContext, RetrievedPage
+from producers.tracing import traced
 from producers.wire import state
 from producers.wire.keys import Keys, UserKeys
 from producers.wire.scripts import Scripts
 from schemas.query import MAX_TOP_K, RetrievalRequest
 from schemas.settings import Settings
 from schemas.turns import Page
+
+
+def _span_ids(request: RetrievalRequest) -> dict[str, Any]:
+    """What a retrieval's span names (ids and options; never the query)."""
+    return {"memoryos.user_id": request.user_id, **{f"memoryos.{k}": getattr(request, k)
+                                                     for k in ("assistant_id", "top_k", "max_tokens")}}
+
+
+def _span_counts(context: RetrievedContext) -> dict[str, Any]:
+    """What a retrieval's span records of its answer: counts and the time each stage took."""
+    counts = {"short_term": context.short_term, "pages": context.pages, "user_facts": context.user_knowledge,
+              "assistant_facts": context.assistant_knowledge}
+    return {**{f"memoryos.{k}": len(v) for k, v in counts.items()},
+            **{f"memoryos.ms.{stage}": ms for stage, ms in (context.timings_ms or {}).items()}}
 
 
 class Retriever:
@@ -94,6 +109,7 @@ class Retriever:
         return self.retrieve(RetrievalRequest.of(user_id, query, max_text_chars=self.settings.max_text_chars,
                                                  **options))
 
+    @traced("memoryos.retrieve", lambda self, request: _span_ids(request), _span_counts)
     def retrieve(self, request: RetrievalRequest) -> RetrievedContext:
         """See RetrievalRequest: top_k caps the mid-term pages (default MEMORYOS_RETRIEVAL_TOP_PAGES, else as
         many as the budget holds); max_tokens is the prompt's budget (default MEMORYOS_CONTEXT_MAX_TOKENS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .base import VectorStore
+from .traced import traced
 
 if TYPE_CHECKING:
     from schemas.settings import Settings
@@ -21,12 +22,13 @@ def open_store(settings: Settings) -> VectorStore:
     if not settings.qdrant_url:
         from .edge import EdgeStore
 
-        return EdgeStore(settings.data_dir / "vectors", settings.key_prefix)
+        return traced(EdgeStore(settings.data_dir / "vectors", settings.key_prefix), "qdrant-edge")
     from qdrant_client import QdrantClient
 
     from .server import QdrantServerStore
 
     if settings.qdrant_url == IN_MEMORY:
-        return QdrantServerStore(QdrantClient(IN_MEMORY), settings.key_prefix)
+        return traced(QdrantServerStore(QdrantClient(IN_MEMORY), settings.key_prefix), "qdrant")
     api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-    return QdrantServerStore(QdrantClient(url=settings.qdrant_url, api_key=api_key), settings.key_prefix)
+    store = QdrantServerStore(QdrantClient(url=settings.qdrant_url, api_key=api_key), settings.key_prefix)
+    return traced(store, "qdrant")

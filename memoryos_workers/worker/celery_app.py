@@ -7,23 +7,22 @@ lives in Redis, so a duplicate or re-delivered message changes nothing twice.
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
 
+from memoryos_workers import tracing
 from memoryos_workers.worker.retrieval_server import RetrievalLane
-from producers.wire.contract import ALL_QUEUES, SWEEP_TASK, celery_config
+from producers.wire.contract import SWEEP_TASK, celery_config
 from schemas.settings import Settings, get_settings
 
 from . import kombu_fix
 
-# Before any broker connection: without it a worker exits when Redis restarts (see kombu_fix).
+# Before any broker connection: without it a worker exits when its Redis broker restarts (see kombu_fix).
 kombu_fix.install()
 
 
 def make_app(settings: Settings) -> Celery:
     app = Celery("memoryos_workers", include=["memoryos_workers.worker.tasks"])
-    app.conf.update(celery_config(settings))
+    app.conf.update(celery_config(settings))  # the broker and its queues included (producers.broker)
     app.conf.update(
-        task_queues=[Queue(name) for name in ALL_QUEUES],
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -47,6 +46,7 @@ def make_app(settings: Settings) -> Celery:
     )
     # Retrieval servers on threads of their own in every worker that consumes the retrieval queue.
     app.steps["worker"].add(RetrievalLane)
+    tracing.install_celery_hooks()  # spans when a worker or beat starts with OTEL_* asking for them
     return app
 
 

@@ -29,6 +29,8 @@ from celery import bootsteps
 from memoryos_workers.counters import count
 from memoryos_workers.runtime import Runtime, get_runtime
 from memoryos_workers.worker.rpc import RPCAnswer
+from producers.cluster import TRANSIENT_ERRORS
+from producers.tracing import SpanKind, continued, span
 from producers.wire.contract import READ_PERSONA_TASK, RETRIEVAL_QUEUE, RETRIEVE_TASK
 from producers.wire.rpc import ALIVE_S, HEARTBEAT_S, Request
 from schemas.query import RetrievalRequest
@@ -121,7 +123,7 @@ class RetrievalServer:
                     self._heartbeat()
                     beat_at = time.monotonic() + HEARTBEAT_S
                 popped = runtime.redis.blpop([key], timeout=_POP_TIMEOUT)
-            except redis.RedisError as exc:
+            except (redis.RedisError, *TRANSIENT_ERRORS) as exc:  # a cluster failing over, too
                 log.warning("retrieval server: Redis failed (%s: %s); retrying in %g s", type(exc).__name__, exc,
                             _RETRY_S)
                 self._stop.wait(_RETRY_S)
@@ -163,7 +165,9 @@ class RetrievalServer:
             # The caller answered itself from Redis long ago (or gave up): computing it helps nobody.
             _count_quietly(rt, retrieval_requests_expired=1)
             return
-        self._answers.answer(request.request_id, lambda: compute(rt, request.task, request.args, request.kwargs))
+        with continued(request.trace), span(f"{request.task} serve", SpanKind.CONSUMER, **{
+                "memoryos.request_id": request.request_id, "memoryos.server": self.name}):
+            self._answers.answer(request.request_id, lambda: compute(rt, request.task, request.args, request.kwargs))
 
 
 def _count_quietly(rt: Runtime, **counters: int) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from producers.wire.keys import Keys
+from producers.broker import celery_broker_config
+from producers.broker import queues as broker_queues
 from schemas.settings import Settings
 
 PROMOTE_TASK = "memoryos.promote"
@@ -45,24 +46,11 @@ TASK_ROUTES = {
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery options both sides must agree on (serialisation, key prefix, routes)."""
-    prefix = Keys(settings.key_prefix).celery
-    # Longer than the longest task plus any countdown, so acks_late never re-delivers live work.
-    visibility = max(3600, int(settings.lock_ttl * 10))
-    transport = {
-        "global_keyprefix": prefix,
-        "visibility_timeout": visibility,
-        # kombu waits for ever on a socket by default: a Redis gone without closing the connection (a
-        # failover, a dropped NAT entry) would hang a publish, or a worker closing its channel, for good.
-        # BRPOP asks Redis for a reply within a second, so 30 s never cuts a live connection.
-        "socket_timeout": 30,
-        "socket_connect_timeout": 5,
-    }
+    """Celery options both sides must agree on (broker and its queues, serialisation, key prefix, routes);
+    the broker's own part (memory Redis by default, or MEMORYOS_BROKER_URL) comes from producers.broker."""
     return {
-        "broker_url": settings.redis_url,
-        "result_backend": settings.redis_url,
-        "broker_transport_options": transport,
-        "result_backend_transport_options": {"global_keyprefix": prefix},
+        **celery_broker_config(settings),
+        "task_queues": broker_queues(ALL_QUEUES, settings),
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],

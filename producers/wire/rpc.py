@@ -13,7 +13,7 @@ that runs with noeviction.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from producers.wire.contract import READ_PERSONA_TASK, RETRIEVE_TASK
@@ -32,21 +32,24 @@ class Request:
     args: list[Any]
     kwargs: dict[str, Any]
     deadline: float  # epoch seconds; past it the caller no longer waits
+    trace: dict[str, str] = field(default_factory=dict)  # the caller's trace context (W3C headers), if traced
 
     def encode(self) -> str:
-        return json.dumps(
-            {"v": REQUEST_VERSION, "id": self.request_id, "task": self.task, "args": self.args,
-             "kwargs": self.kwargs, "deadline": self.deadline},
-            ensure_ascii=False, separators=(",", ":"),
-        )
+        frame: dict[str, Any] = {"v": REQUEST_VERSION, "id": self.request_id, "task": self.task, "args": self.args,
+                                 "kwargs": self.kwargs, "deadline": self.deadline}
+        if self.trace:
+            frame["trace"] = self.trace  # optional: servers of any version ignore what they do not read
+        return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def decode(cls, raw: str) -> Request:
         """ValueError when the frame is not a request of this version (a server logs and drops it)."""
         try:
             data = json.loads(raw)
+            carried = data.get("trace")
             request = cls(str(data["id"]), str(data["task"]), list(data["args"]), dict(data["kwargs"]),
-                          float(data["deadline"]))
+                          float(data["deadline"]),
+                          {str(k): str(v) for k, v in carried.items()} if isinstance(carried, dict) else {})
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"not a retrieval request: {exc}") from exc
         if data.get("v") != REQUEST_VERSION:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from producers.wire.keys import UserKeys
+from producers.wire.keys import Sharded, UserKeys
 from producers.wire.scripts import Scripts
 from schemas.persona import UserProfile
 from schemas.turns import Page
@@ -101,16 +101,20 @@ def _json_list(encoded: str) -> list[str | dict]:
     return value if isinstance(value, list) else []
 
 
-def users(client: redis.Redis, index: str, *, prefix: str = "", after: str | None = None, limit: int = 100,
+def users(client: redis.Redis, index: Sharded, *, prefix: str = "", after: str | None = None, limit: int = 100,
           ) -> list[str]:
     """User ids from the user index (`Keys.users`) in id order: those starting with `prefix`, after the
-    id `after` (a page's last id, for the next page), at most `limit`. O(log n + limit)."""
+    id `after` (a page's last id, for the next page), at most `limit`. O(log n + limit) per shard: each
+    shard's first `limit` merged, in one pipelined round trip."""
     if after is not None and after >= prefix:  # never a range that starts before the prefix
         low = "(" + after
     else:
         low = "[" + prefix if prefix else "-"
     high = "(" + prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "+"
-    return list(client.zrangebylex(index, low, high, start=0, num=limit))
+    pipe = client.pipeline(transaction=False)
+    for shard in index.names:
+        pipe.zrangebylex(shard, low, high, start=0, num=limit)
+    return sorted(user for page in pipe.execute() for user in page)[:limit]
 
 
 # -- the last known profile -----------------------------------------------------------------------------

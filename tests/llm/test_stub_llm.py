@@ -18,6 +18,7 @@ import redis
 from qdrant_client import QdrantClient
 
 from memoryos_workers.apps.generation import generate_response
+from memoryos_workers.counters import read_counters
 from memoryos_workers.embeddings.stub import StubEmbedder
 from memoryos_workers.llm.base import LLM, Budget, LLMError, LLMNotConfigured, LLMRateLimited, Usage
 from memoryos_workers.llm.client import LLMClient
@@ -75,7 +76,7 @@ def nothing_usable(call: StubCall) -> dict[str, Any]:
 def keys(redis_client: redis.Redis) -> Iterator[Keys]:
     keys = Keys(f"{PREFIX}-stub-{uuid.uuid4().hex[:8]}")
     yield keys
-    redis_client.delete(keys.stats)
+    redis_client.delete(*keys.stats.names)
 
 
 def mid_term(settings: Settings, client: redis.Redis, keys: Keys, llm: LLM) -> tuple[MidTerm, StubEmbedder]:
@@ -96,7 +97,7 @@ def mid_term(settings: Settings, client: redis.Redis, keys: Keys, llm: LLM) -> t
 
 
 def counters(client: redis.Redis, keys: Keys) -> dict[str, int]:
-    return {k: int(v) for k, v in client.hgetall(keys.stats).items()}
+    return read_counters(client, keys)
 
 
 # -- a pipeline stage driven by the stubs ----------------------------------------------------------

@@ -16,12 +16,14 @@ from datetime import datetime, timezone
 import pytest
 import redis
 
+from memoryos_workers.counters import read_counters
 from memoryos_workers.llm.base import LLMRateLimited, RateLimited
 from memoryos_workers.llm.client import LLMClient
 from memoryos_workers.llm.token_budget import TokenBudget
 from memoryos_workers.pipeline.answer_schemas import AnyJSON, segmentation_schema
 from memoryos_workers.pipeline.prompts import segmentation_messages
 from producers.wire import state
+from producers.wire.keys import Sharded
 from schemas.settings import Settings
 from schemas.turns import Page
 from tests.conftest import PREFIX
@@ -56,8 +58,8 @@ def test_workers_share_one_budget_and_queue_behind_each_other(redis_client, sett
     other_client = redis.Redis.from_url(settings.redis_url)  # a second worker: its own connection
     stats_key = f"{budget_key}:stats"
     a_sleeps, b_sleeps = Sleeps(), Sleeps()
-    a = TokenBudget(redis_client, budget_key, TPM, max_wait=60, stats_key=stats_key, sleep=a_sleeps)
-    b = TokenBudget(other_client, budget_key, TPM, max_wait=60, stats_key=stats_key, sleep=b_sleeps)
+    a = TokenBudget(redis_client, budget_key, TPM, max_wait=60, stats_key=Sharded((stats_key,)), sleep=a_sleeps)
+    b = TokenBudget(other_client, budget_key, TPM, max_wait=60, stats_key=Sharded((stats_key,)), sleep=b_sleeps)
     try:
         assert a.reserve(TPM) == 0, "a whole minute's budget may be spent at once"
         assert b.reserve(300) == pytest.approx(3.0, abs=0.3)  # 300 tokens at 100/s
@@ -180,7 +182,7 @@ def test_an_exhausted_budget_delays_a_batch_without_falling_back(private_runtime
     assert 0 < batch.not_before - time.time() <= 1.0
     assert "token budget" in rt.redis.hget(keys.batch(batch_id), "error")
     assert fake_llm.calls == 0
-    counters = rt.redis.hgetall(rt.keys.stats)
+    counters = read_counters(rt.redis, rt.keys)
     assert "segment_fallbacks" not in counters and int(counters["llm_rate_limited"]) == 1
     assert rt.pending.check(user).pending == 1
 
@@ -214,7 +216,7 @@ def test_an_exhausted_budget_delays_persona_extraction_without_counting_attempts
     assert 0 < retry_at - time.time() <= 1.0
     assert rt.redis.hget(keys.state, "persona_attempts") is None
     assert rt.redis.llen(keys.dead_persona) == 0
-    assert rt.redis.zscore(rt.keys.sweep, user) <= retry_at, "the sweep comes back for it"
+    assert rt.redis.zscore(rt.keys.sweep.of(user), user) <= retry_at, "the sweep comes back for it"
 
     rt.redis.delete(rt.keys.llm_budget)
     time.sleep(max(0.0, retry_at - time.time()) + 0.05)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from memoryos_workers.counters import read_counters
 from memoryos_workers.runtime import Runtime
 from memoryos_workers.testing.fake_llm import FakeLLM
 from memoryos_workers.testing.responders import data_block
@@ -43,7 +44,7 @@ def sent_pages(request: dict[str, Any]) -> list[str]:
 
 
 def stats(rt: Runtime) -> dict[str, int]:
-    return {k: int(v) for k, v in rt.redis.hgetall(rt.keys.stats).items()}
+    return read_counters(rt.redis, rt.keys)
 
 
 def promote(rt: Runtime, user: str) -> int:

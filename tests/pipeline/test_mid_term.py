@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from memoryos_workers.counters import read_counters
 from memoryos_workers.llm.base import LLMError
 from memoryos_workers.llm.client import LLMClient
 from memoryos_workers.ops.user_data import inspect_user
@@ -165,7 +166,7 @@ def settle(pending, user_id: str) -> None:  # noqa: ANN001
 
 
 def stats(rt: Runtime) -> dict[str, int]:
-    return {k: int(v) for k, v in rt.redis.hgetall(rt.keys.stats).items()}
+    return read_counters(rt.redis, rt.keys)
 
 
 def delta(before: dict[str, int], after: dict[str, int], name: str) -> int:

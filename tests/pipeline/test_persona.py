@@ -149,7 +149,7 @@ def test_a_persona_retry_waits_for_its_time_in_redis(
         time.sleep(0.05)
     retry_at = float(runtime.redis.hget(keys.state, "persona_not_before"))
     assert 290 < retry_at - time.time() <= 300
-    assert runtime.redis.zscore(runtime.keys.sweep, user_id) <= retry_at
+    assert runtime.redis.zscore(runtime.keys.sweep.of(user_id), user_id) <= retry_at
     while runtime.redis.exists(keys.persona_lock):
         time.sleep(0.05)
     calls = persona_calls(fake_llm)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from memoryos_workers.counters import read_counters
 from memoryos_workers.runtime import Runtime
 from memoryos_workers.testing.responders import data_block
 
@@ -47,7 +48,7 @@ def test_one_persona_call_per_min_pages_new_pages(private_runtime, fake_llm) -> 
         if step == 1:
             due = float(rt.redis.hget(keys.state, "persona_due_at"))
             assert 590 < due - time.time() <= 600, "the first unread page waits at most the delay"
-            assert rt.redis.zscore(rt.keys.sweep, user) <= due, "the sweep looks again by then"
+            assert rt.redis.zscore(rt.keys.sweep.of(user), user) <= due, "the sweep looks again by then"
             assert rt.pending.check(user).idle, "a coalescing wait is not work in flight"
     assert asked == [False, False, True, False]
     (request,) = persona_requests(fake_llm)
@@ -55,7 +56,7 @@ def test_one_persona_call_per_min_pages_new_pages(private_runtime, fake_llm) -> 
     pages = {h.payload["turn_id"]: h.payload["persona"] for h in rt.pages.all_for_user(user)}
     assert sorted(pages.values()) == ["done"] * 30 + ["pending"] * 10
     assert rt.redis.hget(keys.state, "persona_due_at") is not None, "the 10 new pages wait again"
-    stats = {k: int(v) for k, v in rt.redis.hgetall(rt.keys.stats).items()}
+    stats = read_counters(rt.redis, rt.keys)
     assert stats["llm_calls_persona"] == 1 and stats["llm_calls_segmentation"] == 4 and stats["llm_calls"] == 5
 
 

@@ -6,6 +6,7 @@ stays in the broker's list where the test can see it.
 
 from __future__ import annotations
 
+from memoryos_workers.counters import read_counters
 from producers.wire import state
 from producers.wire.contract import INGEST_QUEUE
 
@@ -37,7 +38,7 @@ def test_a_drain_yields_after_its_share_and_requeues_the_user(private_runtime) -
         if left:
             assert rt.redis.exists(keys.kick), "the task on its way is marked, so publishing sends no other"
     assert drained == [2, 2, 1]
-    assert rt.redis.hget(rt.keys.stats, "promote_yields") == "2"
+    assert read_counters(rt.redis, rt.keys).get("promote_yields") == 2
     stored = sorted(h.payload["seq"] for h in rt.pages.all_for_user(user))
     assert stored + [p.seq for p in state.short_term(rt.redis, keys)] == list(range(1, 13)), "nothing lost or doubled"
 
@@ -49,4 +50,4 @@ def test_a_drain_within_its_share_does_not_yield(private_runtime) -> None:  # no
     assert rt.publisher.followup.wait_empty(timeout=10)
     rt.redis.delete(f"{rt.keys.celery}{INGEST_QUEUE}")
     assert rt.promoter.run(user) == 3
-    assert _queued_promotes(rt) == 0 and rt.redis.hget(rt.keys.stats, "promote_yields") is None
+    assert _queued_promotes(rt) == 0 and read_counters(rt.redis, rt.keys).get("promote_yields") is None

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import redis
 
+from memoryos_workers.counters import read_counters
 from producers.errors import RedisUnavailableError
-from producers.pending import PendingWork
+from producers.pending import PendingWork, sweep_entries
 from producers.publish import Publisher
 from producers.sender import TaskSender
 from producers.wire import state
@@ -136,7 +137,7 @@ def test_failed_send_keeps_batch_pending_and_check_and_sweep_resend(make_setting
     stored_ids = [p.turn_id for p in batches[0].pages + state.short_term(pub.redis, keys)]
     assert stored_ids == ids[:n], "nothing lost, nothing doubled"
     # The publish indexed the user for the sweep at the time the lost kick goes stale.
-    score = pub.redis.zscore(pub.keys.sweep, user)
+    score = pub.redis.zscore(pub.keys.sweep.of(user), user)
     assert score is not None and before + s.kick_stale_after <= score <= time.time() + s.kick_stale_after
 
     # The broker is back; only the check (run by the sweep and wait_idle) can re-send.
@@ -159,13 +160,13 @@ def test_failed_send_keeps_batch_pending_and_check_and_sweep_resend(make_setting
     # The sweep finds users through its index only, and only once they are due.
     assert work.sweep(now=time.time()) == 0
     assert recording.sent == [(PROMOTE_TASK, (user,))]
-    due = set(pub.redis.zrangebyscore(pub.keys.sweep, "-inf", "+inf"))
+    due = {user for user, _ in sweep_entries(pub.redis, pub.keys)}
     assert {user, idle_user} <= due
     sweep_now = later + s.kick_stale_after + s.promotion_max_wait + 1
     assert work.sweep(now=sweep_now) == 1
     assert recording.promoted() == [user, user]
-    assert pub.redis.zscore(pub.keys.sweep, idle_user) is None, "nothing pending: removed from the index"
-    score = pub.redis.zscore(pub.keys.sweep, user)
+    assert pub.redis.zscore(pub.keys.sweep.of(idle_user), idle_user) is None, "nothing pending: removed from the index"
+    score = pub.redis.zscore(pub.keys.sweep.of(user), user)
     assert score == pytest.approx(sweep_now + s.kick_stale_after), "pending work stays, due at its next kick"
     assert [b.batch_id for b in state.batches(pub.redis, keys)] == [batches[0].batch_id]
     # The idle user's turns are untouched by the sweep.
@@ -186,7 +187,7 @@ def test_real_sender_with_unreachable_broker_does_not_fail_publish(make_settings
     assert sender.failures == 1
     keys = pub.keys.user(user)
     assert [seqs(b.pages) for b in state.batches(pub.redis, keys)] == [list(range(1, BATCH + 1))]
-    assert pub.redis.zscore(pub.keys.sweep, user) is not None
+    assert pub.redis.zscore(pub.keys.sweep.of(user), user) is not None
 
 
 # -- 2. a partial buffer ------------------------------------------------------------------------
@@ -357,7 +358,7 @@ def test_failing_store_retries_then_dead_letters_and_the_queue_moves_on(make_set
     assert rt.redis.zscore(rt.keys.dead_index, user) is None
     assert not rt.redis.exists(keys.lock)
     # The retry is scheduled through the sweep index, no later than the retry time.
-    assert rt.redis.zscore(rt.keys.sweep, user) <= max(head.not_before, t1 + s.kick_stale_after)
+    assert rt.redis.zscore(rt.keys.sweep.of(user), user) <= max(head.not_before, t1 + s.kick_stale_after)
 
     # Second failure reaches max_attempts: dead-lettered; the store works again for the next batch.
     time.sleep(max(0.0, head.not_before - time.time()) + 0.01)
@@ -375,8 +376,8 @@ def test_failing_store_retries_then_dead_letters_and_the_queue_moves_on(make_set
     assert float(dead[0].extra["dead_at"]) >= t1
     assert rt.redis.lrange(keys.dead, 0, -1) == [first]
     assert rt.redis.zscore(rt.keys.dead_index, user) is not None
-    counters = rt.redis.hgetall(rt.keys.stats)
-    assert (counters["batch_retries"], counters["batch_dead_letters"]) == ("1", "1"), counters
+    counters = read_counters(rt.redis, rt.keys)
+    assert (counters["batch_retries"], counters["batch_dead_letters"]) == (1, 1), counters
     assert not rt.redis.exists(keys.batch(second)), "a finished batch leaves Redis"
     assert seqs(state.short_term(rt.redis, keys)) == list(range(2 * BATCH + 1, n + 1))
     assert not rt.redis.exists(keys.lock)
@@ -450,7 +451,7 @@ def test_redis_failing_after_the_turns_are_stored_delays_the_kick_only_briefly(m
         assert pub.followup.wait_empty(timeout=30)
         assert recording.promoted() == [user], "the kick was re-sent once Redis answered"
         assert failures[0] == 0
-        score = client.zscore(pub.keys.sweep, user)
+        score = client.zscore(pub.keys.sweep.of(user), user)
         assert score is not None and score <= time.time() + s.kick_stale_after, "indexed at the stale time"
         assert [b.state for b in state.batches(client, pub.keys.user(user))] == ["pending"]
     finally:

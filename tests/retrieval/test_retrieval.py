@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 import pytest
 
 import producers
+from memoryos_workers.counters import read_counters
 from memoryos_workers.worker.rpc import RPCAnswer
 from producers.context import RetrievedContext, RetrievedPage
 from producers.publish import Publisher
@@ -341,8 +342,8 @@ def test_rpc_without_a_worker_degrades_or_raises_at_its_deadline(redis_client) -
     assert time.monotonic() - started < 3
     assert context.degraded and context.turn_ids() == [turn_id] and context.pages == []
     assert "no retrieval server" in context.degraded_reason and "memoryos worker" in context.degraded_reason
-    counters = redis_client.hgetall(publisher.keys.stats)
-    assert counters["retrievals_degraded"] == "1" and counters["retrievals_degraded_no_server"] == "1"
+    counters = read_counters(redis_client, publisher.keys)
+    assert counters["retrievals_degraded"] == 1 and counters["retrievals_degraded_no_server"] == 1
     assert redis_client.llen(publisher.keys.rpc_requests) == 0, "a request nobody took leaves the lane"
     with pytest.raises(TimeoutError, match=r"no worker answered on queue memoryos\.retrieval within 0\.5 s") as info:
         producers.retrieve("someone", "anything?", publisher=publisher, on_deadline="raise")
@@ -439,9 +440,9 @@ def test_top_k_defaults_to_the_retrieval_top_pages_setting(private_runtime) -> N
     assert len(retrieve(user, "What did I talk about with my sister?", top_k=7, runtime=rt).pages) == 7
     # Each retrieval is counted, with its latency in one histogram bucket (off the request path).
     deadline = time.monotonic() + 5
-    while int(rt.redis.hget(rt.keys.stats, "retrievals") or 0) < 2 and time.monotonic() < deadline:
+    while int(read_counters(rt.redis, rt.keys).get("retrievals") or 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
-    counters = {k: int(v) for k, v in rt.redis.hgetall(rt.keys.stats).items()}
+    counters = read_counters(rt.redis, rt.keys)
     assert counters["retrievals"] == 2 and counters["retrieval_ms"] >= 1
     assert sum(v for k, v in counters.items() if k.startswith("retrieval_ms_le_")) == 2
 

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import redis
 
+from memoryos_workers.counters import read_counters
 from memoryos_workers.testing.fake_llm import FakeLLM, Fault
 from memoryos_workers.testing.responders import data_block, default_responder, schema_name
 from producers.errors import RedisUnavailableError
@@ -262,7 +263,7 @@ def test_llm_chaos_every_turn_once_and_dead_letters_replay(tmp_path: Path, priva
                 assert state.batches(rt.redis, rt.keys.user(user)) == [], f"{user}: batches left pending"
             assert all(len(kinds) == 1 for kinds in analyses.values()), "a batch is half llm, half fallback"
             batch_kinds = Counter(next(iter(kinds)) for kinds in analyses.values())
-            stats = rt.redis.hgetall(rt.keys.stats)
+            stats = read_counters(rt.redis, rt.keys)
             dead = list_dead(rt)
             dead_batches = [d for d in dead if d["kind"] == "batch"]
             dead_persona = [d for d in dead if d["kind"] == "persona"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import producers
+from memoryos_workers.counters import read_counters
 from producers.context import RetrievedContext
 from producers.pending import PendingWork
 from producers.publish import Publisher
@@ -87,7 +88,7 @@ def test_retrieval_during_a_saturating_ingest(tmp_path: Path, redis_client, fake
             assert ctx.degraded_reason and ctx.pages == [] and ctx.user_knowledge == []
             # The last known profile, from Redis (persona work may have updated it since the idle call).
             assert ctx.user_profile is not None and ctx.user_profile.user_id == target
-        counters = redis_client.hgetall(publisher.keys.stats)
+        counters = read_counters(redis_client, publisher.keys)
         assert int(counters["retrievals_degraded"]) == len(degraded)
 
         for user in [target, *crowd]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import producers
+from memoryos_workers.counters import read_counters
 from producers.errors import MemoryOSError
 from producers.publish import Publisher
 from producers.retrieve import client_for
@@ -59,11 +60,11 @@ def test_a_malformed_request_is_dropped_and_the_lane_goes_on(lane, publisher, us
 
 def test_a_request_long_past_its_deadline_is_not_computed(lane, publisher, redis_client, user_id) -> None:  # noqa: ANN001
     """Its caller answered itself from Redis long ago: no answer is pushed, the drop is counted."""
-    before = int(redis_client.hget(publisher.keys.stats, "retrieval_requests_expired") or 0)
+    before = int(read_counters(redis_client, publisher.keys).get("retrieval_requests_expired") or 0)
     request = Request(uuid.uuid4().hex, RETRIEVE_TASK, [user_id, "What did I plant?"], {}, time.time() - 30)
     publisher.redis.rpush(publisher.keys.rpc_requests, request.encode())
     deadline = time.monotonic() + 10
-    while int(redis_client.hget(publisher.keys.stats, "retrieval_requests_expired") or 0) == before:
+    while int(read_counters(redis_client, publisher.keys).get("retrieval_requests_expired") or 0) == before:
         assert time.monotonic() < deadline, "the request was not dropped"
         time.sleep(0.05)
     assert not redis_client.exists(publisher.keys.reply(request.request_id))

@@ -20,12 +20,12 @@ def stats() -> None:
     a ping within a second (workers_alive; 0 means turns are accepted and nothing processes them)."""
     import redis
 
-    from memoryos_workers.counters import llm_cost_lines, read_stats
+    from memoryos_workers.counters import deployment_stats, llm_cost_lines
     from producers import default_publisher
 
     publisher = default_publisher()  # counters live in Redis: no store to open
     try:
-        counters = read_stats(publisher.redis, publisher.keys)
+        counters = deployment_stats(publisher)
     except redis.RedisError as exc:
         fail(f"Redis failed ({type(exc).__name__}: {exc})", exc)
     counters["workers_alive"] = len(answering_workers())

@@ -17,6 +17,8 @@ from memoryos_workers.apps.http.middleware import BodyLimit, SecurityHeaders
 from memoryos_workers.apps.http.routes import health, operations, retrieval, turns, users
 from memoryos_workers.apps.http.ui import views
 from memoryos_workers.interface import Memory, open_memory
+from memoryos_workers.tracing import instrument_app
+from producers.tracing import flush as flush_traces
 from schemas.settings import Settings, get_settings
 
 log = logging.getLogger("memoryos.http")
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None, *
         finally:
             app.state.publish_threads.shutdown(wait=True)
             await run_in_threadpool(app.state.memory.close)
+            flush_traces()  # uvicorn re-raises SIGTERM once shut down: atexit would not export the last spans
 
     app = FastAPI(title="MemoryOS workers", version=_version(), description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
@@ -69,6 +72,7 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None, *
     app.add_middleware(HttpMetrics, registry=app.state.registry)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(SecurityHeaders)
+    instrument_app(app)  # request spans, when OTEL_* asks for traces
     return app
 
 

@@ -185,14 +185,17 @@ def install(app: FastAPI) -> None:
     from kombu.exceptions import OperationalError
 
     from memoryos_workers.vectorstore import VectorStoreError
+    from producers.cluster import TRANSIENT_ERRORS
     from producers.errors import RedisUnavailableError
+    from producers.replication import ReplicationError
     from producers.retrieve import RetrievalTimeout
 
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(InvalidInput, _invalid)
     app.add_exception_handler(HTTPException, _http)
+    # A replica that did not acknowledge in time, or a cluster failing over: the same advice (send again).
     for kind in (RedisUnavailableError, RetrievalTimeout, redis.ConnectionError, redis.TimeoutError,
-                 OperationalError):
+                 OperationalError, ReplicationError, *TRANSIENT_ERRORS):
         app.add_exception_handler(kind, _backend_down)
     app.add_exception_handler(VectorStoreError, _store_down)
     app.add_exception_handler(RecursionError, _nested)
