@@ -16,6 +16,7 @@ import redis
 from producers.publish import Publisher, default_publisher
 from producers.wire.contract import EXTRACT_PERSONA_TASK
 from producers.wire.keys import Keys
+from producers.wire.script_pipeline import ScriptPipeline
 from producers.wire.scripts import Scripts
 from schemas.turns import SCHEMA_VERSION
 
@@ -138,9 +139,9 @@ def read_backlog(client: redis.Redis, keys: Keys, scripts: Scripts, *, now: floa
     oldest: float | None = None
     members = [user for user, _ in sweep_entries(client, keys, limit)]
     for start in range(0, len(members), chunk):
-        pipe = client.pipeline(transaction=False)
+        pipe = ScriptPipeline(client)  # EVALSHA alone, one round trip per chunk
         for user_id in members[start : start + chunk]:
-            scripts.backlog(keys=keys.user(user_id).script_keys(), client=pipe)
+            pipe.run(scripts.backlog, keys.user(user_id).script_keys(), ())
         for buf, n_batches, n_pages, first in pipe.execute():
             buffered += int(buf)
             if int(n_batches):

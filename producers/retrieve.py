@@ -40,6 +40,7 @@ from producers.wire.contract import (
 )
 from producers.wire.keys import Keys
 from producers.wire.rpc import ALIVE_S, LANE_TASKS, MAX_WAITING, Request
+from producers.wire.script_pipeline import ScriptPipeline
 from producers.wire.scripts import Scripts
 from schemas.query import OnDeadline, RetrievalRequest
 from schemas.settings import Settings
@@ -196,14 +197,15 @@ class RetrievalClient:
         Fitted to the same token budget as a full answer: a user with a backlog has many pending turns."""
         keys = self.keys.user(asked.user_id)
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.lrem(self.keys.rpc_requests, 1, request.encode())
-            self.scripts.recent(keys=keys.script_keys(), client=pipe)
-            pipe.get(keys.profile)
-            pipe.zcount(self.keys.rpc_servers, time.time() - ALIVE_S, "+inf")
-            still_queued, recent, profile, servers = pipe.execute()
+            reads = ScriptPipeline(self.redis)  # no SCRIPT EXISTS first: this path is already late
+            reads.pipe.lrem(self.keys.rpc_requests, 1, request.encode())
+            reads.run(self.scripts.recent, keys.script_keys(), ())
+            reads.pipe.get(keys.profile)
+            reads.pipe.zcount(self.keys.rpc_servers, time.time() - ALIVE_S, "+inf")
+            still_queued, recent, profile, servers = reads.execute()
             reason = _reason(int(servers), bool(int(still_queued)), waited)
             stats = self.keys.stats.any()
+            pipe = self.redis.pipeline(transaction=False)
             pipe.hincrby(stats, DEGRADED_COUNTERS["all"], 1)
             pipe.hincrby(stats, DEGRADED_COUNTERS[reason[0]], 1)
             pipe.execute()

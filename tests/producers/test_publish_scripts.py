@@ -307,3 +307,34 @@ def test_a_bulk_call_stores_what_publishing_one_at_a_time_stores(server: Private
     assert expected["batches"] and all(len(b[2]) == BATCH for b in expected["batches"])
     assert pub.followup.wait_empty(timeout=10)
     assert sorted(sender.promoted()) == [bulk, one], "each publisher-fed user kicked once while the kick is fresh"
+
+
+# -- the other script readers: the degraded retrieval and the backlog ------------------------------
+
+
+def test_backlog_and_degraded_retrieval_send_no_script_exists_and_survive_a_flush(
+        server: PrivateRedis, admin: redis.Redis) -> None:
+    """Both run scripts on a pipeline; redis-py's Script there sends SCRIPT EXISTS first (one more round
+    trip on a path that is already late, for the degraded answer). A flushed script is loaded again."""
+    from producers.pending import read_backlog
+    from producers.retrieve import RetrievalClient
+    from schemas.query import RetrievalRequest
+
+    pub, _ = make(server)
+    pub.publish_many(turns("late", CAPACITY + BATCH))  # one batch cut, so the backlog has something
+    client = RetrievalClient(pub.settings, pub.sender, pub.redis, pub.scripts)
+    ask = RetrievalRequest.of("late", "what did I say?", deadline_ms=30, on_deadline="degrade")
+    read_backlog(pub.redis, pub.keys, pub.scripts), client.retrieve(ask)  # the scripts are loaded once
+    for flush in (False, True):
+        if flush:
+            admin.script_flush()
+        admin.config_resetstat()
+        backlog = read_backlog(pub.redis, pub.keys, pub.scripts)
+        context = client.retrieve(ask)
+        seen = calls(admin)
+        assert "script|exists" not in seen
+        assert seen.get("script|load", 0) == (2 if flush else 0), "each script loaded again once after a flush"
+        assert backlog.batches == 1 and backlog.pages == BATCH
+        assert context.degraded
+        assert sorted(p.turn_id for p in context.short_term) == sorted(
+            t["turn_id"] for t in turns("late", CAPACITY + BATCH)), "recent and pending turns, from the script"
