@@ -215,6 +215,10 @@ class RetrievalRequest(BaseModel):
         None, description="since, until (ISO 8601), assistant_id, metadata (exact values) narrowing the search.",
         json_schema_extra={"anyOf": [FILTERS_JSON_SCHEMA, {"type": "null"}]},
     )
+    fact_history: bool = Field(
+        False, description="Also return facts no longer true (replaced or retired), each with the window it "
+        "held; with filters.since/until, facts are those that held in that window, current or not.",
+    )
     deadline_ms: float | None = Field(
         None, description="Over RPC: milliseconds the full answer may take (default MEMORYOS_RETRIEVAL_DEADLINE_MS); "
         "past it the answer is what Redis holds, marked degraded. In-process retrieval has no queue to wait in.",
