@@ -253,6 +253,13 @@ class RetrievalRequest(BaseModel):
     def _max_tokens(cls, value: Any) -> int | None:
         return check_max_tokens(value)
 
+    @field_validator("fact_history", mode="before")
+    @classmethod
+    def _fact_history(cls, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError("fact_history: must be true or false")
+        return value
+
     @field_validator("now", mode="before")
     @classmethod
     def _now(cls, value: Any) -> datetime | None:
