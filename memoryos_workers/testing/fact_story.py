@@ -81,13 +81,7 @@ CHANGES = 10
 
 def turns(user_id: str) -> list[list[dict[str, Any]]]:
     """The turns of each period: its lines, then small talk enough to push them out of short-term."""
-    out = []
-    for day, lines in PERIODS:
-        period = [(line, "Thanks for telling me!") for line in lines]
-        period += [(SMALL_TALK[i % len(SMALL_TALK)], "Sure!") for i in range(12)]
-        out.append([{"user_id": user_id, "user_input": u, "agent_response": a,
-                     "timestamp": f"{day}T{9 + i // 60:02d}:{i % 60:02d}:00+00:00"} for i, (u, a) in enumerate(period)])
-    return out
+    return story_turns(scripted(), user_id)
 
 
 def fact_lines(prompt: str) -> list[str]:
@@ -110,3 +104,80 @@ def shown_as_current(prompt: str, text: str) -> bool:
 
 def shown_with_window(prompt: str, text: str, window: str) -> bool:
     return any(f'"{text}"' in line and window in line for line in fact_lines(prompt))
+
+
+# -- a longer generated story: one of six kinds of fact changes each month ------------------------------
+_VALUES = {
+    "home": (["Oslo", "Porto", "Quito", "Hanoi", "Dakar", "Lima", "Riga", "Perth", "Cusco", "Tunis"],
+             "I moved to {v}.", "{s} lives in {v}.", "Where does she live now?", "Where did she live before {v}?"),
+    "job": (["baker", "pilot", "lawyer", "dentist", "plumber", "chemist", "farmer", "editor", "nurse", "judge"],
+            "I now work as a {v}.", "{s} works as a {v}.", "What is her job now?", "What was her job before {v}?"),
+    "partner": (["Ines", "Omar", "Yuki", "Pavel", "Amara", "Jonas", "Lena", "Tariq", "Noor", "Felix"],
+                "My partner is now {v}.", "{s}'s partner is {v}.", "Who is her partner now?",
+                "Who was her partner before {v}?"),
+    "pet": (["Bolt", "Nala", "Ziggy", "Pip", "Mochi", "Rufus", "Kiwi", "Loki", "Juno", "Tofu"],
+            "I adopted a dog named {v}.", "{s} has a dog named {v}.", "Which pet does she have now?",
+            "Which pet did she have before {v}?"),
+    "diet": (["vegetarian", "vegan", "pescatarian", "eating meat again"], "I'm {v} now.", "{s}'s diet: {v}.",
+             "What is her diet now?", "What was her diet before {v}?"),
+    "plan": (["learn Greek", "climb Kilimanjaro", "open a cafe", "write a novel", "learn to sail", "run a marathon"],
+             "My plan is now to {v}.", "{s} plans to {v}.", "What does she plan to do now?",
+             "What did she plan before {v}?"),
+}
+
+
+@dataclass(frozen=True)
+class Story:
+    periods: list[tuple[str, list[str]]]
+    now: list[NowQuestion]
+    before: list[BeforeQuestion]
+    unrelated: list[str]
+    changes: int
+    correction: tuple[str, str] | None = None
+
+
+def scripted() -> Story:
+    return Story(PERIODS, NOW_QUESTIONS, BEFORE_QUESTIONS, UNRELATED, CHANGES, CORRECTION)
+
+
+def generated(months: int = 36, seed: int = 7) -> Story:
+    """`months` monthly periods from 2020-01: the first states every kind and the stable facts, each later
+    one changes one kind to a value it has not had yet. Questions: each kind now, and for each change the
+    value before it, with the months it held."""
+    import random
+
+    rng = random.Random(seed)
+    kinds = list(_VALUES)
+    held: dict[str, list[tuple[str, int]]] = {k: [(_VALUES[k][0][0], 0)] for k in kinds}
+    periods = [("2020-01-10", [_VALUES[k][1].format(v=held[k][0][0]) for k in kinds] + [
+        "My sister is called Ana.", "I was born in Lisbon.", "My favourite colour is green."])]
+    for month in range(1, months):
+        kind = rng.choice([k for k in kinds if len(held[k]) < len(_VALUES[k][0])])
+        value = _VALUES[kind][0][len(held[kind])]
+        held[kind].append((value, month))
+        periods.append((f"{2020 + month // 12}-{month % 12 + 1:02d}-10", [_VALUES[kind][1].format(v=value)]))
+
+    def label(month: int) -> str:
+        return f"{2020 + month // 12}-{month % 12 + 1:02d}"
+
+    now, before, changes = [], [], 0
+    for kind in kinds:
+        _, _, fact, ask_now, ask_before = _VALUES[kind]
+        texts = [fact.format(s=S, v=v) for v, _ in held[kind]]
+        now.append(NowQuestion(ask_now, texts[-1], tuple(texts[:-1])))
+        for (old, start), (new, end) in zip(held[kind], held[kind][1:], strict=False):
+            before.append(BeforeQuestion(ask_before.format(v=new), fact.format(s=S, v=old),
+                                         f"{label(start)} to {label(end)}"))
+            changes += 1
+    return Story(periods, now, before, UNRELATED, changes)
+
+
+def story_turns(story: Story, user_id: str) -> list[list[dict[str, Any]]]:
+    """The turns of each period of `story` (as `turns` does for the scripted one)."""
+    out = []
+    for day, lines in story.periods:
+        period = [(line, "Thanks for telling me!") for line in lines]
+        period += [(SMALL_TALK[i % len(SMALL_TALK)], "Sure!") for i in range(12)]
+        out.append([{"user_id": user_id, "user_input": u, "agent_response": a,
+                     "timestamp": f"{day}T{9 + i // 60:02d}:{i % 60:02d}:00+00:00"} for i, (u, a) in enumerate(period)])
+    return out
