@@ -188,6 +188,11 @@ def markdown(result: dict[str, Any]) -> str:
         "no old one as current; each \"before\" question must reach the old value with the months it held. "
         f"Load average during the run: {result['load_average']}.",
         md_table(headers, rows),
+        "Budget \"none\": every fact retrieval chose is in the prompt (what supersession and retrieval decide). "
+        "\"default\": MEMORYOS_CONTEXT_MAX_TOKENS, where producers/context/fit.py gives summaries, profile and "
+        "facts a small share before pages and drops a fact whose words a chosen page already says (how that "
+        "share is given is issue 21's); a fact dropped there is missing, never shown stale as current. LLM calls: "
+        "every period is flushed, so each costs a persona call; the same with and without supersession.",
         reproduce_md(result["reproduce"]),
     ])
 

@@ -263,7 +263,8 @@ class Retriever:
                  request: RetrievalRequest | None = None, zone: tzinfo | None = None) -> tuple[Any, list, list]:
         """The profile and facts. User facts: the nearest to the query plus the most recently confirmed (a
         fact said last week matters whatever the words of the question), current ones only unless the
-        request asks for history, has a time filter (then: facts that held in it), or asks about the past."""
+        request asks for history, has a time filter (then: facts that held in it), or asks about the past
+        (then also the fact each one found replaced)."""
         persona = self.persona
         limit = self.settings.retrieval_top_knowledge
         assistant = assistant_id or self.settings.assistant_id
@@ -272,9 +273,13 @@ class Retriever:
         history = request is not None and (request.fact_history or since is not None or until is not None
                                            or asks_about_past(request.query))
         user_facts = persona.search("user", user_id, None, vector, limit, history=history)
-        seen = {e.fact_id for e in user_facts}
-        recent = sorted(persona.list("user", user_id), key=lambda e: -e.confirmed_at)[: max(1, limit // 2)]
-        user_facts += [e for e in recent if e.fact_id not in seen]
+        every = persona.list("user", user_id, history=history)
+        found = {e.fact_id for e in user_facts}
+        # "Where did I live before Porto?": the fact each one found replaced, found or not by the words.
+        before = [e for e in every if history and e.superseded_by in found and e.fact_id not in found]
+        recent = sorted((e for e in every if e.current), key=lambda e: -e.confirmed_at)[: max(1, limit // 2)]
+        seen = found | {e.fact_id for e in before}
+        user_facts += before + [e for e in recent if e.fact_id not in seen]
         assistant_facts = persona.search("assistant", user_id, assistant, vector, limit)
         if since is not None or until is not None:
             user_facts = [e for e in user_facts if e.held_during(since, until)]
