@@ -67,14 +67,15 @@ class UserProfile(BaseModel):
         return "\n".join(lines)
 
 
-FactStatus = Literal["current", "superseded", "retired"]
+FactStatus = Literal["current", "superseded", "retired", "deleted"]
 
 
 class FactChange(BaseModel):
     """One change to a fact, kept with it (and exported): who made it and when."""
 
     at: float
-    action: Literal["extracted", "added", "confirmed", "superseded", "retired", "corrected", "pinned", "unpinned"]
+    action: Literal["extracted", "added", "confirmed", "superseded", "retired", "corrected", "pinned", "unpinned",
+                    "deleted"]
     by: str = Field(description="'llm' or the person/API key that made the change.")
     detail: str = ""
 

@@ -96,8 +96,9 @@ def pin(store: PersonaStore, user_id: str, fact_id: str, pinned: bool, *, by: st
     return one(store, user_id, fact_id)
 
 
-def delete(store: PersonaStore, user_id: str, fact_id: str) -> KnowledgeEntry:
-    """Removes the fact and nothing else (the fact it replaced, if any, stays in history)."""
+def delete(store: PersonaStore, user_id: str, fact_id: str, *, by: str) -> KnowledgeEntry:
+    """Removes the fact and nothing else (the fact it replaced, if any, stays in history); who deleted it
+    and when is kept, without its text, for export."""
     entry = one(store, user_id, fact_id)
-    store.delete_fact(entry)
+    store.delete_fact(entry, by=by)
     return entry

@@ -36,6 +36,7 @@ def profile_point_id(user_id: str) -> str:
 
 
 HISTORY = "was:"
+DELETED = "deleted:"
 
 
 def fact_point_id(kind: str, owner: str, text: str, salt: str = "") -> str:
@@ -273,8 +274,23 @@ class PersonaStore(CollectionOwner):
             changes = [*(hits[0].payload.get("changes") or []), _change(at, action, by)]
             self.store.set_payload(KNOWLEDGE, [entry.entry_id], {**fields, "updated_at": at, "changes": changes})
 
-    def delete_fact(self, entry: KnowledgeEntry) -> None:
-        self.store.delete_ids(KNOWLEDGE, [entry.entry_id])
+    def delete_fact(self, entry: KnowledgeEntry, *, by: str) -> None:
+        """A person's delete: the text and its vector go; a tombstone (under the "deleted:" owner, which no
+        read of facts lists) keeps who deleted it and when, for export, until forget or the capacity."""
+        hits = self.store.get(KNOWLEDGE, [entry.entry_id])
+        if not hits:
+            return
+        payload, now = hits[0].payload, time.time()
+        owner = str(payload["owner"]).removeprefix(HISTORY)
+        tombstone = {k: payload.get(k) for k in ("kind", "user_id", "assistant_id", "scope_user", "created_at",
+                                                 "created_ms", "fact_id", "valid_from", "valid_until")}
+        tombstone.update({"owner": DELETED + owner, "text": "", "status": "deleted", "updated_at": now,
+                          "fact_id": entry.fact_id, "schema_version": SCHEMA_VERSION,
+                          "embedding_model": self.embedder.fingerprint,
+                          "changes": [*(payload.get("changes") or []), _change(now, "deleted", by)]})
+        vector = self.embedder.embed(["(deleted)"])[0]
+        self.store.upsert(KNOWLEDGE, [PointIn(id=entry.entry_id, vector=vector, payload=tombstone)])
+        self._trim({"kind": payload["kind"], "owner": DELETED + owner}, self.settings.long_term_knowledge_capacity)
 
     def _trim(self, flt: dict[str, Any], capacity: int) -> int:
         """FIFO by creation time, as the paper's knowledge queues (capacity 100 each)."""

@@ -61,7 +61,7 @@ def run_fact_op(rt: Runtime, op: str, user_id: str, params: dict[str, Any]) -> A
             raise ValueError("text: give a new text, or pinned, or both")
         entry = fact_changes.correct(store, user_id, fact_id, text=text, pinned=pinned, by=by)
     elif op == "fact_delete":
-        entry = fact_changes.delete(store, user_id, check_fact_id(params.get("fact_id")))
+        entry = fact_changes.delete(store, user_id, check_fact_id(params.get("fact_id")), by=by)
     else:
         raise ValueError(f"op: {op!r} is not a fact operation")
     return entry.model_dump(mode="json")

@@ -154,4 +154,13 @@ def test_a_fact_stored_before_fact_times_reads_as_current(runtime) -> None:  # n
     assert fact_changes.one(store, user_id, entry.fact_id).superseded_by == corrected.fact_id
     with pytest.raises(fact_changes.FactNotFound):
         fact_changes.one(store, f"other-{user_id}", corrected.fact_id)
+    fact_changes.delete(store, user_id, corrected.fact_id, by="person:maya")
+    assert [e.fact_id for e in store.list("user", user_id, history=True)] == [entry.fact_id]
+    with pytest.raises(fact_changes.FactNotFound):
+        fact_changes.delete(store, user_id, corrected.fact_id, by="person:maya")
+    [tombstone] = [h for h in store.drawn_from(user_id, "user") if h.payload.get("status") == "deleted"]
+    exported = store.timeline(tombstone)
+    assert tombstone.payload["text"] == "" and exported["fact_id"] == corrected.fact_id
+    assert (exported["changes"][-1]["action"], exported["changes"][-1]["by"]) == ("deleted", "person:maya")
     store.delete_user(user_id)
+    assert store.drawn_from(user_id, "user") == []

@@ -142,6 +142,10 @@ def test_facts_are_listed_added_corrected_pinned_and_deleted_within_the_tenant(a
         gone = acme.delete(f"/v1/users/{u1}/facts/{new_id}")
         assert gone.status_code == 200 and gone.json()["fact_id"] == new_id
         assert acme.delete(f"/v1/users/{u1}/facts/{new_id}").status_code == 404
+        exported = [json.loads(line) for line in acme.get(f"/v1/users/{u1}/export").text.splitlines()]
+        [deleted] = [r for r in exported if r["type"] == "fact" and r.get("fact_id") == new_id]
+        assert deleted["status"] == "deleted" and not deleted["text"] and "Braga" not in json.dumps(exported)
+        assert (deleted["changes"][-1]["action"], deleted["changes"][-1]["by"]) == ("deleted", "api-key:acme")
 
 
 def test_replay_and_delete_stay_in_the_tenant(api: Api, world: dict[str, Any]) -> None:
