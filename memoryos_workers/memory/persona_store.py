@@ -102,7 +102,7 @@ def profile_vector_text(payload: dict[str, Any]) -> str:
 
 
 def fact_vector_text(payload: dict[str, Any]) -> str:
-    return str(payload["text"])
+    return str(payload["text"]) or "(deleted)"  # a tombstone keeps no text
 
 
 class PersonaStore(CollectionOwner):
