@@ -9,7 +9,7 @@ import sys
 from types import ModuleType
 
 ORDER = ("publish", "ingest", "retrieval", "context", "llm_cost", "llm_budget", "profiling", "http_api",
-         "retrieval_load", "scale")
+         "retrieval_load", "scale", "facts")
 
 
 def load_part(name: str) -> ModuleType | None:

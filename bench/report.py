@@ -51,6 +51,9 @@ SECTIONS = (
             "python -m bench.real_llm_check --base-url URL (see bench/real_llm_check.py; not part of `make bench`)"),
     Section(13, "Scaling out: Redis Cluster, RabbitMQ, min replicas", "scale", "scale", "markdown",
             "python -m bench scale"),
+    Section(14, "Facts over months", "facts", "facts", "markdown", "python -m bench facts"),
+    Section(15, "Facts over months with a real small model", "facts", "facts_real", "markdown",
+            "python -m bench facts --base-url URL (see bench/facts.py; not part of `make bench`)"),
 )
 
 

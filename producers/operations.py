@@ -15,10 +15,13 @@ ADMIN_TIMEOUT = 120.0  # forget waits out in-flight work (up to two lock TTLs) b
 
 
 def call_admin(
-    op: str, user_id: str | None, *, timeout: float = ADMIN_TIMEOUT, publisher: Publisher | None = None
+    op: str, user_id: str | None, *, timeout: float = ADMIN_TIMEOUT, publisher: Publisher | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Any:
-    """Runs `op` (export, forget, inspect, dead_list, dead_replay) on a worker; its JSON answer."""
-    return json.loads(client_for(publisher).call(ADMIN_TASK, [op, user_id], {}, timeout=timeout))
+    """Runs `op` (export, forget, inspect, dead_list, dead_replay, the fact edits with `params`) on a
+    worker; its JSON answer."""
+    kwargs = {"params": params} if params else {}
+    return json.loads(client_for(publisher).call(ADMIN_TASK, [op, user_id], kwargs, timeout=timeout))
 
 
 def export_user(user_id: str, *, timeout: float = ADMIN_TIMEOUT, publisher: Publisher | None = None,

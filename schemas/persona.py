@@ -6,6 +6,7 @@ strings, empty when the dialogue gives none.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +36,10 @@ class Fact(BaseModel):
 
     text: str = Field(description="One self-contained fact, e.g. 'Maya's cat is called Pimenta'.")
     date: str = Field(description="ISO date the dialogue gives for the fact, or empty.")
+    # Read from the answer when present (the persona schema asks for them); absent in older answers.
+    page: int | None = Field(None, description="Index of the page the fact comes from.")
+    supersedes: list[str] = Field(default_factory=list, description="Shown fact ids this fact replaces.")
+    confirms: list[str] = Field(default_factory=list, description="Shown fact ids this fact restates.")
 
 
 class PersonaExtraction(BaseModel):
@@ -45,6 +50,7 @@ class PersonaExtraction(BaseModel):
     profile: ProfileUpdate
     user_facts: list[Fact]
     assistant_facts: list[Fact]
+    retired: list[str] = Field(default_factory=list, description="Shown fact ids no longer true, not replaced.")
 
 
 class UserProfile(BaseModel):
@@ -61,7 +67,24 @@ class UserProfile(BaseModel):
         return "\n".join(lines)
 
 
+FactStatus = Literal["current", "superseded", "retired", "deleted"]
+
+
+class FactChange(BaseModel):
+    """One change to a fact, kept with it (and exported): who made it and when."""
+
+    at: float
+    action: Literal["extracted", "added", "confirmed", "superseded", "retired", "corrected", "pinned", "unpinned",
+                    "deleted"]
+    by: str = Field(description="'llm' or the person/API key that made the change.")
+    detail: str = ""
+
+
 class KnowledgeEntry(BaseModel):
+    """A fact with its time: valid_from is when it became true (a date the dialogue states, else its source
+    turns' time); once replaced, valid_until and superseded_by say until when and by which fact. Payloads
+    written before these fields existed read as current facts valid from their creation."""
+
     entry_id: str
     kind: Literal["user", "assistant"]
     text: str
@@ -71,6 +94,39 @@ class KnowledgeEntry(BaseModel):
     created_at: float = 0.0
     updated_at: float = 0.0
     score: float | None = None
+    fact_id: str = Field("", description="Short stable id of the fact (the API's and the LLM's handle).")
+    status: FactStatus = "current"
+    valid_from: float | None = Field(None, description="Unix time the fact became true.")
+    valid_until: float | None = Field(None, description="Unix time it stopped holding (superseded/retired).")
+    superseded_by: str | None = Field(None, description="fact_id of the fact that replaced it.")
+    source_turns: list[str] = Field(default_factory=list)
+    recorded_at: float = 0.0
+    confirmed_at: float = 0.0
+    pinned: bool = False
+    origin: Literal["llm", "person"] = "llm"
+    origin_by: str | None = Field(None, description="Who added it, for a person's fact (key or person).")
+    changes: list[FactChange] = Field(default_factory=list)
+
+    def window(self) -> str:
+        """When the fact held, to the month: "since 2023-05", or "2022-01 to 2023-05" once replaced."""
+        start = month(self.valid_from)
+        if self.valid_until is None:
+            return f"since {start}" if start else ""
+        return f"{start or '?'} to {month(self.valid_until)}"
+
+    @property
+    def current(self) -> bool:
+        return self.status == "current"
+
+    def held_during(self, since: float | None, until: float | None) -> bool:
+        """Whether the fact's window [valid_from, valid_until) meets [since, until]."""
+        start = self.valid_from if self.valid_from is not None else self.recorded_at or self.created_at
+        end = self.valid_until
+        return (until is None or start <= until) and (since is None or end is None or end > since)
+
+
+def month(t: float | None) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m") if t else ""
 
 
 class Persona(BaseModel):

@@ -215,6 +215,10 @@ class RetrievalRequest(BaseModel):
         None, description="since, until (ISO 8601), assistant_id, metadata (exact values) narrowing the search.",
         json_schema_extra={"anyOf": [FILTERS_JSON_SCHEMA, {"type": "null"}]},
     )
+    fact_history: bool = Field(
+        False, description="Also return facts no longer true (replaced or retired), each with the window it "
+        "held; with filters.since/until, facts are those that held in that window, current or not.",
+    )
     deadline_ms: float | None = Field(
         None, description="Over RPC: milliseconds the full answer may take (default MEMORYOS_RETRIEVAL_DEADLINE_MS); "
         "past it the answer is what Redis holds, marked degraded. In-process retrieval has no queue to wait in.",
@@ -248,6 +252,13 @@ class RetrievalRequest(BaseModel):
     @classmethod
     def _max_tokens(cls, value: Any) -> int | None:
         return check_max_tokens(value)
+
+    @field_validator("fact_history", mode="before")
+    @classmethod
+    def _fact_history(cls, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError("fact_history: must be true or false")
+        return value
 
     @field_validator("now", mode="before")
     @classmethod

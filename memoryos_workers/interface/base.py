@@ -26,7 +26,7 @@ from schemas.knobs import UserKnobs
 from schemas.persona import KnowledgeEntry, Persona, UserProfile
 from schemas.query import RetrievalRequest
 from schemas.settings import Settings
-from schemas.turns import Turn
+from schemas.turns import Turn, check_id
 
 FactKind = Literal["user", "assistant"]
 Mode = Literal["local", "remote"]
@@ -102,8 +102,37 @@ class Memory(ABC):
 
     # -- operators' commands ----------------------------------------------------------------------------
     @abstractmethod
-    def _command(self, op: str, user_id: str | None) -> Any:
+    def _command(self, op: str, user_id: str | None, params: dict[str, Any] | None = None) -> Any:
         """Runs an operator's command where the store is; its answer as plain JSON values."""
+
+    # -- people correcting memory (memoryos_workers/ops/fact_ops.py runs these where the store is) ---------
+    def list_facts(self, user_id: str, history: bool = False) -> list[KnowledgeEntry]:
+        """The user's current facts, oldest first; with history, replaced and retired ones too, each with
+        the window it held, what replaced it and its recorded changes."""
+        return [KnowledgeEntry.model_validate(v) for v in self._command(
+            "facts_list", user_id, {"history": history})]
+
+    def add_fact(self, user_id: str, text: str, *, pinned: bool = False, by: str) -> KnowledgeEntry:
+        """A person's fact about the user (`by`: the key or person adding it). Pinned: the LLM cannot
+        supersede or retire it."""
+        return self._fact("fact_add", user_id, {"text": text, "pinned": pinned, "by": by})
+
+    def correct_fact(self, user_id: str, fact_id: str, *, text: str | None = None, pinned: bool | None = None,
+                     by: str) -> KnowledgeEntry:
+        """New text replaces the fact (kept as history, marked corrected by `by`); `pinned` alone pins or
+        unpins it. The answer is the fact now current."""
+        return self._fact("fact_correct", user_id, {"fact_id": fact_id, "text": text, "pinned": pinned, "by": by})
+
+    def pin_fact(self, user_id: str, fact_id: str, pinned: bool = True, *, by: str) -> KnowledgeEntry:
+        return self.correct_fact(user_id, fact_id, pinned=pinned, by=by)
+
+    def delete_fact(self, user_id: str, fact_id: str, *, by: str) -> KnowledgeEntry:
+        """Removes the fact (only it: the fact it replaced stays in history); the answer is what was removed."""
+        return self._fact("fact_delete", user_id, {"fact_id": fact_id, "by": by})
+
+    def _fact(self, op: str, user_id: str, params: dict[str, Any]) -> KnowledgeEntry:
+        check_id("user_id", user_id)
+        return KnowledgeEntry.model_validate(self._command(op, user_id, params))
 
     def export(self, user_id: str) -> Iterator[dict[str, Any]]:
         """Every stored record of the user (`memoryos export`), as JSON values."""

@@ -57,11 +57,11 @@ class LocalMemory(Memory):
         assistant = check_id("assistant_id", assistant_id or self.settings.assistant_id)
         return self.runtime.persona.facts(kind, user_id, str(assistant))
 
-    def _command(self, op: str, user_id: str | None) -> Any:
+    def _command(self, op: str, user_id: str | None, params: dict[str, Any] | None = None) -> Any:
         from memoryos_workers.ops.commands import run
 
         # Plain JSON values, as a remote caller receives them (datetimes as ISO strings).
-        return json.loads(json.dumps(run(self.runtime, op, user_id), ensure_ascii=False, default=str))
+        return json.loads(json.dumps(run(self.runtime, op, user_id, params), ensure_ascii=False, default=str))
 
     def check_store(self) -> None:
         self.runtime.pages.count("readyz-probe")

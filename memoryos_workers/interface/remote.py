@@ -48,11 +48,11 @@ class RemoteMemory(Memory):
     def _read(self, kind: str, user_id: str | None, assistant_id: str | None) -> Any:
         return json.loads(self._client.call(READ_PERSONA_TASK, [kind, user_id, assistant_id], {}))
 
-    def _command(self, op: str, user_id: str | None) -> Any:
+    def _command(self, op: str, user_id: str | None, params: dict[str, Any] | None = None) -> Any:
         check_id("user_id", user_id, required=False)
         if op == ANALYSE:
             return call_admin(op, user_id, timeout=ANALYSE_TIMEOUT, publisher=self.publisher)
-        return call_admin(op, user_id, publisher=self.publisher)
+        return call_admin(op, user_id, publisher=self.publisher, params=params)
 
     def check_store(self) -> None:
         call_admin(DEAD_LIST, "readyz-probe", timeout=READY_TIMEOUT, publisher=self.publisher)

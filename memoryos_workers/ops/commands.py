@@ -57,10 +57,15 @@ OPS: dict[str, Callable[[Runtime, str | None], Any]] = {
 }
 
 
-def run(rt: Runtime, op: str, user_id: str | None) -> Any:
-    if op not in OPS:
-        raise ValueError(f"op: must be one of {', '.join(OPS)}, not {op!r}")
+def run(rt: Runtime, op: str, user_id: str | None, params: dict[str, Any] | None = None) -> Any:
+    """`params`: the arguments of a fact operation (memoryos_workers/ops/fact_ops.py)."""
+    from memoryos_workers.ops.fact_ops import FACT_OPS, run_fact_op
+
+    if op not in OPS and op not in FACT_OPS:
+        raise ValueError(f"op: must be one of {', '.join([*OPS, *FACT_OPS])}, not {op!r}")
     check_id("user_id", user_id, required=False)
+    if op in FACT_OPS:
+        return run_fact_op(rt, op, _required(user_id), dict(params or {}))
     return OPS[op](rt, user_id)
 
 

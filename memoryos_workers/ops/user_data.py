@@ -129,6 +129,7 @@ def _facts_from(rt: Runtime, user_id: str, kind: str) -> list[dict[str, Any]]:
             "kind": kind,
             "entry_id": h.id,
             **{k: h.payload.get(k) for k in ("text", "date", "assistant_id", "created_at")},
+            **rt.persona.timeline(h),  # with its history: when it held, what replaced it, who changed it
         }
         for h in hits
     ]

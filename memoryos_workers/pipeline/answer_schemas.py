@@ -182,21 +182,29 @@ def persona_limits(n_pages: int, completion_tokens: int = 2048) -> tuple[int, in
     return user, max(1, min(MAX_ASSISTANT_FACTS, n_pages, room - user))
 
 
-def persona_schema(n_pages: int, completion_tokens: int = 2048) -> dict[str, Any]:
+def persona_schema(n_pages: int, completion_tokens: int = 2048, shown: Sequence[str] = ()) -> dict[str, Any]:
+    """`shown`: the short ids of the current facts in the prompt. A user fact may name only those in
+    `supersedes`/`confirms`, and `retired` only those (an enum: a schema-enforcing server cannot name a fact
+    it was not shown); with none shown the lists must stay empty."""
     user_facts, assistant_facts = persona_limits(n_pages, completion_tokens)
+    ids = _array({"type": "string", "enum": list(shown)}, 0, len(shown)) if shown else _array(_STRING, 0, 0)
+    user_fact = _object({"text": _STRING, "date": _STRING, "page": {"type": "integer", "enum": list(range(n_pages))},
+                         "supersedes": ids, "confirms": ids})
     fact = _object({"text": _STRING, "date": _STRING})
     trait = _object({"dimension": _STRING, "level": {"type": "string", "enum": ["low", "medium", "high"]},
                      "evidence": _STRING})
     return _object({
         "profile": _object({"summary": _STRING, "traits": _array(trait, 0, MAX_TRAITS_PER_CALL)}),
-        "user_facts": _array(fact, 0, user_facts),
+        "user_facts": _array(user_fact, 0, user_facts),
+        "retired": ids,
         "assistant_facts": _array(fact, 0, assistant_facts),
     })
 
 
 def read_persona(raw: Any) -> PersonaExtraction | None:
     """The profile when it is whole, with every whole fact; None when the profile itself is not valid
-    (nothing of the answer can be used without it)."""
+    (nothing of the answer can be used without it). A fact's links that are not lists of strings are
+    dropped, not the fact; which ids count is the caller's (the ones it showed)."""
     if not isinstance(raw, dict):
         return None
     try:
@@ -208,9 +216,34 @@ def read_persona(raw: Any) -> PersonaExtraction | None:
         return None
     return PersonaExtraction(
         profile=profile,
-        user_facts=_valid_items(Fact, raw.get("user_facts"))[:MAX_USER_FACTS],
-        assistant_facts=_valid_items(Fact, raw.get("assistant_facts"))[:MAX_ASSISTANT_FACTS],
+        user_facts=[f for f in map(_linked, _list(raw.get("user_facts"))) if f is not None][:MAX_USER_FACTS],
+        assistant_facts=_valid_items(Fact, [_plain(f) for f in _list(raw.get("assistant_facts"))
+                                            if isinstance(f, dict)])[:MAX_ASSISTANT_FACTS],
+        retired=_ids(raw.get("retired")),
     )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _ids(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {"text": item.get("text"), "date": item.get("date")}
+
+
+def _linked(item: Any) -> Fact | None:
+    if not isinstance(item, dict):
+        return None
+    page = item.get("page")
+    try:
+        return Fact(**_plain(item), page=page if isinstance(page, int) and not isinstance(page, bool) else None,
+                    supersedes=_ids(item.get("supersedes")), confirms=_ids(item.get("confirms")))
+    except ValidationError:
+        return None
 
 
 def _valid_str(obj: Any, name: str) -> str:

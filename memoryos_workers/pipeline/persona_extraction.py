@@ -30,9 +30,11 @@ from memoryos_workers.llm.base import (
 )
 from memoryos_workers.llm.spend import Spend
 from memoryos_workers.llm.token_budget import budget_retry_after
+from memoryos_workers.memory.fact_changes import apply_links
 from memoryos_workers.memory.pages import PageStore
-from memoryos_workers.memory.persona_store import PersonaStore
+from memoryos_workers.memory.persona_store import PersonaStore, stated_time
 from memoryos_workers.memory.segment_stats import HeatRefresh, SegmentStats
+from memoryos_workers.pipeline import shown_facts
 from memoryos_workers.pipeline.answer_schemas import (
     MAX_TRAITS_PER_CALL,
     AnyJSON,
@@ -51,7 +53,7 @@ from producers.wire import state
 from producers.wire.contract import EXTRACT_PERSONA_TASK
 from producers.wire.keys import Keys, UserKeys
 from producers.wire.knobs import user_settings
-from schemas.persona import PersonaExtraction
+from schemas.persona import Fact, KnowledgeEntry, PersonaExtraction
 from schemas.settings import Settings
 from schemas.turns import Page
 
@@ -158,9 +160,10 @@ class PersonaWorker:
         old = self.persona.get_profile(user_id)
         current = old.model_dump(mode="json", include={"summary", "traits"}) if old else None
         spend = Spend()
-        n = self._how_many_fit(current, pages)
+        shown = shown_facts.choose(self.persona, user_id, pages, self.llm.prompt_budget(self._completion_tokens) // 4)
+        n = self._how_many_fit(current, pages, shown)
         try:
-            value, n = self._ask(current, pages, n, spend)
+            value, n = self._ask(current, pages, n, spend, shown)
         except LLMRateLimited:
             spend.flush(self.redis, self.keys.stats)
             return self._wait_for_budget(user_id, keys)
@@ -190,9 +193,15 @@ class PersonaWorker:
         state.save_profile_copy(self.redis, keys, profile.model_dump_json())
         assistant_id = sent[-1].assistant_id or self.settings.assistant_id
         capacity = mine.long_term_knowledge_capacity
-        user_out = self.persona.add_facts("user", user_id, None, value.user_facts, provenance, capacity)
+        starts = [_fact_time(f, sent) for f in value.user_facts]
+        user_out = self.persona.add_facts(
+            "user", user_id, None, value.user_facts, provenance, capacity, times=starts,
+            keep_apart=[[shown[s].fact_id for s in f.supersedes if s in shown] for f in value.user_facts])
+        links = apply_links(self.persona, value.user_facts, user_out["ids"], [t for t, _ in starts], shown,
+                            value.retired, retired_at=sent[-1].timestamp.timestamp())
         assistant_out = self.persona.add_facts(
-            "assistant", user_id, assistant_id, value.assistant_facts, provenance, capacity
+            "assistant", user_id, assistant_id, value.assistant_facts, provenance, capacity,
+            times=[(sent[-1].timestamp.timestamp(), provenance["source_turns"])] * len(value.assistant_facts),
         )
         per_segment = Counter(h.payload["segment_id"] for h in read)
         self._mark_analysed(keys, [h.payload["turn_id"] for h in read], per_segment, state="done", user_id=user_id)
@@ -208,6 +217,7 @@ class PersonaWorker:
             "pages": n,
             "user_facts": user_out["added"],
             "assistant_facts": assistant_out["added"],
+            **{f"facts_{k}": v for k, v in links.items()},
         }
 
     def _limits(self, n_pages: int) -> tuple[int, int]:
@@ -217,30 +227,34 @@ class PersonaWorker:
     def _completion_tokens(self) -> int:
         return int(getattr(self.settings, "llm_completion_tokens", 2048))
 
-    def _messages(self, current: dict | None, pages: Sequence[Page]) -> list[dict[str, str]]:
-        return persona_messages(current, pages, (*self._limits(len(pages)), MAX_TRAITS_PER_CALL))
+    def _messages(self, current: dict | None, pages: Sequence[Page], shown: dict[str, KnowledgeEntry],
+                  ) -> list[dict[str, str]]:
+        return persona_messages(current, pages, (*self._limits(len(pages)), MAX_TRAITS_PER_CALL),
+                                shown_facts.prompt_data(shown))
 
-    def _how_many_fit(self, current: dict | None, pages: Sequence[Page]) -> int:
+    def _how_many_fit(self, current: dict | None, pages: Sequence[Page], shown: dict[str, KnowledgeEntry]) -> int:
         """The most of the oldest pages whose prompt fits the window with room for the answer (at least 1)."""
         budget = self.llm.prompt_budget(self._completion_tokens)
         low, high = 1, len(pages)
         while low < high:
             mid = (low + high + 1) // 2
-            if self.llm.count_tokens(self._messages(current, pages[:mid])) <= budget:
+            if self.llm.count_tokens(self._messages(current, pages[:mid], shown)) <= budget:
                 low = mid
             else:
                 high = mid - 1
         return low
 
-    def _ask(self, current: dict | None, pages: Sequence[Page], n: int, spend: Spend) -> tuple[PersonaExtraction, int]:
+    def _ask(self, current: dict | None, pages: Sequence[Page], n: int, spend: Spend,
+             shown: dict[str, KnowledgeEntry]) -> tuple[PersonaExtraction, int]:
         """The answer over the first n pages; a prompt over the window or a cut answer halves n at once (the
         same request is never sent again). Raises LLMError when even one page cannot be read."""
         purpose = "persona"
         while True:
             try:
                 answer = self.llm.structured(
-                    self._messages(current, pages[:n]), AnyJSON, name="persona", schema=persona_schema(
-                        n, self._completion_tokens), max_tokens=self._completion_tokens, check=_usable_persona,
+                    self._messages(current, pages[:n], shown), AnyJSON, name="persona", schema=persona_schema(
+                        n, self._completion_tokens, list(shown)), max_tokens=self._completion_tokens,
+                    check=_usable_persona,
                 )
             except LLMContextOverflow as exc:
                 spend.add(purpose, exc.usage)
@@ -311,6 +325,13 @@ class PersonaWorker:
 
     def _count(self, **counters: int) -> None:
         count(self.redis, self.keys.stats, **counters)
+
+
+def _fact_time(fact: Fact, sent: Sequence[Page]) -> tuple[float, list[str]]:
+    """When a new fact became true and its source turn: the date it states wins, else the time of the page
+    it names (the call's last page when it names none)."""
+    page = sent[fact.page] if fact.page is not None and 0 <= fact.page < len(sent) else sent[-1]
+    return stated_time(fact.date) or page.timestamp.timestamp(), [page.turn_id]
 
 
 def _usable_persona(value: AnyJSON) -> None:

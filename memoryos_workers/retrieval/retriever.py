@@ -39,6 +39,7 @@ from memoryos_workers.memory.segments import SegmentStore
 from memoryos_workers.memory.similarity import extract_keywords, jaccard
 from memoryos_workers.retrieval.bookkeeping import Bookkeeping
 from memoryos_workers.retrieval.dates import TimeWindow, time_windows
+from memoryos_workers.retrieval.fact_window import asks_about_past, fact_window
 from memoryos_workers.retrieval.filters import check_range, localise, matches, payload_filter, within
 from memoryos_workers.retrieval.fusion import DEFAULT_FUSION, FusionParams, RankFusion
 from memoryos_workers.vectorstore import Hit
@@ -145,7 +146,7 @@ class Retriever:
         pages = self._pages(user_id, vector, sparse, segments, short_term, limit, where, windows, bool(budget))
         lap("pages")
         assistant = request.assistant_id or (flt.assistant_id if flt else None)
-        profile, user_facts, assistant_facts = self._persona(user_id, assistant, vector)
+        profile, user_facts, assistant_facts = self._persona(user_id, assistant, vector, request, zone)
         lap("persona")
         context = RetrievedContext(
             user_id=user_id,
@@ -258,13 +259,30 @@ class Retriever:
         return known
 
     # -- long-term persona -----------------------------------------------------------------------------
-    def _persona(self, user_id: str, assistant_id: str | None, vector: Sequence[float]) -> tuple[Any, list, list]:
+    def _persona(self, user_id: str, assistant_id: str | None, vector: Sequence[float],
+                 request: RetrievalRequest | None = None, zone: tzinfo | None = None) -> tuple[Any, list, list]:
+        """The profile and facts. User facts: the nearest to the query plus the most recently confirmed (a
+        fact said last week matters whatever the words of the question), current ones only unless the
+        request asks for history, has a time filter (then: facts that held in it), or asks about the past
+        (then also the fact each one found replaced)."""
         persona = self.persona
         limit = self.settings.retrieval_top_knowledge
         assistant = assistant_id or self.settings.assistant_id
         profile = persona.get_profile(user_id)
-        user_facts = persona.search("user", user_id, None, vector, limit)
+        since, until = fact_window(request.filters if request else None, zone)
+        history = request is not None and (request.fact_history or since is not None or until is not None
+                                           or asks_about_past(request.query))
+        user_facts = persona.search("user", user_id, None, vector, limit, history=history)
+        every = persona.list("user", user_id, history=history)
+        found = {e.fact_id for e in user_facts}
+        # "Where did I live before Porto?": the fact each one found replaced, found or not by the words.
+        before = [e for e in every if history and e.superseded_by in found and e.fact_id not in found]
+        recent = sorted((e for e in every if e.current), key=lambda e: -e.confirmed_at)[: max(1, limit // 2)]
+        seen = found | {e.fact_id for e in before}
+        user_facts += before + [e for e in recent if e.fact_id not in seen]
         assistant_facts = persona.search("assistant", user_id, assistant, vector, limit)
+        if since is not None or until is not None:
+            user_facts = [e for e in user_facts if e.held_during(since, until)]
         return profile, user_facts, assistant_facts
 
 

@@ -79,13 +79,15 @@ def answer_persona_read(kind: str, user_id: str | None, assistant_id: str | None
 
 
 @app.task(name=ADMIN_TASK)
-def operator_command(op: str, user_id: str | None, reply_id: str | None = None) -> None:
-    """The RPC side of the operators' commands (export, forget, inspect, dead letters) in the embedded
-    setup, where only this process may open the vector store."""
+def operator_command(op: str, user_id: str | None, reply_id: str | None = None,
+                     params: dict | None = None) -> None:
+    """The RPC side of the operators' commands (export, forget, inspect, dead letters, fact edits with their
+    `params`) in the embedded setup, where only this process may open the vector store."""
     from memoryos_workers.ops import commands as operations
 
     _rpc(get_runtime()).answer(
-        reply_id, lambda: json.dumps(operations.run(get_runtime(), op, user_id), ensure_ascii=False, default=str)
+        reply_id,
+        lambda: json.dumps(operations.run(get_runtime(), op, user_id, params), ensure_ascii=False, default=str),
     )
 
 

@@ -78,8 +78,16 @@ def topic_line(summary: str) -> str:
 
 
 def fact_line(entry: KnowledgeEntry) -> str:
-    date = f"[{entry.date}] " if entry.date and _is_plain(entry.date) else ""
-    return f"- {date}{quote(entry.text)}"
+    """With when it held: "[since 2023-05]" for a current fact, "[2022-01 to 2023-05, no longer true]" for a
+    replaced one, so a model tells the current value from an old one (and can answer "before ...?")."""
+    window = entry.window()
+    if not entry.current:
+        label = f"[{window}, no longer true] "
+    elif window:
+        label = f"[{window}] "
+    else:
+        label = f"[{entry.date}] " if entry.date and _is_plain(entry.date) else ""
+    return f"- {label}{quote(entry.text)}"
 
 
 def profile_summary_line(summary: str) -> str:

@@ -25,7 +25,8 @@ from tests.processes import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS = {"add_memory", "retrieve_memory", "get_user_profile"}
+TOOLS = {"add_memory", "retrieve_memory", "get_user_profile", "list_facts", "add_fact", "correct_fact",
+         "delete_fact"}
 NO_PROFILE = "No detailed user profile"
 
 # An early turn whose details are told nowhere else, then a varied conversation about the same user.
@@ -194,6 +195,22 @@ def test_mcp_over_stdio(tmp_path, fake_llm, prefix) -> None:  # noqa: ANN001
                 assert all({"knowledge", "timestamp"} <= set(k) for k in profile["user_knowledge"])
                 bare = await _call(session, "get_user_profile", include_knowledge=False)
                 assert "user_knowledge" not in bare and "assistant_knowledge" not in bare
+
+                # A person corrects memory: every answer names the fact_id; the old fact stays as history.
+                listed = await _call(session, "list_facts")
+                assert listed["facts"] and all(f["fact_id"] and f["status"] == "current" for f in listed["facts"])
+                added = await _call(session, "add_fact", text="Ottilie lives in Graz.", pinned=True)
+                assert added["pinned"] and added["origin"] == "person"
+                fixed = await _call(session, "correct_fact", fact_id=added["fact_id"], text="Ottilie lives in Linz.")
+                assert fixed["fact_id"] != added["fact_id"] and fixed["pinned"]
+                every = await _call(session, "list_facts", history=True)
+                old = next(f for f in every["facts"] if f["fact_id"] == added["fact_id"])
+                assert old["status"] == "superseded" and old["superseded_by"] == fixed["fact_id"]
+                gone = await _call(session, "delete_fact", fact_id=fixed["fact_id"])
+                assert gone["fact_id"] == fixed["fact_id"]
+                await _error(session, "delete_fact", "fact_id", fact_id=fixed["fact_id"])
+                await _error(session, "correct_fact", "fact_id", fact_id="nope", text="x")
+                await _error(session, "add_fact", "text", text="  ")
 
                 found = await _call(session, "retrieve_memory", query="Where does my sister Ottilie live?",
                                     relationship_with_user="coach", style_hint="brief", max_results=3)

@@ -142,6 +142,12 @@ BAD: list[tuple[str, Callable[[Memory], Any]]] = [
     ("export", lambda m: list(m.export("../etc"))),
     ("forget", lambda m: m.forget("a/b")),
     ("inspect", lambda m: m.inspect("x" * 129)),
+    ("fact id", lambda m: m.correct_fact("u1", "nope", text="x", by="key:k")),
+    ("fact text", lambda m: m.add_fact("u1", "   ", by="key:k")),
+    ("fact by", lambda m: m.add_fact("u1", "Lea likes tea.", by="")),
+    ("fact edit", lambda m: m.correct_fact("u1", "f0123456789", by="key:k")),
+    ("unknown fact", lambda m: m.delete_fact("u1", "f0123456789", by="key:k")),
+    ("fact history", lambda m: m.list_facts("u1", history="yes")),  # type: ignore[arg-type]
 ]
 
 
@@ -156,6 +162,37 @@ def test_bad_input_is_the_same_error_and_changes_nothing(memories, case) -> None
         errors.append(str(raised.value))
     assert errors[0] == errors[1] and ":" in errors[0], errors
     assert local.inspect(user)["pages"] == before
+
+
+def test_people_correct_facts_the_same_way_through_both(memories) -> None:  # noqa: ANN001
+    """Twins: the same edits, on one here and on the other over RPC; the same answers (each naming its
+    fact_id), the same history, each change recorded with who made it."""
+    local, remote, twins = memories
+    answers = []
+    for memory, user in zip((local, remote), twins, strict=True):
+        added = memory.add_fact(user, "Ana lives in Porto.", by="key:k1")
+        corrected = memory.correct_fact(user, added.fact_id, text="Ana lives in Braga.", by="person:ana")
+        pinned = memory.pin_fact(user, corrected.fact_id, by="person:ana")
+        extra = memory.add_fact(user, "Ana plays the cello.", pinned=True, by="key:k1")
+        removed = memory.delete_fact(user, extra.fact_id, by="key:k1")
+        with pytest.raises(ValueError, match="fact_id"):
+            memory.correct_fact(user, added.fact_id, text="Ana lives in Faro.", by="key:k1")  # already replaced
+        history = memory.list_facts(user, history=True)
+        current = memory.list_facts(user)
+        assert all(e.fact_id for e in [added, corrected, pinned, removed, *history])
+        old = next(e for e in history if e.fact_id == added.fact_id)
+        assert old.status == "superseded" and old.superseded_by == corrected.fact_id
+        assert [(c.action, c.by) for c in old.changes] == [("added", "key:k1"), ("corrected", "person:ana")]
+        assert pinned.pinned and pinned.origin == "person" and removed.fact_id not in {e.fact_id for e in history}
+        assert corrected.fact_id in {e.fact_id for e in current} and added.fact_id not in {e.fact_id for e in current}
+        answers.append([_edit(e) for e in (added, corrected, pinned, removed)] + sorted(_edit(e) for e in history))
+    assert answers[0] == answers[1]
+
+
+def _edit(entry: Any) -> tuple:
+    """What must agree between twins (ids and times differ with the user)."""
+    return (entry.text, entry.status, entry.pinned, entry.origin, entry.origin_by,
+            tuple((c.action, c.by) for c in entry.changes))
 
 
 def test_forget_removes_the_same_from_twin_users(memories) -> None:  # noqa: ANN001

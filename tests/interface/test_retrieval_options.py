@@ -28,6 +28,7 @@ SAMPLES: dict[str, Any] = {
     "filters": {"since": "2025-05-01", "metadata": {"channel": "web"}},
     "deadline_ms": 900.0,
     "on_deadline": "raise",
+    "fact_history": True,
 }
 
 
@@ -50,7 +51,7 @@ class RecordingMemory(Memory):
     def facts(self, kind: FactKind, user_id: str | None, assistant_id: str | None = None) -> list[KnowledgeEntry]:
         return []
 
-    def _command(self, op: str, user_id: str | None) -> Any:
+    def _command(self, op: str, user_id: str | None, params: dict[str, Any] | None = None) -> Any:
         return None
 
     def check_store(self) -> None:

@@ -121,11 +121,16 @@ def test_any_json_is_read_without_raising(n: int, raw: Any) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.integers(min_value=1, max_value=60), st.sampled_from([512, 1024, 2048, 8192]), st.data())
 def test_every_answer_the_persona_schema_allows_is_read_whole(n: int, budget: int, data: st.DataObject) -> None:
-    schema = persona_schema(n, budget)
+    shown = [f"F{i}" for i in range(1, data.draw(st.integers(0, 4)) + 1)]
+    schema = persona_schema(n, budget, shown)
     answer = data.draw(instances(schema))
     value = read_persona(answer)
     assert value is not None
-    assert value.model_dump() == answer
+    dumped = value.model_dump()
+    for fact in dumped["assistant_facts"]:  # the links are user facts' only
+        assert fact.pop("page") is None and fact.pop("supersedes") == fact.pop("confirms") == []
+    assert dumped == answer
+    assert all(set(f.supersedes) <= set(shown) for f in value.user_facts) and set(value.retired) <= set(shown)
     user_facts, assistant_facts = persona_limits(n, budget)
     assert len(value.user_facts) <= user_facts and len(value.assistant_facts) <= assistant_facts
 
@@ -138,6 +143,26 @@ def test_persona_reader_keeps_whole_facts_of_a_cut_answer() -> None:
     assert [f.text for f in value.user_facts] == ["Maya hikes in Sintra."] and value.assistant_facts == []
     assert read_persona(parse_partial('{"profile": {"summary": "Maya hi')) is None, "no whole profile: not used"
     assert read_persona("not an object") is None
+
+
+def test_persona_links_of_the_wrong_type_drop_the_link_not_the_fact() -> None:
+    raw = {"profile": {"summary": "s", "traits": []}, "retired": ["F1", 3],
+           "user_facts": [{"text": "Lea lives in Berlin.", "date": "", "page": True, "supersedes": "F1",
+                           "confirms": ["F2", None]}, "junk"], "assistant_facts": None}
+    value = read_persona(raw)
+    assert value is not None and value.retired == ["F1"] and value.assistant_facts == []
+    [fact] = value.user_facts
+    assert (fact.text, fact.page, fact.supersedes, fact.confirms) == ("Lea lives in Berlin.", None, [], ["F2"])
+
+
+def test_persona_schema_names_only_the_shown_facts() -> None:
+    schema = persona_schema(3, 2048, ["F1", "F2"])
+    fact = schema["properties"]["user_facts"]["items"]
+    assert fact["properties"]["supersedes"]["items"]["enum"] == ["F1", "F2"]
+    assert schema["properties"]["retired"]["items"]["enum"] == ["F1", "F2"]
+    assert fact["properties"]["page"]["enum"] == [0, 1, 2]
+    none_shown = persona_schema(3, 2048)
+    assert none_shown["properties"]["retired"]["maxItems"] == 0
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 10, 40])

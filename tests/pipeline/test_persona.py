@@ -71,7 +71,7 @@ def test_duplicate_facts_and_capacity(runtime, user_id) -> None:  # noqa: ANN001
     store = runtime.persona
     out = store.add_facts("user", user_id, None, [Fact(text="Maya's cat is called Pimenta", date="")], {})
     again = store.add_facts("user", user_id, None, [Fact(text="Maya's cat is called Pimenta.", date="2025-03-01")], {})
-    assert out["added"] == 1 and again == {"added": 0, "refreshed": 1, "evicted": 0}
+    assert out["added"] == 1 and again == {"added": 0, "refreshed": 1, "evicted": 0, "ids": out["ids"]}
     entries = store.list("user", user_id)
     assert len(entries) == 1 and entries[0].date == "2025-03-01"
     cap = runtime.settings.long_term_knowledge_capacity

@@ -14,7 +14,7 @@ from memoryos_workers.apps.http import errors
 from memoryos_workers.apps.http.auth import Keyring, NoKeysError
 from memoryos_workers.apps.http.metrics import HttpMetrics, make_registry
 from memoryos_workers.apps.http.middleware import BodyLimit, SecurityHeaders
-from memoryos_workers.apps.http.routes import health, operations, retrieval, turns, users
+from memoryos_workers.apps.http.routes import facts, health, operations, retrieval, turns, users
 from memoryos_workers.apps.http.ui import views
 from memoryos_workers.interface import Memory, open_memory
 from memoryos_workers.tracing import instrument_app
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None, *
     app.state.keyring = Keyring(keys, settings.assistant_id)
     app.state.registry = make_registry(lambda: app.state.memory.stats())
     errors.install(app)
-    for module in (turns, retrieval, users, operations, health):
+    for module in (turns, retrieval, users, facts, operations, health):
         app.include_router(module.router)
     views.mount(app)
     # Outermost first on the way in: headers on every answer (413s included), then the size limit.

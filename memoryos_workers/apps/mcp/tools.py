@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from memoryos_workers.apps.mcp import arguments as check
+from memoryos_workers.apps.mcp import fact_tools
 from memoryos_workers.apps.mcp.arguments import in_thread
 from memoryos_workers.apps.mcp.sdk import Context, ServerClass
 from memoryos_workers.apps.mcp.service import MemoryService
@@ -291,4 +292,5 @@ def build_server(service: MemoryService, tenancy: Tenancy | None = None, **serve
 
         return tenancy.outward(principal, await in_thread(run))
 
+    fact_tools.register(server, service, tenancy)
     return server

@@ -208,3 +208,40 @@ def test_a_tenant_sees_only_its_own_users_and_can_sign_out(browser: Any, api: Ap
     everyone = admin.locator("#users li").all_inner_texts()
     assert f"acme:{people['rich']}" in everyone and f"globex:{people['other']}" in everyone
     admin.close()
+
+
+def test_a_person_corrects_pins_and_deletes_a_fact_and_sees_its_history(browser: Any, api: Api, people: dict,
+                                                                       ) -> None:
+    page, dialogs = _page(browser, api)
+    _sign_in(page, KEYS["acme"])
+    page.goto(f"/ui/users/{people['rich']}")
+    first = page.locator("#user-facts tr.current").first
+    old_id, old_text = first.get_attribute("data-fact-id"), first.locator("input.fact-text").input_value()
+    first.locator("input.fact-text").fill("Maya's cat is called Pimenta.")
+    with page.expect_navigation():
+        first.locator("button.correct").click()
+    assert page.inner_text("#fact-done") == "Fact corrected."
+    old = page.locator(f'#user-facts tr.history[data-fact-id="{old_id}"]')
+    assert old.count() == 1 and "(superseded)" in old.inner_text() and old_text in old.inner_text()
+    assert "corrected by inspector:acme" in old.locator("td.changes").inner_text()
+    new = page.locator("#user-facts tr.current", has=page.locator('input[value="Maya\'s cat is called Pimenta."]'))
+    assert new.count() == 1 and new.get_attribute("data-fact-id") != old_id
+    assert re.fullmatch(r"since \d{4}-\d{2}", new.locator("td.held").inner_text())
+    new_id = new.get_attribute("data-fact-id")
+    with page.expect_navigation():
+        new.locator("button.pin").click()
+    assert page.inner_text("#fact-done") == "Fact pinned."
+    row = page.locator(f'#user-facts tr.current[data-fact-id="{new_id}"]')
+    assert "pinned" in row.locator("td.held").inner_text() and "pinned by inspector:acme" in row.inner_text()
+    with page.expect_navigation():
+        row.locator("button.delete").click()
+    assert dialogs == ["confirm: Delete this fact?"] and page.inner_text("#fact-done") == "Fact deleted."
+    assert page.locator(f'#user-facts tr[data-fact-id="{new_id}"]').count() == 0
+    assert page.locator(f'#user-facts tr.history[data-fact-id="{old_id}"]').count() == 1, "history stays"
+    page.fill("#new-fact", "Maya plays the cello.")
+    with page.expect_navigation():
+        page.click("#add-fact")
+    assert page.inner_text("#fact-done") == "Fact added."
+    assert page.locator('#user-facts tr.current input[value="Maya plays the cello."]').count() == 1
+    _shot(page, "inspector-facts.png", full_page=True)
+    page.close()

@@ -108,6 +108,46 @@ def test_a_tenant_cannot_reach_the_other_by_naming_stored_ids(api: Api, world: d
         assert acme.get("/v1/dead-letters", params={"user_id": f"globex:{u1}"}).json()["dead_letters"] == []
 
 
+def test_facts_are_listed_added_corrected_pinned_and_deleted_within_the_tenant(api: Api, world: dict[str, Any],
+                                                                             ) -> None:
+    """Each answer names the fact_id; each change is recorded with the key's tenant; a fact of the other
+    tenant's u1 cannot be read, corrected or deleted by naming its fact_id."""
+    u1 = world["u1"]
+    with api.client("acme") as acme, api.client("globex") as globex:
+        added = acme.post(f"/v1/users/{u1}/facts", json={"text": "Ana lives in Porto.", "pinned": True})
+        assert added.status_code == 200, added.text
+        fact_id = added.json()["fact_id"]
+        assert added.json()["fact"]["pinned"] and added.json()["fact"]["origin_by"] == "api-key:acme"
+        fixed = acme.patch(f"/v1/users/{u1}/facts/{fact_id}", json={"text": "Ana lives in Braga."})
+        assert fixed.status_code == 200, fixed.text
+        new_id = fixed.json()["fact_id"]
+        assert new_id != fact_id and fixed.json()["fact"]["pinned"], "the correction keeps the pin"
+        now = acme.get(f"/v1/users/{u1}/facts").json()["facts"]
+        every = acme.get(f"/v1/users/{u1}/facts", params={"history": "true"}).json()["facts"]
+        assert new_id in {f["fact_id"] for f in now} and fact_id not in {f["fact_id"] for f in now}
+        old = next(f for f in every if f["fact_id"] == fact_id)
+        assert old["superseded_by"] == new_id and old["valid_until"]
+        assert [(c["action"], c["by"]) for c in old["changes"]][-1] == ("corrected", "api-key:acme")
+        assert '"superseded_by"' in acme.get(f"/v1/users/{u1}/export").text  # exported with its history
+        # globex's u1 is another user: acme's fact ids are not found there.
+        for res in (globex.patch(f"/v1/users/{u1}/facts/{new_id}", json={"pinned": False}),
+                    globex.delete(f"/v1/users/{u1}/facts/{new_id}")):
+            assert res.status_code == 404, res.text
+        assert "Braga" not in globex.get(f"/v1/users/{u1}/facts", params={"history": "true"}).text
+        assert globex.get(f"/v1/users/acme:{u1}/facts").status_code in (200, 404)
+        assert "Braga" not in globex.get(f"/v1/users/acme:{u1}/facts").text
+        assert acme.patch(f"/v1/users/{u1}/facts/nope", json={"pinned": True}).status_code == 422
+        assert acme.patch(f"/v1/users/{u1}/facts/{new_id}", json={}).status_code == 422
+        assert acme.post(f"/v1/users/{u1}/facts", json={"text": "  "}).status_code == 422
+        gone = acme.delete(f"/v1/users/{u1}/facts/{new_id}")
+        assert gone.status_code == 200 and gone.json()["fact_id"] == new_id
+        assert acme.delete(f"/v1/users/{u1}/facts/{new_id}").status_code == 404
+        exported = [json.loads(line) for line in acme.get(f"/v1/users/{u1}/export").text.splitlines()]
+        [deleted] = [r for r in exported if r["type"] == "fact" and r.get("fact_id") == new_id]
+        assert deleted["status"] == "deleted" and not deleted["text"] and "Braga" not in json.dumps(exported)
+        assert (deleted["changes"][-1]["action"], deleted["changes"][-1]["by"]) == ("deleted", "api-key:acme")
+
+
 def test_replay_and_delete_stay_in_the_tenant(api: Api, world: dict[str, Any]) -> None:
     u1, dead = world["u1"], world["dead"]
     with api.client("acme") as acme, api.client("globex") as globex, api.client("*") as admin:

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from memoryos_workers.apps.http.auth import SESSION_COOKIE, SESSION_SECONDS, Principal, keyring
 from memoryos_workers.apps.http.errors import InvalidInput
-from memoryos_workers.apps.http.routes import memory_of, operations, users
+from memoryos_workers.apps.http.routes import memory_of, operations, path_user, users
 from memoryos_workers.apps.http.routes.retrieval import run_retrieval
 from memoryos_workers.apps.http.ui import charts
 from memoryos_workers.counters import LATENCY_BUCKETS_MS
@@ -129,13 +129,18 @@ def _user_page(request: Request, principal: Principal, user_id: str, status: int
     segments = view["segments"]
     heat = charts.horizontal("heat per segment", [s["theme"] or s["segment_id"][:8] for s in segments],
                              [s["heat"] for s in segments], threshold=tau)
+    facts = memory_of(request).list_facts(path_user(principal, user_id), history=True)
+    fact_rows = principal.outward([{**e.model_dump(mode="json"), "held": e.window()} for e in facts])
     return _page(request, "user.html", principal, status=status, user_id=user_id, view=view, heat=heat, tau=tau,
-                 user_path=quote(user_id, safe=""), **extra)
+                 user_path=quote(user_id, safe=""), fact_rows=fact_rows, **extra)
 
 
 @router.get("/users/{user_id}", response_class=HTMLResponse)
-def user(request: Request, user_id: str) -> Response:
-    return _user_page(request, _principal(request), user_id)
+def user(request: Request, user_id: str, fact: str | None = None) -> Response:
+    return _user_page(request, _principal(request), user_id, fact_done=fact if fact in FACT_DONE else None)
+
+
+FACT_DONE = ("added", "corrected", "pinned", "unpinned", "deleted")
 
 
 @router.post("/users/{user_id}/query", response_class=HTMLResponse)
@@ -150,3 +155,46 @@ async def query(request: Request, user_id: str) -> Response:
         problems = exc.problems if isinstance(exc, InvalidInput) else [("form.top_k", "must be a whole number")]
         return await run_in_threadpool(_user_page, request, principal, user_id, 422, query=text, problems=problems)
     return await run_in_threadpool(_user_page, request, principal, user_id, query=text, answer=answer)
+
+
+# -- a person corrects the user's facts ------------------------------------------------------------------
+FACT_ACTIONS = ("correct", "pin", "unpin", "delete")
+
+
+def _fact_edit(request: Request, principal: Principal, user_id: str, fact_id: str | None, form: dict[str, Any],
+               ) -> str:
+    """One edit through the memory interface, recorded as the signed-in tenant's; what was done."""
+    memory, stored = memory_of(request), path_user(principal, user_id)
+    by, action, text = f"inspector:{principal.tenant}", form.get("action"), form.get("text")
+    if fact_id is None:
+        memory.add_fact(stored, str(text or ""), pinned=form.get("pinned") == "on", by=by)
+        return "added"
+    if action == "delete":
+        memory.delete_fact(stored, fact_id, by=by)
+    elif action == "correct":
+        memory.correct_fact(stored, fact_id, text=str(text or ""), by=by)
+    elif action in ("pin", "unpin"):
+        memory.pin_fact(stored, fact_id, action == "pin", by=by)
+    else:
+        raise ValueError(f"action: must be one of {', '.join(FACT_ACTIONS)}")
+    return {"correct": "corrected", "delete": "deleted"}.get(str(action), f"{action}ned")
+
+
+async def _edit_and_show(request: Request, user_id: str, fact_id: str | None) -> Response:
+    principal, form = await _checked_form(request)
+    try:
+        done = await run_in_threadpool(_fact_edit, request, principal, user_id, fact_id, form)
+    except (InvalidInput, ValueError) as exc:
+        problems = exc.problems if isinstance(exc, InvalidInput) else [("form", str(exc))]
+        return await run_in_threadpool(_user_page, request, principal, user_id, 422, fact_problems=problems)
+    return RedirectResponse(f"/ui/users/{quote(user_id, safe='')}?fact={done}#facts", status_code=303)
+
+
+@router.post("/users/{user_id}/facts", response_class=HTMLResponse)
+async def add_fact(request: Request, user_id: str) -> Response:
+    return await _edit_and_show(request, user_id, None)
+
+
+@router.post("/users/{user_id}/facts/{fact_id}", response_class=HTMLResponse)
+async def edit_fact(request: Request, user_id: str, fact_id: str) -> Response:
+    return await _edit_and_show(request, user_id, fact_id)

@@ -1,0 +1,104 @@
+"""What changes a user's facts, besides extraction adding them: the persona call's supersessions and
+retirements, and a person's corrections through the memory interface.
+
+A fact is replaced or retired only when named: by the LLM among the facts it was shown (never by
+similarity alone), or by a person. A pinned fact is a person's word: the LLM cannot replace or retire it.
+Nothing is deleted here except on a person's explicit delete; a replaced fact stays as history.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from memoryos_workers.memory.persona_store import PersonaStore
+from schemas.persona import Fact, KnowledgeEntry
+
+
+class FactNotFound(ValueError):
+    """No fact with this id among the user's facts (or it belongs to another user)."""
+
+
+def apply_links(
+    store: PersonaStore,
+    facts: Sequence[Fact],
+    new_ids: Sequence[str],
+    starts: Sequence[float],
+    shown: Mapping[str, KnowledgeEntry],
+    retired: Sequence[str],
+    retired_at: float,
+) -> dict[str, int]:
+    """The persona answer's links: each new fact's `supersedes` and `confirms`, and `retired`, all as the
+    call's short ids of `shown` facts (anything else is ignored). `starts`: when each new fact became true
+    (the replaced fact held until then). Already-replaced facts stay as they were, so a re-delivered call
+    supersedes nothing twice."""
+    superseded = confirmed = ended = 0
+    now = time.time()
+    for fact, new_id, start in zip(facts, new_ids, starts, strict=True):
+        if not new_id:
+            continue
+        for short in dict.fromkeys(fact.supersedes):
+            old = shown.get(short)
+            if old is None or old.pinned or old.fact_id == new_id:
+                continue
+            superseded += store.end(old, at=start, by="llm", superseded_by=new_id)
+        for short in dict.fromkeys(fact.confirms):
+            old = shown.get(short)
+            if old is not None and old.fact_id != new_id:
+                store.mark(old, {"confirmed_at": now}, at=now, by="llm", action="confirmed")
+                confirmed += 1
+    for short in dict.fromkeys(retired):
+        old = shown.get(short)
+        if old is not None and not old.pinned:
+            ended += store.end(old, at=retired_at, by="llm", action="retired")
+    return {"superseded": superseded, "confirmed": confirmed, "retired": ended}
+
+
+def one(store: PersonaStore, user_id: str, fact_id: str) -> KnowledgeEntry:
+    found = store.find("user", user_id, [fact_id])
+    if not found:
+        raise FactNotFound(f"fact_id: no fact {fact_id!r} for this user")
+    return found[0]
+
+
+def add(store: PersonaStore, user_id: str, text: str, *, pinned: bool = False, by: str) -> KnowledgeEntry:
+    """A person's fact, valid from now (or the date it states)."""
+    out = store.add_facts("user", user_id, None, [Fact(text=text, date="")], {}, by=by)
+    entry = one(store, user_id, out["ids"][0])
+    if pinned and not entry.pinned:
+        entry = pin(store, user_id, entry.fact_id, True, by=by)
+    return entry
+
+
+def correct(store: PersonaStore, user_id: str, fact_id: str, *, text: str | None = None,
+            pinned: bool | None = None, by: str) -> KnowledgeEntry:
+    """A person's correction: new text replaces the fact (the old one held until now, marked corrected by
+    `by`); the new fact keeps the old one's pin unless `pinned` says otherwise. Only a current fact can be
+    corrected."""
+    old = one(store, user_id, fact_id)
+    if not old.current:
+        raise ValueError(f"fact_id: {fact_id!r} was already replaced; correct the fact that replaced it")
+    if text is None or " ".join(text.split()) == " ".join(old.text.split()):
+        return old if pinned is None or pinned == old.pinned else pin(store, user_id, fact_id, pinned, by=by)
+    out = store.add_facts("user", user_id, None, [Fact(text=text, date="")], {}, by=by, keep_apart=[[fact_id]])
+    new_id = out["ids"][0]
+    store.end(old, at=time.time(), by=by, superseded_by=new_id, action="corrected")
+    keep = old.pinned if pinned is None else pinned
+    entry = one(store, user_id, new_id)
+    return pin(store, user_id, new_id, keep, by=by) if keep != entry.pinned else entry
+
+
+def pin(store: PersonaStore, user_id: str, fact_id: str, pinned: bool, *, by: str) -> KnowledgeEntry:
+    entry = one(store, user_id, fact_id)
+    if entry.pinned != pinned:
+        now = time.time()
+        store.mark(entry, {"pinned": pinned}, at=now, by=by, action="pinned" if pinned else "unpinned")
+    return one(store, user_id, fact_id)
+
+
+def delete(store: PersonaStore, user_id: str, fact_id: str, *, by: str) -> KnowledgeEntry:
+    """Removes the fact and nothing else (the fact it replaced, if any, stays in history); who deleted it
+    and when is kept, without its text, for export."""
+    entry = one(store, user_id, fact_id)
+    store.delete_fact(entry, by=by)
+    return entry

@@ -1,0 +1,166 @@
+"""Facts over months, end to end (real Redis, the Celery worker, Qdrant Edge, fastembed; the test model
+supersedes by rule): after the story, each "now" prompt holds the current value and no stale one shown as
+current, each "before" question reaches the old value with its window, unrelated facts survive, a retried
+extraction supersedes nothing twice, and forget removes the history."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from memoryos_workers.memory import fact_changes
+from memoryos_workers.testing import fact_story as story
+from memoryos_workers.testing.fact_responder import fact_responder
+
+pytestmark = pytest.mark.integration
+
+
+def persona_calls(llm) -> int:  # noqa: ANN001
+    return sum(1 for r in llm.requests
+               if (r.get("response_format") or {}).get("json_schema", {}).get("name") == "persona")
+
+
+@pytest.fixture(scope="module")
+def lived(celery_worker, runtime):  # noqa: ANN001, ANN201
+    from tests.conftest import FAKE_LLM
+
+    FAKE_LLM.reset()
+    FAKE_LLM.responder = fact_responder
+    user_id = f"lea-{uuid.uuid4().hex[:8]}"
+    extractions = 0
+    for period in story.turns(user_id):
+        runtime.publisher.publish_many(period)
+        runtime.pending.wait_idle(user_id, timeout=120, flush=True)
+        extractions += 1
+    calls = persona_calls(FAKE_LLM)
+    partner = next(e for e in runtime.persona.list("user", user_id) if e.text == story.CORRECTION[0])
+    fact_changes.correct(runtime.persona, user_id, partner.fact_id, text=story.CORRECTION[1], by="person:lea")
+    yield user_id, calls, extractions
+    runtime.forget(user_id) if hasattr(runtime, "forget") else None
+
+
+def _prompt(runtime, user_id: str, query: str, **options) -> str:  # noqa: ANN001
+    """Without a token budget: what is asked here is which facts retrieval reads and how they are labelled;
+    how a budget shares room between facts and pages is producers/context/fit.py's (issue 21)."""
+    return runtime.retriever.retrieve_for(user_id, query, now=story.NOW, max_tokens=0, **options).to_prompt()
+
+
+def test_now_prompts_hold_the_current_value_and_no_stale_one(runtime, lived) -> None:  # noqa: ANN001
+    user_id, _, _ = lived
+    for q in story.NOW_QUESTIONS:
+        prompt = _prompt(runtime, user_id, q.query)
+        if q.current is not None:
+            assert story.shown_as_current(prompt, q.current), (q.query, story.fact_lines(prompt))
+        assert not [s for s in q.stale if story.shown_as_current(prompt, s)], (q.query, story.fact_lines(prompt))
+
+
+def test_before_questions_reach_the_old_value_with_its_window(runtime, lived) -> None:  # noqa: ANN001
+    user_id, _, _ = lived
+    for q in story.BEFORE_QUESTIONS:
+        prompt = _prompt(runtime, user_id, q.query, **q.options)
+        assert story.shown_with_window(prompt, q.old, q.window), (q.query, story.fact_lines(prompt))
+
+
+def test_history_is_kept_and_unrelated_facts_survive(runtime, lived) -> None:  # noqa: ANN001
+    user_id, calls, extractions = lived
+    current = {e.text: e for e in runtime.persona.list("user", user_id)}
+    every = runtime.persona.list("user", user_id, history=True)
+    assert all(t in current for t in story.UNRELATED)
+    ended = [e for e in every if not e.current]
+    assert len(ended) >= story.CHANGES, [(e.text, e.status) for e in ended]
+    paris = next(e for e in every if e.text == f"{story.S} lives in Paris.")
+    berlin = next(e for e in every if e.text == f"{story.S} lives in Berlin.")
+    assert paris.superseded_by == berlin.fact_id and berlin.superseded_by == current[
+        f"{story.S} lives in Vancouver."].fact_id
+    assert paris.window() == "2023-01 to 2023-04", "the date Lea stated (2023-04) wins over the page's (05)"
+    corrected = next(e for e in every if e.text == story.CORRECTION[0])
+    new = current[story.CORRECTION[1]]
+    assert corrected.status == "superseded" and corrected.changes[-1].by == "person:lea"
+    assert new.origin == "person" and new.origin_by == "person:lea"
+    car = next(e for e in every if "Renault" in e.text)
+    assert car.status == "retired" and car.superseded_by is None
+    assert all(e.source_turns for e in every if e.origin == "llm")
+    assert calls == extractions, "one persona call per extraction: supersession costs no extra call"
+
+
+def test_a_retried_extraction_supersedes_nothing_twice(runtime, lived, fake_llm) -> None:  # noqa: ANN001
+    user_id, _, _ = lived
+    fake_llm.responder = fact_responder
+    before = {e.fact_id: (e.status, len(e.changes)) for e in runtime.persona.list("user", user_id, history=True)}
+    hits = runtime.pages.all_for_user(user_id)[-40:]  # as if the last calls' marks were lost: read again
+    runtime.pages.mark_persona(user_id, [h.payload["turn_id"] for h in hits], "pending")
+    keys = runtime.keys.user(user_id)
+    for sid in {h.payload["segment_id"] for h in hits}:
+        runtime.redis.hset(keys.seg_lbase, sid, 0)
+    done = runtime.persona_worker.extract(user_id, force=True)
+    after = runtime.persona.list("user", user_id, history=True)
+    assert persona_calls(fake_llm) >= 1, done
+    for e in after:
+        if e.fact_id in before and not e.current:
+            assert (e.status, sum(c.action in ("superseded", "retired", "corrected") for c in e.changes)) == (
+                before[e.fact_id][0], 1), e
+    assert {e.text for e in after if e.current} >= {q.current for q in story.NOW_QUESTIONS if q.current}
+
+
+def test_pinned_facts_are_not_superseded_by_the_llm(runtime, fake_llm) -> None:  # noqa: ANN001
+    user_id = f"pin-{uuid.uuid4().hex[:8]}"
+    store = runtime.persona
+    pinned = fact_changes.add(store, user_id, f"{story.S} lives in Porto.", pinned=True, by="key:test")
+    plain = fact_changes.add(store, user_id, f"{story.S} works as a nurse.", by="key:test")
+    from schemas.persona import Fact
+
+    facts = [Fact(text=f"{story.S} lives in Rome.", date="", supersedes=["F1"]),
+             Fact(text=f"{story.S} works as a cook.", date="", supersedes=["F2"])]
+    out = store.add_facts("user", user_id, None, facts, {})
+    shown = {"F1": pinned, "F2": plain}
+    first = fact_changes.apply_links(store, facts, out["ids"], [1.7e9, 1.7e9], shown, [], 1.7e9)
+    again = fact_changes.apply_links(store, facts, out["ids"], [1.7e9, 1.7e9], shown, ["F1"], 1.7e9)
+    assert first["superseded"] == 1 and again == {"superseded": 0, "confirmed": 0, "retired": 0}
+    assert fact_changes.one(store, user_id, pinned.fact_id).current
+    assert fact_changes.one(store, user_id, plain.fact_id).superseded_by == out["ids"][1]
+    store.delete_user(user_id)
+    assert store.list("user", user_id, history=True) == []
+
+
+def test_export_holds_the_history_and_erase_removes_it(runtime, lived) -> None:  # noqa: ANN001
+    from memoryos_workers.ops.user_data import collect_user_records
+
+    user_id, _, _ = lived
+    facts = [r for r in collect_user_records(runtime, user_id) if r["type"] == "fact" and r["kind"] == "user"]
+    paris = next(r for r in facts if r["text"] == f"{story.S} lives in Paris.")
+    assert paris["status"] == "superseded" and paris["valid_until"] and paris["superseded_by"]
+    assert [c["action"] for c in paris["changes"]] == ["extracted", "superseded"]
+    corrected = next(r for r in facts if r["text"] == story.CORRECTION[0])
+    assert corrected["changes"][-1]["by"] == "person:lea" and corrected["changes"][-1]["action"] == "corrected"
+
+
+def test_a_fact_stored_before_fact_times_reads_as_current(runtime) -> None:  # noqa: ANN001
+    from memoryos_workers.memory.persona_store import KNOWLEDGE, fact_point_id
+    from memoryos_workers.vectorstore import PointIn
+
+    user_id = f"old-{uuid.uuid4().hex[:8]}"
+    store = runtime.persona
+    store.ensure()
+    owner = store.owner("user", user_id, None)
+    point = fact_point_id("user", owner, "Maya has a cat.")
+    store.store.upsert(KNOWLEDGE, [PointIn(id=point, vector=store.embedder.embed(["Maya has a cat."])[0], payload={
+        "kind": "user", "owner": owner, "text": "Maya has a cat.", "date": "", "user_id": user_id,
+        "assistant_id": None, "scope_user": user_id, "created_at": 1.6e9, "created_ms": 1_600_000_000_000,
+        "updated_at": 1.6e9})])
+    [entry] = store.list("user", user_id)
+    assert entry.current and entry.valid_from == 1.6e9 and entry.fact_id and entry.window() == "since 2020-09"
+    corrected = fact_changes.correct(store, user_id, entry.fact_id, text="Maya has two cats.", by="key:k1")
+    assert fact_changes.one(store, user_id, entry.fact_id).superseded_by == corrected.fact_id
+    with pytest.raises(fact_changes.FactNotFound):
+        fact_changes.one(store, f"other-{user_id}", corrected.fact_id)
+    fact_changes.delete(store, user_id, corrected.fact_id, by="person:maya")
+    assert [e.fact_id for e in store.list("user", user_id, history=True)] == [entry.fact_id]
+    with pytest.raises(fact_changes.FactNotFound):
+        fact_changes.delete(store, user_id, corrected.fact_id, by="person:maya")
+    [tombstone] = [h for h in store.drawn_from(user_id, "user") if h.payload.get("status") == "deleted"]
+    exported = store.timeline(tombstone)
+    assert tombstone.payload["text"] == "" and exported["fact_id"] == corrected.fact_id
+    assert (exported["changes"][-1]["action"], exported["changes"][-1]["by"]) == ("deleted", "person:maya")
+    store.delete_user(user_id)
+    assert store.drawn_from(user_id, "user") == []
