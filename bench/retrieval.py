@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import tempfile
@@ -53,7 +54,9 @@ from .common import (
 
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo"
 SEGMENT_PAGES = 10
-DEFAULT_SIZES = "1000,10000,50000"
+DEFAULT_SIZES = "10000,100000"
+DEFAULT_USERS = 1000
+DEFAULT_FACTS = 100
 
 # --- generated everyday dialogue ------------------------------------------------------------------
 
@@ -126,6 +129,63 @@ def _query(rng: random.Random) -> str:
     ])
 
 
+_LIKES = ["loves", "is learning", "is worried about", "keeps talking about", "wants to finish", "is proud of",
+          "spends Sundays on", "recommends", "gave up on", "is saving money for"]
+_TRAITS = [("interest: outdoors", "hikes and camps most weekends"), ("interest: music", "takes guitar lessons"),
+           ("communication: concise", "asks short direct questions"), ("family: close", "talks to relatives daily"),
+           ("work: ambitious", "prepares carefully for job interviews"), ("health: active", "trains for a marathon"),
+           ("hobby: cooking", "bakes sourdough bread"), ("mood: anxious", "often nervous before big events")]
+
+
+def _facts(rng: random.Random, count: int) -> list[str]:
+    """`count` distinct facts about a user (one of 2,880 texts, so their vectors come from a small pool)."""
+    combos = rng.sample(range(len(_PEOPLE) * len(_LIKES) * len(_THINGS)), count)
+    out = []
+    for c in combos:
+        person, rest = divmod(c, len(_LIKES) * len(_THINGS))
+        like, thing = divmod(rest, len(_THINGS))
+        subject = _PEOPLE[person].removeprefix("my ").capitalize()
+        out.append(f"The user's {subject} {_LIKES[like]} {_THINGS[thing].removeprefix('my ')}.")
+    return out
+
+
+def _persona(rt: Any, users: int, facts: int, pool: _PooledText, rng: random.Random, prefix: str = "bench-",
+             ) -> None:
+    """For each user: a profile (a summary and the eight traits) and `facts` user facts, written through the
+    persona store as the persona worker writes them."""
+    from schemas.persona import Fact, Trait, UserProfile
+
+    persona = rt.persona
+    real = persona.embedder
+    persona.embedder = pool.embedder(real)
+    try:
+        for u in tqdm(range(users), desc=f"build: profile and {facts} facts per user", unit="user"):
+            user = f"{prefix}{u}"
+            traits = [Trait(dimension=d, level=rng.choice(["low", "medium", "high"]), evidence=e) for d, e in _TRAITS]
+            first, second = (t.removeprefix("my ") for t in rng.sample(_THINGS, 2))
+            summary = f"Works on {first} and {second}; close to {rng.choice(_PEOPLE)}."
+            persona.put_profile(UserProfile(user_id=user, traits=traits, summary=summary))
+            if facts:
+                persona.add_facts("user", user, None, [Fact(text=t, date="") for t in _facts(rng, facts)],
+                                  {"source": "bench"})
+    finally:
+        persona.embedder = real
+
+
+def _rss_mib() -> dict[str, float]:
+    """This process's resident memory now and at its peak (Linux /proc; else the peak from getrusage)."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out["rss_mib" if line.startswith("VmRSS") else "peak_rss_mib"] = int(line.split()[1]) / 1024
+    except OSError:
+        import resource
+
+        out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
 # --- latency ----------------------------------------------------------------------------------------
 
 
@@ -136,7 +196,7 @@ def _fill(rt: Any, users: int, start: int, stop: int, pool: _PooledText, base: d
     # Only while filling; retrieval embeds with the real model.
     rt.pages.embedder = rt.segments.embedder = pool.embedder(real)
     try:
-        for u in tqdm(range(users), desc=f"fill pages {start}-{stop} per user", unit="user", leave=False):
+        for u in tqdm(range(users), desc=f"build: pages {start + 1}-{stop} of each user", unit="user"):
             _fill_user(rt, f"{prefix}{u}", start, stop, pool, base)
     finally:
         rt.pages.embedder = rt.segments.embedder = real
@@ -228,7 +288,23 @@ def _rpc(settings: Any, calls: Sequence[tuple[str, str]], log_path: Path, size: 
             "rpc_transport_p50_ms": percentile(transport, 50) * 1000}
 
 
-def _latency(sizes: list[int], users: int, queries: int, rpc: bool, seed: int) -> list[dict[str, Any]]:
+def _timed_pairs(embedder: Any, retrieve: Any, calls: Sequence[tuple[str, str]], desc: str,
+                 ) -> tuple[list[float], list[float]]:
+    """Each query embedded alone, then retrieved, one after the other: the baseline and the retrieval see
+    the same moments of a shared machine's load, on the same model session (the query session)."""
+    embed, local = [], []
+    for user, query in tqdm(calls, desc=desc, unit="query", leave=False):
+        t0 = time.perf_counter()
+        embedder.embed_query(query)
+        t1 = time.perf_counter()
+        retrieve(user, query)
+        local.append(time.perf_counter() - t1)
+        embed.append(t1 - t0)
+    return embed, local
+
+
+def _latency(sizes: list[int], users: int, queries: int, rpc: bool, seed: int, facts: int = DEFAULT_FACTS,
+             ) -> list[dict[str, Any]]:
     from memoryos_workers.runtime import Runtime
 
     rng = random.Random(seed)
@@ -240,11 +316,14 @@ def _latency(sizes: list[int], users: int, queries: int, rpc: bool, seed: int) -
         try:
             _short_term(rt, users, rng)
             pool = _PooledText(rng)
+            _persona(rt, users, facts, pool, rng)
             per_user = 0
             for size in sizes:
                 target = max(1, size // users)
                 if target > per_user:
+                    started = time.perf_counter()
                     _fill(rt, users, per_user, target, pool, base)
+                    print(f"built {users * target:,} pages in {time.perf_counter() - started:.0f} s", flush=True)
                     per_user = target
                 calls = [(f"bench-{rng.randrange(users)}", _query(rng)) for _ in range(queries)]
                 retriever = rt.retriever
@@ -252,14 +331,15 @@ def _latency(sizes: list[int], users: int, queries: int, rpc: bool, seed: int) -
                 # previous size) reads its files in on first touch, about twice as slow for a first pass.
                 for user, query in calls:
                     retriever.retrieve_for(user, query)
-                embed = _time_calls(lambda _u, q, e=rt.embedder: e.embed_query(q), calls, "embed one query")
-                local = _time_calls(retriever.retrieve, calls, f"in-process @{size}")
+                load = os.getloadavg()
+                embed, local = _timed_pairs(rt.embedder, retriever.retrieve_for, calls, f"in-process @{size}")
                 stages = defaultdict(list)
                 for user, query in calls[:100]:
                     for name, ms in retriever.retrieve_for(user, query).timings_ms.items():
                         stages[name].append(ms)
                 row = {"size": users * per_user, "embed": summary(embed), "local": summary(local),
-                       "stages_p50_ms": {k: percentile(v, 50) for k, v in stages.items()}}
+                       "stages_p50_ms": {k: percentile(v, 50) for k, v in stages.items()},
+                       "query_threads": rt.settings.embedding_query_threads, "loadavg": list(load), **_rss_mib()}
                 if rpc:
                     rt.close()  # hand the store to the worker process
                     try:
@@ -699,8 +779,9 @@ def _jsonable(value: Any) -> Any:
 
 def run(
     sizes: str = DEFAULT_SIZES,
-    users: int = 100,
+    users: int = DEFAULT_USERS,
     queries: int = 300,
+    facts: int = DEFAULT_FACTS,
     rpc: bool = True,
     conversations: str = "conv-26,conv-30",
     ks: str = "5,10,20",
@@ -713,11 +794,11 @@ def run(
     k_list = sorted({int(k) for k in ks.split(",") if k} | {10})
     out: dict[str, Any] = {}
     if not skip_latency:
-        rows = _latency(size_list, users, queries, rpc, seed)
+        rows = _latency(size_list, users, queries, rpc, seed, facts)
         latency = _jsonable({
-            "users": users, "queries": queries, "rows": rows,
+            "users": users, "queries": queries, "facts": facts, "rows": rows,
             "reproduce": f"python -m bench retrieval --skip-recall --sizes {sizes} --users {users} "
-                         f"--queries {queries} --seed {seed}" + ("" if rpc else " --no-rpc"),
+                         f"--facts {facts} --queries {queries} --seed {seed}" + ("" if rpc else " --no-rpc"),
         })
         out["latency"] = finish("retrieval_latency", latency, _print_latency, lambda r: _plot_latency(r["rows"]))
     if not skip_recall:
@@ -731,8 +812,10 @@ def run(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", default=DEFAULT_SIZES, help="store sizes in pages, e.g. 1000,10000,50000")
-    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--sizes", default=DEFAULT_SIZES, help="store sizes in pages, e.g. 10000,100000")
+    parser.add_argument("--users", type=int, default=DEFAULT_USERS, help="users the pages are spread over")
+    parser.add_argument("--facts", type=int, default=DEFAULT_FACTS, help="user facts per user (each also has a "
+                        "profile of eight traits)")
     parser.add_argument("--queries", type=int, default=300, help="timed queries per size and path")
     parser.add_argument("--no-rpc", dest="rpc", action="store_false", help="skip the RPC measurement")
     parser.add_argument("--conversations", default="conv-26,conv-30")

@@ -12,6 +12,7 @@ from memoryos_workers.embeddings.sparse import get_sparse_encoder, page_document
 from memoryos_workers.memory.collections import CollectionOwner
 from memoryos_workers.vectorstore import Hit, PointIn, VectorStore, VectorStoreError
 from schemas.turns import SCHEMA_VERSION, Page
+from schemas.words import stored_stems
 
 log = logging.getLogger("memoryos.pages")
 
@@ -40,6 +41,7 @@ def page_payload(page: Page, batch_id: str, embedding_model: str) -> dict[str, A
         batch_id=batch_id,
         embedding_model=embedding_model,
         schema_version=SCHEMA_VERSION,
+        **stored_stems(page.user_input, page.agent_response),  # read by every retrieval's context fitting
     )
     return payload
 
