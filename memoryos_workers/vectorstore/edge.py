@@ -130,11 +130,12 @@ class EdgeStore:
         limit: int,
         with_vectors: bool = False,
         score_threshold: float | None = None,
+        with_payload: bool = True,
     ) -> list[Hit]:
         """Hybrid = RRF over a dense and a sparse branch; score_threshold then applies to the dense branch."""
         check_query(vector, sparse, limit)
         edge_filter = _filter(parse_filter(filter))
-        request = _query_request(vector, sparse, edge_filter, limit, score_threshold, with_vectors)
+        request = _query_request(vector, sparse, edge_filter, limit, score_threshold, with_vectors, with_payload)
         with self._lock:
             shard = self._shard(collection)
             with _engine_errors(f"query {collection!r}"):
