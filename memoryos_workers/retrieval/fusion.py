@@ -77,5 +77,14 @@ class RankFusion:
                 self.hits[key] = hit  # one that carries its payload wins
             self.found_by.setdefault(key, []).append(name)
 
+    def cut(self, n: int) -> list[str]:
+        """The n best, best first, and every page tied with the n-th: the caller breaks ties by what the
+        payloads say (the turn id), so which point id sorts first never decides what is kept."""
+        ordered = sorted(self.scores.items(), key=lambda kv: -kv[1])
+        if len(ordered) <= n:
+            return [key for key, _ in ordered]
+        floor = ordered[n - 1][1] if n > 0 else math.inf
+        return [key for key, score in ordered if score >= floor]
+
     def top(self, n: int) -> list[tuple[str, float]]:
         return sorted(self.scores.items(), key=lambda kv: (-kv[1], kv[0]))[:n]

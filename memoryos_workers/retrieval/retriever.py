@@ -229,10 +229,17 @@ class Retriever:
             recent = _by_words(user_id, short_term, sparse, self.sparse)
             fusion.add("recent", recent, f.sparse_weight, set())
             limit += len(recent)  # those the recent dialogue holds are left out of the pages when fitting
-        ranked = fusion.top(limit)
-        hits = self._read(fusion, [t for t, _ in ranked])
-        summaries = self._segment_summaries(list(hits.values()), segments)
-        return [_page(hits[t], score, summaries, fusion.found_by[t]) for t, score in ranked if t in hits]
+        ranked = self._top(fusion, limit)
+        summaries = self._segment_summaries([hit for hit, _ in ranked], segments)
+        return [_page(hit, score, summaries, fusion.found_by[hit.id]) for hit, score in ranked]
+
+    def _top(self, fusion: RankFusion, n: int) -> list[tuple[Hit, float]]:
+        """The n best fused pages with their payloads, best first, ties broken by turn id."""
+        candidates = fusion.cut(n)
+        hits = self._read(fusion, candidates)
+        ranked = sorted((t for t in candidates if t in hits),
+                        key=lambda t: (-fusion.scores[t], hits[t].payload.get("turn_id", "")))
+        return [(hits[t], fusion.scores[t]) for t in ranked[:n]]
 
     def _read(self, fusion: RankFusion, ids: list[str]) -> dict[str, Hit]:
         """These fused pages with their payloads, in one read for those found without it (a page deleted
@@ -247,7 +254,7 @@ class Retriever:
         """Multi-hop: the pages right before and after the strongest hits in their segment (the turn that
         asked, the turn that answered), as one more ranked list."""
         f = self.fusion
-        strong = list(self._read(fusion, [t for t, _ in fusion.top(f.neighbour_hits)]).values())
+        strong = [hit for hit, _ in self._top(fusion, f.neighbour_hits)]
         wanted: list[int] = []
         for hit in strong:
             seq = hit.payload.get("seq")
@@ -295,7 +302,7 @@ def _by_words(user_id: str, turns: Sequence[Page], query: Any, encoder: Any) -> 
     if not turns:
         return []
     weights = dict(zip(query.indices, query.values, strict=True))
-    docs = encoder.embed_documents([page_document(p.user_input, p.agent_response) for p in turns])
+    docs = encoder.embed_recent([page_document(p.user_input, p.agent_response) for p in turns])
     scored = []
     for page, doc in zip(turns, docs, strict=True):
         score = sum(v * weights.get(i, 0.0) for i, v in zip(doc.indices, doc.values, strict=True))

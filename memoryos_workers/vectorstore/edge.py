@@ -140,6 +140,8 @@ class EdgeStore:
             shard = self._shard(collection)
             with _engine_errors(f"query {collection!r}"):
                 scored = shard.query(request)
+        if not with_payload and not with_vectors:  # ids and scores: nothing else to convert
+            return [Hit(id=str(p.id), score=float(p.score), payload={}) for p in scored]
         return [make_hit(p.id, p.score, p.payload, p.vector) for p in scored]
 
     def scroll(
