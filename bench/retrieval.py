@@ -172,6 +172,17 @@ def _persona(rt: Any, users: int, facts: int, pool: _PooledText, rng: random.Ran
         persona.embedder = real
 
 
+def _cold_caches() -> None:
+    """Forget what the warm-up pass left in the retriever's caches of derived text (word stems, the BM25
+    vectors of recent turns), so the timed pass pays for them as a user's first question would; the store's
+    files stay read in (the warm-up's purpose)."""
+    from memoryos_workers.embeddings.sparse import get_sparse_encoder
+    from schemas import words
+
+    getattr(words, "clear_stems_cache", lambda: None)()
+    getattr(get_sparse_encoder(), "forget_recent", lambda: None)()
+
+
 def _rss_mib() -> dict[str, float]:
     """This process's resident memory now and at its peak (Linux /proc; else the peak from getrusage)."""
     out: dict[str, float] = {}
@@ -331,6 +342,7 @@ def _latency(sizes: list[int], users: int, queries: int, rpc: bool, seed: int, f
                 # previous size) reads its files in on first touch, about twice as slow for a first pass.
                 for user, query in calls:
                     retriever.retrieve_for(user, query)
+                _cold_caches()
                 load = os.getloadavg()
                 embed, local = _timed_pairs(rt.embedder, retriever.retrieve_for, calls, f"in-process @{size}")
                 stages = defaultdict(list)
@@ -359,14 +371,16 @@ def _latency(sizes: list[int], users: int, queries: int, rpc: bool, seed: int, f
 
 def _print_latency(result: dict[str, Any]) -> None:
     rows = result["rows"]
-    print(f"\nretrieval latency: {result['users']} users, {result['queries']} queries per size, default "
-          "retrieve (2,000-token budget), embedded store")
-    head = f"{'pages':>7} {'embed p50':>10} {'in-proc p50':>12} {'p99':>8} {'/embed':>7}"
+    print(f"\nretrieval latency: {result['users']} users (a profile and {result.get('facts', 0)} facts each), "
+          f"{result['queries']} queries per size, default retrieve (2,000-token budget), embedded store")
+    head = f"{'pages':>7} {'embed p50':>10} {'in-proc p50':>12} {'p99':>8} {'/embed':>7} {'p99/embed':>10}"
+    head += f" {'RSS MiB':>8} {'load':>5}"
     head += f" {'RPC p50':>9} {'p99':>8} {'RPC-local':>10} {'transport':>10}"
     print(head + "   (ms)")
     for r in rows:
         e, loc = r["embed"]["p50_ms"], r["local"]
         line = f"{r['size']:7d} {e:10.2f} {loc['p50_ms']:12.2f} {loc['p99_ms']:8.2f} {loc['p50_ms'] / e:7.2f}"
+        line += f" {loc['p99_ms'] / e:10.2f} {r.get('rss_mib', 0):8.0f} {(r.get('loadavg') or [0])[0]:5.1f}"
         if "rpc" in r:
             rpc = r["rpc"]
             line += f" {rpc['p50_ms']:9.2f} {rpc['p99_ms']:8.2f} {rpc['p50_ms'] - loc['p50_ms']:10.2f}"
@@ -377,11 +391,10 @@ def _print_latency(result: dict[str, Any]) -> None:
     for r in rows:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stages_p50_ms"].items())
         print(f"  stages p50 @{r['size']} (ms): {stages}")
-    at10k = [r for r in rows if r["size"] >= 10_000]
-    if at10k:
-        r = at10k[0]
-        print(f"floor: in-process p50 within 3x of one query embedding at {r['size']} pages -> "
-              f"{r['local']['p50_ms'] / r['embed']['p50_ms']:.2f}x")
+    r = max(rows, key=lambda row: row["size"])
+    e = r["embed"]["p50_ms"]
+    print(f"goal at {r['size']:,} pages (query session {r.get('query_threads', '?')} thread(s)): p50 at most 1.5x one "
+          f"query embedding -> {r['local']['p50_ms'] / e:.2f}x; p99 at most 3x -> {r['local']['p99_ms'] / e:.2f}x")
     with_rpc = [r for r in rows if "rpc" in r]
     if with_rpc:
         worst = max(r["rpc"]["p50_ms"] - r["local"]["p50_ms"] for r in with_rpc)
@@ -403,9 +416,9 @@ def _plot_latency(rows: list[dict[str, Any]]) -> Path:
         ax.plot([r["size"] for r in rpc], [r["rpc"]["p50_ms"] for r in rpc], "s-", label="RPC p50")
         ax.plot([r["size"] for r in rpc], [r["rpc"]["p99_ms"] for r in rpc], "s--", label="RPC p99")
     ax.plot(sizes, [r["embed"]["p50_ms"] for r in rows], "k:", label="one query embedding p50 (baseline)")
-    ax.plot(sizes, [3 * r["embed"]["p50_ms"] for r in rows], color="grey", ls="-.", lw=0.8, label="3x embedding")
+    ax.plot(sizes, [1.5 * r["embed"]["p50_ms"] for r in rows], color="grey", ls="-.", lw=0.8, label="1.5x embedding")
     ax.set_xscale("log")
-    ax.set_xlabel("pages in the store (100 users)")
+    ax.set_xlabel("pages in the store")
     ax.set_ylabel("ms")
     ax.set_ylim(bottom=0)
     ax.set_title("retrieval latency against store size")
@@ -424,6 +437,7 @@ def markdown_latency(result: dict[str, Any]) -> str:
         e, loc, rpc = r["embed"]["p50_ms"], r["local"], r.get("rpc")
         table.append((
             fmt(r["size"]), fmt(e), fmt(loc["p50_ms"]), fmt(loc["p99_ms"]), ratio(loc["p50_ms"], e),
+            ratio(loc["p99_ms"], e), fmt(r.get("rss_mib"), 0), fmt((r.get("loadavg") or [None])[0], 1),
             fmt(rpc["p50_ms"]) if rpc else "—", fmt(rpc["p99_ms"]) if rpc else "—",
             ratio(rpc["p50_ms"], e) if rpc else "—",
             fmt(rpc["p50_ms"] - loc["p50_ms"]) if rpc else "—",
@@ -434,19 +448,28 @@ def markdown_latency(result: dict[str, Any]) -> str:
         "## 3. Retrieval latency",
         f"`retrieve(user, query)` at its defaults (a 2,000-token context, as many pages as fit, segment "
         f"neighbours) against the store size: {result['users']} users, each with a full "
-        f"short-term list and mid-term pages of generated everyday dialogue in segments of {SEGMENT_PAGES}, in the "
+        f"short-term list, a profile of eight traits, {result.get('facts', 0)} user facts and mid-term pages of "
+        f"generated everyday dialogue in segments of {SEGMENT_PAGES}, in the "
         f"embedded store (Qdrant Edge); {result['queries']} queries per size. *In-process* is "
         "`memoryos_workers.retrieval.retriever.Retriever` in the benchmark's process; *RPC* is "
         "producers' `RetrievalClient` "
         "(a task on the retrieval queue, answered by a real worker process on the same store). Baseline from the "
-        "same run: embedding one query with the same model, which every retrieval does once, so it is the floor.",
-        md_table(("pages", "embed p50 ms", "in-process p50", "p99", "in-process / embed", "RPC p50", "RPC p99",
+        "same run: embedding one query with the same model and the same session (the query session, "
+        f"{rows[-1].get('query_threads', 1)} onnxruntime thread), which every retrieval does once, so it is the "
+        "floor; each query is embedded alone right before its retrieval, so both see the same moments of a "
+        "shared machine's load. Goal (issue 24): p50 at most 1.5x the embedding, p99 at most 3x. *RSS*: this "
+        "process's resident memory after the size's timing (the store, the model, the benchmark's own data); "
+        "*load*: the 1-minute load average when the timing started (the machine is shared).",
+        md_table(("pages", "embed p50 ms", "in-process p50", "p99", "p50 / embed", "p99 / embed", "RSS MiB",
+                  "load", "RPC p50", "RPC p99",
                   "RPC / embed", "RPC − in-process", "worker's own p50", "transport p50"), table),
         "All times in ms. *worker's own* is the retrieval time the worker reports for the RPC calls; "
         "*transport* is, per call, the round trip minus that (the broker hop and the reply list). Both paths "
         "are timed warm, after one untimed pass over the same queries: a store just opened (by the worker, or "
         "by this process again after the worker) reads its files in on first touch, and a first pass over 100 "
-        "users' pages ran about twice as slow. A long-running worker is warm.",
+        "users' pages ran about twice as slow. A long-running worker is warm. The caches of derived text that "
+        "pass fills (word stems of facts and summaries, BM25 vectors of recent turns) are emptied before the "
+        "timing, so it pays for them as a first question does.",
     ]
     errors = [r for r in rows if "rpc_error" in r]
     if errors:
@@ -458,9 +481,9 @@ def markdown_latency(result: dict[str, Any]) -> str:
                                       for r in rows]),
         image_md("retrieval latency against store size", "retrieval_latency.png"),
     ]
-    if max(r["size"] for r in rows) < 50_000:
-        parts.append("50,000 pages (100 users x 500) were not part of this run; "
-                     "`python -m bench retrieval --skip-recall --sizes 1000,10000,50000` measures them.")
+    if max(r["size"] for r in rows) < 100_000:
+        parts.append("100,000 pages (1,000 users x 100, issue 24's size) were not part of this run; "
+                     "`python -m bench retrieval --skip-recall --sizes 10000,100000` measures them.")
     parts.append(reproduce_md(result["reproduce"]))
     return "\n\n".join(parts)
 

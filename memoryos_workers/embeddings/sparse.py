@@ -55,6 +55,11 @@ class SparseEncoder:
             out.append(vector)
         return out
 
+    def forget_recent(self) -> None:
+        """Drop what `embed_recent` kept (benchmarks that time a cold start)."""
+        with self._recent_lock:
+            self._recent.clear()
+
     def embed_query(self, text: str) -> SparseVector | None:
         """None when nothing is left after stopwords (a sparse query without terms matches nothing)."""
         vector = _convert(self._model.embed_query(text))
