@@ -281,16 +281,22 @@ def _rpc(settings: Any, calls: Sequence[tuple[str, str]], log_path: Path, size: 
     from producers.wire.contract import RETRIEVAL_QUEUE
 
     with worker(settings, log_path, [RETRIEVAL_QUEUE], threads=2, name="retrieval"):
+        from schemas.query import RetrievalRequest
+
         client = RetrievalClient(settings)
         # Complete answers only (no deadline to degrade at): this part measures the full retrieval.
         full = {"deadline_ms": 120_000, "on_deadline": "raise"}
-        client.retrieve(calls[0][0], calls[0][1], **full)  # waits for the worker to start
+
+        def ask(user: str, query: str) -> Any:
+            return client.retrieve(RetrievalRequest.of(user, query, **full))
+
+        ask(*calls[0])  # waits for the worker to start
         for user, query in calls:  # warm, as in-process: a store just opened reads its files in on first touch
-            client.retrieve(user, query, **full)
+            ask(user, query)
         inner: list[float] = []
 
         def rpc_call(user: str, query: str) -> None:
-            inner.append(client.retrieve(user, query, **full).timings_ms["total"] / 1000)
+            inner.append(ask(user, query).timings_ms["total"] / 1000)
 
         remote = _time_calls(rpc_call, calls, f"RPC @{size}")
     transport = [a - b for a, b in zip(remote, inner, strict=True)]

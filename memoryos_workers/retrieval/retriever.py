@@ -222,6 +222,7 @@ class Retriever:
         for window in windows:  # "yesterday", "in May 2023": a dense search within that time
             fusion.add("date", search(vector=vector, where=within(where, window.payload_range())), f.date_weight, skip)
         if f.neighbour_weight > 0:
+            self._read(fusion, fusion.cut(limit))  # the likely pages in one read, the strongest among them
             self._neighbours(fusion, user_id, where, skip)
         if budgeted and sparse is not None:
             # The budget keeps only the newest of the turns Redis holds as recent dialogue; the older ones
