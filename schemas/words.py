@@ -100,8 +100,10 @@ def page_text(user_input: str, agent_response: str) -> str:
 
 
 def stored_stems(user_input: str, agent_response: str) -> dict[str, Any]:
-    """What a page's payload keeps of its words, computed once when it is written."""
-    return {"stems": sorted(compute_stems(page_text(user_input, agent_response))), "stems_version": STEMS_VERSION}
+    """What a page's payload keeps of its words, computed once when it is written: one string of stems
+    joined by spaces (a stem holds no space), as every search converts the payloads it reads, string by string."""
+    stems = " ".join(sorted(compute_stems(page_text(user_input, agent_response))))
+    return {"stems": stems, "stems_version": STEMS_VERSION}
 
 
 def remember_stems(payload: Mapping[str, Any]) -> None:
@@ -109,10 +111,10 @@ def remember_stems(payload: Mapping[str, Any]) -> None:
     written before pages kept their stems (or under another STEMS_VERSION) is skipped: its stems are then
     computed when asked for."""
     stems = payload.get("stems")
-    if payload.get("stems_version") != STEMS_VERSION or not isinstance(stems, list):
+    if payload.get("stems_version") != STEMS_VERSION or not isinstance(stems, str):
         return
     text = page_text(str(payload.get("user_input", "")), str(payload.get("agent_response", "")))
-    _CACHE.put(text, frozenset(sys.intern(s) for s in stems if isinstance(s, str)))
+    _CACHE.put(text, frozenset(stems.split()))
 
 
 def clear_stems_cache() -> None:

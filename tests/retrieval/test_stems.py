@@ -28,7 +28,7 @@ def test_stems_stored_at_write_time_equal_those_computed_at_read_time() -> None:
         payload = page_payload(_page("u", seq, text), "b1", "model")
         assert payload["stems_version"] == words.STEMS_VERSION
         computed = words.compute_stems(words.page_text(*text))
-        assert set(payload["stems"]) == computed and payload["stems"] == sorted(computed)
+        assert set(payload["stems"].split()) == computed and payload["stems"] == " ".join(sorted(computed))
         words.clear_stems_cache()
         words.remember_stems(payload)
         assert words.content_stems(words.page_text(*text)) == computed
@@ -37,7 +37,7 @@ def test_stems_stored_at_write_time_equal_those_computed_at_read_time() -> None:
 def test_old_or_stale_payloads_are_recomputed_not_trusted() -> None:
     text = TEXTS[0]
     old = {"user_input": text[0], "agent_response": text[1]}  # written before pages kept stems
-    stale = {**old, "stems": ["wrong"], "stems_version": words.STEMS_VERSION + 1}
+    stale = {**old, "stems": "wrong", "stems_version": words.STEMS_VERSION + 1}
     for payload in (old, stale):
         words.clear_stems_cache()
         words.remember_stems(payload)
@@ -61,8 +61,8 @@ def test_a_retrieval_fits_the_same_context_from_old_payloads(runtime, user_id: s
     pages = [_page(user_id, seq + 1, TEXTS[seq % 2]) for seq in range(6)]
     rt.pages.upsert(pages, batch_id="b1")
     stored = rt.pages.all_for_user(user_id)
-    assert all(h.payload["stems"] == sorted(words.compute_stems(words.page_text(
-        h.payload["user_input"], h.payload["agent_response"]))) for h in stored)
+    assert all(set(h.payload["stems"].split()) == words.compute_stems(words.page_text(
+        h.payload["user_input"], h.payload["agent_response"])) for h in stored)
     old_points = []
     for hit in rt.store.get(PAGES, [h.id for h in stored], with_vectors=True):
         payload = {k: v for k, v in hit.payload.items() if k not in ("stems", "stems_version")}
