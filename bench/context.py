@@ -87,7 +87,7 @@ def _conversation(rt: Any, retrievers: dict[str, Any], conv: str, turns: list[di
         evidence, cat, q = _evidence(qa), str(qa["category"]), str(qa["question"])
         qv = np.asarray(rt.embedder.embed_query(q), dtype=np.float32)
         order = [int(i) for i in np.argsort(-(matrix @ qv))]
-        before = retrievers[OURS].retrieve(user, q, now=now, top_k=10, max_tokens=0)
+        before = retrievers[OURS].retrieve_for(user, q, now=now, top_k=10, max_tokens=0)
         for budget in budgets:
             kept = _dense_packed(order, lines, costs, budget)
             shares[DENSE][budget][cat].append(_share((pages[i].turn_id for i in kept), dia, evidence))
@@ -96,7 +96,7 @@ def _conversation(rt: Any, retrievers: dict[str, Any], conv: str, turns: list[di
             tokens[UNBUDGETED][budget].append(before.prompt_tokens())
             for name, retriever in retrievers.items():
                 t0 = time.perf_counter()
-                ctx = retriever.retrieve(user, q, now=now, max_tokens=budget)
+                ctx = retriever.retrieve_for(user, q, now=now, max_tokens=budget)
                 if name == OURS:
                     latency.append(time.perf_counter() - t0)
                 used = ctx.prompt_tokens()

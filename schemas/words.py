@@ -1,10 +1,20 @@
 """Content words of a text: what keyword comparisons (segment Fscore, a query against a profile trait,
-whether a summary says something the pages do not) look at, so every comparison agrees on what a word is."""
+whether a summary says something the pages do not) look at, so every comparison agrees on what a word is.
+
+Stems are asked for on every retrieval, for every page, summary, trait and fact the context may hold,
+while the texts themselves rarely change: so they are computed once per text. A page's stems are
+computed when it is written and kept in its payload (`stored_stems`, read back with `remember_stems`);
+anything else goes through a bounded cache keyed by the text.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 WORD = re.compile(r"[^\W\d_][\w'-]{2,}", re.UNICODE)
 STOPWORDS = frozenset(
@@ -27,9 +37,88 @@ def words(text: str) -> Iterator[str]:
 
 
 STEM_CHARS = 5
+#: Changes whenever what `compute_stems` returns for a text changes (STEM_CHARS, STOPWORDS, WORD), so
+#: stems stored under an older version are recomputed instead of trusted.
+STEMS_VERSION = 1
+#: Texts whose stems are kept: about 0.3 KB each (a short text, a few interned stems), so at most a few MB.
+STEM_CACHE_SIZE = 16_384
+
+
+def compute_stems(text: str) -> frozenset[str]:
+    """Content words cut to their first five letters: a crude stem, enough for "paint", "paints" and
+    "painting" to count as one word when a text is compared with a question or with other texts."""
+    return frozenset(sys.intern(w[:STEM_CHARS]) for w in words(text))
+
+
+class _StemCache:
+    """Least recently used stems by text; thread-safe (every retrieval thread of a process shares it)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> frozenset[str] | None:
+        with self._lock:
+            stems = self._items.get(text)
+            if stems is not None:
+                self._items.move_to_end(text)
+            return stems
+
+    def put(self, text: str, stems: frozenset[str]) -> None:
+        with self._lock:
+            self._items[text] = stems
+            self._items.move_to_end(text)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_CACHE = _StemCache(STEM_CACHE_SIZE)
 
 
 def content_stems(text: str) -> set[str]:
-    """Content words cut to their first five letters: a crude stem, enough for "paint", "paints" and
-    "painting" to count as one word when a text is compared with a question or with other texts."""
-    return {w[:STEM_CHARS] for w in words(text)}
+    """`compute_stems(text)`, computed once per text while it stays in the cache (a new set each call, so
+    callers may change it)."""
+    stems = _CACHE.get(text)
+    if stems is None:
+        stems = compute_stems(text)
+        _CACHE.put(text, stems)
+    return set(stems)
+
+
+def page_text(user_input: str, agent_response: str) -> str:
+    """The text of a page whose words are compared (both sides of the exchange): one spelling for the
+    writer that stores its stems and the reader that looks them up."""
+    return f"{user_input} {agent_response}"
+
+
+def stored_stems(user_input: str, agent_response: str) -> dict[str, Any]:
+    """What a page's payload keeps of its words, computed once when it is written: one string of stems
+    joined by spaces (a stem holds no space), as every search converts the payloads it reads, string by string."""
+    stems = " ".join(sorted(compute_stems(page_text(user_input, agent_response))))
+    return {"stems": stems, "stems_version": STEMS_VERSION}
+
+
+def remember_stems(payload: Mapping[str, Any]) -> None:
+    """Puts a stored page's stems in the cache, so `content_stems` of its text costs a lookup. A payload
+    written before pages kept their stems (or under another STEMS_VERSION) is skipped: its stems are then
+    computed when asked for."""
+    stems = payload.get("stems")
+    if payload.get("stems_version") != STEMS_VERSION or not isinstance(stems, str):
+        return
+    text = page_text(str(payload.get("user_input", "")), str(payload.get("agent_response", "")))
+    _CACHE.put(text, frozenset(stems.split()))
+
+
+def clear_stems_cache() -> None:
+    """Forget every cached stem (tests; benchmarks that time a cold cache)."""
+    _CACHE.clear()
+
+

@@ -9,12 +9,15 @@ where the "inverse document frequency" half of BM25 comes from.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from qdrant_edge import Bm25, Bm25Config
 
 from memoryos_workers.vectorstore import SparseVector
 
+#: Documents whose vectors `embed_recent` keeps (a few hundred bytes each).
+RECENT_CACHE_SIZE = 4096
 #: Pages are one exchange (a few dozen tokens once stopwords are gone), not the 256 of Bm25's default:
 #: the length normalisation should compare a page with a typical page.
 AVG_PAGE_TOKENS = 48.0
@@ -28,11 +31,34 @@ class SparseEncoder:
         self.language = language
         self.avg_len = avg_len
         self._model = Bm25(Bm25Config(language=language, avg_len=avg_len))
+        self._recent: OrderedDict[str, SparseVector] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     def embed_documents(self, texts: Sequence[str]) -> list[SparseVector]:
         if isinstance(texts, str):
             raise TypeError("embed_documents() takes a sequence of texts")
         return [_convert(self._model.embed_document(text)) for text in texts]
+
+    def embed_recent(self, texts: Sequence[str]) -> list[SparseVector]:
+        """`embed_documents` for the turns Redis holds, which every retrieval of their user scores again
+        while they stay recent: each text is encoded once while it is among the last RECENT_CACHE_SIZE."""
+        out = []
+        for text in texts:
+            with self._recent_lock:
+                vector = self._recent.get(text)
+            if vector is None:
+                vector = _convert(self._model.embed_document(text))
+                with self._recent_lock:
+                    self._recent[text] = vector
+                    while len(self._recent) > RECENT_CACHE_SIZE:
+                        self._recent.popitem(last=False)
+            out.append(vector)
+        return out
+
+    def forget_recent(self) -> None:
+        """Drop what `embed_recent` kept (benchmarks that time a cold start)."""
+        with self._recent_lock:
+            self._recent.clear()
 
     def embed_query(self, text: str) -> SparseVector | None:
         """None when nothing is left after stopwords (a sparse query without terms matches nothing)."""

@@ -12,6 +12,7 @@ from memoryos_workers.embeddings.sparse import get_sparse_encoder, page_document
 from memoryos_workers.memory.collections import CollectionOwner
 from memoryos_workers.vectorstore import Hit, PointIn, VectorStore, VectorStoreError
 from schemas.turns import SCHEMA_VERSION, Page
+from schemas.words import stored_stems
 
 log = logging.getLogger("memoryos.pages")
 
@@ -40,6 +41,7 @@ def page_payload(page: Page, batch_id: str, embedding_model: str) -> dict[str, A
         batch_id=batch_id,
         embedding_model=embedding_model,
         schema_version=SCHEMA_VERSION,
+        **stored_stems(page.user_input, page.agent_response),  # read by every retrieval's context fitting
     )
     return payload
 
@@ -116,11 +118,17 @@ class PageStore(CollectionOwner):
         return self.store.get(PAGES, [page_point_id(user_id, t) for t in turn_ids])
 
     def query(self, user_id: str, limit: int, *, vector: Sequence[float] | None = None, sparse: Any = None,
-              where: dict[str, Any] | None = None) -> list[Hit]:
-        """A search within one user's pages; `where` narrows it (segment ids, a time range)."""
+              where: dict[str, Any] | None = None, with_payload: bool = True) -> list[Hit]:
+        """A search within one user's pages; `where` narrows it (segment ids, a time range). Without payload,
+        hits are point ids and scores only (read the kept ones with `by_ids`)."""
         self.ensure()
         return self.store.query(PAGES, vector=vector, sparse=sparse, filter={**(where or {}), "user_id": user_id},
-                                limit=limit)
+                                limit=limit, with_payload=with_payload)
+
+    def by_ids(self, point_ids: Sequence[str]) -> list[Hit]:
+        """Stored pages by point id, with their payloads (absent ones are left out)."""
+        self.ensure()
+        return self.store.get(PAGES, point_ids)
 
     def query_seqs(self, user_id: str, seqs: Sequence[int], where: dict[str, Any] | None = None) -> list[Hit]:
         """The user's stored pages with these sequence numbers (and matching `where`)."""

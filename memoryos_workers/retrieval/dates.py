@@ -39,6 +39,12 @@ _MONTH_PREPOSITIONS = {"in", "during", "since", "until", "till", "of", "early", 
 _CLAUSE_WORDS = {"and", "or", "but", "when", "while", "i", "we", "you", "he", "she", "they", "it", "did", "was",
                  "were", "what", "with", "for", "to", "at", "as", "so", "because", "after", "before", "that"}
 _WORDS = _MONTHS | _MONTH_ABBR | _WEEKDAYS | _UNITS | _NUMBER_WORDS | _MODIFIERS | set(_PARTS) | _RELATIVE | _GLUE
+# Every anchor (see _anchored) holds a digit or one of these words; a query with neither names no time, and
+# most do not, so that is tested before any tokenising or parsing. Words are runs of ASCII letters, as
+# _TOKEN cuts them.
+_ANCHOR_WORDS = frozenset(_MONTHS | _MONTH_ABBR | _WEEKDAYS | _UNITS | set(_PARTS) | _RELATIVE)
+_LETTERS = re.compile(r"[A-Za-z]+")
+_DIGIT = re.compile(r"\d")
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,11 @@ def time_windows(query: str, now: datetime, limit: int = 3) -> list[TimeWindow]:
     """The windows of time the query names, in the order it names them. `now` must carry its zone."""
     if now.tzinfo is None:
         raise ValueError("now: must carry a time zone here (the retriever localises it first)")
+    return _windows(query, now, limit) if may_name_time(query) else []
+
+
+def _windows(query: str, now: datetime, limit: int) -> list[TimeWindow]:
+    """time_windows without the cheap test first (the tests compare both)."""
     tokens = [(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(query)]
     found: list[TimeWindow] = []
     for span in _spans(tokens):
@@ -70,6 +81,14 @@ def time_windows(query: str, now: datetime, limit: int = 3) -> list[TimeWindow]:
         if len(found) == limit:
             break
     return found
+
+
+def may_name_time(query: str) -> bool:
+    """False when the query certainly names no time (no digit, no month, weekday, unit or word like
+    "yesterday"): the cheap test every query passes before the date parsing."""
+    if _DIGIT.search(query) is not None:
+        return True
+    return not _ANCHOR_WORDS.isdisjoint(map(str.lower, _LETTERS.findall(query)))
 
 
 def warm_up() -> None:

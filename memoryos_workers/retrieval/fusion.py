@@ -44,7 +44,8 @@ DEFAULT_FUSION = FusionParams()
 
 
 class RankFusion:
-    """Weighted reciprocal rank fusion: score(d) = sum over lists of w / (k + rank)."""
+    """Weighted reciprocal rank fusion: score(d) = sum over lists of w / (k + rank). Pages are told apart by
+    their point id (a hit without its payload has one), so lists can be fused before any payload is read."""
 
     def __init__(self, k: float) -> None:
         self.k = k
@@ -53,26 +54,37 @@ class RankFusion:
         self.found_by: dict[str, list[str]] = {}
 
     def add(self, name: str, hits: Iterable[Hit], weight: float, skip: set[str], *, scored: bool = True) -> None:
-        """A page counts once per list, at its best rank. With `scored`, hits of equal score share a rank
-        (1, 1, 3): the order a store returns equals in (the same words said on two days) must not decide
-        which one leads; lists ranked by something other than their score (neighbours) pass False."""
+        """A page (by point id; `skip` holds point ids too) counts once per list, at its best rank. With
+        `scored`, hits of equal score share a rank (1, 1, 3): the order a store returns equals in (the same
+        words said on two days) must not decide which one leads; lists ranked by something other than their
+        score (neighbours) pass False."""
         if weight <= 0:
             return
         rank = position = 0
         previous: float | None = None
         seen: set[str] = set()
         for hit in hits:
-            turn_id = hit.payload.get("turn_id")
-            if not turn_id or turn_id in skip or turn_id in seen:
+            key = hit.id
+            if key in skip or key in seen:
                 continue
-            seen.add(turn_id)
+            seen.add(key)
             position += 1
             if not scored or previous is None or not math.isclose(hit.score, previous, rel_tol=1e-9):
                 rank = position
             previous = hit.score
-            self.scores[turn_id] = self.scores.get(turn_id, 0.0) + weight / (self.k + rank)
-            self.hits.setdefault(turn_id, hit)
-            self.found_by.setdefault(turn_id, []).append(name)
+            self.scores[key] = self.scores.get(key, 0.0) + weight / (self.k + rank)
+            if key not in self.hits or (hit.payload and not self.hits[key].payload):
+                self.hits[key] = hit  # one that carries its payload wins
+            self.found_by.setdefault(key, []).append(name)
+
+    def cut(self, n: int) -> list[str]:
+        """The n best, best first, and every page tied with the n-th: the caller breaks ties by what the
+        payloads say (the turn id), so which point id sorts first never decides what is kept."""
+        ordered = sorted(self.scores.items(), key=lambda kv: -kv[1])
+        if len(ordered) <= n:
+            return [key for key, _ in ordered]
+        floor = ordered[n - 1][1] if n > 0 else math.inf
+        return [key for key, score in ordered if score >= floor]
 
     def top(self, n: int) -> list[tuple[str, float]]:
         return sorted(self.scores.items(), key=lambda kv: (-kv[1], kv[0]))[:n]

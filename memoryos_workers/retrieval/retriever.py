@@ -33,7 +33,7 @@ import redis
 
 from memoryos_workers.embeddings.base import TextEmbedder
 from memoryos_workers.embeddings.sparse import get_sparse_encoder, page_document
-from memoryos_workers.memory.pages import PageStore
+from memoryos_workers.memory.pages import PageStore, page_point_id
 from memoryos_workers.memory.persona_store import PersonaStore
 from memoryos_workers.memory.segments import SegmentStore
 from memoryos_workers.memory.similarity import extract_keywords, jaccard
@@ -51,6 +51,7 @@ from producers.wire.scripts import Scripts
 from schemas.query import MAX_TOP_K, RetrievalRequest
 from schemas.settings import Settings
 from schemas.turns import Page
+from schemas.words import remember_stems
 
 
 def _span_ids(request: RetrievalRequest) -> dict[str, Any]:
@@ -200,40 +201,62 @@ class Retriever:
         pages = self.pages_store
         pages.ensure()
         depth = max(f.depth, limit)
-        skip = {p.turn_id for p in short_term}
+        skip = {page_point_id(user_id, p.turn_id) for p in short_term}
         fusion = RankFusion(f.rrf_k)
+
+        def search(**query: Any) -> list[Hit]:
+            """Point ids and scores only: reading payloads is most of a search's cost, so only the pages
+            that make the cut are read (`_read`)."""
+            return pages.query(user_id, depth, with_payload=False, **query)
+
         if segments:
             in_segments = {**where, "segment_id": [hit.id for hit, _ in segments]}
-            fusion.add("segment", pages.query(user_id, depth, vector=vector, where=in_segments), f.segment_weight, skip)
+            fusion.add("segment", search(vector=vector, where=in_segments), f.segment_weight, skip)
         sparse = sparse if pages.hybrid else None
         if f.store_hybrid and f.use_dense and sparse is not None:
-            fusion.add("hybrid", pages.query(user_id, depth, vector=vector, sparse=sparse, where=where),
-                       f.dense_weight, skip)
+            fusion.add("hybrid", search(vector=vector, sparse=sparse, where=where), f.dense_weight, skip)
         else:
             if f.use_dense:
-                fusion.add("dense", pages.query(user_id, depth, vector=vector, where=where), f.dense_weight, skip)
+                fusion.add("dense", search(vector=vector, where=where), f.dense_weight, skip)
             if sparse is not None:
-                fusion.add("bm25", pages.query(user_id, depth, sparse=sparse, where=where), f.sparse_weight, skip)
+                fusion.add("bm25", search(sparse=sparse, where=where), f.sparse_weight, skip)
         for window in windows:  # "yesterday", "in May 2023": a dense search within that time
-            found = pages.query(user_id, depth, vector=vector, where=within(where, window.payload_range()))
-            fusion.add("date", found, f.date_weight, skip)
+            fusion.add("date", search(vector=vector, where=within(where, window.payload_range())), f.date_weight, skip)
         if f.neighbour_weight > 0:
+            self._read(fusion, fusion.cut(limit))  # the likely pages in one read, the strongest among them
             self._neighbours(fusion, user_id, where, skip)
         if budgeted and sparse is not None:
             # The budget keeps only the newest of the turns Redis holds as recent dialogue; the older ones
             # (not in the store yet) compete with the pages by their words, so none drops out of view.
-            recent = _by_words(short_term, sparse, self.sparse)
+            recent = _by_words(user_id, short_term, sparse, self.sparse)
             fusion.add("recent", recent, f.sparse_weight, set())
             limit += len(recent)  # those the recent dialogue holds are left out of the pages when fitting
-        ranked = fusion.top(limit)
-        summaries = self._segment_summaries([fusion.hits[t] for t, _ in ranked], segments)
-        return [_page(fusion.hits[t], score, summaries, fusion.found_by[t]) for t, score in ranked]
+        ranked = self._top(fusion, limit)
+        summaries = self._segment_summaries([hit for hit, _ in ranked], segments)
+        return [_page(hit, score, summaries, fusion.found_by[hit.id]) for hit, score in ranked]
+
+    def _top(self, fusion: RankFusion, n: int) -> list[tuple[Hit, float]]:
+        """The n best fused pages with their payloads, best first, ties broken by turn id."""
+        candidates = fusion.cut(n)
+        hits = self._read(fusion, candidates)
+        ranked = sorted((t for t in candidates if t in hits),
+                        key=lambda t: (-fusion.scores[t], hits[t].payload.get("turn_id", "")))
+        return [(hits[t], fusion.scores[t]) for t in ranked[:n]]
+
+    def _read(self, fusion: RankFusion, ids: list[str]) -> dict[str, Hit]:
+        """These fused pages with their payloads, in one read for those found without it (a page deleted
+        since its search is left out)."""
+        missing = [t for t in ids if not fusion.hits[t].payload]
+        if missing:
+            for hit in self.pages_store.by_ids(missing):
+                fusion.hits[hit.id] = Hit(id=hit.id, score=fusion.hits[hit.id].score, payload=hit.payload)
+        return {t: fusion.hits[t] for t in ids if fusion.hits[t].payload}
 
     def _neighbours(self, fusion: RankFusion, user_id: str, where: dict[str, Any], skip: set[str]) -> None:
         """Multi-hop: the pages right before and after the strongest hits in their segment (the turn that
         asked, the turn that answered), as one more ranked list."""
         f = self.fusion
-        strong = [fusion.hits[t] for t, _ in fusion.top(f.neighbour_hits)]
+        strong = [hit for hit, _ in self._top(fusion, f.neighbour_hits)]
         wanted: list[int] = []
         for hit in strong:
             seq = hit.payload.get("seq")
@@ -292,20 +315,20 @@ def replace_params(retriever: Retriever, fusion: FusionParams, packing: PackingP
                      r.bookkeeping, fusion, packing)
 
 
-def _by_words(turns: Sequence[Page], query: Any, encoder: Any) -> list[Hit]:
+def _by_words(user_id: str, turns: Sequence[Page], query: Any, encoder: Any) -> list[Hit]:
     """Turns Redis holds that share words with the query, best first (BM25 term weights; no IDF, as they
-    are not in the store): each as a hit shaped like a stored page."""
+    are not in the store): each as a hit shaped like a stored page (its point id, should it be stored)."""
     if not turns:
         return []
     weights = dict(zip(query.indices, query.values, strict=True))
-    docs = encoder.embed_documents([page_document(p.user_input, p.agent_response) for p in turns])
+    docs = encoder.embed_recent([page_document(p.user_input, p.agent_response) for p in turns])
     scored = []
     for page, doc in zip(turns, docs, strict=True):
         score = sum(v * weights.get(i, 0.0) for i, v in zip(doc.indices, doc.values, strict=True))
         if score > 0:
             payload = page.model_dump(mode="json")
             payload["ts"] = page.timestamp.timestamp()
-            scored.append(Hit(id=page.turn_id, score=score, payload=payload))
+            scored.append(Hit(id=page_point_id(user_id, page.turn_id), score=score, payload=payload))
     return sorted(scored, key=lambda h: -h.score)
 
 
@@ -331,6 +354,7 @@ def _zone(name: str | None, settings: Settings) -> tzinfo:
 
 def _page(hit: Hit, score: float, segments: dict[str, Hit], found_by: list[str]) -> RetrievedPage:
     p = hit.payload
+    remember_stems(p)  # the context fitting compares its words: stored with the page, not recomputed
     segment = segments.get(p.get("segment_id") or "")
     return RetrievedPage(
         turn_id=p["turn_id"],

@@ -117,7 +117,11 @@ class VectorStore(Protocol):
         limit: int,
         with_vectors: bool = False,
         score_threshold: float | None = None,
-    ) -> list[Hit]: ...
+        with_payload: bool = True,
+    ) -> list[Hit]:
+        """Without payload, hits carry only their id and score (an empty payload): reading payloads is
+        most of a search's cost, so a caller that ranks first reads only the payloads it keeps (get)."""
+        ...
 
     def scroll(
         self,

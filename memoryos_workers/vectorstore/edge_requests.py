@@ -42,9 +42,10 @@ def _query_request(
     limit: int,
     score_threshold: float | None,
     with_vectors: bool,
+    with_payload: bool = True,
 ) -> qe.QueryRequest:
     common: dict[str, Any] = dict(
-        limit=limit, filter=edge_filter, with_payload=True, with_vector=_with_vector(with_vectors)
+        limit=limit, filter=edge_filter, with_payload=with_payload, with_vector=_with_vector(with_vectors)
     )
     dense_query = qe.Query.Nearest([float(x) for x in vector], using=DENSE) if vector is not None else None
     sparse_query = qe.Query.Nearest(_sparse(sparse), using=SPARSE) if sparse is not None else None

@@ -137,6 +137,7 @@ class QdrantServerStore:
         limit: int,
         with_vectors: bool = False,
         score_threshold: float | None = None,
+        with_payload: bool = True,
     ) -> list[Hit]:
         """Hybrid = RRF over a dense and a sparse branch; score_threshold then applies to the dense branch."""
         check_query(vector, sparse, limit)
@@ -148,7 +149,7 @@ class QdrantServerStore:
                 full,
                 query_filter=qfilter,
                 limit=limit,
-                with_payload=True,
+                with_payload=with_payload,
                 with_vectors=_with_vectors(with_vectors),
                 **args,
             )

@@ -31,7 +31,7 @@ from producers.context.render import (
 )
 from schemas.tokens import estimate_tokens
 from schemas.turns import Page
-from schemas.words import content_stems
+from schemas.words import content_stems, page_text
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def _derived_items(
     chosen_pages = [by_id[item.key] for item in chosen.values() if item.kind == "page"]
     said: set[str] = set()
     for page in chosen_pages:
-        said |= content_stems(f"{page.user_input} {page.agent_response}")
+        said |= content_stems(page_text(page.user_input, page.agent_response))
     values = {p.turn_id: chosen[f"page:{p.turn_id}"].value for p in chosen_pages}
     items: list[_Item] = []
 

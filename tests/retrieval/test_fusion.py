@@ -30,3 +30,13 @@ def test_a_page_counts_once_per_list_at_its_best_rank_and_unscored_lists_rank_by
     fusion.add("neighbour", _hits(("b", 0.0), ("a", 0.0), ("c", 0.0), ("b", 0.0)), 1.0, set(), scored=False)
     assert fusion.scores == pytest.approx({"b": 1 / 3, "a": 1 / 4, "c": 1 / 5})
     assert fusion.found_by["b"] == ["neighbour"]
+
+
+def test_cut_keeps_every_page_tied_with_the_last_one_kept() -> None:
+    """Ties at the cut are all handed over, so the retriever can break them by turn id, not point id."""
+    fusion = RankFusion(2.0)
+    fusion.add("a", [Hit(id=t, score=s, payload={}) for t, s in [("p1", 0.9), ("p2", 0.8), ("p3", 0.8)]], 1.0, set())
+    fusion.add("b", [Hit(id=t, score=s, payload={}) for t, s in [("p4", 0.9)]], 1.0, set())
+    assert fusion.cut(1) == ["p1", "p4"] or fusion.cut(1) == ["p4", "p1"]  # both at rank 1 of a list
+    assert set(fusion.cut(3)) == {"p1", "p4", "p2", "p3"}  # p2 and p3 share rank 2
+    assert set(fusion.cut(10)) == {"p1", "p2", "p3", "p4"} and fusion.cut(0) == []

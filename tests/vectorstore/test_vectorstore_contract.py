@@ -161,6 +161,17 @@ def test_query_returns_nearest_first_with_payload(coll: VectorStore) -> None:
     assert len(hits) == 3
 
 
+def test_query_without_payload_ranks_the_same_and_reads_no_payload(sparse_coll: VectorStore) -> None:
+    """Retrieval ranks by ids and scores only, then reads the payloads of the pages it keeps."""
+    _keyword_corpus(sparse_coll)
+    for query in ({"vector": unit(0, tilt=0.3)}, {"sparse": SparseVector([COMMON, RARE], [1.0, 1.0])}):
+        full = sparse_coll.query(COLL, filter={"user_id": "a"}, limit=4, **query)
+        bare = sparse_coll.query(COLL, filter={"user_id": "a"}, limit=4, with_payload=False, **query)
+        assert [(h.id, h.score) for h in bare] == [(h.id, h.score) for h in full]
+        assert all(h.payload == {} for h in bare) and all(h.payload for h in full)
+        assert [h.payload for h in sparse_coll.get(COLL, ids(bare))] == [h.payload for h in full]
+
+
 def test_query_with_vectors_and_threshold(coll: VectorStore) -> None:
     coll.upsert(COLL, [point(i, unit(i)) for i in range(4)])
     hits = coll.query(
