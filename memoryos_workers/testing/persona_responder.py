@@ -27,7 +27,7 @@ from memoryos_workers.memory.similarity import extract_keywords
 from memoryos_workers.testing.fake_llm.schema_answers import generate_from_schema
 from memoryos_workers.testing.responders import data_block, schema_name, segmentation_answer
 
-SUMMARY_CHARS = 600  # the summary stays a short portrait (a few sentences), round after round
+SUMMARY_CHARS = 480  # a short portrait (a few sentences), within PROFILE_SUMMARY_TOKENS (120) round after round
 MIN_FACT_WORDS = 4  # shorter first-person sentences ("I know!") state nothing durable
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")

@@ -61,7 +61,7 @@ def test_summary_keeps_its_size_round_after_round() -> None:
                   "assistant": ""}]
         answer = persona_answer({"current_profile": current, "pages": pages})
         current = answer["profile"]
-    assert len(current["summary"]) <= 600 and "number 19" in current["summary"]
+    assert len(current["summary"]) <= 480 and "number 19" in current["summary"]
 
 
 @pytest.mark.integration
