@@ -53,6 +53,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "value per token (length_exponent 1)": {"packing": {"length_exponent": 1.0}},
     "derived reserve 0.15": {"packing": {"derived_share": 0.15}},
     "no derived reserve": {"packing": {"derived_share": 0.0}},
+    "persona share 0.15": {"packing": {"persona_share": 0.15}},
 }
 
 

@@ -19,7 +19,7 @@ from .query import check_max_tokens
 
 KEY_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"
 # The long-term persona's share of a context's budget (MEMORYOS_PERSONA_SHARE); the packing's default too.
-DEFAULT_PERSONA_SHARE = 0.15
+DEFAULT_PERSONA_SHARE = 0.1
 # The longest a stored profile summary may grow (tokens, schemas/tokens.py): merging cuts a longer one, so
 # the summary stays a portrait and fits the persona share of the default budget with room for facts.
 PROFILE_SUMMARY_TOKENS = 120

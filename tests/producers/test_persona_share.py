@@ -60,7 +60,7 @@ def test_a_long_summary_is_cut_to_the_share() -> None:
     fitted = _context(summary=long).fit(2000)
     kept = fitted.user_profile.summary
     assert kept.endswith("…") and long.startswith(kept.removesuffix(" …"))
-    assert estimate_tokens(kept) <= 0.15 * 2000
+    assert estimate_tokens(kept) <= DEFAULT_PERSONA_SHARE * 2000
     assert quote(kept) in fitted.to_prompt()
 
 
