@@ -50,9 +50,10 @@ class PackingParams:
     derived_share: float = 0.05  # summaries, profile and facts may take this share before pages take the rest
     min_novelty: float = 0.3  # a derived text must say at least this share of words the pages do not
     # An item's priority is value / tokens**this. 1 is value per token; 0 is value order, where the cost
-    # only decides what still fits. Measured on conv-26 (bench/context.py): 0 held more evidence at every
-    # budget (0.63 against 0.46 at 500 tokens, 0.86 against 0.85 at 2,000 with segment neighbours), since
-    # a short page is no more likely to be the evidence than a long one of the same rank.
+    # only decides what still fits. Measured on conv-26 (bench/context.py, variant "value per token"): 0 held
+    # more evidence at every budget (at short-term capacity 10 with the persona share: 0.55 against 0.42 at
+    # 500 tokens, 0.82 against 0.76 at 2,000), since a short page is no more likely to be the evidence than a
+    # long one of the same rank.
     length_exponent: float = 0.0
     profile_value: float = 0.5  # worth of the profile's summary (no query relevance to go by)
     trait_base: float = 0.2  # worth of a trait the query does not touch; up to 1 as it touches it
