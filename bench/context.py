@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from .baselines import answer_in, bm25_order, normalize_answer, rrf, short_answer
 from .common import bench_settings, cleanup, finish, fmt, image_md, md_table, percentile, pyplot, reproduce_md
+from .reader import READER_BUDGET, Reader, bleu1, f1, print_reader, reader_md
 from .retrieval import CATEGORIES, LOCOMO, TUNED, _evidence, _ingest, question_time
 from .retrieval import HELD_OUT as CHECKED  # in-sample too: the conversation the packing is checked on
 
@@ -45,6 +46,7 @@ BEFORE = "before: no persona share"
 DENSE = "plain dense, packed"
 HYBRID = "stock hybrid (BM25 + dense, RRF k=60), packed"
 UNBUDGETED = "before: top-10, no budget"
+
 ROLES = {TUNED: "in-sample: packing chosen on it", CHECKED: "in-sample: packing checked on it"}
 DEFAULT_BUDGETS = "500,1000,2000,4000"
 # Each a change to the retriever (fusion or packing parameters) measured beside the default.
@@ -79,7 +81,7 @@ def _share(turn_ids: Any, dia: dict[str, list[str]], evidence: set[str]) -> floa
 
 
 def _conversation(rt: Any, retrievers: dict[str, Any], conv: str, turns: list[dict], dia: dict[str, list[str]],
-                  budgets: list[int]) -> dict[str, Any]:
+                  budgets: list[int], reader: Any = None, reader_questions: int = 0) -> dict[str, Any]:
     import numpy as np
 
     from producers.context.render import dialogue_line
@@ -100,15 +102,23 @@ def _conversation(rt: Any, retrievers: dict[str, Any], conv: str, turns: list[di
     answers: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     persona: dict[str, dict[int, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     latency: list[float] = []
+    short = [i for i, qa in enumerate(questions) if short_answer(qa.get("answer")) is not None]
+    step = max(1, len(short) // max(reader_questions, 1))
+    to_read = set(short[::step][:reader_questions]) if reader is not None else set()
+    scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    readings: list[dict[str, Any]] = []
+    prompts: dict[str, str] = {}
 
     def record(name: str, budget: int, cat: str, turn_ids: Any, prompt: str, used: int, gold: str | None,
                evidence: set[str]) -> None:
+        if budget == READER_BUDGET:
+            prompts[name] = prompt
         shares[name][budget][cat].append(_share(turn_ids, dia, evidence))
         tokens[name][budget].append(used)
         if gold is not None:
             answers[name][budget].append(float(answer_in(gold, normalize_answer(prompt))))
 
-    for qa in tqdm(questions, desc=f"questions {conv}", unit="q", leave=False):
+    for number, qa in enumerate(tqdm(questions, desc=f"questions {conv}", unit="q", leave=False)):
         evidence, cat, q = _evidence(qa), str(qa["category"]), str(qa["question"])
         gold = short_answer(qa.get("answer"))
         qv = np.asarray(rt.embedder.embed_query(q), dtype=np.float32)
@@ -133,7 +143,17 @@ def _conversation(rt: Any, retrievers: dict[str, Any], conv: str, turns: list[di
                 profile = ctx.user_profile
                 persona[name][budget]["profile"].append(float(bool(profile is not None and profile.summary)))
                 persona[name][budget]["facts"].append(float(len(ctx.user_knowledge)))
+        if number in to_read:
+            reading = {"question": q, "gold": str(qa.get("answer"))}
+            for name in (OURS, DENSE, HYBRID):
+                said = reader.answer(prompts[name], q)
+                scores[name]["f1"].append(f1(said, reading["gold"]))
+                scores[name]["bleu1"].append(bleu1(said, reading["gold"]))
+                reading[name] = said
+            readings.append(reading)
     return {
+        "reader": {m: {k: _mean(v) for k, v in by.items()} for m, by in scores.items()},
+        "reader_questions": len(readings), "readings": readings[:20],
         "conversation": conv, "role": ROLES.get(conv, "not used for choosing"), "questions": len(questions),
         "turns": len(turns), "now": now.isoformat(),
         "answer_questions": len(answers[DENSE][budgets[0]]),
@@ -156,7 +176,7 @@ def _mean(values: list[float]) -> float:
 
 
 def measure(conversations: list[str], budgets: list[int], stm: int, variants: bool,
-            responder: str = "persona") -> list[dict[str, Any]]:
+            responder: str = "persona", reader_url: str = "", reader_questions: int = 20) -> list[dict[str, Any]]:
     from memoryos_workers.runtime import Runtime
     from memoryos_workers.testing.fake_llm import FakeLLM
     from memoryos_workers.testing.responders import responder_named
@@ -175,7 +195,8 @@ def measure(conversations: list[str], budgets: list[int], stm: int, variants: bo
                 for name, change in VARIANTS.items():
                     retrievers[name] = rt.retriever.with_fusion(**change.get("fusion", {})).with_packing(
                         **change.get("packing", {}))
-            return [_conversation(rt, retrievers, conv, turns, dia, budgets)
+            reader = Reader(reader_url) if reader_url else None
+            return [_conversation(rt, retrievers, conv, turns, dia, budgets, reader, reader_questions)
                     for conv, (turns, dia) in ingested.items()]
         finally:
             rt.close()
@@ -294,6 +315,7 @@ def markdown(result: dict[str, Any]) -> str:
         "dates are rendered as `2023-05-08` in prompts, so an answer written as \"8 May 2023\" is never found "
         "by any method.",
         _neighbours_note(result),
+        *reader_md(),
         image_md("evidence share against token budget", "context_budget.png"),
         reproduce_md(result["reproduce"]),
     ]
@@ -318,16 +340,20 @@ def _neighbours_note(result: dict[str, Any]) -> str:
 
 
 def run(conversations: str = f"{TUNED},{CHECKED}", budgets: str = DEFAULT_BUDGETS, stm: int = 10,
-        variants: bool = False, responder: str = "persona") -> dict[str, Any]:
+        variants: bool = False, responder: str = "persona", reader_url: str = "",
+        reader_questions: int = 20) -> dict[str, Any]:
     budget_list = sorted({int(b) for b in budgets.split(",") if b} | {2000})
     convs = [c for c in conversations.split(",") if c]
-    rows = measure(convs, budget_list, stm, variants, responder)
+    rows = measure(convs, budget_list, stm, variants, responder, reader_url, reader_questions)
+    reading = f" --reader-url URL --reader-questions {reader_questions}" if reader_url else ""
     result = json.loads(json.dumps({
         "budgets": [str(b) for b in budget_list], "stm": stm, "responder": responder, "conversations": rows,
         "reproduce": f"python -m bench context --conversations {conversations} --budgets "
                      f"{','.join(map(str, budget_list))} --stm {stm} --responder {responder}"
-                     + (" --variants" if variants else ""),
+                     + (" --variants" if variants else "") + reading,
     }, default=str))
+    if reader_url:  # a sampled run with a reader: kept apart, so it never replaces the headline run
+        return finish("context_reader", result, print_reader)
     return finish("context", result, _print, _plot)
 
 
@@ -340,4 +366,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--responder", default="persona", choices=("persona", "default"),
                         help="the test model's answers: persona (facts and summary from the pages) or default")
     parser.add_argument("--variants", action="store_true", help="also measure the parameter variants")
+    parser.add_argument("--reader-url", default="", help="an OpenAI-compatible model that answers each sampled "
+                        f"question from the {READER_BUDGET}-token prompts of ours, plain dense and the stock hybrid "
+                        "(F1, BLEU-1); saved apart (bench/results/context_reader.json)")
+    parser.add_argument("--reader-questions", type=int, default=20, help="questions per conversation the reader "
+                        "answers (spread over those with a short gold answer)")
 

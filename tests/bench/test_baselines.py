@@ -25,3 +25,13 @@ def test_bm25_and_rank_fusion() -> None:
     assert bm25_order(texts, "weather")[0] == 2
     # Fused by 1 / (k + rank): second in two lists beats first in one list and absent from the other.
     assert rrf([[0, 1], [2, 1]], k=60) == [1, 0, 2]
+
+
+def test_reader_scores_as_the_papers() -> None:
+    from bench.reader import bleu1, f1
+
+    assert f1("Sweden", "sweden") == 1.0 and f1("in Paris", "Sweden") == 0.0
+    assert abs(f1("the art museum in Paris", "Paris museum") - 2 * (2 / 4) * 1 / (2 / 4 + 1)) < 1e-9
+    # BLEU-1: clipped unigram precision times the brevity penalty exp(1 - ref / pred) for a short answer.
+    assert bleu1("Paris", "Paris France") == __import__("math").exp(1 - 2)
+    assert bleu1("", "x") == 0.0
