@@ -4,7 +4,8 @@ promoted turns against the same story with supersession's answers left out (the 
 
 Each story is chatted period by period (months apart) through the one memory interface (reads over RPC) with
 a Celery worker process, real Redis, Qdrant Edge and fastembed; each period is flushed
-(`wait_idle(flush=True)`) before the next. The test model supersedes by rule (memoryos_workers/testing/fact_responder.py); with
+(`wait_idle(flush=True)`) before the next. The test model supersedes by rule
+(memoryos_workers/testing/fact_responder.py); with
 --base-url the story goes to a real model instead (`../shared/tools/real_llm`), and a value counts when its
 word is in a fact line (the model writes its own sentences).
 """

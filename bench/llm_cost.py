@@ -1,13 +1,17 @@
-"""LLM calls and tokens per 100 ingested turns on LoCoMo conversations, by purpose, with two fake models: the
-regular one (answers as a competent model would) and the generic one (any schema-valid JSON, as a
+"""LLM calls and tokens per 100 promoted turns on LoCoMo conversations, by purpose, with three fake models: the
+regular one (answers as a competent model would), the persona one (its persona restates the pages,
+memoryos_workers/testing/persona_responder.py) and the generic one (any schema-valid JSON, as a
 schema-enforcing server with an arbitrary model writes it); beside MemoryOS's per-page scheme (3 calls per
 promoted page: continuity check, meta summary, topic summary).
 
 The LLM is the fake OpenAI-compatible server from the tests (real HTTP, the real openai client). What is
 counted is how many calls our pipeline makes; with the generic model it shows that any schema-valid answer
 is used as it is (no fallback, no retry). Workers run in-process, as the worker does: promotion after each
-publish, then the heat refresh, then the persona extraction when the refresh asks for one. Default settings
-(batches of 10, persona extraction coalesced to MEMORYOS_PERSONA_MIN_PAGES new pages).
+publish, then the heat refresh, then the persona extraction when the refresh asks for one; at the end the
+persona work is flushed (as `wait_idle(flush=True)` does), so every call the promoted turns cost is counted
+and divided by the turns promoted (not by the turns published, some of which are still in short-term memory
+or in a partial batch, which is left waiting as at the end of a real conversation). Default settings
+(batches of 10, short-term capacity 10, persona extraction coalesced to MEMORYOS_PERSONA_MIN_PAGES pages).
 """
 
 from __future__ import annotations
@@ -37,19 +41,19 @@ LOCOMO = ROOT.parent / "shared" / "data" / "locomo"
 MEMORYOS_CALLS_PER_PAGE = 3
 CEILING = 12  # LLM calls per 100 turns at the defaults, retries included (issue 13)
 PURPOSES = ("segmentation", "persona", "retry", "fallback")
-MODES = ("regular", "generic")
+MODES = ("regular", "persona", "generic")
 
 
 def _fake(mode: str) -> Any:
     from memoryos_workers.testing.fake_llm import FakeLLM
-    from memoryos_workers.testing.responders import default_responder
+    from memoryos_workers.testing.responders import responder_named
 
     llm = FakeLLM()
     if mode == "generic":
         llm.responder = None  # no competent answers: the schema alone decides
         llm.generic = True  # every json_schema answered with arbitrary valid JSON (random lengths and values)
     else:
-        llm.responder = default_responder
+        llm.responder = responder_named("default" if mode == "regular" else mode)
     return llm
 
 
@@ -74,6 +78,12 @@ def _conversation(conversation: str, batch_size: int, mode: str) -> dict[str, An
                 promoter.run(user)
                 if persona.refresh_heat(user):  # what the heat-refresh task does after each drain
                     persona.extract(user)  # ... and the persona task it sends
+            # The persona work left waiting, flushed (a partial last batch is not cut: at the end of a real
+            # conversation it waits for more turns, and a call over a few pages would inflate the cost).
+            persona.refresh_heat(user)
+            for _ in range(50):
+                if not persona.extract(user, force=True).get("calls", 0):
+                    break
             stats = read_counters(rt.redis, rt.keys)
             promoted = rt.pages.count(user)
             waiting = rt.segment_stats.unanalysed(rt.keys.user(user), list(rt.segment_stats.lengths(
@@ -81,13 +91,15 @@ def _conversation(conversation: str, batch_size: int, mode: str) -> dict[str, An
         finally:
             rt.close()
             cleanup(rt.redis, settings.key_prefix)
-    n = len(turns)
+    published = len(turns)
+    n = max(promoted, 1)  # costs are per promoted turn
     calls = stats.get("llm_calls", 0)
     prompt, completion = stats.get("llm_prompt_tokens", 0), stats.get("llm_completion_tokens", 0)
     memoryos_calls = MEMORYOS_CALLS_PER_PAGE * promoted
     return {
-        "conversation": conversation, "mode": mode, "turns": n, "promoted_pages": promoted, "llm_calls": calls,
-        "calls_per_100_turns": 100 * calls / n, "tokens_per_100_turns": 100 * (prompt + completion) / n,
+        "conversation": conversation, "mode": mode, "turns": published, "promoted_pages": promoted,
+        "llm_calls": calls, "per": "promoted turn, persona flushed", "calls_per_100_turns": 100 * calls / n,
+        "tokens_per_100_turns": 100 * (prompt + completion) / n,
         "prompt_tokens_per_100_turns": 100 * prompt / n, "completion_tokens_per_100_turns": 100 * completion / n,
         "calls_per_100_by_purpose": {p: 100 * stats.get(f"llm_calls_{p}", 0) / n for p in PURPOSES},
         "tokens_per_100_by_purpose": {p: 100 * _tokens(stats, p) / n for p in PURPOSES},
@@ -114,9 +126,9 @@ def run(conversations: str = "conv-26,conv-30", batch_size: int = 10, modes: str
     return finish("llm_cost", result, _print, _plot)
 
 
-HEADERS = ("fake model", "conversation", "turns", "MemoryOS calls / 100 turns", "ours: calls / 100 turns",
-           "ours / MemoryOS", "segmentation", "persona", "retries", "on fallbacks", "tokens / 100 turns",
-           "fallback batches (pages)")
+HEADERS = ("fake model", "conversation", "turns published / promoted", "MemoryOS calls / 100 promoted",
+           "ours: calls / 100 promoted", "ours / MemoryOS", "segmentation", "persona", "retries", "on fallbacks",
+           "tokens / 100 promoted", "fallback batches (pages)", "pages left unread")
 
 
 def _table(result: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -124,17 +136,19 @@ def _table(result: dict[str, Any]) -> list[tuple[Any, ...]]:
     for r in result["conversations"]:
         by = r.get("calls_per_100_by_purpose", {})
         ours, theirs = r["calls_per_100_turns"], r["memoryos_calls_per_100_turns"]
-        out.append((r.get("mode", "regular"), r["conversation"], r["turns"], fmt(theirs, 1), fmt(ours, 1),
-                    ratio(ours, theirs), *(fmt(by.get(p, 0.0), 1) for p in PURPOSES),
-                    fmt(r["tokens_per_100_turns"], 0), f"{r['fallbacks']} ({r.get('fallback_pages', 0)})"))
+        out.append((r.get("mode", "regular"), r["conversation"], f"{r['turns']} / {r.get('promoted_pages', '?')}",
+                    fmt(theirs, 1), fmt(ours, 1), ratio(ours, theirs), *(fmt(by.get(p, 0.0), 1) for p in PURPOSES),
+                    fmt(r["tokens_per_100_turns"], 0), f"{r['fallbacks']} ({r.get('fallback_pages', 0)})",
+                    r.get("pages_waiting_for_persona", "?")))
     return out
 
 
 def _print(result: dict[str, Any]) -> None:
-    print(f"\nLLM cost of ingestion, batch size {result['batch_size']}: calls per 100 turns by purpose (fake LLMs)")
-    widths = (8, 13, 6, 12, 9, 7, 6, 8, 8, 9, 11, 10)
-    short = ("model", "conversation", "turns", "MemoryOS/100", "ours/100", "ratio", "segm.", "persona", "retries",
-             "fallback", "tokens/100", "fb (pages)")
+    print(f"\nLLM cost of ingestion, batch size {result['batch_size']}: calls per 100 promoted turns by purpose, "
+          "persona work flushed (fake LLMs)")
+    widths = (8, 13, 10, 12, 9, 7, 6, 8, 8, 9, 11, 10, 6)
+    short = ("model", "conversation", "pub/prom", "MemoryOS/100", "ours/100", "ratio", "segm.", "persona",
+             "retries", "fallback", "tokens/100", "fb (pages)", "unread")
     print(" ".join(h.rjust(w) for h, w in zip(short, widths, strict=True)))
     for row in _table(result):
         print(" ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)))
@@ -177,10 +191,13 @@ def _plot(result: dict[str, Any]) -> Path:
 def markdown(result: dict[str, Any]) -> str:
     return "\n\n".join([
         "## 5. LLM cost of ingestion",
-        "LLM calls and tokens per 100 turns when a LoCoMo conversation is ingested through the real pipeline at "
-        f"the default settings (publish, promotion in batches of {result['batch_size']}, the heat refresh after "
-        "each drain and the persona extraction when it asks for one), with the tests' fake OpenAI-compatible server "
-        "answering (real HTTP, the real openai client) in two ways: `regular` answers as a competent model would; "
+        "LLM calls and tokens per 100 promoted turns when a LoCoMo conversation is ingested through the real "
+        f"pipeline at the default settings (publish, promotion in batches of {result['batch_size']}, the heat "
+        "refresh after each drain and the persona extraction when it asks for one; at the end the persona work "
+        "flushed, so the calls counted are all the promoted turns cost; turns still in short-term memory or in a "
+        "partial batch are not promoted and not counted), with the tests' fake "
+        "OpenAI-compatible server answering (real HTTP, the real openai client) in three ways: `regular` answers as "
+        "a competent model would; `persona` too, with a persona that restates the pages; "
         "`generic` answers every call with arbitrary JSON valid for the call's schema, as a schema-enforcing server "
         "(OpenAI strict mode, llama.cpp grammars, vLLM, Ollama) does whatever its model. Calls are split by "
         "purpose: segmentation, persona, retries (any further call for the same work) and calls spent on work that "

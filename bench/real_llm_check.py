@@ -11,8 +11,10 @@ and MEMORYOS_LLM_CONTEXT_TOKENS (4096, the model's window), drives the workers' 
 worker does (promotion after each publish, the heat refresh, the persona extraction when asked; then a flush,
 as `memoryos import --wait` does, so pages waiting for the coalesced persona extraction are read), and checks:
 every turn back exactly once in the export, no segmentation fallback, no dead letter, topics and summaries
-written by the model, a non-empty profile. It prints the time per batch and the calls by purpose, and exits
-1 when a check fails.
+written by the model, a non-empty profile, and that the persona is one (bench/persona_checks.py): the profile
+summary in the third person and not a copy of a turn, every fact naming its subject, no theme copied from a
+turn. It prints the LLM calls per 100 promoted turns (persona flushed), the time per batch and the calls by
+purpose, and exits 1 when a check fails.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import ROOT, bench_settings, cleanup, fmt, md_table, reproduce_md, save_result
+from .persona_checks import fact_without_subject, summary_problems, theme_copies
 
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo"
 PURPOSES = ("segmentation", "persona", "retry", "fallback")
@@ -84,13 +87,19 @@ def check(
             segments = [h.payload for h in rt.segments.all_for_user(user)]
             pages = [h.payload for h in rt.pages.all_for_user(user)]
             profile = rt.persona.get_profile(user)
-            facts = len(rt.persona.list("user", user)) + len(rt.persona.list("assistant", user, None))
+            fact_texts = [f.text for f in rt.persona.list("user", user)] + [
+                f.text for f in rt.persona.list("assistant", user, None)]
+            facts = len(fact_texts)
         finally:
             rt.close()
             cleanup(rt.redis, settings.key_prefix)
     exported = [r["turn_id"] for r in records if r["type"] == "turn"]
     published = [t["turn_id"] for t in turns]
     fallbacks = stats.get("segment_fallbacks", 0) + stats.get("segment_fallback_pages", 0)
+    said = [t["user_input"] for t in turns] + [t["agent_response"] for t in turns]
+    summary_issues = summary_problems(profile.summary if profile else "", said)
+    no_subject = [f for f in fact_texts if fact_without_subject(f)]
+    copied_themes = theme_copies([str(s.get("theme") or "") for s in segments], said)
     checks = {
         "every turn back exactly once": sorted(exported) == sorted(published) and len(set(exported)) == len(exported),
         "0 segmentation fallbacks": fallbacks == 0,
@@ -99,6 +108,9 @@ def check(
                                                                     for s in segments)
         and all(p.get("analysis") == "llm" for p in pages),
         "a non-empty profile": profile is not None and bool(profile.summary.strip() or profile.traits),
+        "profile summary in the third person, not a copy of a turn": not summary_issues,
+        "every fact names its subject": bool(fact_texts) and not no_subject,
+        "no theme copied from a turn": not copied_themes,
     }
     seconds = [b["seconds"] / b["batches"] for b in batches]
     return {
@@ -113,6 +125,10 @@ def check(
         "calls_by_purpose": {p: stats.get(f"llm_calls_{p}", 0) for p in PURPOSES},
         "tokens_by_purpose": {p: _tokens(stats, p) for p in PURPOSES},
         "llm_calls": stats.get("llm_calls", 0), "checks": checks, "passed": all(checks.values()),
+        "calls_per_100_promoted": 100 * stats.get("llm_calls", 0) / max(len(pages), 1),
+        "failures": {"summary": summary_issues, "facts without a subject": no_subject[:10],
+                     "themes copied": copied_themes[:10]},
+        "facts_sample": fact_texts[:10],
         "reproduce": f"python -m bench.real_llm_check --base-url http://127.0.0.1:PORT/v1 --conversation "
                      f"{conversation} --turns {turns_wanted} --context-tokens {context_tokens}",
     }
@@ -151,6 +167,10 @@ def _print(result: dict[str, Any]) -> None:
             f"traits {result['traits']}")
     print(f"  themes: {result['themes']}")
     print(f"  profile: {result['profile_summary']!r}")
+    print(f"  LLM calls per 100 promoted turns (persona flushed): {result['calls_per_100_promoted']:.1f}")
+    for what, items in result["failures"].items():
+        for item in items:
+            print(f"  failed, {what}: {item!r}")
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -168,11 +188,18 @@ def markdown(result: dict[str, Any]) -> str:
         *([f"Note: {result['note']}"] if result.get("note") else []),
         f"Time per batch of 10 pages: mean {fmt(per['mean'], 0)} s, longest {fmt(per['max'], 0)} s; persona: "
         + ", ".join(f"{r['pages']} pages in {r['seconds']:.0f} s" for r in result["persona_runs"])
-        + f". LLM calls: {calls} (total {result['llm_calls']}) for {result['promoted_pages']} promoted pages; "
+        + f". LLM calls: {calls} (total {result['llm_calls']}) for {result['promoted_pages']} promoted pages "
+        f"({fmt(result.get('calls_per_100_promoted'), 1)} per 100 promoted turns, persona flushed); "
         f"{result['segments']} segments, {result['facts']} facts, {result['traits']} traits. Themes the model wrote: "
-        + "; ".join(f"'{t}'" for t in result["themes"][:6]) + ".",
+        + "; ".join(f"'{t}'" for t in result["themes"][:6]) + f". Profile summary: {result['profile_summary']!r}.",
+        *([f"What failed: {_failures(result)}."] if _failures(result) else []),
         reproduce_md(result["reproduce"]),
     ])
+
+
+def _failures(result: dict[str, Any]) -> str:
+    return "; ".join(f"{what}: " + ", ".join(repr(i) for i in items[:3])
+                     for what, items in result.get("failures", {}).items() if items)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", required=True, help="the real model's OpenAI-compatible URL, e.g. "
                         "http://127.0.0.1:18766/v1")
     parser.add_argument("--conversation", default="conv-26")
-    parser.add_argument("--turns", type=int, default=60)
+    parser.add_argument("--turns", type=int, default=120)
     parser.add_argument("--context-tokens", type=int, default=4096)
     parser.add_argument("--model", default=None, help="model name sent (the server accepts any)")
     args = parser.parse_args(argv)

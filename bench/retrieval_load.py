@@ -128,11 +128,14 @@ def _task_cost(rt: Any, users: Sequence[str], calls: int, rng: random.Random) ->
 
 
 class _Load(threading.Thread):
-    """Publishes turns of `users` round-robin at `rate` turns/s, one publish per turn, timing each."""
+    """Publishes turns at `rate` turns/s, one publish per turn, timing each: `block` turns to one user, then
+    the next user's (round-robin), so every `block` turns complete a batch whatever the rate and the number
+    of users (spread one turn per user in turn, a slow load left every user short of a batch: no ingestion)."""
 
-    def __init__(self, publisher: Any, users: Sequence[str], rate: float, rng: random.Random) -> None:
+    def __init__(self, publisher: Any, users: Sequence[str], rate: float, rng: random.Random, block: int = 10,
+                 ) -> None:
         super().__init__(name="bench-load", daemon=True)
-        self.publisher, self.users, self.rate, self.rng = publisher, list(users), rate, rng
+        self.publisher, self.users, self.rate, self.rng, self.block = publisher, list(users), rate, rng, block
         self.stop = threading.Event()
         self.latencies: list[float] = []
         self.published: dict[str, int] = dict.fromkeys(self.users, 0)
@@ -145,7 +148,7 @@ class _Load(threading.Thread):
         while not self.stop.is_set():
             due = int((time.monotonic() - started) * self.rate)
             while sent < due and not self.stop.is_set():
-                user = self.users[sent % len(self.users)]
+                user = self.users[(sent // self.block) % len(self.users)]
                 text, reply = _turn(self.rng)
                 t0 = time.perf_counter()
                 try:
@@ -202,6 +205,13 @@ def _ingest_rate(rt: Any, users: int, turns: int, timeout: float, rng: random.Ra
             "published": {u: rt.settings.short_term_capacity + per_user for u in fresh}}
 
 
+def _ask(client: Any, user: str, query: str, **options: Any) -> Any:
+    """One RPC retrieval: RetrievalClient takes a RetrievalRequest (its options checked where it is built)."""
+    from schemas.query import RetrievalRequest
+
+    return client.retrieve(RetrievalRequest.of(user, query, **options))
+
+
 def _retrievals(client: Any, users: Sequence[str], n: int, gap: float, deadline_ms: int,
                 rng: random.Random) -> dict[str, Any]:
     from .retrieval import _query
@@ -211,7 +221,7 @@ def _retrievals(client: Any, users: Sequence[str], n: int, gap: float, deadline_
         user, query = rng.choice(users), _query(rng)
         t0 = time.perf_counter()
         try:
-            context = client.retrieve(user, query, deadline_ms=deadline_ms)
+            context = _ask(client, user, query, deadline_ms=deadline_ms)
         except Exception as exc:  # noqa: BLE001 - the floor: none may reach the caller
             errors.append(f"{type(exc).__name__}: {exc}"[:200])
             context = None
@@ -252,7 +262,7 @@ def _phase(rt: Any, client: Any, targets: Sequence[str], load: float, rate: floa
     publisher_load = None
     if load > 0:
         users = _fresh_users(rt, f"load{int(load * 100)}", o["load_users"], rng)
-        publisher_load = _Load(rt.publisher, users, load * rate, rng)
+        publisher_load = _Load(rt.publisher, users, load * rate, rng, rt.settings.promotion_batch_size)
         publisher_load.start()
         time.sleep(o["warmup"])
     started = time.perf_counter()
@@ -264,13 +274,20 @@ def _phase(rt: Any, client: Any, targets: Sequence[str], load: float, rate: floa
     if publisher_load is not None:
         publisher_load.stop.set()
         publisher_load.join()
-        result["backlog"] = asdict(rt.pending.backlog())
+        backlog = rt.pending.backlog()
+        result["backlog"] = asdict(backlog)
+        result["batches_formed"] = sum(n // rt.settings.promotion_batch_size
+                                       for n in publisher_load.published.values())
         result["publish"] = summary(publisher_load.latencies)
         result["published_turns"] = sum(publisher_load.published.values())
         result["publish_errors"] = len(publisher_load.errors)
         result["achieved_turns_per_s"] = result["published_turns"] / (o["warmup"] + result["seconds"])
+        drain_started = time.perf_counter()
         for user in tqdm(publisher_load.users, desc="phase users idle", unit="user", leave=False):
             rt.pending.wait_idle(user, timeout=o["timeout"], flush=True)  # partial buffers too, for the check
+        # The backlog left at the end of the row, drained with the load stopped (partial buffers flushed too).
+        result["drain_s"] = time.perf_counter() - drain_started
+        result["drain_pages_per_s"] = backlog.pages / result["drain_s"] if result["drain_s"] > 0 else float("nan")
         result["published"] = {u: rt.settings.short_term_capacity + n for u, n in publisher_load.published.items()}
     result["lane"] = client.lane()
     return result
@@ -329,8 +346,8 @@ def run(targets: int = 5, pages: int = 270, threads: int = 8, loads: str = "0.5,
                         MEMORYOS_OPENAI_BASE_URL=llm.base_url, MEMORYOS_OPENAI_API_KEY="bench"):
                 client = RetrievalClient(settings)
                 for user in users * 4:  # the worker started: model loaded, the store's files read in
-                    client.retrieve(user, "What did I tell you about the garden?", deadline_ms=120_000,
-                                    on_deadline="raise")
+                    _ask(client, user, "What did I tell you about the garden?", deadline_ms=120_000,
+                         on_deadline="raise")
                 rate = _ingest_rate(rt, rate_users, rate_turns, timeout, rng)
                 published.update(rate.pop("published"))
                 phases = [_phase(rt, client, users, 0.0, rate["pages_per_s"], o, rng)]
@@ -360,7 +377,8 @@ def _command(o: dict[str, Any]) -> str:
 # --- output -------------------------------------------------------------------------------------------------
 
 HEADERS = ("load", "turns/s published", "p50 ms", "p99 ms", "p99 / idle p99", "degraded", "exceptions",
-           "Celery path p50 / p99 ms (timeouts)", "publish p50 / p99 ms", "backlog pages (oldest s)")
+           "Celery path p50 / p99 ms (timeouts)", "publish p50 / p99 ms", "batches formed",
+           "backlog pages (oldest s)", "drained after, pages/s")
 
 
 def _table(result: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -370,13 +388,14 @@ def _table(result: dict[str, Any]) -> list[tuple[str, ...]]:
         load = "idle" if not p["load"] else f"{p['load'] * 100:.0f}% of ingest"
         publish = f"{p['publish']['p50_ms']:.2f} / {p['publish']['p99_ms']:.2f}" if "publish" in p else "—"
         backlog = f"{p['backlog']['pages']:,} ({p['backlog']['oldest_s']:.0f})" if "backlog" in p else "—"
+        drain = (f"{fmt(p['drain_pages_per_s'], 1)} ({p['drain_s']:.1f} s)" if "drain_s" in p else "—")
         celery = p.get("celery_path")
         celery_cell = (f"{celery['latency']['p50_ms']:.1f} / {celery['latency']['p99_ms']:.1f} ({celery['timeouts']})"
                        if celery else "—")
         rows.append((load, fmt(p.get("achieved_turns_per_s"), 1) if p["load"] else "0",
                      fmt(p["latency"]["p50_ms"], 1), fmt(p["latency"]["p99_ms"], 1),
                      f"{p['latency']['p99_ms'] / idle:.2f}x", f"{p['degraded_share'] * 100:.0f}%",
-                     str(p["exceptions"]), celery_cell, publish, backlog))
+                     str(p["exceptions"]), celery_cell, publish, str(p.get("batches_formed", "—")), backlog, drain))
     return rows
 
 
@@ -414,7 +433,7 @@ def _print(result: dict[str, Any]) -> None:
     print(f"\nretrieval under load: ingest rate {r['pages_per_s']:.1f} pages/s ({r['pages']} pages from publish to "
           f"idle in {r['seconds']:.1f} s; the backlog drained at {r['saturated_drain_pages_per_s']:.1f} pages/s while "
           f"saturated; {result['options']['threads']} worker threads, fake LLM at 0 ms)")
-    widths = (18, 18, 8, 8, 15, 9, 11, 36, 20, 24)
+    widths = (18, 18, 8, 8, 15, 9, 11, 36, 20, 15, 24, 22)
     print(" ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(HEADERS, widths, strict=True))))
     for row in _table(result):
         print(" ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
@@ -466,7 +485,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"persona work included ({r['seconds']:.1f} s; while saturated the backlog drained at "
         f"{r['saturated_drain_pages_per_s']:.1f} pages/s, a drain then covering several batches of a user). "
         f"{o['retrievals']} retrievals per row, {o['gap'] * 1000:.0f} ms apart, after {o['warmup']:g} s of load; "
-        "backlog read at the end of each row (`memoryos stats`); every published turn checked in the store or "
+        "Each row's turns go ten at a time to one user (one batch each), so the row has the ingestion it names "
+        "(*batches formed*); the backlog is read at the end of the row (`memoryos stats`) and its drain rate "
+        "measured after it, the load stopped; every published turn checked in the store or "
         f"short-term afterwards ({result['turns_checked']:,}). Celery path: {o['celery_calls']} retrievals per row "
         "sent as the `memoryos.retrieve` Celery task instead, served by the worker pool that ingestion shares (the "
         f"path before the retrieval lane; {o['celery_timeout']:g} s timeout each, timeouts counted at that time).",

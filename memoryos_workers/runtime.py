@@ -152,10 +152,12 @@ class Runtime:
     def retriever(self) -> Retriever:
         from memoryos_workers.retrieval.bookkeeping import Bookkeeping
         from memoryos_workers.retrieval.retriever import Retriever
+        from producers.context import PackingParams
 
         return self._once("retriever", lambda: Retriever(
             self.settings, self.redis, self.keys, self.publisher.scripts, self.embedder, self.pages, self.segments,
             self.persona, Bookkeeping(self.redis, self.keys.stats, self.segment_stats, self.heat_refresh),
+            packing=PackingParams(persona_share=self.settings.persona_share),
         ))
 
     @property

@@ -18,6 +18,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .query import check_max_tokens
 
 KEY_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"
+# The long-term persona's share of a context's budget (MEMORYOS_PERSONA_SHARE); the packing's default too.
+DEFAULT_PERSONA_SHARE = 0.1
+# The longest a stored profile summary may grow (tokens, schemas/tokens.py): merging cuts a longer one, so
+# the summary stays a portrait and fits the persona share of the default budget with room for facts.
+PROFILE_SUMMARY_TOKENS = 120
 
 
 class Settings(BaseSettings):
@@ -192,6 +197,14 @@ class Settings(BaseSettings):
     context_max_tokens: int = Field(
         2000, ge=0, le=1_000_000, description="Token budget of a retrieved context (its prompt, estimated as "
         "schemas/tokens.py does: characters / 4); 0 = no budget. A call's max_tokens overrides it."
+    )
+
+    persona_share: float = Field(
+        DEFAULT_PERSONA_SHARE, ge=0, le=0.5, description="Share of a context's token budget kept for the long-term "
+        "persona (the profile's summary, then the traits and facts the query touches); what it leaves goes to "
+        "pages. The default holds a profile summary (at most PROFILE_SUMMARY_TOKENS, 120) and the relevant facts "
+        "in every prompt of the default 2,000-token budget (chosen on LoCoMo conv-26, checked on conv-30, "
+        "bench/context.py); 0 = the persona competes with pages for room."
     )
 
     # --- reliability -----------------------------------------------------------------------------

@@ -35,7 +35,8 @@ class FusionParams:
     use_dates: bool = True
     store_hybrid: bool = False  # one dense+BM25 query fused inside the store (its RRF) instead of two lists
     # Multi-hop: the pages next to the strongest hits in their segment, as one more list; 0 = off. Tuned on
-    # conv-26 (0.25-1.0: 1.0 best) and kept because held-out conv-30 measures better with it (BENCHMARKS section 9).
+    # conv-26 (0.25-1.0: 1.0 best) and kept because conv-30 measured better with it, which makes conv-30
+    # in-sample too (BENCHMARKS.md section 4).
     neighbour_weight: float = 1.0
     neighbour_hits: int = 5  # how many of the strongest hits lend their neighbours
 

@@ -4,7 +4,10 @@ value per token:
 
 * recent dialogue first, newest turn first, without gaps, up to a share of the budget;
 * pages by their retrieval score, each if it still fits (value per token with the cost's weight tuned:
-  `PackingParams.length_exponent`);
+  `PackingParams.length_exponent`), leaving the persona's share and the derived reserve;
+* the long-term persona in its own share (`PackingParams.persona_share`, MEMORYOS_PERSONA_SHARE), as the
+  paper's prompt always carries it: the profile's summary (cut to the share if it is longer), then the
+  traits and facts the query touches that say what the chosen pages do not; what the share leaves goes on;
 * then what is derived from the dialogue (a topic's summary, a chain's overview, the profile, facts),
   each worth its relevance times the share of its words the chosen pages do not already say, within a
   reserve; a summary that repeats its pages is left out, and a segment's summary is said once;
@@ -29,6 +32,7 @@ from producers.context.render import (
     topic_line,
     trait_line,
 )
+from schemas.settings import DEFAULT_PERSONA_SHARE
 from schemas.tokens import estimate_tokens
 from schemas.turns import Page
 from schemas.words import content_stems, page_text
@@ -36,15 +40,20 @@ from schemas.words import content_stems, page_text
 
 @dataclass(frozen=True)
 class PackingParams:
-    """How a budget is shared out (tuned on LoCoMo conv-26 only, bench/context.py; conv-30 is held out)."""
+    """How a budget is shared out. Chosen on LoCoMo conv-26 and checked on conv-30 (bench/context.py); both
+    are in-sample: conv-30 was looked at while choosing (segment neighbours were kept on its figures)."""
 
     short_term_share: float = 0.25  # recent dialogue may take up to this share of the budget
+    # The long-term persona's share (profile summary, relevant traits and facts), so a user with a profile
+    # has it in every prompt instead of competing with pages on a measure that only counts dialogue.
+    persona_share: float = DEFAULT_PERSONA_SHARE
     derived_share: float = 0.05  # summaries, profile and facts may take this share before pages take the rest
     min_novelty: float = 0.3  # a derived text must say at least this share of words the pages do not
     # An item's priority is value / tokens**this. 1 is value per token; 0 is value order, where the cost
-    # only decides what still fits. Measured on conv-26 (bench/context.py): 0 held more evidence at every
-    # budget (0.63 against 0.46 at 500 tokens, 0.86 against 0.85 at 2,000 with segment neighbours), since
-    # a short page is no more likely to be the evidence than a long one of the same rank.
+    # only decides what still fits. Measured on conv-26 (bench/context.py, variant "value per token"): 0 held
+    # more evidence at every budget (at short-term capacity 10 with the persona share: 0.55 against 0.42 at
+    # 500 tokens, 0.82 against 0.76 at 2,000), since a short page is no more likely to be the evidence than a
+    # long one of the same rank.
     length_exponent: float = 0.0
     profile_value: float = 0.5  # worth of the profile's summary (no query relevance to go by)
     trait_base: float = 0.2  # worth of a trait the query does not touch; up to 1 as it touches it
@@ -62,6 +71,7 @@ class _Item:
     text: str  # what it renders as (one or more lines)
     value: float
     words: set[str] = field(default_factory=set)
+    source: str = ""  # the stored text as kept, when it is not the whole (a profile summary cut to its share)
 
     @property
     def tokens(self) -> int:
@@ -76,6 +86,7 @@ def fit(ctx: Parts, max_tokens: int, params: PackingParams = DEFAULT_PACKING,
     room = max_tokens - estimate_tokens(render(empty))
     if room <= 0:
         return empty
+    persona_room = int(room * params.persona_share) if _has_persona(ctx) else 0
     short_term, used = _recent(ctx.short_term, int(room * params.short_term_share))
     room -= used
     seen = {p.turn_id for p in short_term}
@@ -83,7 +94,8 @@ def fit(ctx: Parts, max_tokens: int, params: PackingParams = DEFAULT_PACKING,
     chosen: dict[str, _Item] = {}
     page_items = _page_items(pages)
     reserve = int(room * params.derived_share)
-    room -= _greedy(page_items, room - reserve, chosen, params.length_exponent)
+    room -= _greedy(page_items, room - reserve - persona_room, chosen, params.length_exponent)
+    room -= _persona_share(ctx, pages, chosen, params, persona_room)
     # The reserve and what the pages left compete by value per token: derived texts and the other pages.
     derived = _derived_items(ctx, pages, chosen, params)
     _greedy(derived + page_items, room, chosen, params.length_exponent)
@@ -146,6 +158,64 @@ def _greedy(items: list[_Item], room: int, chosen: dict[str, _Item], exponent: f
     return spent
 
 
+def _has_persona(ctx: Parts) -> bool:
+    profile = ctx.user_profile
+    return bool((profile is not None and (profile.summary or profile.traits)) or ctx.user_knowledge
+                or ctx.assistant_knowledge)
+
+
+def _said(pages: Sequence[RetrievedPage], chosen: dict[str, _Item]) -> set[str]:
+    """The words the chosen pages already say (a derived text is worth what it adds to them)."""
+    said: set[str] = set()
+    for page in pages:
+        if f"page:{page.turn_id}" in chosen:
+            said |= content_stems(f"{page.user_input} {page.agent_response}")
+    return said
+
+
+def _persona_share(ctx: Parts, pages: Sequence[RetrievedPage], chosen: dict[str, _Item], params: PackingParams,
+                   room: int) -> int:
+    """Fills the persona's share: the profile's summary whatever the query (cut at a word to the share when
+    longer), then the traits and facts the query touches, by value, each if it fits. Returns the tokens spent."""
+    if room <= 0:
+        return 0
+    spent = 0
+    profile = ctx.user_profile
+    if profile is not None and profile.summary:
+        summary = _cut_to(profile.summary, room)
+        if summary:
+            item = _Item("profile", "summary", profile_summary_line(summary), 1.0, source=summary)
+            chosen["profile:summary"] = item
+            spent += item.tokens
+    said = _said(pages, chosen)
+    relevant: list[_Item] = []
+
+    def add(kind: str, key: Any, text: str, source: str, relevance: float, touched: bool = True) -> None:
+        words = content_stems(source)
+        novelty = len(words - said) / len(words) if words else 0.0
+        if touched and kind != "profile" and novelty >= params.min_novelty:
+            relevant.append(_Item(kind, key, text, relevance * novelty, words))
+
+    _persona_items(ctx, params, add)
+    return spent + _greedy(relevant, room - spent, chosen, params.length_exponent)
+
+
+def _cut_to(summary: str, room: int) -> str:
+    """The summary whole when its line fits `room` tokens, else its longest word-boundary prefix that does
+    (with an ellipsis); empty when not even a few words fit."""
+    if estimate_tokens(profile_summary_line(summary) + "\n") <= room:
+        return summary
+    words = summary.split()
+    low, high = 0, len(words)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if estimate_tokens(profile_summary_line(" ".join(words[:mid]) + " …") + "\n") <= room:
+            low = mid
+        else:
+            high = mid - 1
+    return " ".join(words[:low]) + " …" if low >= 3 else ""
+
+
 def _derived_items(
     ctx: Parts, pages: Sequence[RetrievedPage], chosen: dict[str, _Item], params: PackingParams
 ) -> list[_Item]:
@@ -158,7 +228,7 @@ def _derived_items(
     values = {p.turn_id: chosen[f"page:{p.turn_id}"].value for p in chosen_pages}
     items: list[_Item] = []
 
-    def add(kind: str, key: Any, text: str, source: str, relevance: float) -> None:
+    def add(kind: str, key: Any, text: str, source: str, relevance: float, touched: bool = True) -> None:
         words = content_stems(source)
         novelty = len(words - said) / len(words) if words else 0.0
         if novelty >= params.min_novelty:
@@ -187,7 +257,7 @@ def _persona_items(ctx: Parts, params: PackingParams, add: Callable[..., None]) 
             words = content_stems(f"{trait.dimension} {trait.evidence}")
             touched = len(words & asked) / len(asked) if asked else 0.0
             add("trait", i, trait_line(trait), f"{trait.dimension} {trait.evidence}",
-                params.trait_base + (1 - params.trait_base) * touched)
+                params.trait_base + (1 - params.trait_base) * touched, touched=touched > 0)
     for kind, entries in (("user_fact", ctx.user_knowledge), ("assistant_fact", ctx.assistant_knowledge)):
         for entry in entries:
             relevance = params.fact_default if entry.score is None else max(0.0, min(1.0, entry.score))
@@ -210,7 +280,8 @@ def _assemble(ctx: Parts, short_term: list[Page], pages: Sequence[RetrievedPage]
     profile = ctx.user_profile
     if profile is not None:
         traits = [t for i, t in enumerate(profile.traits) if f"trait:{i}" in chosen]
-        summary = profile.summary if "profile:summary" in chosen else ""
+        kept = chosen.get("profile:summary")
+        summary = (kept.source or profile.summary) if kept is not None else ""
         profile = profile.model_copy(update={"summary": summary, "traits": traits}) if summary or traits else None
     return replace(
         ctx,
