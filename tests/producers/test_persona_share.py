@@ -83,3 +83,29 @@ def test_the_setting_reaches_the_retriever(tmp_path) -> None:  # noqa: ANN001
         rt.close()
     with pytest.raises(ValueError, match="persona_share"):
         Settings(persona_share=0.9)
+
+
+def test_a_fact_with_its_time_is_kept_though_the_pages_say_its_words() -> None:
+    """Pages say "I moved to Berlin" and, older, "I live in Paris"; only the fact says which is true now. A
+    fact with a window is worth its time, whatever its words. A score of 0.2 is how low MiniLM scores a plain
+    question against the fact that answers it (0.23 for "What is her job now?"), so it is not cut as unrelated."""
+    moved = datetime(2024, 10, 10, tzinfo=timezone.utc)
+    pages = [
+        RetrievedPage(turn_id="old", user_input="I live in Paris and I love it.", agent_response="Nice!",
+                      timestamp=T0, score=0.9),
+        RetrievedPage(turn_id="new", user_input="I moved to Berlin.", agent_response="Exciting!",
+                      timestamp=moved, score=0.8),
+    ] + [RetrievedPage(turn_id=f"t{i}", user_input=f"Weather and trains {i}.", agent_response="Indeed.",
+                       timestamp=T0 + timedelta(minutes=i), score=0.5 / (1 + i)) for i in range(200)]
+    timed = KnowledgeEntry(entry_id="f1", fact_id="f1", kind="user", text="Moved to Berlin.",
+                           user_id="u1", score=0.2, valid_from=moved.timestamp())
+    untimed = timed.model_copy(update={"entry_id": "f2", "fact_id": "f2", "valid_from": None})
+    ctx = RetrievedContext(user_id="u1", query="Where does she live now?", pages=pages,
+                           user_profile=UserProfile(user_id="u1", summary=SUMMARY), user_knowledge=[timed])
+    fitted = ctx.fit(2000)
+    assert {"old", "new"} <= {p.turn_id for p in fitted.pages}, "the pages that say the words are chosen"
+    assert [e.entry_id for e in fitted.user_knowledge] == ["f1"]
+    assert '[since 2024-10] "Moved to Berlin."' in fitted.to_prompt()
+    # Without a time, a fact whose every word a chosen page says adds nothing and stays out.
+    bare = ctx.model_copy(update={"user_knowledge": [untimed]}).fit(2000)
+    assert bare.user_knowledge == []
