@@ -179,7 +179,7 @@ def measure(conversations: list[str], budgets: list[int], stm: int, variants: bo
             responder: str = "persona", reader_url: str = "", reader_questions: int = 20) -> list[dict[str, Any]]:
     from memoryos_workers.runtime import Runtime
     from memoryos_workers.testing.fake_llm import FakeLLM
-    from memoryos_workers.testing.responders import responder_named
+    from memoryos_workers.testing.named_responders import responder_named
 
     with FakeLLM() as llm, tempfile.TemporaryDirectory(prefix="memoryos-bench-") as tmp:
         llm.responder = responder_named(responder)

@@ -46,7 +46,7 @@ MODES = ("regular", "persona", "generic")
 
 def _fake(mode: str) -> Any:
     from memoryos_workers.testing.fake_llm import FakeLLM
-    from memoryos_workers.testing.responders import responder_named
+    from memoryos_workers.testing.named_responders import responder_named
 
     llm = FakeLLM()
     if mode == "generic":

@@ -92,15 +92,3 @@ def default_responder(request: dict[str, Any]) -> Any:
     if schema_name(request) == "segmentation" or "pages" in data:
         return segmentation_answer(data)
     return None
-
-
-def responder_named(name: str) -> Any:
-    """The responder a benchmark names: `default` (above) or `persona` (persona_responder.py: facts and a
-    summary derived from the pages, so the persona's contribution can be measured)."""
-    if name == "default":
-        return default_responder
-    if name == "persona":
-        from memoryos_workers.testing.persona_responder import persona_responder
-
-        return persona_responder
-    raise ValueError(f"unknown responder {name!r}: default or persona")
