@@ -14,6 +14,19 @@ from collections.abc import Mapping, Sequence
 from memoryos_workers.memory.persona_store import PersonaStore
 from schemas.persona import Fact, KnowledgeEntry
 
+# The most shown facts one new fact may replace, and one call may retire. A model that names more is not
+# saying which fact changed: the real 0.5B model (bench/real_llm_check.py) put every id it was shown into
+# one fact's `supersedes`. A real change replaces one fact, rarely two ("moved to Berlin" ends "lives in
+# Paris" and "plans to move"), so a longer list is ignored as a whole and counted as `ignored`.
+MAX_NAMED = 2
+
+
+def _named(ids: Sequence[str], unless: Sequence[str] = ()) -> tuple[list[str], int]:
+    """The ids a link list may act on, and how many it named in vain. An id named both as superseded and as
+    confirmed says nothing either way."""
+    named = [short for short in dict.fromkeys(ids) if short not in unless]
+    return (named, 0) if len(named) <= MAX_NAMED else ([], len(named))
+
 
 class FactNotFound(ValueError):
     """No fact with this id among the user's facts (or it belongs to another user)."""
@@ -32,12 +45,14 @@ def apply_links(
     call's short ids of `shown` facts (anything else is ignored). `starts`: when each new fact became true
     (the replaced fact held until then). Already-replaced facts stay as they were, so a re-delivered call
     supersedes nothing twice."""
-    superseded = confirmed = ended = 0
+    superseded = confirmed = ended = ignored = 0
     now = time.time()
     for fact, new_id, start in zip(facts, new_ids, starts, strict=True):
         if not new_id:
             continue
-        for short in dict.fromkeys(fact.supersedes):
+        replaced, vain = _named(fact.supersedes, unless=fact.confirms)
+        ignored += vain
+        for short in replaced:
             old = shown.get(short)
             if old is None or old.pinned or old.fact_id == new_id:
                 continue
@@ -47,11 +62,13 @@ def apply_links(
             if old is not None and old.fact_id != new_id:
                 store.mark(old, {"confirmed_at": now}, at=now, by="llm", action="confirmed")
                 confirmed += 1
-    for short in dict.fromkeys(retired):
+    ended_ids, vain = _named(retired)
+    ignored += vain
+    for short in ended_ids:
         old = shown.get(short)
         if old is not None and not old.pinned:
             ended += store.end(old, at=retired_at, by="llm", action="retired")
-    return {"superseded": superseded, "confirmed": confirmed, "retired": ended}
+    return {"superseded": superseded, "confirmed": confirmed, "retired": ended, "ignored": ignored}
 
 
 def one(store: PersonaStore, user_id: str, fact_id: str) -> KnowledgeEntry:

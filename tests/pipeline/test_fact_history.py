@@ -5,6 +5,7 @@ extraction supersedes nothing twice, and forget removes the history."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -93,7 +94,11 @@ def test_a_retried_extraction_supersedes_nothing_twice(runtime, lived, fake_llm)
     keys = runtime.keys.user(user_id)
     for sid in {h.payload["segment_id"] for h in hits}:
         runtime.redis.hset(keys.seg_lbase, sid, 0)
-    done = runtime.persona_worker.extract(user_id, force=True)
+    # extract() answers {} at once while another extraction holds the user's persona lock (the worker may
+    # still be on the story's last kick under load): try again until it has read the pages.
+    deadline = time.monotonic() + 60
+    while not (done := runtime.persona_worker.extract(user_id, force=True)) and time.monotonic() < deadline:
+        time.sleep(0.2)
     after = runtime.persona.list("user", user_id, history=True)
     assert persona_calls(fake_llm) >= 1, done
     for e in after:
@@ -116,12 +121,36 @@ def test_pinned_facts_are_not_superseded_by_the_llm(runtime, fake_llm) -> None: 
     shown = {"F1": pinned, "F2": plain}
     first = fact_changes.apply_links(store, facts, out["ids"], [1.7e9, 1.7e9], shown, [], 1.7e9)
     again = fact_changes.apply_links(store, facts, out["ids"], [1.7e9, 1.7e9], shown, ["F1"], 1.7e9)
-    assert first["superseded"] == 1 and again == {"superseded": 0, "confirmed": 0, "retired": 0}
+    assert first["superseded"] == 1 and again == {"superseded": 0, "confirmed": 0, "retired": 0, "ignored": 0}
     assert fact_changes.one(store, user_id, pinned.fact_id).current
     assert fact_changes.one(store, user_id, plain.fact_id).superseded_by == out["ids"][1]
     store.delete_user(user_id)
     assert store.list("user", user_id, history=True) == []
 
+
+def test_a_model_that_names_every_shown_fact_replaces_none(runtime) -> None:  # noqa: ANN001
+    """What the real 0.5B model did: one new fact naming every shown id as superseded (and as confirmed),
+    and a retire list of them all. More than MAX_NAMED names say nothing about which fact changed; one or
+    two do; an id both superseded and confirmed is neither."""
+    from schemas.persona import Fact
+
+    user_id = f"many-{uuid.uuid4().hex[:8]}"
+    store = runtime.persona
+    olds = [fact_changes.add(store, user_id, f"{story.S} {text}.", by="key:test")
+            for text in ("lives in Porto", "works as a nurse", "has a dog named Rex", "is vegan")]
+    shown = {f"F{i + 1}": e for i, e in enumerate(olds)}
+    facts = [Fact(text=f"{story.S} went to a support group.", date="", supersedes=list(shown), confirms=list(shown)),
+             Fact(text=f"{story.S} plays chess on Sundays.", date="", supersedes=["F1", "F2", "F3"]),
+             Fact(text=f"{story.S} lives in Rome.", date="", supersedes=["F1"]),
+             Fact(text=f"{story.S} works as a cook.", date="", supersedes=["F2"], confirms=["F2"])]
+    out = store.add_facts("user", user_id, None, facts, {})
+    links = fact_changes.apply_links(store, facts, out["ids"], [1.7e9] * 4, shown, ["F2", "F3", "F4"], 1.7e9)
+    # The first fact names all four both ways (neither), the second three, the retire list three.
+    assert links["superseded"] == 1 and links["retired"] == 0 and links["ignored"] == 3 + 3
+    now = {e.fact_id: e for e in store.list("user", user_id, history=True)}
+    assert now[olds[0].fact_id].superseded_by == out["ids"][2], "one name is a change"
+    assert all(now[e.fact_id].current for e in olds[1:]), "the rest stand"
+    store.delete_user(user_id)
 
 def test_export_holds_the_history_and_erase_removes_it(runtime, lived) -> None:  # noqa: ANN001
     from memoryos_workers.ops.user_data import collect_user_records
