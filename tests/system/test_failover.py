@@ -160,6 +160,15 @@ def _wait_for(condition: Any, timeout: float, what: str, detail: Any = lambda: "
         time.sleep(0.05)
 
 
+def _seen_within(condition: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _promoting(publisher: Publisher, users: list[str]) -> bool:
     try:
         return any(publisher.redis.exists(publisher.keys.user(u).lock) for u in users)
@@ -223,9 +232,13 @@ def _failover_run(min_replicas: int, cluster: PrivateCluster, vhost: Vhost, llm:
         t0 = time.monotonic()
         promoted = cluster.fail_over(victim, lag=LAG_S)
         failover_s = round(time.monotonic() - t0, 2)
-        _wait_for(lambda: _promoting(publisher, users), 120, "a promotion after the failover", state)
+        # SIGKILL mid-promotion when one runs soon; the process manager starts it again. None may start for a
+        # while: a publishing thread retries a turn of a user on the promoted master for up to
+        # PUBLISH_GIVE_UP_S, and with min replicas 1 that master has no replica until the victim returns, so
+        # with every thread on such a user no batch forms. The kill comes either way.
+        mid_promotion = _seen_within(lambda: _promoting(publisher, users), 60)
         pid = manager.worker.proc.pid
-        manager.worker.kill()  # SIGKILL mid-promotion; the process manager starts it again
+        manager.worker.kill()
         _wait_for(lambda: manager.worker.proc is not None and manager.worker.proc.pid != pid
                   and manager.worker.proc.poll() is None, 180, "the worker's restart")
         cluster.restart(victim)  # its process manager, too: it rejoins as the promoted node's replica
@@ -251,6 +264,7 @@ def _failover_run(min_replicas: int, cluster: PrivateCluster, vhost: Vhost, llm:
         "lost": len(audit["lost"]),
         "gave_up": sum(len(v) for v in run.gave_up.values()), "raised": dict(run.raised),
         "failover_s": failover_s, "promoted": promoted.addr, "worker_restarts": restarts,
+        "worker_killed_mid_promotion": mid_promotion,
         "drain_after_publishing_s": round(drained, 1), "tiers": audit["tiers"],
         "seconds": round(time.monotonic() - started, 1),
     }
