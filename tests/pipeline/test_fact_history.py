@@ -89,6 +89,7 @@ def test_a_retried_extraction_supersedes_nothing_twice(runtime, lived, fake_llm)
     user_id, _, _ = lived
     fake_llm.responder = fact_responder
     before = {e.fact_id: (e.status, len(e.changes)) for e in runtime.persona.list("user", user_id, history=True)}
+    traits_before = runtime.persona.get_profile(user_id).traits
     hits = runtime.pages.all_for_user(user_id)[-40:]  # as if the last calls' marks were lost: read again
     runtime.pages.mark_persona(user_id, [h.payload["turn_id"] for h in hits], "pending")
     keys = runtime.keys.user(user_id)
@@ -106,6 +107,28 @@ def test_a_retried_extraction_supersedes_nothing_twice(runtime, lived, fake_llm)
             assert (e.status, sum(c.action in ("superseded", "retired", "corrected") for c in e.changes)) == (
                 before[e.fact_id][0], 1), e
     assert {e.text for e in after if e.current} >= {q.current for q in story.NOW_QUESTIONS if q.current}
+    traits_after = {t.dimension: t for t in runtime.persona.get_profile(user_id).traits}
+    for trait in traits_before:  # evidence read again is not evidence twice
+        again = traits_after[trait.dimension]
+        assert (again.evidence_turns, len(again.revisions)) == (trait.evidence_turns, len(trait.revisions))
+
+
+def test_the_profile_is_revised_with_its_evidence(runtime, lived) -> None:  # noqa: ANN001
+    """The test model names the shown diet trait when Lea's diet changes: one diet trait, revised by the page
+    that says so, with what it was kept; the traits nothing mentions stay."""
+    from schemas.persona import month
+
+    user_id, _, _ = lived
+    traits = runtime.persona.get_profile(user_id).traits
+    diet = [t for t in traits if t.dimension.startswith("diet:")]
+    assert [(t.dimension, t.level) for t in diet] == [("diet: vegan", "high")]
+    vegan_turn = next(h.payload["turn_id"] for h in runtime.pages.all_for_user(user_id)
+                      if h.payload["user_input"] == "I'm vegan now.")
+    assert diet[0].evidence_turns == [vegan_turn] and month(diet[0].last_seen) == "2024-06"
+    was = diet[0].revisions[-1]
+    assert (was.dimension, was.by_turn, month(was.at)) == ("diet: vegetarian", vegan_turn, "2024-06")
+    assert was.evidence_turns and was.evidence_turns != [vegan_turn]
+    assert len(traits) > 1 and all(t.evidence_turns and t.last_seen for t in traits)
 
 
 def test_pinned_facts_are_not_superseded_by_the_llm(runtime, fake_llm) -> None:  # noqa: ANN001
@@ -162,6 +185,9 @@ def test_export_holds_the_history_and_erase_removes_it(runtime, lived) -> None: 
     assert [c["action"] for c in paris["changes"]] == ["extracted", "superseded"]
     corrected = next(r for r in facts if r["text"] == story.CORRECTION[0])
     assert corrected["changes"][-1]["by"] == "person:lea" and corrected["changes"][-1]["action"] == "corrected"
+    [profile] = [r for r in collect_user_records(runtime, user_id) if r["type"] == "profile"]
+    diet = next(t for t in profile["traits"] if t["dimension"].startswith("diet:"))
+    assert diet["evidence_turns"] and diet["last_seen"] and diet["revisions"][-1]["dimension"] == "diet: vegetarian"
 
 
 def test_a_fact_stored_before_fact_times_reads_as_current(runtime) -> None:  # noqa: ANN001
