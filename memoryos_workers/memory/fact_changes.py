@@ -40,32 +40,47 @@ def apply_links(
     shown: Mapping[str, KnowledgeEntry],
     retired: Sequence[str],
     retired_at: float,
+    kind: str = "user",
 ) -> dict[str, int]:
     """The persona answer's links: each new fact's `supersedes` and `confirms`, and `retired`, all as the
     call's short ids of `shown` facts (anything else is ignored). `starts`: when each new fact became true
-    (the replaced fact held until then). Already-replaced facts stay as they were, so a re-delivered call
-    supersedes nothing twice."""
+    (the replaced fact held until then). `kind`: the new facts' kind; a shown fact of another kind (a user
+    fact named by an assistant fact, or the reverse) is not linked and counts as ignored. Already-replaced
+    facts stay as they were, so a re-delivered call supersedes nothing twice.
+
+    Facts carry no subject or category field, so "the same subject" is not checked here: the subject is in
+    the text ("Lea lives in Berlin"), and telling "The user" from "Lea" from the text alone would drop real
+    changes. A new fact cannot name another new fact of the same call (the enum holds shown facts only)."""
     superseded = confirmed = ended = ignored = 0
     now = time.time()
+
+    def linkable(short: str) -> KnowledgeEntry | None:
+        nonlocal ignored
+        old = shown.get(short)
+        if old is not None and old.kind != kind:
+            ignored += 1
+            return None
+        return old
+
     for fact, new_id, start in zip(facts, new_ids, starts, strict=True):
         if not new_id:
             continue
         replaced, vain = _named(fact.supersedes, unless=fact.confirms)
         ignored += vain
         for short in replaced:
-            old = shown.get(short)
+            old = linkable(short)
             if old is None or old.pinned or old.fact_id == new_id:
                 continue
             superseded += store.end(old, at=start, by="llm", superseded_by=new_id)
         for short in dict.fromkeys(fact.confirms):
-            old = shown.get(short)
+            old = linkable(short)
             if old is not None and old.fact_id != new_id:
                 store.mark(old, {"confirmed_at": now}, at=now, by="llm", action="confirmed")
                 confirmed += 1
     ended_ids, vain = _named(retired)
     ignored += vain
     for short in ended_ids:
-        old = shown.get(short)
+        old = linkable(short)
         if old is not None and not old.pinned:
             ended += store.end(old, at=retired_at, by="llm", action="retired")
     return {"superseded": superseded, "confirmed": confirmed, "retired": ended, "ignored": ignored}

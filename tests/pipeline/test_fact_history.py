@@ -219,3 +219,23 @@ def test_a_fact_stored_before_fact_times_reads_as_current(runtime) -> None:  # n
     assert (exported["changes"][-1]["action"], exported["changes"][-1]["by"]) == ("deleted", "person:maya")
     store.delete_user(user_id)
     assert store.drawn_from(user_id, "user") == []
+
+
+def test_a_fact_of_another_kind_is_never_superseded(runtime) -> None:  # noqa: ANN001
+    """What the real 0.5B model did with every id it saw: a user fact naming an assistant fact (or a retire
+    list naming one) is not a change of the same thing: the link is ignored and counted."""
+    from schemas.persona import Fact
+
+    user_id = f"kind-{uuid.uuid4().hex[:8]}"
+    store = runtime.persona
+    advice = store.add_facts("assistant", user_id, "bot-a", [Fact(text="The assistant suggested Porto.", date="")],
+                             {})
+    [said] = store.find("assistant", user_id, advice["ids"], assistant_id="bot-a")
+    home = fact_changes.add(store, user_id, f"{story.S} lives in Porto.", by="key:test")
+    facts = [Fact(text=f"{story.S} lives in Rome.", date="", supersedes=["F1", "F2"])]
+    out = store.add_facts("user", user_id, None, facts, {})
+    links = fact_changes.apply_links(store, facts, out["ids"], [1.7e9], {"F1": said, "F2": home}, ["F1"], 1.7e9)
+    assert links == {"superseded": 1, "confirmed": 0, "retired": 0, "ignored": 2}
+    assert store.find("assistant", user_id, advice["ids"], assistant_id="bot-a")[0].current
+    assert fact_changes.one(store, user_id, home.fact_id).superseded_by == out["ids"][0]
+    store.delete_user(user_id)
