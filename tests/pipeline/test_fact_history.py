@@ -239,3 +239,29 @@ def test_a_fact_of_another_kind_is_never_superseded(runtime) -> None:  # noqa: A
     assert store.find("assistant", user_id, advice["ids"], assistant_id="bot-a")[0].current
     assert fact_changes.one(store, user_id, home.fact_id).superseded_by == out["ids"][0]
     store.delete_user(user_id)
+
+
+def test_new_facts_of_one_call_that_replace_the_same_fact_replace_each_other_in_order(runtime) -> None:  # noqa: ANN001
+    """Two moves in the pages of one call, both naming the shown home: Paris held until the first move,
+    Berlin until the second, Vancouver is current; delivered again, nothing ends twice."""
+    from schemas.persona import Fact
+
+    user_id = f"chain-{uuid.uuid4().hex[:8]}"
+    store = runtime.persona
+    paris = fact_changes.add(store, user_id, f"{story.S} lives in Paris.", by="key:test")
+    job = fact_changes.add(store, user_id, f"{story.S} works as a nurse.", by="key:test")
+    facts = [Fact(text=f"{story.S} lives in Vancouver.", date="", supersedes=["F1"]),  # answered out of order
+             Fact(text=f"{story.S} lives in Berlin.", date="", supersedes=["F1"])]
+    t0 = time.time()  # Paris holds from now: the moves come after
+    starts = [t0 + 200, t0 + 100]
+    shown = {"F1": paris, "F2": job}
+    out = store.add_facts("user", user_id, None, facts, {}, keep_apart=[[paris.fact_id], [paris.fact_id]])
+    vancouver, berlin = out["ids"]
+    first = fact_changes.apply_links(store, facts, out["ids"], starts, shown, [], t0 + 200)
+    again = fact_changes.apply_links(store, facts, out["ids"], starts, shown, [], t0 + 200)
+    assert first["superseded"] == 2 and again["superseded"] == 0
+    every = {e.fact_id: e for e in store.list("user", user_id, history=True)}
+    assert (every[paris.fact_id].superseded_by, every[paris.fact_id].valid_until) == (berlin, t0 + 100)
+    assert (every[berlin].superseded_by, every[berlin].valid_until) == (vancouver, t0 + 200)
+    assert every[vancouver].current and every[job.fact_id].current
+    store.delete_user(user_id)
