@@ -265,3 +265,19 @@ def test_new_facts_of_one_call_that_replace_the_same_fact_replace_each_other_in_
     assert (every[berlin].superseded_by, every[berlin].valid_until) == (vancouver, t0 + 200)
     assert every[vancouver].current and every[job.fact_id].current
     store.delete_user(user_id)
+
+
+def test_forget_removes_the_profile_with_its_trait_evidence(runtime) -> None:  # noqa: ANN001
+    from memoryos_workers.ops.user_data import collect_user_records, erase_user
+    from memoryos_workers.pipeline.profile_merge import merge_profile
+    from schemas.persona import ProfileUpdate, TraitUpdate
+
+    user_id = f"forget-{uuid.uuid4().hex[:8]}"
+    update = ProfileUpdate(summary="Lea hikes.", traits=[
+        TraitUpdate(dimension="interest: hiking", level="high", evidence="Lea hikes every weekend.")])
+    runtime.persona.put_profile(merge_profile(None, update, user_id=user_id, now=1.7e9, llm_model="m",
+                                              prompt_version="v", seen=[("t-secret", 1.7e9)]))
+    assert "t-secret" in str(list(collect_user_records(runtime, user_id)))
+    erase_user(runtime, user_id, wait=1)
+    assert runtime.persona.get_profile(user_id) is None
+    assert "t-secret" not in str(list(collect_user_records(runtime, user_id)))
