@@ -58,7 +58,8 @@ from schemas.settings import Settings
 from schemas.turns import Page
 
 log = logging.getLogger("memoryos.persona")
-SHOWN_SHARE = 4  # the shown facts take at most a quarter of the prompt, and only room the pages leave
+SHOWN_SHARE = 4  # the shown facts take at most a quarter of the prompt, and only room the pages leave ...
+SHOWN_FLOOR = 8  # ... but at least an eighth when the window bounds the call (see PersonaWorker._plan)
 
 
 class PersonaWorker:
@@ -237,15 +238,21 @@ class PersonaWorker:
                                 shown_facts.prompt_data(shown))
 
     def _plan(self, user_id: str, current: dict | None, pages: Sequence[Page]) -> tuple[int, dict[str, KnowledgeEntry]]:
-        """How many pages the call reads, and which current facts it is shown. Pages first: the facts get
-        only the room the pages leave (at most 1/SHOWN_SHARE of the prompt), so showing facts never makes a
-        call read fewer pages, which would leave pages for one more call (it did: conv-26 took 5 persona
-        calls instead of 4 when the facts took their share first)."""
+        """How many pages the call reads, and which current facts it is shown. When every waiting page fits,
+        pages first: the facts get only the room the pages leave (at most 1/SHOWN_SHARE of the prompt), so
+        showing facts never leaves a page for one more call (it did: conv-26 took 5 persona calls instead of
+        4 when the facts took their share first). When the window, not the pages waiting, bounds the call,
+        pages are left for the next call anyway: the facts get at least 1/SHOWN_FLOOR of the prompt, or a
+        small window (a 4k model) would never show one and nothing could be superseded."""
         budget = self.llm.prompt_budget(self._completion_tokens)
         n = self._how_many_fit(current, pages, {})
-        used = self.llm.count_tokens(self._messages(current, pages[:n], {}))
-        room = min(budget // SHOWN_SHARE, budget - used)
-        shown = shown_facts.choose(self.persona, user_id, pages[:n], room) if room > 0 else {}
+        if n < len(pages):
+            shown = shown_facts.choose(self.persona, user_id, pages[:n], budget // SHOWN_FLOOR)
+            n = self._how_many_fit(current, pages, shown)
+        else:
+            used = self.llm.count_tokens(self._messages(current, pages[:n], {}))
+            room = min(budget // SHOWN_SHARE, budget - used)
+            shown = shown_facts.choose(self.persona, user_id, pages[:n], room) if room > 0 else {}
         while shown and self.llm.count_tokens(self._messages(current, pages[:n], shown)) > budget:
             shown.popitem()  # the estimate was short: the farthest fact goes, not a page
         return n, shown

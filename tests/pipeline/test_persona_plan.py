@@ -35,15 +35,32 @@ def _facts(runtime, user_id: str, n: int) -> None:  # noqa: ANN001
                                                            date="") for i, t in enumerate(things[:n])], {})
 
 
-def test_facts_never_cost_a_page(runtime, user_id) -> None:  # noqa: ANN001
+def test_facts_never_cost_a_page_when_every_waiting_page_fits(runtime, user_id) -> None:  # noqa: ANN001
     _facts(runtime, user_id, 12)
-    pages = _pages(user_id, 40)
     worker = _worker(runtime, 3000)
-    alone = worker._how_many_fit(None, pages, {})
-    assert 1 < alone < len(pages)  # the window is the limit here
-    n, shown = worker._plan(user_id, None, pages)
-    assert n == alone
     budget = worker.llm.prompt_budget(512)
+    pages = _pages(user_id, 40)
+    alone = worker._how_many_fit(None, pages, {})
+    pages = pages[:alone]  # just fits the window, with a little room left
+    every_fact = {f"F{i + 1}": e for i, e in enumerate(runtime.persona.list("user", user_id))}
+    everything = worker._how_many_fit(None, pages, every_fact)
+    assert everything < len(pages), "showing all the facts would leave pages over"
+    n, shown = worker._plan(user_id, None, pages)
+    assert n == len(pages) and len(shown) < 12
+    assert worker.llm.count_tokens(worker._messages(None, pages[:n], shown)) <= budget
+
+
+def test_a_call_bounded_by_the_window_still_shows_facts(runtime, user_id) -> None:  # noqa: ANN001
+    """A small window (a 4k model) with more pages waiting than fit: pages are left for the next call anyway,
+    so the facts keep their floor instead of never being shown."""
+    _facts(runtime, user_id, 12)
+    worker = _worker(runtime, 3000)
+    budget = worker.llm.prompt_budget(512)
+    pages = _pages(user_id, 40)
+    alone = worker._how_many_fit(None, pages, {})
+    assert 1 < alone < len(pages)
+    n, shown = worker._plan(user_id, None, pages)
+    assert shown and 1 <= n <= alone
     assert worker.llm.count_tokens(worker._messages(None, pages[:n], shown)) <= budget
 
 
