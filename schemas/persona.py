@@ -14,21 +14,52 @@ from pydantic import BaseModel, ConfigDict, Field
 TraitLevel = Literal["low", "medium", "high"]
 
 
+class TraitRevision(BaseModel):
+    """What a trait was before evidence against it changed it: kept with the trait (and exported), so a
+    revised trait still says what it was and which turns had shown that."""
+
+    at: float = Field(description="Dialogue time of the evidence that changed it.")
+    by_turn: str = Field("", description="The turn whose evidence changed it.")
+    dimension: str
+    level: TraitLevel
+    evidence: str
+    evidence_turns: list[str] = Field(default_factory=list)
+
+
 class Trait(BaseModel):
-    """One dimension of the user's profile (e.g. 'interest: hiking', 'communication: concise')."""
+    """One dimension of the user's profile (e.g. 'interest: hiking', 'communication: concise'), with the
+    turns that showed it and when it was last seen. Profiles stored before evidence was kept load with
+    empty evidence and no times."""
 
     model_config = ConfigDict(extra="forbid")
 
     dimension: str = Field(description="Name of the trait, e.g. 'interest: hiking' or 'diet: vegetarian'.")
     level: TraitLevel
     evidence: str = Field(description="What in the dialogue shows it (one sentence).")
+    evidence_turns: list[str] = Field(default_factory=list, description="Turn ids that showed it (the latest).")
+    first_seen: float | None = Field(None, description="Dialogue time of the first evidence.")
+    last_seen: float | None = Field(None, description="Dialogue time of the latest evidence.")
+    revisions: list[TraitRevision] = Field(default_factory=list, description="What it was before (the latest).")
+
+
+class TraitUpdate(BaseModel):
+    """A trait as the persona call answers it: `id` names the shown trait it restates or revises ("" for a
+    new one), `page` the page that shows it. Both are absent in older answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dimension: str
+    level: TraitLevel
+    evidence: str
+    id: str = ""
+    page: int | None = None
 
 
 class ProfileUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     summary: str = Field(description="A short free-text portrait of the user (2-5 sentences).")
-    traits: list[Trait]
+    traits: list[TraitUpdate]
 
 
 class Fact(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 
 from memoryos_workers.memory.persona_store import PersonaStore
 from schemas.persona import Fact, KnowledgeEntry
@@ -40,35 +41,69 @@ def apply_links(
     shown: Mapping[str, KnowledgeEntry],
     retired: Sequence[str],
     retired_at: float,
+    kind: str = "user",
 ) -> dict[str, int]:
     """The persona answer's links: each new fact's `supersedes` and `confirms`, and `retired`, all as the
     call's short ids of `shown` facts (anything else is ignored). `starts`: when each new fact became true
-    (the replaced fact held until then). Already-replaced facts stay as they were, so a re-delivered call
-    supersedes nothing twice."""
+    (the replaced fact held until then). `kind`: the new facts' kind; a shown fact of another kind (a user
+    fact named by an assistant fact, or the reverse) is not linked and counts as ignored. Already-replaced
+    facts stay as they were, so a re-delivered call supersedes nothing twice.
+
+    Facts carry no subject or category field, so "the same subject" is not checked here: the subject is in
+    the text ("Lea lives in Berlin"), and telling "The user" from "Lea" from the text alone would drop real
+    changes. A new fact cannot name another new fact of the same call (the enum holds shown facts only), but
+    when several new facts of one call name the same shown fact as replaced ("moved to Berlin", later "moved
+    on to Vancouver"), they are successive values of one thing: the shown fact ends at the earliest, and each
+    of them at the next one's start (a chain, in the order they became true)."""
     superseded = confirmed = ended = ignored = 0
     now = time.time()
+    successors: dict[str, list[tuple[float, str]]] = {}
+
+    def linkable(short: str) -> KnowledgeEntry | None:
+        nonlocal ignored
+        old = shown.get(short)
+        if old is not None and old.kind != kind:
+            ignored += 1
+            return None
+        return old
+
     for fact, new_id, start in zip(facts, new_ids, starts, strict=True):
         if not new_id:
             continue
         replaced, vain = _named(fact.supersedes, unless=fact.confirms)
         ignored += vain
         for short in replaced:
-            old = shown.get(short)
+            old = linkable(short)
             if old is None or old.pinned or old.fact_id == new_id:
                 continue
-            superseded += store.end(old, at=start, by="llm", superseded_by=new_id)
+            successors.setdefault(short, []).append((start, new_id))
         for short in dict.fromkeys(fact.confirms):
-            old = shown.get(short)
+            old = linkable(short)
             if old is not None and old.fact_id != new_id:
                 store.mark(old, {"confirmed_at": now}, at=now, by="llm", action="confirmed")
                 confirmed += 1
+    for short, chain in successors.items():
+        superseded += _supersede_in_order(store, shown[short], chain)
     ended_ids, vain = _named(retired)
     ignored += vain
     for short in ended_ids:
-        old = shown.get(short)
+        old = linkable(short)
         if old is not None and not old.pinned:
             ended += store.end(old, at=retired_at, by="llm", action="retired")
     return {"superseded": superseded, "confirmed": confirmed, "retired": ended, "ignored": ignored}
+
+
+def _supersede_in_order(store: PersonaStore, old: KnowledgeEntry, chain: Sequence[tuple[float, str]]) -> int:
+    """`old` replaced by the first of `chain` (start, new fact_id) to become true, each of those by the next.
+    How many facts were ended (a re-delivered call ends none twice)."""
+    order = sorted(dict((new_id, start) for start, new_id in chain).items(), key=lambda pair: pair[1])
+    count = int(store.end(old, at=order[0][1], by="llm", superseded_by=order[0][0]))
+    if len(order) > 1:
+        found = {e.fact_id: e for e in store.find(old.kind, old.user_id, [new_id for new_id, _ in order[:-1]])}
+        for (earlier, _), (later, start) in pairwise(order):
+            if earlier in found:
+                count += store.end(found[earlier], at=start, by="llm", superseded_by=later)
+    return count
 
 
 def one(store: PersonaStore, user_id: str, fact_id: str) -> KnowledgeEntry:

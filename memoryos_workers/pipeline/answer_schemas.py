@@ -25,7 +25,7 @@ from pydantic_core import from_json
 
 from memoryos_workers.memory.similarity import extract_keywords
 from schemas.memory import MAX_TOPICS, PageAnalysis, TopicAnalysis
-from schemas.persona import Fact, PersonaExtraction, ProfileUpdate, Trait
+from schemas.persona import Fact, PersonaExtraction, ProfileUpdate, TraitUpdate
 from schemas.turns import Page
 
 MAX_TOPIC_KEYWORDS = 8
@@ -182,17 +182,20 @@ def persona_limits(n_pages: int, completion_tokens: int = 2048) -> tuple[int, in
     return user, max(1, min(MAX_ASSISTANT_FACTS, n_pages, room - user))
 
 
-def persona_schema(n_pages: int, completion_tokens: int = 2048, shown: Sequence[str] = ()) -> dict[str, Any]:
+def persona_schema(n_pages: int, completion_tokens: int = 2048, shown: Sequence[str] = (),
+                   traits: Sequence[str] = ()) -> dict[str, Any]:
     """`shown`: the short ids of the current facts in the prompt. A user fact may name only those in
     `supersedes`/`confirms`, and `retired` only those (an enum: a schema-enforcing server cannot name a fact
-    it was not shown); with none shown the lists must stay empty."""
+    it was not shown); with none shown the lists must stay empty. `traits`: the shown traits' short ids, the
+    only ones a trait's `id` may name ("" for a new trait)."""
     user_facts, assistant_facts = persona_limits(n_pages, completion_tokens)
     ids = _array({"type": "string", "enum": list(shown)}, 0, len(shown)) if shown else _array(_STRING, 0, 0)
     user_fact = _object({"text": _STRING, "date": _STRING, "page": {"type": "integer", "enum": list(range(n_pages))},
                          "supersedes": ids, "confirms": ids})
     fact = _object({"text": _STRING, "date": _STRING})
-    trait = _object({"dimension": _STRING, "level": {"type": "string", "enum": ["low", "medium", "high"]},
-                     "evidence": _STRING})
+    trait = _object({"id": {"type": "string", "enum": ["", *traits]}, "dimension": _STRING,
+                     "level": {"type": "string", "enum": ["low", "medium", "high"]}, "evidence": _STRING,
+                     "page": {"type": "integer", "enum": list(range(n_pages))}})
     return _object({
         "profile": _object({"summary": _STRING, "traits": _array(trait, 0, MAX_TRAITS_PER_CALL)}),
         "user_facts": _array(user_fact, 0, user_facts),
@@ -210,7 +213,8 @@ def read_persona(raw: Any) -> PersonaExtraction | None:
     try:
         profile = ProfileUpdate(
             summary=_valid_str(raw.get("profile", {}), "summary"),
-            traits=_valid_items(Trait, (raw.get("profile") or {}).get("traits"))[:MAX_TRAITS_PER_CALL],
+            traits=[t for t in map(_trait, _list((raw.get("profile") or {}).get("traits"))) if t is not None
+                    ][:MAX_TRAITS_PER_CALL],
         )
     except (ValidationError, TypeError, AttributeError, KeyError):
         return None
@@ -242,6 +246,19 @@ def _linked(item: Any) -> Fact | None:
     try:
         return Fact(**_plain(item), page=page if isinstance(page, int) and not isinstance(page, bool) else None,
                     supersedes=_ids(item.get("supersedes")), confirms=_ids(item.get("confirms")))
+    except ValidationError:
+        return None
+
+
+def _trait(item: Any) -> TraitUpdate | None:
+    """A whole trait; its `id` and `page` when they are of the right type (older answers have neither)."""
+    if not isinstance(item, dict):
+        return None
+    short, page = item.get("id"), item.get("page")
+    try:
+        return TraitUpdate(dimension=item.get("dimension"), level=item.get("level"), evidence=item.get("evidence"),
+                           id=short if isinstance(short, str) else "",
+                           page=page if isinstance(page, int) and not isinstance(page, bool) else None)
     except ValidationError:
         return None
 

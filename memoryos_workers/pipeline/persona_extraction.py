@@ -45,7 +45,7 @@ from memoryos_workers.pipeline.answer_schemas import (
 )
 from memoryos_workers.pipeline.backoff import retry_delay
 from memoryos_workers.pipeline.locks import UserLock
-from memoryos_workers.pipeline.profile_merge import merge_profile
+from memoryos_workers.pipeline.profile_merge import merge_profile, prompt_profile, trait_ids
 from memoryos_workers.pipeline.prompts import PERSONA_PROMPT_VERSION, persona_messages
 from producers.sender import TaskSender
 from producers.tracing import traced
@@ -58,6 +58,8 @@ from schemas.settings import Settings
 from schemas.turns import Page
 
 log = logging.getLogger("memoryos.persona")
+SHOWN_SHARE = 4  # the shown facts take at most a quarter of the prompt, and only room the pages leave ...
+SHOWN_FLOOR = 8  # ... but at least an eighth when the window bounds the call (see PersonaWorker._plan)
 
 
 class PersonaWorker:
@@ -158,12 +160,11 @@ class PersonaWorker:
             return {}
         pages = [Page.model_validate(h.payload) for h in hits]
         old = self.persona.get_profile(user_id)
-        current = old.model_dump(mode="json", include={"summary", "traits"}) if old else None
+        current = prompt_profile(old)
         spend = Spend()
-        shown = shown_facts.choose(self.persona, user_id, pages, self.llm.prompt_budget(self._completion_tokens) // 4)
-        n = self._how_many_fit(current, pages, shown)
+        n, shown = self._plan(user_id, current, pages)
         try:
-            value, n = self._ask(current, pages, n, spend, shown)
+            value, n = self._ask(current, pages, n, spend, shown, trait_ids(old))
         except LLMRateLimited:
             spend.flush(self.redis, self.keys.stats)
             return self._wait_for_budget(user_id, keys)
@@ -180,6 +181,7 @@ class PersonaWorker:
             "prompt_version": PERSONA_PROMPT_VERSION,
             "source_turns": [p.turn_id for p in sent][-10:],
         }
+        trait_counts: Counter[str] = Counter()
         profile = merge_profile(
             old,
             value.profile,
@@ -187,6 +189,8 @@ class PersonaWorker:
             now=now,
             llm_model=self.settings.llm_model,
             prompt_version=PERSONA_PROMPT_VERSION,
+            seen=[_seen(t.page, sent) for t in value.profile.traits],
+            counts=trait_counts,
         )
         self.persona.put_profile(profile)
         # The copy a retrieval past its deadline answers with; forget deletes it after this lock is released.
@@ -218,6 +222,7 @@ class PersonaWorker:
             "user_facts": user_out["added"],
             "assistant_facts": assistant_out["added"],
             **{f"facts_{k}": v for k, v in links.items()},
+            **{f"traits_{k}": v for k, v in trait_counts.items()},
         }
 
     def _limits(self, n_pages: int) -> tuple[int, int]:
@@ -232,6 +237,26 @@ class PersonaWorker:
         return persona_messages(current, pages, (*self._limits(len(pages)), MAX_TRAITS_PER_CALL),
                                 shown_facts.prompt_data(shown))
 
+    def _plan(self, user_id: str, current: dict | None, pages: Sequence[Page]) -> tuple[int, dict[str, KnowledgeEntry]]:
+        """How many pages the call reads, and which current facts it is shown. When every waiting page fits,
+        pages first: the facts get only the room the pages leave (at most 1/SHOWN_SHARE of the prompt), so
+        showing facts never leaves a page for one more call (it did: conv-26 took 5 persona calls instead of
+        4 when the facts took their share first). When the window, not the pages waiting, bounds the call,
+        pages are left for the next call anyway: the facts get at least 1/SHOWN_FLOOR of the prompt, or a
+        small window (a 4k model) would never show one and nothing could be superseded."""
+        budget = self.llm.prompt_budget(self._completion_tokens)
+        n = self._how_many_fit(current, pages, {})
+        if n < len(pages):
+            shown = shown_facts.choose(self.persona, user_id, pages[:n], budget // SHOWN_FLOOR)
+            n = self._how_many_fit(current, pages, shown)
+        else:
+            used = self.llm.count_tokens(self._messages(current, pages[:n], {}))
+            room = min(budget // SHOWN_SHARE, budget - used)
+            shown = shown_facts.choose(self.persona, user_id, pages[:n], room) if room > 0 else {}
+        while shown and self.llm.count_tokens(self._messages(current, pages[:n], shown)) > budget:
+            shown.popitem()  # the estimate was short: the farthest fact goes, not a page
+        return n, shown
+
     def _how_many_fit(self, current: dict | None, pages: Sequence[Page], shown: dict[str, KnowledgeEntry]) -> int:
         """The most of the oldest pages whose prompt fits the window with room for the answer (at least 1)."""
         budget = self.llm.prompt_budget(self._completion_tokens)
@@ -245,7 +270,7 @@ class PersonaWorker:
         return low
 
     def _ask(self, current: dict | None, pages: Sequence[Page], n: int, spend: Spend,
-             shown: dict[str, KnowledgeEntry]) -> tuple[PersonaExtraction, int]:
+             shown: dict[str, KnowledgeEntry], traits: Sequence[str] = ()) -> tuple[PersonaExtraction, int]:
         """The answer over the first n pages; a prompt over the window or a cut answer halves n at once (the
         same request is never sent again). Raises LLMError when even one page cannot be read."""
         purpose = "persona"
@@ -253,7 +278,7 @@ class PersonaWorker:
             try:
                 answer = self.llm.structured(
                     self._messages(current, pages[:n], shown), AnyJSON, name="persona", schema=persona_schema(
-                        n, self._completion_tokens, list(shown)), max_tokens=self._completion_tokens,
+                        n, self._completion_tokens, list(shown), traits), max_tokens=self._completion_tokens,
                     check=_usable_persona,
                 )
             except LLMContextOverflow as exc:
@@ -330,8 +355,15 @@ class PersonaWorker:
 def _fact_time(fact: Fact, sent: Sequence[Page]) -> tuple[float, list[str]]:
     """When a new fact became true and its source turn: the date it states wins, else the time of the page
     it names (the call's last page when it names none)."""
-    page = sent[fact.page] if fact.page is not None and 0 <= fact.page < len(sent) else sent[-1]
-    return stated_time(fact.date) or page.timestamp.timestamp(), [page.turn_id]
+    turn, at = _seen(fact.page, sent)
+    return stated_time(fact.date) or at, [turn]
+
+
+def _seen(index: int | None, sent: Sequence[Page]) -> tuple[str, float]:
+    """The turn an answer's item names by page index, and its time (the call's last page when it names none
+    or one it was not sent)."""
+    page = sent[index] if index is not None and 0 <= index < len(sent) else sent[-1]
+    return page.turn_id, page.timestamp.timestamp()
 
 
 def _usable_persona(value: AnyJSON) -> None:

@@ -80,7 +80,24 @@ def facts_answer(data: dict[str, Any]) -> dict[str, Any]:
                                "confirms": same})
             by_kind[kind] = same
     answer = persona_answer(data)
-    return {"profile": answer["profile"], "user_facts": user_facts, "retired": retired, "assistant_facts": []}
+    profile = {**answer["profile"], "traits": _diet_traits(data, answer["profile"]["traits"])}
+    return {"profile": profile, "user_facts": user_facts, "retired": retired, "assistant_facts": []}
+
+
+def _diet_traits(data: dict[str, Any], traits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The profile's traits with the diet the pages state as a trait: it names the shown diet trait it
+    revises (or restates), with the page that shows it, so the profile's revision by evidence is tested."""
+    shown = next((t["id"] for t in (data.get("current_profile") or {}).get("traits", [])
+                  if str(t.get("dimension", "")).startswith("diet:")), "")
+    out = [t for t in traits if not str(t.get("dimension", "")).startswith("diet:")]
+    for page in data["pages"]:
+        for kind, text, _ in facts_of(page["user"]):
+            if kind == "diet":
+                diet = text.split(": ", 1)[1].rstrip(".")
+                out = [t for t in out if not str(t.get("dimension", "")).startswith("diet:")]
+                out.append({"id": shown, "dimension": f"diet: {diet}", "level": "high",
+                            "evidence": page["user"][:120], "page": page["index"]})
+    return out
 
 
 def fact_responder(request: dict[str, Any]) -> Any:

@@ -95,6 +95,7 @@ def test_a_retried_extraction_supersedes_nothing_twice(runtime, lived, fake_llm)
     user_id, _, _ = lived
     fake_llm.responder = fact_responder
     before = {e.fact_id: (e.status, len(e.changes)) for e in runtime.persona.list("user", user_id, history=True)}
+    traits_before = runtime.persona.get_profile(user_id).traits
     hits = runtime.pages.all_for_user(user_id)[-40:]  # as if the last calls' marks were lost: read again
     runtime.pages.mark_persona(user_id, [h.payload["turn_id"] for h in hits], "pending")
     keys = runtime.keys.user(user_id)
@@ -112,6 +113,28 @@ def test_a_retried_extraction_supersedes_nothing_twice(runtime, lived, fake_llm)
             assert (e.status, sum(c.action in ("superseded", "retired", "corrected") for c in e.changes)) == (
                 before[e.fact_id][0], 1), e
     assert {e.text for e in after if e.current} >= {q.current for q in story.NOW_QUESTIONS if q.current}
+    traits_after = {t.dimension: t for t in runtime.persona.get_profile(user_id).traits}
+    for trait in traits_before:  # evidence read again is not evidence twice
+        again = traits_after[trait.dimension]
+        assert (again.evidence_turns, len(again.revisions)) == (trait.evidence_turns, len(trait.revisions))
+
+
+def test_the_profile_is_revised_with_its_evidence(runtime, lived) -> None:  # noqa: ANN001
+    """The test model names the shown diet trait when Lea's diet changes: one diet trait, revised by the page
+    that says so, with what it was kept; the traits nothing mentions stay."""
+    from schemas.persona import month
+
+    user_id, _, _ = lived
+    traits = runtime.persona.get_profile(user_id).traits
+    diet = [t for t in traits if t.dimension.startswith("diet:")]
+    assert [(t.dimension, t.level) for t in diet] == [("diet: vegan", "high")]
+    vegan_turn = next(h.payload["turn_id"] for h in runtime.pages.all_for_user(user_id)
+                      if h.payload["user_input"] == "I'm vegan now.")
+    assert diet[0].evidence_turns == [vegan_turn] and month(diet[0].last_seen) == "2024-06"
+    was = diet[0].revisions[-1]
+    assert (was.dimension, was.by_turn, month(was.at)) == ("diet: vegetarian", vegan_turn, "2024-06")
+    assert was.evidence_turns and was.evidence_turns != [vegan_turn]
+    assert len(traits) > 1 and all(t.evidence_turns and t.last_seen for t in traits)
 
 
 def test_pinned_facts_are_not_superseded_by_the_llm(runtime, fake_llm) -> None:  # noqa: ANN001
@@ -168,6 +191,9 @@ def test_export_holds_the_history_and_erase_removes_it(runtime, lived) -> None: 
     assert [c["action"] for c in paris["changes"]] == ["extracted", "superseded"]
     corrected = next(r for r in facts if r["text"] == story.CORRECTION[0])
     assert corrected["changes"][-1]["by"] == "person:lea" and corrected["changes"][-1]["action"] == "corrected"
+    [profile] = [r for r in collect_user_records(runtime, user_id) if r["type"] == "profile"]
+    diet = next(t for t in profile["traits"] if t["dimension"].startswith("diet:"))
+    assert diet["evidence_turns"] and diet["last_seen"] and diet["revisions"][-1]["dimension"] == "diet: vegetarian"
 
 
 def test_a_fact_stored_before_fact_times_reads_as_current(runtime) -> None:  # noqa: ANN001
@@ -199,3 +225,65 @@ def test_a_fact_stored_before_fact_times_reads_as_current(runtime) -> None:  # n
     assert (exported["changes"][-1]["action"], exported["changes"][-1]["by"]) == ("deleted", "person:maya")
     store.delete_user(user_id)
     assert store.drawn_from(user_id, "user") == []
+
+
+def test_a_fact_of_another_kind_is_never_superseded(runtime) -> None:  # noqa: ANN001
+    """What the real 0.5B model did with every id it saw: a user fact naming an assistant fact (or a retire
+    list naming one) is not a change of the same thing: the link is ignored and counted."""
+    from schemas.persona import Fact
+
+    user_id = f"kind-{uuid.uuid4().hex[:8]}"
+    store = runtime.persona
+    advice = store.add_facts("assistant", user_id, "bot-a", [Fact(text="The assistant suggested Porto.", date="")],
+                             {})
+    [said] = store.find("assistant", user_id, advice["ids"], assistant_id="bot-a")
+    home = fact_changes.add(store, user_id, f"{story.S} lives in Porto.", by="key:test")
+    facts = [Fact(text=f"{story.S} lives in Rome.", date="", supersedes=["F1", "F2"])]
+    out = store.add_facts("user", user_id, None, facts, {})
+    links = fact_changes.apply_links(store, facts, out["ids"], [1.7e9], {"F1": said, "F2": home}, ["F1"], 1.7e9)
+    assert links == {"superseded": 1, "confirmed": 0, "retired": 0, "ignored": 2}
+    assert store.find("assistant", user_id, advice["ids"], assistant_id="bot-a")[0].current
+    assert fact_changes.one(store, user_id, home.fact_id).superseded_by == out["ids"][0]
+    store.delete_user(user_id)
+
+
+def test_new_facts_of_one_call_that_replace_the_same_fact_replace_each_other_in_order(runtime) -> None:  # noqa: ANN001
+    """Two moves in the pages of one call, both naming the shown home: Paris held until the first move,
+    Berlin until the second, Vancouver is current; delivered again, nothing ends twice."""
+    from schemas.persona import Fact
+
+    user_id = f"chain-{uuid.uuid4().hex[:8]}"
+    store = runtime.persona
+    paris = fact_changes.add(store, user_id, f"{story.S} lives in Paris.", by="key:test")
+    job = fact_changes.add(store, user_id, f"{story.S} works as a nurse.", by="key:test")
+    facts = [Fact(text=f"{story.S} lives in Vancouver.", date="", supersedes=["F1"]),  # answered out of order
+             Fact(text=f"{story.S} lives in Berlin.", date="", supersedes=["F1"])]
+    t0 = time.time()  # Paris holds from now: the moves come after
+    starts = [t0 + 200, t0 + 100]
+    shown = {"F1": paris, "F2": job}
+    out = store.add_facts("user", user_id, None, facts, {}, keep_apart=[[paris.fact_id], [paris.fact_id]])
+    vancouver, berlin = out["ids"]
+    first = fact_changes.apply_links(store, facts, out["ids"], starts, shown, [], t0 + 200)
+    again = fact_changes.apply_links(store, facts, out["ids"], starts, shown, [], t0 + 200)
+    assert first["superseded"] == 2 and again["superseded"] == 0
+    every = {e.fact_id: e for e in store.list("user", user_id, history=True)}
+    assert (every[paris.fact_id].superseded_by, every[paris.fact_id].valid_until) == (berlin, pytest.approx(t0 + 100))
+    assert (every[berlin].superseded_by, every[berlin].valid_until) == (vancouver, pytest.approx(t0 + 200))
+    assert every[vancouver].current and every[job.fact_id].current
+    store.delete_user(user_id)
+
+
+def test_forget_removes_the_profile_with_its_trait_evidence(runtime) -> None:  # noqa: ANN001
+    from memoryos_workers.ops.user_data import collect_user_records, erase_user
+    from memoryos_workers.pipeline.profile_merge import merge_profile
+    from schemas.persona import ProfileUpdate, TraitUpdate
+
+    user_id = f"forget-{uuid.uuid4().hex[:8]}"
+    update = ProfileUpdate(summary="Lea hikes.", traits=[
+        TraitUpdate(dimension="interest: hiking", level="high", evidence="Lea hikes every weekend.")])
+    runtime.persona.put_profile(merge_profile(None, update, user_id=user_id, now=1.7e9, llm_model="m",
+                                              prompt_version="v", seen=[("t-secret", 1.7e9)]))
+    assert "t-secret" in str(list(collect_user_records(runtime, user_id)))
+    erase_user(runtime, user_id, wait=1)
+    assert runtime.persona.get_profile(user_id) is None
+    assert "t-secret" not in str(list(collect_user_records(runtime, user_id)))

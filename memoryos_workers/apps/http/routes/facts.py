@@ -13,6 +13,7 @@ from memoryos_workers.apps.http.answers import ok
 from memoryos_workers.apps.http.auth import Principal, require_principal
 from memoryos_workers.apps.http.errors import InvalidInput, responses
 from memoryos_workers.apps.http.routes import V1_ERRORS, UserPath, body_doc, known_user, memory_of, parse_json
+from memoryos_workers.ops.fact_ops import BUSY, FactsBusy
 from schemas.persona import KnowledgeEntry
 
 router = APIRouter(prefix="/v1", tags=["facts"], responses=V1_ERRORS)
@@ -55,11 +56,14 @@ def _by(principal: Principal) -> str:
 
 def _edit(request: Request, principal: Principal, user_id: str, call: Any) -> dict[str, Any]:
     """Runs one edit; a fact of no such id (of this user: another tenant's or user's is never found) is a
-    404, bad input a 422 naming the field."""
+    404, bad input a 422 naming the field, an extraction writing the user's memory for longer than the edit
+    waits a 503 with Retry-After (nothing was changed)."""
     stored = known_user(request, principal, user_id)
     try:
         entry = call(memory_of(request), stored)
     except ValueError as exc:
+        if isinstance(exc, FactsBusy) or str(exc).startswith(BUSY):  # over RPC: a ValueError with its message
+            raise HTTPException(503, str(exc), headers={"Retry-After": str(FactsBusy.retry_after)}) from None
         if str(exc).startswith("fact_id: no fact"):
             raise HTTPException(404, str(exc)) from None
         raise InvalidInput.from_value_error(exc, "path" if str(exc).startswith("fact_id") else "body", "") from None
