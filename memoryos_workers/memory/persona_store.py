@@ -51,6 +51,19 @@ def short_fact_id(point_id: str) -> str:
     return "f" + point_id.replace("-", "")[:10]
 
 
+def _fact_id(hit: Hit) -> str:
+    return hit.payload.get("fact_id") or short_fact_id(hit.id)
+
+
+def _status(p: dict[str, Any]) -> str:
+    return p.get("status", "superseded" if str(p.get("owner", "")).startswith(HISTORY) else "current")
+
+
+def _confirmed_at(p: dict[str, Any]) -> float:
+    """When the fact was last said or confirmed (older payloads: their last update, else creation)."""
+    return p.get("confirmed_at", p.get("updated_at", p.get("created_at", 0.0)))
+
+
 def _entry(hit: Hit) -> KnowledgeEntry:
     p = hit.payload
     created = p.get("created_at", 0.0)
@@ -64,14 +77,14 @@ def _entry(hit: Hit) -> KnowledgeEntry:
         created_at=created,
         updated_at=p.get("updated_at", 0.0),
         score=hit.score or None,
-        fact_id=p.get("fact_id") or short_fact_id(hit.id),
-        status=p.get("status", "superseded" if str(p.get("owner", "")).startswith(HISTORY) else "current"),
+        fact_id=_fact_id(hit),
+        status=_status(p),
         valid_from=p.get("valid_from", created or None),
         valid_until=p.get("valid_until"),
         superseded_by=p.get("superseded_by"),
         source_turns=p.get("source_turns") or [],
         recorded_at=p.get("recorded_at", created),
-        confirmed_at=p.get("confirmed_at", p.get("updated_at", created)),
+        confirmed_at=_confirmed_at(p),
         pinned=bool(p.get("pinned", False)),
         origin=p.get("origin", "llm"),
         origin_by=p.get("origin_by"),
@@ -318,6 +331,17 @@ class PersonaStore(CollectionOwner):
                                  order_by="created_ms")
         return [_entry(h) for h in hits]
 
+    def in_order(self, kind: str, user_id: str, history: bool = False) -> list[Hit]:
+        """`list` as stored points, before any entry is built: retrieval reads all of a user's facts on every
+        query but turns only the few it keeps into entries (`latest_and_replaced`, `entries`)."""
+        self.ensure()
+        return self.store.scroll(KNOWLEDGE, filter=self._filter(kind, user_id, None, history),
+                                 order_by="created_ms")
+
+    @staticmethod
+    def entries(hits: Sequence[Hit]) -> list[KnowledgeEntry]:
+        return [_entry(h) for h in hits]
+
     def shared_assistant_facts(self, assistant_id: str) -> list[KnowledgeEntry]:
         """An assistant's facts shared across its users (MEMORYOS_SHARE_ASSISTANT_KNOWLEDGE)."""
         self.ensure()
@@ -359,3 +383,14 @@ class PersonaStore(CollectionOwner):
 
 def _change(at: float, action: str, by: str, detail: str = "") -> dict[str, Any]:
     return FactChange(at=at, action=action, by=by, detail=detail).model_dump(mode="json")  # type: ignore[arg-type]
+
+
+def latest_and_replaced(hits: Sequence[Hit], latest: int, replaced_by: set[str] | frozenset[str] = frozenset(),
+                        ) -> tuple[list[Hit], list[Hit]]:
+    """Of a user's facts in creation order (`PersonaStore.in_order`): the facts some fact of `replaced_by`
+    replaced (not themselves in it), in that order, and the `latest` current facts most recently confirmed
+    (ties: the earlier created first). Pure, on payloads: building an entry costs more than reading it."""
+    before = [h for h in hits if replaced_by and h.payload.get("superseded_by") in replaced_by
+              and _fact_id(h) not in replaced_by]
+    current = [h for h in hits if _status(h.payload) == "current"]
+    return before, sorted(current, key=lambda h: -_confirmed_at(h.payload))[:latest]

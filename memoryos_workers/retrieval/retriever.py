@@ -21,9 +21,11 @@ the answer used is recorded afterwards, off the request path (retrieval/bookkeep
 
 from __future__ import annotations
 
+import contextvars
 import math
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, tzinfo
 from typing import Any
@@ -39,9 +41,9 @@ from memoryos_workers.memory.segments import SegmentStore
 from memoryos_workers.memory.similarity import extract_keywords, jaccard
 from memoryos_workers.retrieval.bookkeeping import Bookkeeping
 from memoryos_workers.retrieval.dates import TimeWindow, time_windows
-from memoryos_workers.retrieval.fact_window import asks_about_past, fact_window
 from memoryos_workers.retrieval.filters import check_range, localise, matches, payload_filter, within
 from memoryos_workers.retrieval.fusion import DEFAULT_FUSION, FusionParams, RankFusion
+from memoryos_workers.retrieval.persona_read import Unembedded, persona_for, read_unembedded, wants_history
 from memoryos_workers.vectorstore import Hit
 from producers.context import DEFAULT_PACKING, PackingParams, RetrievedContext, RetrievedPage
 from producers.tracing import traced
@@ -52,6 +54,8 @@ from schemas.query import MAX_TOP_K, RetrievalRequest
 from schemas.settings import Settings
 from schemas.turns import Page
 from schemas.words import remember_stems
+
+EARLY_THREADS = 8
 
 
 def _span_ids(request: RetrievalRequest) -> dict[str, Any]:
@@ -97,6 +101,9 @@ class Retriever:
         self.fusion = fusion
         self.packing = packing
         self.sparse = get_sparse_encoder()
+        # Threads for the reads that run beside the query's embedding (one per retrieval in flight; more
+        # retrievals at once than this wait for one, as they would for a core).
+        self._early = ThreadPoolExecutor(max_workers=EARLY_THREADS, thread_name_prefix="retrieval-early")
 
     def with_fusion(self, **changes: Any) -> Retriever:
         """The same retriever with other fusion parameters (the benchmark's variants)."""
@@ -132,22 +139,30 @@ class Retriever:
             clock = t
 
         keys = self.keys.user(user_id)
-        short_term, zone = self._short_term(keys)
+        # What needs no vector (Redis, the profile, the user's facts in order) is read while the query is
+        # embedded: the model's run releases the GIL, so these reads leave the request's path. In this
+        # request's context, so their spans stay children of the retrieval's.
+        early = self._early.submit(contextvars.copy_context().run, self._unembedded, keys, user_id,
+                                   wants_history(request))
+        vector = self.embedder.embed_query(query)
+        sparse = self.sparse.embed_query(query) if self.fusion.use_sparse else None
+        lap("embed")
+        (short_term, zone), unembedded, early_ms = early.result()
+        timings.update(early_ms)
+        lap("early_wait")
         check_range(flt, zone)
         short_term = [p for p in short_term if matches(p, flt, zone)]
         when = localise(request.now, zone) if request.now is not None else datetime.now(zone)
         where = payload_filter(flt, zone)
-        lap("short_term")
-        vector = self.embedder.embed_query(query)
-        sparse = self.sparse.embed_query(query) if self.fusion.use_sparse else None
-        lap("embed")
         segments = self._top_segments(user_id, query, vector) if self.fusion.use_segments else []
         lap("segments")
         windows = time_windows(query, when) if self.fusion.use_dates else []
         pages = self._pages(user_id, vector, sparse, segments, short_term, limit, where, windows, bool(budget))
         lap("pages")
         assistant = request.assistant_id or (flt.assistant_id if flt else None)
-        profile, user_facts, assistant_facts = self._persona(user_id, assistant, vector, request, zone)
+        profile, user_facts, assistant_facts = persona_for(
+            self.persona, unembedded, request, vector, self.settings.retrieval_top_knowledge,
+            assistant or self.settings.assistant_id, zone)
         lap("persona")
         context = RetrievedContext(
             user_id=user_id,
@@ -170,10 +185,17 @@ class Retriever:
         return context.model_copy(update={"timings_ms": timings})
 
     # -- short-term and not-yet-promoted pages ---------------------------------------------------------
-    def _short_term(self, keys: UserKeys) -> tuple[list[Page], tzinfo]:
-        """The turns Redis holds and the user's time zone (their knob, else MEMORYOS_TIMEZONE)."""
+    def _unembedded(self, keys: UserKeys, user_id: str, history: bool,
+                    ) -> tuple[tuple[list[Page], tzinfo], Unembedded, dict[str, float]]:
+        """The turns Redis holds and the user's time zone (their knob, else MEMORYOS_TIMEZONE), and the
+        persona's reads that need no vector; with the time each took (ms), as they run beside the embedding."""
+        t0 = time.perf_counter()
         pages, zone = state.recent_and_zone(self.scripts, self.redis, keys)
-        return pages, _zone(zone, self.settings)
+        t1 = time.perf_counter()
+        persona = read_unembedded(self.persona, user_id, history)
+        t2 = time.perf_counter()
+        return (pages, _zone(zone, self.settings)), persona, {"short_term": round((t1 - t0) * 1000, 3),
+                                                              "persona_read": round((t2 - t1) * 1000, 3)}
 
     # -- mid-term -----------------------------------------------------------------------------------------
     def _top_segments(self, user_id: str, query: str, vector: Sequence[float]) -> list[tuple[Hit, float]]:
@@ -280,33 +302,6 @@ class Retriever:
         if missing:
             known.update({hit.id: hit for hit in self.segments.get(missing)})
         return known
-
-    # -- long-term persona -----------------------------------------------------------------------------
-    def _persona(self, user_id: str, assistant_id: str | None, vector: Sequence[float],
-                 request: RetrievalRequest | None = None, zone: tzinfo | None = None) -> tuple[Any, list, list]:
-        """The profile and facts. User facts: the nearest to the query plus the most recently confirmed (a
-        fact said last week matters whatever the words of the question), current ones only unless the
-        request asks for history, has a time filter (then: facts that held in it), or asks about the past
-        (then also the fact each one found replaced)."""
-        persona = self.persona
-        limit = self.settings.retrieval_top_knowledge
-        assistant = assistant_id or self.settings.assistant_id
-        profile = persona.get_profile(user_id)
-        since, until = fact_window(request.filters if request else None, zone)
-        history = request is not None and (request.fact_history or since is not None or until is not None
-                                           or asks_about_past(request.query))
-        user_facts = persona.search("user", user_id, None, vector, limit, history=history)
-        every = persona.list("user", user_id, history=history)
-        found = {e.fact_id for e in user_facts}
-        # "Where did I live before Porto?": the fact each one found replaced, found or not by the words.
-        before = [e for e in every if history and e.superseded_by in found and e.fact_id not in found]
-        recent = sorted((e for e in every if e.current), key=lambda e: -e.confirmed_at)[: max(1, limit // 2)]
-        seen = found | {e.fact_id for e in before}
-        user_facts += before + [e for e in recent if e.fact_id not in seen]
-        assistant_facts = persona.search("assistant", user_id, assistant, vector, limit)
-        if since is not None or until is not None:
-            user_facts = [e for e in user_facts if e.held_during(since, until)]
-        return profile, user_facts, assistant_facts
 
 
 def replace_params(retriever: Retriever, fusion: FusionParams, packing: PackingParams) -> Retriever:
