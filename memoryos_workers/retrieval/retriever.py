@@ -27,9 +27,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import redis
 
@@ -40,15 +38,14 @@ from memoryos_workers.memory.persona_store import PersonaStore
 from memoryos_workers.memory.segments import SegmentStore
 from memoryos_workers.memory.similarity import extract_keywords, jaccard
 from memoryos_workers.retrieval.bookkeeping import Bookkeeping
-from memoryos_workers.retrieval.dates import TimeWindow, time_windows
-from memoryos_workers.retrieval.filters import check_range, localise, matches, payload_filter, within
+from memoryos_workers.retrieval.early import Early, Sources, read_early
+from memoryos_workers.retrieval.filters import matches, within
 from memoryos_workers.retrieval.fusion import DEFAULT_FUSION, FusionParams, RankFusion
-from memoryos_workers.retrieval.persona_read import Unembedded, persona_for, read_unembedded, wants_history
+from memoryos_workers.retrieval.persona_read import persona_for
 from memoryos_workers.vectorstore import Hit
 from producers.context import DEFAULT_PACKING, PackingParams, RetrievedContext, RetrievedPage
 from producers.tracing import traced
-from producers.wire import state
-from producers.wire.keys import Keys, UserKeys
+from producers.wire.keys import Keys
 from producers.wire.scripts import Scripts
 from schemas.query import MAX_TOP_K, RetrievalRequest
 from schemas.settings import Settings
@@ -101,6 +98,7 @@ class Retriever:
         self.fusion = fusion
         self.packing = packing
         self.sparse = get_sparse_encoder()
+        self._sources = Sources(settings, client, scripts, persona, pages, self.sparse, fusion)
         # Threads for the reads that run beside the query's embedding (one per retrieval in flight; more
         # retrievals at once than this wait for one, as they would for a core).
         self._early = ThreadPoolExecutor(max_workers=EARLY_THREADS, thread_name_prefix="retrieval-early")
@@ -139,29 +137,24 @@ class Retriever:
             clock = t
 
         keys = self.keys.user(user_id)
-        # What needs no vector (Redis, the profile, the user's facts in order) is read while the query is
-        # embedded: the model's run releases the GIL, so these reads leave the request's path. In this
-        # request's context, so their spans stay children of the retrieval's.
-        early = self._early.submit(contextvars.copy_context().run, self._unembedded, keys, user_id,
-                                   wants_history(request))
+        # What needs no vector (Redis, the persona's reads, BM25) runs beside the query's embedding
+        # (retrieval/early.py), in this request's context, so its spans stay children of the retrieval's.
+        early_job = self._early.submit(contextvars.copy_context().run, read_early, self._sources, keys, request,
+                                       max(self.fusion.depth, limit))
         vector = self.embedder.embed_query(query)
-        sparse = self.sparse.embed_query(query) if self.fusion.use_sparse else None
         lap("embed")
-        (short_term, zone), unembedded, early_ms = early.result()
-        timings.update(early_ms)
+        early = early_job.result()
+        timings.update(early.timings_ms)
         lap("early_wait")
-        check_range(flt, zone)
-        short_term = [p for p in short_term if matches(p, flt, zone)]
-        when = localise(request.now, zone) if request.now is not None else datetime.now(zone)
-        where = payload_filter(flt, zone)
+        zone = early.zone
+        short_term = [p for p in early.short_term if matches(p, flt, zone)]
         segments = self._top_segments(user_id, query, vector) if self.fusion.use_segments else []
         lap("segments")
-        windows = time_windows(query, when) if self.fusion.use_dates else []
-        pages = self._pages(user_id, vector, sparse, segments, short_term, limit, where, windows, bool(budget))
+        pages = self._pages(user_id, vector, early, segments, short_term, limit, bool(budget))
         lap("pages")
         assistant = request.assistant_id or (flt.assistant_id if flt else None)
         profile, user_facts, assistant_facts = persona_for(
-            self.persona, unembedded, request, vector, self.settings.retrieval_top_knowledge,
+            self.persona, early.persona, request, vector, self.settings.retrieval_top_knowledge,
             assistant or self.settings.assistant_id, zone)
         lap("persona")
         context = RetrievedContext(
@@ -184,19 +177,6 @@ class Retriever:
         self.bookkeeping.timed(timings["total"])
         return context.model_copy(update={"timings_ms": timings})
 
-    # -- short-term and not-yet-promoted pages ---------------------------------------------------------
-    def _unembedded(self, keys: UserKeys, user_id: str, history: bool,
-                    ) -> tuple[tuple[list[Page], tzinfo], Unembedded, dict[str, float]]:
-        """The turns Redis holds and the user's time zone (their knob, else MEMORYOS_TIMEZONE), and the
-        persona's reads that need no vector; with the time each took (ms), as they run beside the embedding."""
-        t0 = time.perf_counter()
-        pages, zone = state.recent_and_zone(self.scripts, self.redis, keys)
-        t1 = time.perf_counter()
-        persona = read_unembedded(self.persona, user_id, history)
-        t2 = time.perf_counter()
-        return (pages, _zone(zone, self.settings)), persona, {"short_term": round((t1 - t0) * 1000, 3),
-                                                              "persona_read": round((t2 - t1) * 1000, 3)}
-
     # -- mid-term -----------------------------------------------------------------------------------------
     def _top_segments(self, user_id: str, query: str, vector: Sequence[float]) -> list[tuple[Hit, float]]:
         """The paper's first stage: segments by Fscore = cos(e_seg, e_query) + Jaccard(K_seg, K_query)."""
@@ -211,17 +191,16 @@ class Retriever:
         self,
         user_id: str,
         vector: Sequence[float],
-        sparse: Any,
+        early: Early,
         segments: list[tuple[Hit, float]],
         short_term: list[Page],
         limit: int,
-        where: dict[str, Any],
-        windows: list[TimeWindow],
         budgeted: bool,
     ) -> list[RetrievedPage]:
         f = self.fusion
         pages = self.pages_store
         pages.ensure()
+        where = early.where
         depth = max(f.depth, limit)
         skip = {page_point_id(user_id, p.turn_id) for p in short_term}
         fusion = RankFusion(f.rrf_k)
@@ -234,15 +213,16 @@ class Retriever:
         if segments:
             in_segments = {**where, "segment_id": [hit.id for hit, _ in segments]}
             fusion.add("segment", search(vector=vector, where=in_segments), f.segment_weight, skip)
-        sparse = sparse if pages.hybrid else None
+        sparse = early.sparse if pages.hybrid else None
         if f.store_hybrid and f.use_dense and sparse is not None:
             fusion.add("hybrid", search(vector=vector, sparse=sparse, where=where), f.dense_weight, skip)
         else:
             if f.use_dense:
                 fusion.add("dense", search(vector=vector, where=where), f.dense_weight, skip)
             if sparse is not None:
-                fusion.add("bm25", search(sparse=sparse, where=where), f.sparse_weight, skip)
-        for window in windows:  # "yesterday", "in May 2023": a dense search within that time
+                bm25 = early.bm25 if early.bm25 is not None else search(sparse=sparse, where=where)
+                fusion.add("bm25", bm25, f.sparse_weight, skip)
+        for window in early.windows:  # "yesterday", "in May 2023": a dense search within that time
             fusion.add("date", search(vector=vector, where=within(where, window.payload_range())), f.date_weight, skip)
         if f.neighbour_weight > 0:
             self._read(fusion, fusion.cut(limit))  # the likely pages in one read, the strongest among them
@@ -335,16 +315,6 @@ def _page_limit(top_k: int | None, budget: int, candidate_tokens: int) -> int:
     if not budget:
         return 10  # the paper's k
     return max(10, min(MAX_TOP_K, math.ceil(budget / candidate_tokens)))
-
-
-def _zone(name: str | None, settings: Settings) -> tzinfo:
-    """The user's zone knob; one that no longer names a zone (a tz database without it) falls back."""
-    if name:
-        try:
-            return ZoneInfo(name)
-        except (ValueError, KeyError):
-            pass
-    return settings.tz
 
 
 def _page(hit: Hit, score: float, segments: dict[str, Hit], found_by: list[str]) -> RetrievedPage:
