@@ -243,12 +243,14 @@ def _range(field: str, bounds: Mapping[str, Any]) -> dict[str, float]:
 
 
 def make_hit(point_id: Any, score: float, payload: Mapping[str, Any] | None, vector: Any) -> Hit:
-    """Both engines return named vectors as a dict; callers only ever want the dense one back."""
+    """Both engines return named vectors as a dict; callers only ever want the dense one back. A payload
+    that is a plain dict is the engine's fresh conversion of the point, owned by this hit alone, so it is
+    kept as it is instead of copied (every search converts tens of payloads)."""
     dense = vector.get(DENSE) if isinstance(vector, Mapping) else None
     return Hit(
         id=str(point_id),
         score=float(score),
-        payload=dict(payload or {}),
+        payload=payload if type(payload) is dict else dict(payload or {}),
         vector=[float(x) for x in dense] if dense is not None else None,
     )
 

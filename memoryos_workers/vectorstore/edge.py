@@ -169,7 +169,7 @@ class EdgeStore:
             shard = self._shard(collection)
             with _engine_errors(f"retrieve from {collection!r}"):
                 records = shard.retrieve(point_ids, True, _with_vector(with_vectors))
-        found = {str(r.id): make_hit(r.id, 0.0, r.payload, r.vector) for r in records}
+        found = {h.id: h for h in (make_hit(r.id, 0.0, r.payload, r.vector) for r in records)}  # r.id: a new UUID
         return [found[i] for i in point_ids if i in found]
 
     def count(self, collection: str, *, filter: Filter) -> int:
