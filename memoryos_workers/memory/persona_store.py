@@ -21,6 +21,7 @@ from typing import Any
 from memoryos_workers.embeddings.base import TextEmbedder
 from memoryos_workers.memory.collections import CollectionOwner
 from memoryos_workers.vectorstore import Hit, PointIn, VectorStore
+from memoryos_workers.vectorstore.base import sort_by_field
 from schemas.persona import Fact, FactChange, KnowledgeEntry, UserProfile
 from schemas.settings import Settings
 from schemas.turns import SCHEMA_VERSION
@@ -36,6 +37,7 @@ def profile_point_id(user_id: str) -> str:
 
 
 HISTORY = "was:"
+_FAR = 1e18  # a bound below any time or count: "the field is there"
 DELETED = "deleted:"
 
 
@@ -133,6 +135,7 @@ class PersonaStore(CollectionOwner):
             tenant_fields=("user_id",),
             keyword_fields=("kind", "assistant_id", "scope_user", "owner"),
             integer_fields=("created_ms",),
+            float_fields=("confirmed_at",),  # retrieval's recency read (`latest_confirmed`)
         )
 
     # -- owners ----------------------------------------------------------------------------------
@@ -337,6 +340,24 @@ class PersonaStore(CollectionOwner):
         self.ensure()
         return self.store.scroll(KNOWLEDGE, filter=self._filter(kind, user_id, None, history),
                                  order_by="created_ms")
+
+    def latest_confirmed(self, kind: str, user_id: str, latest: int) -> list[Hit] | None:
+        """The `latest` current facts most recently confirmed, ties the earlier created first: what
+        `latest_and_replaced(in_order(...), latest)` keeps, read through the confirmed_at index (the newest,
+        then every fact tied with the last of them) instead of all the user's facts. None when a current fact
+        lacks confirmed_at or created_ms (written before they were): only reading them all orders those."""
+        self.ensure()
+        flt = self._filter(kind, user_id, None)
+        stamped = {**flt, "confirmed_at": {"gte": -_FAR}, "created_ms": {"gte": -_FAR}}
+        if self.store.count(KNOWLEDGE, filter=flt) != self.store.count(KNOWLEDGE, filter=stamped):
+            return None
+        top = self.store.scroll(KNOWLEDGE, filter=flt, order_by="confirmed_at", descending=True, limit=latest)
+        if len(top) == latest:
+            edge = top[-1].payload["confirmed_at"]
+            tied = self.store.scroll(KNOWLEDGE, filter={**flt, "confirmed_at": {"gte": edge, "lte": edge}},
+                                     order_by="created_ms", limit=latest)
+            top = [h for h in top if h.payload["confirmed_at"] != edge] + tied
+        return latest_and_replaced(sort_by_field(top, "created_ms"), latest)[1]
 
     @staticmethod
     def entries(hits: Sequence[Hit]) -> list[KnowledgeEntry]:

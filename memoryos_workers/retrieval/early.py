@@ -66,7 +66,8 @@ def read_early(src: Sources, keys: UserKeys, request: RetrievalRequest, depth: i
     when = localise(request.now, zone) if request.now is not None else datetime.now(zone)
     windows = time_windows(request.query, when) if src.fusion.use_dates else []
     t1 = time.perf_counter()
-    persona = read_unembedded(src.persona, request.user_id, wants_history(request))
+    persona = read_unembedded(src.persona, request.user_id, wants_history(request),
+                              src.settings.retrieval_top_knowledge)
     t2 = time.perf_counter()
     f = src.fusion
     sparse = src.sparse.embed_query(request.query) if f.use_sparse else None

@@ -24,7 +24,9 @@ class Unembedded:
     """What the persona read needs no vector for."""
 
     profile: UserProfile | None
-    facts: list[Hit]  # the user's facts (with history: replaced ones too) in creation order
+    # With history: all the user's facts (replaced ones too) in creation order; else at least the most
+    # recently confirmed current ones, in creation order.
+    facts: list[Hit]
     history: bool
 
 
@@ -34,8 +36,17 @@ def wants_history(request: RetrievalRequest) -> bool:
     return request.fact_history or since is not None or until is not None or asks_about_past(request.query)
 
 
-def read_unembedded(persona: PersonaStore, user_id: str, history: bool) -> Unembedded:
-    return Unembedded(persona.get_profile(user_id), persona.in_order("user", user_id, history=history), history)
+def read_unembedded(persona: PersonaStore, user_id: str, history: bool, limit: int) -> Unembedded:
+    """Without history only the most recently confirmed facts are needed, read through their index; with
+    history, every fact (which ones a found fact replaced is known only once the search has run)."""
+    latest = None if history else persona.latest_confirmed("user", user_id, recent_count(limit))
+    facts = persona.in_order("user", user_id, history=history) if latest is None else latest
+    return Unembedded(persona.get_profile(user_id), facts, history)
+
+
+def recent_count(limit: int) -> int:
+    """How many of the most recently confirmed facts join the `limit` nearest ones."""
+    return max(1, limit // 2)
 
 
 def persona_for(persona: PersonaStore, read: Unembedded, request: RetrievalRequest, vector: Sequence[float],
@@ -49,7 +60,7 @@ def persona_for(persona: PersonaStore, read: Unembedded, request: RetrievalReque
     user_facts = persona.search("user", user_id, None, vector, limit, history=history)
     found = {e.fact_id for e in user_facts}
     # "Where did I live before Porto?": the fact each one found replaced, found or not by the words.
-    before, recent = map(persona.entries, latest_and_replaced(read.facts, max(1, limit // 2),
+    before, recent = map(persona.entries, latest_and_replaced(read.facts, recent_count(limit),
                                                               found if history else set()))
     seen = found | {e.fact_id for e in before}
     user_facts += before + [e for e in recent if e.fact_id not in seen]

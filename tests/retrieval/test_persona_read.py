@@ -33,3 +33,52 @@ def test_replaced_are_the_facts_a_found_one_replaced_unless_found_themselves() -
     before, _ = latest_and_replaced(hits, 1, {"f3", "f4"})
     assert [h.payload["fact_id"] for h in before] == ["f2"]
     assert latest_and_replaced(hits, 1)[0] == [], "nothing found: nothing replaced to add"
+
+
+# --- the indexed read retrieval uses instead of all the user's facts -----------------------------------
+
+import pytest  # noqa: E402
+
+from memoryos_workers.embeddings.stub import StubEmbedder  # noqa: E402
+from memoryos_workers.memory.persona_store import KNOWLEDGE, PersonaStore  # noqa: E402
+from memoryos_workers.vectorstore import PointIn  # noqa: E402
+from memoryos_workers.vectorstore.edge import EdgeStore  # noqa: E402
+from schemas.persona import Fact  # noqa: E402
+from schemas.settings import Settings  # noqa: E402
+
+
+@pytest.fixture
+def persona(tmp_path):  # noqa: ANN001, ANN201
+    store = EdgeStore(tmp_path / "vectors", "t")
+    yield PersonaStore(store, StubEmbedder(), Settings(key_prefix="t", data_dir=tmp_path))
+    store.close()
+
+
+def _confirm(persona: PersonaStore, user: str, texts: list[str], at: float) -> None:
+    ids = [h.id for h in persona.in_order("user", user) if h.payload["text"] in texts]
+    persona.store.set_payload(KNOWLEDGE, ids, {"confirmed_at": at})
+
+
+def test_latest_confirmed_keeps_what_reading_every_fact_keeps(persona: PersonaStore) -> None:
+    texts = [f"The user likes thing number {i}." for i in range(12)]
+    persona.add_facts("user", "u", None, [Fact(text=t, date="") for t in texts], {})  # one call: all tied
+    persona.add_facts("user", "v", None, [Fact(text="Another user's fact.", date="")], {})
+    for n in (1, 3, 5, 20):
+        expected = latest_and_replaced(persona.in_order("user", "u"), n)[1]
+        assert [h.id for h in persona.latest_confirmed("user", "u", n) or []] == [h.id for h in expected]
+    _confirm(persona, "u", texts[7:9], 2e9)  # confirmed later: they lead, then the earliest created of the tie
+    _confirm(persona, "u", texts[3:4], 3e9)
+    for n in (1, 2, 3, 5, 20):
+        expected = latest_and_replaced(persona.in_order("user", "u"), n)[1]
+        got = persona.latest_confirmed("user", "u", n) or []
+        assert [h.id for h in got] == [h.id for h in expected]
+    assert [h.payload["text"] for h in persona.latest_confirmed("user", "u", 4) or []] == [
+        texts[3], texts[7], texts[8], texts[0]]
+
+
+def test_a_fact_without_confirmed_at_makes_it_read_them_all(persona: PersonaStore) -> None:
+    persona.add_facts("user", "u", None, [Fact(text="The user swims.", date="")], {})
+    persona.store.upsert(KNOWLEDGE, [PointIn(id="00000000-0000-0000-0000-000000000001", vector=[0.1] * persona.embedder.dim,
+                                             payload={"kind": "user", "owner": "user:u", "text": "Old fact.",
+                                                      "user_id": "u", "created_ms": 1})])
+    assert persona.latest_confirmed("user", "u", 3) is None
