@@ -14,6 +14,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from .baselines import answer_in, bm25_order, normalize_answer, rrf, short_answer
 from .common import (
     ROOT,
     bench_settings,
@@ -37,6 +38,7 @@ _DIA = re.compile(r"D\d+:\d+")
 # store with the same query vector.
 OURS = "memoryos-workers"
 DENSE = "plain dense, all pages"
+HYBRID = "stock hybrid (BM25 + dense, RRF k=60), all pages"  # the baseline bench/context.py packs too
 VARIANTS: dict[str, dict[str, Any]] = {
     "two-stage only (paper-like)": dict(use_dense=False, use_sparse=False, use_dates=False, neighbour_weight=0.0),
     "dense only (store)": dict(use_segments=False, use_sparse=False, use_dates=False, neighbour_weight=0.0),
@@ -96,6 +98,7 @@ def _recall(conversations: list[str], ks: list[int], stm: int) -> dict[str, Any]
     from memoryos_workers.runtime import Runtime
     from memoryos_workers.testing.fake_llm import FakeLLM
     from memoryos_workers.testing.responders import default_responder
+    from producers.context.render import dialogue_line
     from schemas.turns import Page
 
     kmax = max(ks)
@@ -113,9 +116,10 @@ def _recall(conversations: list[str], ks: list[int], stm: int) -> dict[str, Any]
                 user = f"locomo-{conv}"
                 data = json.loads((LOCOMO / f"{conv}.json").read_text(encoding="utf-8"))
                 questions = [q for q in data["qa"] if str(q.get("category")) in CATEGORIES and _evidence(q)]
-                texts = [Page(seq=i, user_id=user, turn_id=t["turn_id"], user_input=t["user_input"],
-                              agent_response=t["agent_response"], timestamp=t["timestamp"]).text()
+                pages = [Page(seq=i, user_id=user, turn_id=t["turn_id"], user_input=t["user_input"],
+                              agent_response=t["agent_response"], timestamp=t["timestamp"])
                          for i, t in enumerate(turns)]
+                texts = [p.text() for p in pages]
                 matrix = np.asarray(rt.embedder.embed(texts), dtype=np.float32)
                 now = question_time(turns)
                 scores: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -123,6 +127,8 @@ def _recall(conversations: list[str], ks: list[int], stm: int) -> dict[str, Any]
                 per_cat: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(
                     lambda: defaultdict(lambda: defaultdict(list)))
                 evidence_sizes: dict[str, list[int]] = defaultdict(list)
+                answers: dict[str, list[float]] = defaultdict(list)  # method -> short gold answer in prompt @10
+                lines = [dialogue_line(p) + "\n" for p in pages]
                 latency = []
                 for qa in tqdm(questions, desc=f"questions {conv}", unit="q", leave=False):
                     evidence = _evidence(qa)
@@ -130,10 +136,13 @@ def _recall(conversations: list[str], ks: list[int], stm: int) -> dict[str, Any]
                     evidence_sizes[cat].append(len(evidence))
                     q = str(qa["question"])
                     qv = np.asarray(rt.embedder.embed_query(q), dtype=np.float32)
-                    dense_ids = [turns[i]["turn_id"] for i in np.argsort(-(matrix @ qv))[:kmax]]
+                    dense = [int(i) for i in np.argsort(-(matrix @ qv))]
+                    baselines = {DENSE: dense[:kmax], HYBRID: rrf([dense, bm25_order(texts, q)])[:kmax]}
                     # name -> k -> turn ids; each k asked for as production asks (top_k=k, the fusion depth
                     # that implies), not a deeper list cut to k. No token budget: this measures the ranking.
-                    ranked: dict[str, dict[int, list[str]]] = {DENSE: {k: dense_ids[:k] for k in ks}}
+                    ranked: dict[str, dict[int, list[str]]] = {
+                        name: {k: [turns[i]["turn_id"] for i in order[:k]] for k in ks}
+                        for name, order in baselines.items()}
                     for name, retriever in retrievers.items():
                         ranked[name] = {}
                         for k in ks:
@@ -142,6 +151,7 @@ def _recall(conversations: list[str], ks: list[int], stm: int) -> dict[str, Any]
                             if name == OURS and k == 10:
                                 latency.append(time.perf_counter() - t0)
                                 stm_ids = [p.turn_id for p in ctx.short_term]
+                                prompt = ctx.to_prompt()
                             ranked[name][k] = [p.turn_id for p in ctx.pages]
                     for name, by_k in ranked.items():
                         for k in ks:
@@ -151,6 +161,12 @@ def _recall(conversations: list[str], ks: list[int], stm: int) -> dict[str, Any]
                     for k in ks:
                         found = {d for t in ranked[OURS][k] + stm_ids for d in dia[t]}
                         scores[OURS + " +STM"][k].append(_covered(found, evidence))
+                    gold = short_answer(qa.get("answer"))
+                    if gold is not None:  # the baselines' prompt: their 10 pages as the context renders pages
+                        prompts = {name: "".join(lines[i] for i in order[:10])
+                                   for name, order in baselines.items()}
+                        for name, text in {**prompts, OURS: prompt}.items():
+                            answers[name].append(float(answer_in(gold, normalize_answer(text))))
                 per_conv.append({
                     "conversation": conv, "questions": len(questions), "turns": len(turns),
                     "stored_pages": rt.pages.count(user),
@@ -162,6 +178,8 @@ def _recall(conversations: list[str], ks: list[int], stm: int) -> dict[str, Any]
                                                   for c, by_k in sorted(by_cat.items())}
                                            for name, by_cat in per_cat.items()},
                     "retrieve_p50_ms": percentile(latency, 50) * 1000,
+                    "answer_questions": len(answers[DENSE]),
+                    "answer_in_prompt": {name: float(np.mean(v)) for name, v in answers.items()},
                 })
         finally:
             rt.close()
@@ -180,7 +198,12 @@ def _recall(conversations: list[str], ks: list[int], stm: int) -> dict[str, Any]
         for name in per_conv[0]["recall_by_category"]
     }
     evidence = {c: sum(r["category_evidence_turns"].get(c, 0) for r in per_conv) / counts[c] for c in cats}
+    answered = sum(r["answer_questions"] for r in per_conv)
+    answer_in_prompt = {name: sum(r["answer_in_prompt"][name] * r["answer_questions"] for r in per_conv
+                                  if r["answer_questions"]) / answered
+                        for name in per_conv[0]["answer_in_prompt"]} if answered else {}
     return {"conversations": per_conv, "overall": overall, "questions": total, "ks": ks,
+            "answer_questions": answered, "answer_in_prompt": answer_in_prompt,
             "category_names": {c: CATEGORIES[c] for c in cats}, "category_questions": counts,
             "category_mean_evidence_turns": evidence, "by_category": by_category}
 
@@ -291,11 +314,13 @@ def markdown_recall(result: dict[str, Any]) -> str:
         f"Each LoCoMo conversation in `../shared/data/locomo` is ingested through the real pipeline (publish, "
         f"promotion with the tests' fake LLM) as its own user of one store, short-term capacity {result['stm']}, "
         f"then flushed. A question's recall@k is the share of its evidence turns (`dia_id`s) among the top-k "
-        f"mid-term pages `retrieve` returns (the short-term page left out, the strict comparison). Baseline from "
-        f"the same run: plain dense top-k by cosine over all pages of the conversation, same embedding model. "
+        f"mid-term pages `retrieve` returns (the short-term page left out, the strict comparison). Baselines from "
+        f"the same run: plain dense top-k by cosine over all pages of the conversation, same embedding model, "
+        f"and (in runs since issue 21) a stock hybrid, that ranking and BM25's fused by reciprocal rank (k=60). "
         f"{result['questions']} questions of categories 1-4 (category 5, adversarial, has no evidence); the other "
         "rows switch off parts of our retrieval for comparison.",
         md_table(("", *(f"@{k}" for k in ks), "@10 / plain dense"), overall),
+        *_answers_md(result),
         "By question category (ours / plain dense; micro-averaged over conversations):",
         md_table(("category", "questions", "evidence turns per question", *(f"@{k}" for k in ks),
                   "@10 ours / dense"), by_cat),
@@ -321,3 +346,22 @@ def markdown_recall(result: dict[str, Any]) -> str:
         reproduce_md(result["reproduce"]),
     ]
     return "\n\n".join(parts)
+
+
+def _answers_md(result: dict[str, Any]) -> list[str]:
+    """The answer-level measure (issue 21), when the run has it (runs before it do not)."""
+    found = result.get("answer_in_prompt")
+    if not found:
+        return []
+    rows = [(f"**{name}**" if name == OURS else name, fmt(share, 3), ratio(share, found[DENSE]))
+            for name, share in found.items()]
+    return [
+        f"Answer in the prompt: of the {result['answer_questions']} questions with a short gold answer (at most "
+        "5 words), the share whose answer, normalised as LoCoMo's evaluation normalises answers "
+        "(`bench/baselines.py`, as `bench context` does), appears in the normalised prompt. Ours: the whole "
+        "context `retrieve(top_k=10, max_tokens=0)` returns (10 pages, their summaries, the recent turns, the "
+        "profile and facts); the baselines: their 10 pages rendered as the context renders pages. The sizes "
+        "differ (ours carries more than pages); `bench context` compares at equal token budgets.",
+        md_table(("", "answer in prompt @10", "/ plain dense"), rows),
+    ]
+
