@@ -244,6 +244,9 @@ def _print_recall(result: dict[str, Any]) -> None:
     ours = result["overall"][OURS]["10"]
     print(f"floor: at least plain dense at k=10 -> {ours:.3f} vs {base['10']:.3f} ({ours / base['10']:.2f}x); "
           "reference (issue, all-MiniLM-L6-v2): MemoryOS segment-gated 0.40@7, plain dense 0.59@10")
+    if result.get("answer_in_prompt"):
+        print(f"short gold answer in the prompt @10 ({result['answer_questions']} questions): " + ", ".join(
+            f"{name} {share:.3f}" for name, share in result["answer_in_prompt"].items()))
 
 
 _COARSE_NOTE = ("the fake LLM's segmentation leaves each conversation in a handful of segments, so the top-segment "
