@@ -219,8 +219,9 @@ class Retriever:
         if f.store_hybrid and f.use_dense and sparse is not None:
             fusion.add("hybrid", search(vector=vector, sparse=sparse, where=where), f.dense_weight, skip)
         else:
-            if f.use_dense:
-                fusion.add("dense", search(vector=vector, where=where), f.dense_weight, skip)
+            if f.use_dense:  # with payloads: most pages kept are in it, so the read after fusion is small
+                dense = pages.query(user_id, depth, vector=vector, where=where, with_payload=True)
+                fusion.add("dense", dense, f.dense_weight, skip)
             if sparse is not None:
                 bm25 = early.bm25 if early.bm25 is not None else search(sparse=sparse, where=where)
                 fusion.add("bm25", bm25, f.sparse_weight, skip)
