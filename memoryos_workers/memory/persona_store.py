@@ -38,6 +38,7 @@ def profile_point_id(user_id: str) -> str:
 
 HISTORY = "was:"
 _FAR = 1e18  # a bound below any time or count: "the field is there"
+_TIE = 1e-6  # confirmations closer than this (s) are one write's, so one time (`latest_confirmed`)
 DELETED = "deleted:"
 
 
@@ -353,10 +354,13 @@ class PersonaStore(CollectionOwner):
             return None
         top = self.store.scroll(KNOWLEDGE, filter=flt, order_by="confirmed_at", descending=True, limit=latest)
         if len(top) == latest:
+            # Ties: one write confirms all its facts at one `now`. A window, not equality: the float read back
+            # from a payload can differ from the indexed one in the last bit (about 2e-7 s at today's times).
             edge = top[-1].payload["confirmed_at"]
-            tied = self.store.scroll(KNOWLEDGE, filter={**flt, "confirmed_at": {"gte": edge, "lte": edge}},
-                                     order_by="created_ms", limit=latest)
-            top = [h for h in top if h.payload["confirmed_at"] != edge] + tied
+            window = {"gte": edge - _TIE, "lte": edge + _TIE}
+            tied = self.store.scroll(KNOWLEDGE, filter={**flt, "confirmed_at": window}, order_by="created_ms",
+                                     limit=latest)
+            top = [h for h in top if h.payload["confirmed_at"] > edge + _TIE] + tied
         return latest_and_replaced(sort_by_field(top, "created_ms"), latest)[1]
 
     @staticmethod
