@@ -21,7 +21,6 @@ from typing import Any
 from memoryos_workers.embeddings.base import TextEmbedder
 from memoryos_workers.memory.collections import CollectionOwner
 from memoryos_workers.vectorstore import Hit, PointIn, VectorStore
-from memoryos_workers.vectorstore.base import sort_by_field
 from schemas.persona import Fact, FactChange, KnowledgeEntry, UserProfile
 from schemas.settings import Settings
 from schemas.turns import SCHEMA_VERSION
@@ -37,8 +36,6 @@ def profile_point_id(user_id: str) -> str:
 
 
 HISTORY = "was:"
-_FAR = 1e18  # a bound below any time or count: "the field is there"
-_TIE = 1e-6  # confirmations closer than this (s) are one write's, so one time (`latest_confirmed`)
 DELETED = "deleted:"
 
 
@@ -54,15 +51,15 @@ def short_fact_id(point_id: str) -> str:
     return "f" + point_id.replace("-", "")[:10]
 
 
-def _fact_id(hit: Hit) -> str:
+def fact_id_of(hit: Hit) -> str:
     return hit.payload.get("fact_id") or short_fact_id(hit.id)
 
 
-def _status(p: dict[str, Any]) -> str:
+def fact_status(p: dict[str, Any]) -> str:
     return p.get("status", "superseded" if str(p.get("owner", "")).startswith(HISTORY) else "current")
 
 
-def _confirmed_at(p: dict[str, Any]) -> float:
+def confirmed_time(p: dict[str, Any]) -> float:
     """When the fact was last said or confirmed (older payloads: their last update, else creation)."""
     return p.get("confirmed_at", p.get("updated_at", p.get("created_at", 0.0)))
 
@@ -80,14 +77,14 @@ def _entry(hit: Hit) -> KnowledgeEntry:
         created_at=created,
         updated_at=p.get("updated_at", 0.0),
         score=hit.score or None,
-        fact_id=_fact_id(hit),
-        status=_status(p),
+        fact_id=fact_id_of(hit),
+        status=fact_status(p),
         valid_from=p.get("valid_from", created or None),
         valid_until=p.get("valid_until"),
         superseded_by=p.get("superseded_by"),
         source_turns=p.get("source_turns") or [],
         recorded_at=p.get("recorded_at", created),
-        confirmed_at=_confirmed_at(p),
+        confirmed_at=confirmed_time(p),
         pinned=bool(p.get("pinned", False)),
         origin=p.get("origin", "llm"),
         origin_by=p.get("origin_by"),
@@ -146,8 +143,9 @@ class PersonaStore(CollectionOwner):
         scope = SHARED if self.settings.share_assistant_knowledge else user_id
         return f"assistant:{assistant_id or self.settings.assistant_id}:{scope}"
 
-    def _filter(self, kind: str, user_id: str, assistant_id: str | None, history: bool = False) -> dict[str, Any]:
-        """Current facts only, or (history) current and replaced ones."""
+    def facts_filter(self, kind: str, user_id: str, assistant_id: str | None, history: bool = False,
+                     ) -> dict[str, Any]:
+        """The reader's current facts only, or (history) current and replaced ones."""
         if kind == "user":
             owners = [self.owner("user", user_id, None)]
         else:
@@ -159,6 +157,8 @@ class PersonaStore(CollectionOwner):
             owners += [HISTORY + o for o in owners]
         return {"kind": kind, "owner": owners if len(owners) > 1 else owners[0]}
 
+
+    _filter = facts_filter  # its name before retrieval read it from outside (fact_recency.py)
     # -- profile ---------------------------------------------------------------------------------
     def get_profile(self, user_id: str) -> UserProfile | None:
         self.ensure()
@@ -265,7 +265,7 @@ class PersonaStore(CollectionOwner):
         wanted = set(fact_ids)
         if not wanted:
             return []
-        hits = self.store.scroll(KNOWLEDGE, filter=self._filter(kind, user_id, assistant_id, history=True))
+        hits = self.store.scroll(KNOWLEDGE, filter=self.facts_filter(kind, user_id, assistant_id, history=True))
         return [e for e in map(_entry, hits) if e.fact_id in wanted]
 
     def end(self, entry: KnowledgeEntry, *, at: float, by: str, superseded_by: str | None = None,
@@ -323,45 +323,24 @@ class PersonaStore(CollectionOwner):
         history: bool = False,
     ) -> list[KnowledgeEntry]:
         self.ensure()
-        hits = self.store.query(KNOWLEDGE, vector=vector, filter=self._filter(kind, user_id, assistant_id, history),
-                                limit=limit)
+        flt = self.facts_filter(kind, user_id, assistant_id, history)
+        hits = self.store.query(KNOWLEDGE, vector=vector, filter=flt, limit=limit)
         return [_entry(h) for h in hits]
 
     def list(self, kind: str, user_id: str, assistant_id: str | None = None, history: bool = False,
              ) -> list[KnowledgeEntry]:
         """Current facts oldest first; with history, replaced ones too."""
         self.ensure()
-        hits = self.store.scroll(KNOWLEDGE, filter=self._filter(kind, user_id, assistant_id, history),
+        hits = self.store.scroll(KNOWLEDGE, filter=self.facts_filter(kind, user_id, assistant_id, history),
                                  order_by="created_ms")
         return [_entry(h) for h in hits]
 
     def in_order(self, kind: str, user_id: str, history: bool = False) -> list[Hit]:
-        """`list` as stored points, before any entry is built: retrieval reads all of a user's facts on every
-        query but turns only the few it keeps into entries (`latest_and_replaced`, `entries`)."""
+        """`list` as stored points, before any entry is built: retrieval turns only the few facts it keeps
+        into entries (memory/fact_recency.py, `entries`)."""
         self.ensure()
-        return self.store.scroll(KNOWLEDGE, filter=self._filter(kind, user_id, None, history),
+        return self.store.scroll(KNOWLEDGE, filter=self.facts_filter(kind, user_id, None, history),
                                  order_by="created_ms")
-
-    def latest_confirmed(self, kind: str, user_id: str, latest: int) -> list[Hit] | None:
-        """The `latest` current facts most recently confirmed, ties the earlier created first: what
-        `latest_and_replaced(in_order(...), latest)` keeps, read through the confirmed_at index (the newest,
-        then every fact tied with the last of them) instead of all the user's facts. None when a current fact
-        lacks confirmed_at or created_ms (written before they were): only reading them all orders those."""
-        self.ensure()
-        flt = self._filter(kind, user_id, None)
-        stamped = {**flt, "confirmed_at": {"gte": -_FAR}, "created_ms": {"gte": -_FAR}}
-        if self.store.count(KNOWLEDGE, filter=flt) != self.store.count(KNOWLEDGE, filter=stamped):
-            return None
-        top = self.store.scroll(KNOWLEDGE, filter=flt, order_by="confirmed_at", descending=True, limit=latest)
-        if len(top) == latest:
-            # Ties: one write confirms all its facts at one `now`. A window, not equality: the float read back
-            # from a payload can differ from the indexed one in the last bit (about 2e-7 s at today's times).
-            edge = top[-1].payload["confirmed_at"]
-            window = {"gte": edge - _TIE, "lte": edge + _TIE}
-            tied = self.store.scroll(KNOWLEDGE, filter={**flt, "confirmed_at": window}, order_by="created_ms",
-                                     limit=latest)
-            top = [h for h in top if h.payload["confirmed_at"] > edge + _TIE] + tied
-        return latest_and_replaced(sort_by_field(top, "created_ms"), latest)[1]
 
     @staticmethod
     def entries(hits: Sequence[Hit]) -> list[KnowledgeEntry]:
@@ -408,14 +387,3 @@ class PersonaStore(CollectionOwner):
 
 def _change(at: float, action: str, by: str, detail: str = "") -> dict[str, Any]:
     return FactChange(at=at, action=action, by=by, detail=detail).model_dump(mode="json")  # type: ignore[arg-type]
-
-
-def latest_and_replaced(hits: Sequence[Hit], latest: int, replaced_by: set[str] | frozenset[str] = frozenset(),
-                        ) -> tuple[list[Hit], list[Hit]]:
-    """Of a user's facts in creation order (`PersonaStore.in_order`): the facts some fact of `replaced_by`
-    replaced (not themselves in it), in that order, and the `latest` current facts most recently confirmed
-    (ties: the earlier created first). Pure, on payloads: building an entry costs more than reading it."""
-    before = [h for h in hits if replaced_by and h.payload.get("superseded_by") in replaced_by
-              and _fact_id(h) not in replaced_by]
-    current = [h for h in hits if _status(h.payload) == "current"]
-    return before, sorted(current, key=lambda h: -_confirmed_at(h.payload))[:latest]

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from memoryos_workers.memory.persona_store import PersonaStore, latest_and_replaced
+from memoryos_workers.memory.fact_recency import latest_and_replaced, latest_confirmed
+from memoryos_workers.memory.persona_store import PersonaStore
 from memoryos_workers.retrieval.fact_window import asks_about_past, fact_window
 from memoryos_workers.vectorstore import Hit
 from schemas.persona import KnowledgeEntry, UserProfile
@@ -39,7 +40,7 @@ def wants_history(request: RetrievalRequest) -> bool:
 def read_unembedded(persona: PersonaStore, user_id: str, history: bool, limit: int) -> Unembedded:
     """Without history only the most recently confirmed facts are needed, read through their index; with
     history, every fact (which ones a found fact replaced is known only once the search has run)."""
-    latest = None if history else persona.latest_confirmed("user", user_id, recent_count(limit))
+    latest = None if history else latest_confirmed(persona, "user", user_id, recent_count(limit))
     facts = persona.in_order("user", user_id, history=history) if latest is None else latest
     return Unembedded(persona.get_profile(user_id), facts, history)
 

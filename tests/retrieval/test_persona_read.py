@@ -1,6 +1,6 @@
 """Which facts a retrieval keeps beside the nearest ones, chosen from payloads before any entry is built."""
 
-from memoryos_workers.memory.persona_store import latest_and_replaced
+from memoryos_workers.memory.fact_recency import latest_and_replaced, latest_confirmed
 from memoryos_workers.vectorstore import Hit
 
 
@@ -65,23 +65,24 @@ def test_latest_confirmed_keeps_what_reading_every_fact_keeps(persona: PersonaSt
     persona.add_facts("user", "v", None, [Fact(text="Another user's fact.", date="")], {})
     for n in (1, 3, 5, 20):
         expected = latest_and_replaced(persona.in_order("user", "u"), n)[1]
-        assert [h.id for h in persona.latest_confirmed("user", "u", n) or []] == [h.id for h in expected]
+        assert [h.id for h in latest_confirmed(persona, "user", "u", n) or []] == [h.id for h in expected]
     _confirm(persona, "u", texts[7:9], 2e9)  # confirmed later: they lead, then the earliest created of the tie
     _confirm(persona, "u", texts[3:4], 3e9)
     for n in (1, 2, 3, 5, 20):
         expected = latest_and_replaced(persona.in_order("user", "u"), n)[1]
-        got = persona.latest_confirmed("user", "u", n) or []
+        got = latest_confirmed(persona, "user", "u", n) or []
         assert [h.id for h in got] == [h.id for h in expected]
-    assert [h.payload["text"] for h in persona.latest_confirmed("user", "u", 4) or []] == [
+    assert [h.payload["text"] for h in latest_confirmed(persona, "user", "u", 4) or []] == [
         texts[3], texts[7], texts[8], texts[0]]
 
 
 def test_a_fact_without_confirmed_at_makes_it_read_them_all(persona: PersonaStore) -> None:
     persona.add_facts("user", "u", None, [Fact(text="The user swims.", date="")], {})
-    persona.store.upsert(KNOWLEDGE, [PointIn(id="00000000-0000-0000-0000-000000000001", vector=[0.1] * persona.embedder.dim,
+    old = "00000000-0000-0000-0000-000000000001"
+    persona.store.upsert(KNOWLEDGE, [PointIn(id=old, vector=[0.1] * persona.embedder.dim,
                                              payload={"kind": "user", "owner": "user:u", "text": "Old fact.",
                                                       "user_id": "u", "created_ms": 1})])
-    assert persona.latest_confirmed("user", "u", 3) is None
+    assert latest_confirmed(persona, "user", "u", 3) is None
 
 
 def test_ties_are_found_whatever_the_time_reads_back_as(persona: PersonaStore) -> None:
@@ -92,5 +93,5 @@ def test_ties_are_found_whatever_the_time_reads_back_as(persona: PersonaStore) -
         persona.add_facts("user", f"u{user}", None, [Fact(text=t, date="") for t in texts], {})
         for n in (1, 3):
             expected = latest_and_replaced(persona.in_order("user", f"u{user}"), n)[1]
-            got = persona.latest_confirmed("user", f"u{user}", n) or []
+            got = latest_confirmed(persona, "user", f"u{user}", n) or []
             assert [h.id for h in got] == [h.id for h in expected]
