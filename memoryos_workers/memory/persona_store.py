@@ -157,8 +157,8 @@ class PersonaStore(CollectionOwner):
             owners += [HISTORY + o for o in owners]
         return {"kind": kind, "owner": owners if len(owners) > 1 else owners[0]}
 
-
     _filter = facts_filter  # its name before retrieval read it from outside (fact_recency.py)
+
     # -- profile ---------------------------------------------------------------------------------
     def get_profile(self, user_id: str) -> UserProfile | None:
         self.ensure()
