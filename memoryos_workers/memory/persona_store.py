@@ -51,6 +51,19 @@ def short_fact_id(point_id: str) -> str:
     return "f" + point_id.replace("-", "")[:10]
 
 
+def fact_id_of(hit: Hit) -> str:
+    return hit.payload.get("fact_id") or short_fact_id(hit.id)
+
+
+def fact_status(p: dict[str, Any]) -> str:
+    return p.get("status", "superseded" if str(p.get("owner", "")).startswith(HISTORY) else "current")
+
+
+def confirmed_time(p: dict[str, Any]) -> float:
+    """When the fact was last said or confirmed (older payloads: their last update, else creation)."""
+    return p.get("confirmed_at", p.get("updated_at", p.get("created_at", 0.0)))
+
+
 def _entry(hit: Hit) -> KnowledgeEntry:
     p = hit.payload
     created = p.get("created_at", 0.0)
@@ -64,14 +77,14 @@ def _entry(hit: Hit) -> KnowledgeEntry:
         created_at=created,
         updated_at=p.get("updated_at", 0.0),
         score=hit.score or None,
-        fact_id=p.get("fact_id") or short_fact_id(hit.id),
-        status=p.get("status", "superseded" if str(p.get("owner", "")).startswith(HISTORY) else "current"),
+        fact_id=fact_id_of(hit),
+        status=fact_status(p),
         valid_from=p.get("valid_from", created or None),
         valid_until=p.get("valid_until"),
         superseded_by=p.get("superseded_by"),
         source_turns=p.get("source_turns") or [],
         recorded_at=p.get("recorded_at", created),
-        confirmed_at=p.get("confirmed_at", p.get("updated_at", created)),
+        confirmed_at=confirmed_time(p),
         pinned=bool(p.get("pinned", False)),
         origin=p.get("origin", "llm"),
         origin_by=p.get("origin_by"),
@@ -120,6 +133,7 @@ class PersonaStore(CollectionOwner):
             tenant_fields=("user_id",),
             keyword_fields=("kind", "assistant_id", "scope_user", "owner"),
             integer_fields=("created_ms",),
+            float_fields=("confirmed_at",),  # retrieval's recency read (`latest_confirmed`)
         )
 
     # -- owners ----------------------------------------------------------------------------------
@@ -129,8 +143,9 @@ class PersonaStore(CollectionOwner):
         scope = SHARED if self.settings.share_assistant_knowledge else user_id
         return f"assistant:{assistant_id or self.settings.assistant_id}:{scope}"
 
-    def _filter(self, kind: str, user_id: str, assistant_id: str | None, history: bool = False) -> dict[str, Any]:
-        """Current facts only, or (history) current and replaced ones."""
+    def facts_filter(self, kind: str, user_id: str, assistant_id: str | None, history: bool = False,
+                     ) -> dict[str, Any]:
+        """The reader's current facts only, or (history) current and replaced ones."""
         if kind == "user":
             owners = [self.owner("user", user_id, None)]
         else:
@@ -141,6 +156,8 @@ class PersonaStore(CollectionOwner):
         if history:
             owners += [HISTORY + o for o in owners]
         return {"kind": kind, "owner": owners if len(owners) > 1 else owners[0]}
+
+    _filter = facts_filter  # its name before retrieval read it from outside (fact_recency.py)
 
     # -- profile ---------------------------------------------------------------------------------
     def get_profile(self, user_id: str) -> UserProfile | None:
@@ -248,7 +265,7 @@ class PersonaStore(CollectionOwner):
         wanted = set(fact_ids)
         if not wanted:
             return []
-        hits = self.store.scroll(KNOWLEDGE, filter=self._filter(kind, user_id, assistant_id, history=True))
+        hits = self.store.scroll(KNOWLEDGE, filter=self.facts_filter(kind, user_id, assistant_id, history=True))
         return [e for e in map(_entry, hits) if e.fact_id in wanted]
 
     def end(self, entry: KnowledgeEntry, *, at: float, by: str, superseded_by: str | None = None,
@@ -306,16 +323,27 @@ class PersonaStore(CollectionOwner):
         history: bool = False,
     ) -> list[KnowledgeEntry]:
         self.ensure()
-        hits = self.store.query(KNOWLEDGE, vector=vector, filter=self._filter(kind, user_id, assistant_id, history),
-                                limit=limit)
+        flt = self.facts_filter(kind, user_id, assistant_id, history)
+        hits = self.store.query(KNOWLEDGE, vector=vector, filter=flt, limit=limit)
         return [_entry(h) for h in hits]
 
     def list(self, kind: str, user_id: str, assistant_id: str | None = None, history: bool = False,
              ) -> list[KnowledgeEntry]:
         """Current facts oldest first; with history, replaced ones too."""
         self.ensure()
-        hits = self.store.scroll(KNOWLEDGE, filter=self._filter(kind, user_id, assistant_id, history),
+        hits = self.store.scroll(KNOWLEDGE, filter=self.facts_filter(kind, user_id, assistant_id, history),
                                  order_by="created_ms")
+        return [_entry(h) for h in hits]
+
+    def in_order(self, kind: str, user_id: str, history: bool = False) -> list[Hit]:
+        """`list` as stored points, before any entry is built: retrieval turns only the few facts it keeps
+        into entries (memory/fact_recency.py, `entries`)."""
+        self.ensure()
+        return self.store.scroll(KNOWLEDGE, filter=self.facts_filter(kind, user_id, None, history),
+                                 order_by="created_ms")
+
+    @staticmethod
+    def entries(hits: Sequence[Hit]) -> list[KnowledgeEntry]:
         return [_entry(h) for h in hits]
 
     def shared_assistant_facts(self, assistant_id: str) -> list[KnowledgeEntry]:

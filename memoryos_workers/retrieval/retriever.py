@@ -15,19 +15,21 @@ holds. Times in the query ("yesterday", "last Tuesday") are read at `now` in the
 `filters` (a time range, the assistant, exact metadata values) go to the store's payload filter and are
 applied to the turns Redis holds too (retrieval/filters.py).
 
-The query is embedded once; Redis is read in one atomic round trip (producers.wire.state); what
-the answer used is recorded afterwards, off the request path (retrieval/bookkeeping.py).
+The query is embedded once; what needs no vector (Redis, read in one atomic round trip by
+producers.wire.state; the profile and the most recently confirmed facts; the query's BM25 search; the time
+phrases) is read on a second thread while it is embedded (retrieval/early.py); what the answer used is
+recorded afterwards, off the request path (retrieval/bookkeeping.py).
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import redis
 
@@ -38,20 +40,21 @@ from memoryos_workers.memory.persona_store import PersonaStore
 from memoryos_workers.memory.segments import SegmentStore
 from memoryos_workers.memory.similarity import extract_keywords, jaccard
 from memoryos_workers.retrieval.bookkeeping import Bookkeeping
-from memoryos_workers.retrieval.dates import TimeWindow, time_windows
-from memoryos_workers.retrieval.fact_window import asks_about_past, fact_window
-from memoryos_workers.retrieval.filters import check_range, localise, matches, payload_filter, within
+from memoryos_workers.retrieval.early import Early, Sources, read_early
+from memoryos_workers.retrieval.filters import matches, within
 from memoryos_workers.retrieval.fusion import DEFAULT_FUSION, FusionParams, RankFusion
+from memoryos_workers.retrieval.persona_read import persona_for
 from memoryos_workers.vectorstore import Hit
 from producers.context import DEFAULT_PACKING, PackingParams, RetrievedContext, RetrievedPage
 from producers.tracing import traced
-from producers.wire import state
-from producers.wire.keys import Keys, UserKeys
+from producers.wire.keys import Keys
 from producers.wire.scripts import Scripts
 from schemas.query import MAX_TOP_K, RetrievalRequest
 from schemas.settings import Settings
 from schemas.turns import Page
 from schemas.words import remember_stems
+
+EARLY_THREADS = 8
 
 
 def _span_ids(request: RetrievalRequest) -> dict[str, Any]:
@@ -97,6 +100,10 @@ class Retriever:
         self.fusion = fusion
         self.packing = packing
         self.sparse = get_sparse_encoder()
+        self._sources = Sources(settings, client, scripts, persona, pages, self.sparse, fusion)
+        # Threads for the reads that run beside the query's embedding (one per retrieval in flight; more
+        # retrievals at once than this wait for one, as they would for a core).
+        self._early = ThreadPoolExecutor(max_workers=EARLY_THREADS, thread_name_prefix="retrieval-early")
 
     def with_fusion(self, **changes: Any) -> Retriever:
         """The same retriever with other fusion parameters (the benchmark's variants)."""
@@ -132,22 +139,25 @@ class Retriever:
             clock = t
 
         keys = self.keys.user(user_id)
-        short_term, zone = self._short_term(keys)
-        check_range(flt, zone)
-        short_term = [p for p in short_term if matches(p, flt, zone)]
-        when = localise(request.now, zone) if request.now is not None else datetime.now(zone)
-        where = payload_filter(flt, zone)
-        lap("short_term")
+        # What needs no vector (Redis, the persona's reads, BM25) runs beside the query's embedding
+        # (retrieval/early.py), in this request's context, so its spans stay children of the retrieval's.
+        early_job = self._early.submit(contextvars.copy_context().run, read_early, self._sources, keys, request,
+                                       max(self.fusion.depth, limit))
         vector = self.embedder.embed_query(query)
-        sparse = self.sparse.embed_query(query) if self.fusion.use_sparse else None
         lap("embed")
+        early = early_job.result()
+        timings.update(early.timings_ms)
+        lap("early_wait")
+        zone = early.zone
+        short_term = [p for p in early.short_term if matches(p, flt, zone)]
         segments = self._top_segments(user_id, query, vector) if self.fusion.use_segments else []
         lap("segments")
-        windows = time_windows(query, when) if self.fusion.use_dates else []
-        pages = self._pages(user_id, vector, sparse, segments, short_term, limit, where, windows, bool(budget))
+        pages = self._pages(user_id, vector, early, segments, short_term, limit, bool(budget))
         lap("pages")
         assistant = request.assistant_id or (flt.assistant_id if flt else None)
-        profile, user_facts, assistant_facts = self._persona(user_id, assistant, vector, request, zone)
+        profile, user_facts, assistant_facts = persona_for(
+            self.persona, early.persona, request, vector, self.settings.retrieval_top_knowledge,
+            assistant or self.settings.assistant_id, zone)
         lap("persona")
         context = RetrievedContext(
             user_id=user_id,
@@ -169,12 +179,6 @@ class Retriever:
         self.bookkeeping.timed(timings["total"])
         return context.model_copy(update={"timings_ms": timings})
 
-    # -- short-term and not-yet-promoted pages ---------------------------------------------------------
-    def _short_term(self, keys: UserKeys) -> tuple[list[Page], tzinfo]:
-        """The turns Redis holds and the user's time zone (their knob, else MEMORYOS_TIMEZONE)."""
-        pages, zone = state.recent_and_zone(self.scripts, self.redis, keys)
-        return pages, _zone(zone, self.settings)
-
     # -- mid-term -----------------------------------------------------------------------------------------
     def _top_segments(self, user_id: str, query: str, vector: Sequence[float]) -> list[tuple[Hit, float]]:
         """The paper's first stage: segments by Fscore = cos(e_seg, e_query) + Jaccard(K_seg, K_query)."""
@@ -189,17 +193,16 @@ class Retriever:
         self,
         user_id: str,
         vector: Sequence[float],
-        sparse: Any,
+        early: Early,
         segments: list[tuple[Hit, float]],
         short_term: list[Page],
         limit: int,
-        where: dict[str, Any],
-        windows: list[TimeWindow],
         budgeted: bool,
     ) -> list[RetrievedPage]:
         f = self.fusion
         pages = self.pages_store
         pages.ensure()
+        where = early.where
         depth = max(f.depth, limit)
         skip = {page_point_id(user_id, p.turn_id) for p in short_term}
         fusion = RankFusion(f.rrf_k)
@@ -212,15 +215,17 @@ class Retriever:
         if segments:
             in_segments = {**where, "segment_id": [hit.id for hit, _ in segments]}
             fusion.add("segment", search(vector=vector, where=in_segments), f.segment_weight, skip)
-        sparse = sparse if pages.hybrid else None
+        sparse = early.sparse if pages.hybrid else None
         if f.store_hybrid and f.use_dense and sparse is not None:
             fusion.add("hybrid", search(vector=vector, sparse=sparse, where=where), f.dense_weight, skip)
         else:
-            if f.use_dense:
-                fusion.add("dense", search(vector=vector, where=where), f.dense_weight, skip)
+            if f.use_dense:  # with payloads: most pages kept are in it, so the read after fusion is small
+                dense = pages.query(user_id, depth, vector=vector, where=where, with_payload=True)
+                fusion.add("dense", dense, f.dense_weight, skip)
             if sparse is not None:
-                fusion.add("bm25", search(sparse=sparse, where=where), f.sparse_weight, skip)
-        for window in windows:  # "yesterday", "in May 2023": a dense search within that time
+                bm25 = early.bm25 if early.bm25 is not None else search(sparse=sparse, where=where)
+                fusion.add("bm25", bm25, f.sparse_weight, skip)
+        for window in early.windows:  # "yesterday", "in May 2023": a dense search within that time
             fusion.add("date", search(vector=vector, where=within(where, window.payload_range())), f.date_weight, skip)
         if f.neighbour_weight > 0:
             self._read(fusion, fusion.cut(limit))  # the likely pages in one read, the strongest among them
@@ -281,33 +286,6 @@ class Retriever:
             known.update({hit.id: hit for hit in self.segments.get(missing)})
         return known
 
-    # -- long-term persona -----------------------------------------------------------------------------
-    def _persona(self, user_id: str, assistant_id: str | None, vector: Sequence[float],
-                 request: RetrievalRequest | None = None, zone: tzinfo | None = None) -> tuple[Any, list, list]:
-        """The profile and facts. User facts: the nearest to the query plus the most recently confirmed (a
-        fact said last week matters whatever the words of the question), current ones only unless the
-        request asks for history, has a time filter (then: facts that held in it), or asks about the past
-        (then also the fact each one found replaced)."""
-        persona = self.persona
-        limit = self.settings.retrieval_top_knowledge
-        assistant = assistant_id or self.settings.assistant_id
-        profile = persona.get_profile(user_id)
-        since, until = fact_window(request.filters if request else None, zone)
-        history = request is not None and (request.fact_history or since is not None or until is not None
-                                           or asks_about_past(request.query))
-        user_facts = persona.search("user", user_id, None, vector, limit, history=history)
-        every = persona.list("user", user_id, history=history)
-        found = {e.fact_id for e in user_facts}
-        # "Where did I live before Porto?": the fact each one found replaced, found or not by the words.
-        before = [e for e in every if history and e.superseded_by in found and e.fact_id not in found]
-        recent = sorted((e for e in every if e.current), key=lambda e: -e.confirmed_at)[: max(1, limit // 2)]
-        seen = found | {e.fact_id for e in before}
-        user_facts += before + [e for e in recent if e.fact_id not in seen]
-        assistant_facts = persona.search("assistant", user_id, assistant, vector, limit)
-        if since is not None or until is not None:
-            user_facts = [e for e in user_facts if e.held_during(since, until)]
-        return profile, user_facts, assistant_facts
-
 
 def replace_params(retriever: Retriever, fusion: FusionParams, packing: PackingParams) -> Retriever:
     r = retriever
@@ -340,16 +318,6 @@ def _page_limit(top_k: int | None, budget: int, candidate_tokens: int) -> int:
     if not budget:
         return 10  # the paper's k
     return max(10, min(MAX_TOP_K, math.ceil(budget / candidate_tokens)))
-
-
-def _zone(name: str | None, settings: Settings) -> tzinfo:
-    """The user's zone knob; one that no longer names a zone (a tz database without it) falls back."""
-    if name:
-        try:
-            return ZoneInfo(name)
-        except (ValueError, KeyError):
-            pass
-    return settings.tz
 
 
 def _page(hit: Hit, score: float, segments: dict[str, Hit], found_by: list[str]) -> RetrievedPage:

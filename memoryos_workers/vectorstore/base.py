@@ -131,7 +131,11 @@ class VectorStore(Protocol):
         limit: int | None = None,
         with_vectors: bool = False,
         order_by: str | None = None,
-    ) -> list[Hit]: ...
+        descending: bool = False,
+    ) -> list[Hit]:
+        """order_by: ascending by that field (it needs a payload index), or with `descending` the other way;
+        with a limit, the first `limit` in that order."""
+        ...
 
     def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]: ...
 
@@ -243,20 +247,23 @@ def _range(field: str, bounds: Mapping[str, Any]) -> dict[str, float]:
 
 
 def make_hit(point_id: Any, score: float, payload: Mapping[str, Any] | None, vector: Any) -> Hit:
-    """Both engines return named vectors as a dict; callers only ever want the dense one back."""
+    """Both engines return named vectors as a dict; callers only ever want the dense one back. A payload
+    that is a plain dict is the engine's fresh conversion of the point, owned by this hit alone, so it is
+    kept as it is instead of copied (every search converts tens of payloads)."""
     dense = vector.get(DENSE) if isinstance(vector, Mapping) else None
     return Hit(
         id=str(point_id),
         score=float(score),
-        payload=dict(payload or {}),
+        payload=payload if type(payload) is dict else dict(payload or {}),
         vector=[float(x) for x in dense] if dense is not None else None,
     )
 
 
-def sort_by_field(hits: list[Hit], field: str) -> list[Hit]:
-    """Client-side twin of the engines' order_by: ascending, and points without the field are left out."""
+def sort_by_field(hits: list[Hit], field: str, descending: bool = False) -> list[Hit]:
+    """Client-side twin of the engines' order_by: ascending (or descending), and points without the field
+    are left out."""
     present = [h for h in hits if _sortable(h.payload.get(field))]
-    return sorted(present, key=lambda h: h.payload[field])
+    return sorted(present, key=lambda h: h.payload[field], reverse=descending)
 
 
 def _sortable(value: Any) -> bool:

@@ -152,14 +152,15 @@ class EdgeStore:
         limit: int | None = None,
         with_vectors: bool = False,
         order_by: str | None = None,
+        descending: bool = False,
     ) -> list[Hit]:
         """With order_by and no limit we sort client-side: Edge's ordered scroll has no next-page cursor."""
         check_limit(limit)
         edge_filter = _filter(parse_filter(filter))
         if order_by is not None and limit is not None:
-            return self._ordered_page(collection, edge_filter, limit, with_vectors, order_by)
+            return self._ordered_page(collection, edge_filter, limit, with_vectors, order_by, descending)
         hits = self._scroll_all(collection, edge_filter, limit, with_vectors)
-        return sort_by_field(hits, order_by) if order_by is not None else hits
+        return sort_by_field(hits, order_by, descending) if order_by is not None else hits
 
     def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
         point_ids = normalize_ids(ids)
@@ -169,7 +170,7 @@ class EdgeStore:
             shard = self._shard(collection)
             with _engine_errors(f"retrieve from {collection!r}"):
                 records = shard.retrieve(point_ids, True, _with_vector(with_vectors))
-        found = {str(r.id): make_hit(r.id, 0.0, r.payload, r.vector) for r in records}
+        found = {h.id: h for h in (make_hit(r.id, 0.0, r.payload, r.vector) for r in records)}  # r.id: a new UUID
         return [found[i] for i in point_ids if i in found]
 
     def count(self, collection: str, *, filter: Filter) -> int:
@@ -274,14 +275,15 @@ class EdgeStore:
                 return shard.scroll(request)
 
     def _ordered_page(
-        self, collection: str, edge_filter: qe.Filter, limit: int, with_vectors: bool, order_by: str
+        self, collection: str, edge_filter: qe.Filter, limit: int, with_vectors: bool, order_by: str,
+        descending: bool = False,
     ) -> list[Hit]:
         request = qe.ScrollRequest(
             limit=limit,
             filter=edge_filter,
             with_payload=True,
             with_vector=_with_vector(with_vectors),
-            order_by=qe.OrderBy(order_by, direction=qe.Direction.Asc),
+            order_by=qe.OrderBy(order_by, direction=qe.Direction.Desc if descending else qe.Direction.Asc),
         )
         with self._lock:
             shard = self._shard(collection)

@@ -163,15 +163,16 @@ class QdrantServerStore:
         limit: int | None = None,
         with_vectors: bool = False,
         order_by: str | None = None,
+        descending: bool = False,
     ) -> list[Hit]:
         """With order_by and no limit we sort client-side: an ordered scroll returns no next-page cursor."""
         check_limit(limit)
         full = self._collection(collection)
         qfilter = _filter(parse_filter(filter))
         if order_by is not None and limit is not None:
-            return self._ordered_page(full, qfilter, limit, with_vectors, order_by)
+            return self._ordered_page(full, qfilter, limit, with_vectors, order_by, descending)
         hits = self._scroll_all(full, qfilter, limit, with_vectors)
-        return sort_by_field(hits, order_by) if order_by is not None else hits
+        return sort_by_field(hits, order_by, descending) if order_by is not None else hits
 
     def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
         full = self._collection(collection)
@@ -271,7 +272,8 @@ class QdrantServerStore:
         return hits
 
     def _ordered_page(
-        self, full: str, qfilter: models.Filter, limit: int, with_vectors: bool, order_by: str
+        self, full: str, qfilter: models.Filter, limit: int, with_vectors: bool, order_by: str,
+        descending: bool = False,
     ) -> list[Hit]:
         with self._engine(f"scroll {full!r} ordered by {order_by!r}"):
             records, _ = self._client.scroll(
@@ -280,7 +282,8 @@ class QdrantServerStore:
                 limit=limit,
                 with_payload=True,
                 with_vectors=_with_vectors(with_vectors),
-                order_by=models.OrderBy(key=order_by, direction=models.Direction.ASC),
+                order_by=models.OrderBy(key=order_by,
+                                        direction=models.Direction.DESC if descending else models.Direction.ASC),
             )
         return [make_hit(r.id, 0.0, r.payload, r.vector) for r in records]
 

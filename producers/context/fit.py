@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from producers.context.parts import Parts, RetrievedPage
@@ -76,8 +77,8 @@ class _Item:
     words: set[str] = field(default_factory=set)
     source: str = ""  # the stored text as kept, when it is not the whole (a profile summary cut to its share)
 
-    @property
-    def tokens(self) -> int:
+    @cached_property
+    def tokens(self) -> int:  # asked for on every sort and fit test: counted once
         return estimate_tokens(self.text + "\n")
 
 
@@ -98,9 +99,10 @@ def fit(ctx: Parts, max_tokens: int, params: PackingParams = DEFAULT_PACKING,
     page_items = _page_items(pages)
     reserve = int(room * params.derived_share)
     room -= _greedy(page_items, room - reserve - persona_room, chosen, params.length_exponent)
-    room -= _persona_share(ctx, pages, chosen, params, persona_room)
+    persona = _persona_candidates(ctx, params)  # both shares weigh the same candidates: rendered once
+    room -= _persona_share(ctx, pages, chosen, params, persona_room, persona)
     # The reserve and what the pages left compete by value per token: derived texts and the other pages.
-    derived = _derived_items(ctx, pages, chosen, params)
+    derived = _derived_items(ctx, pages, chosen, params, persona)
     _greedy(derived + page_items, room, chosen, params.length_exponent)
     fitted = _assemble(ctx, short_term, pages, chosen)
     # The estimates of the parts add up to the whole up to rounding; should the whole still be over (a
@@ -177,7 +179,7 @@ def _said(pages: Sequence[RetrievedPage], chosen: dict[str, _Item]) -> set[str]:
 
 
 def _persona_share(ctx: Parts, pages: Sequence[RetrievedPage], chosen: dict[str, _Item], params: PackingParams,
-                   room: int) -> int:
+                   room: int, persona: list[_Candidate]) -> int:
     """Fills the persona's share: the profile's summary whatever the query (cut at a word to the share when
     longer), then the traits and facts the query touches, by value, each if it fits. Returns the tokens spent."""
     if room <= 0:
@@ -200,7 +202,8 @@ def _persona_share(ctx: Parts, pages: Sequence[RetrievedPage], chosen: dict[str,
         if touched and kind != "profile" and novelty >= params.min_novelty:
             relevant.append(_Item(kind, key, text, relevance * novelty, words))
 
-    _persona_items(ctx, params, add)
+    for args, options in persona:
+        add(*args, **options)
     return spent + _greedy(relevant, room - spent, chosen, params.length_exponent)
 
 
@@ -228,7 +231,8 @@ def _cut_to(summary: str, room: int) -> str:
 
 
 def _derived_items(
-    ctx: Parts, pages: Sequence[RetrievedPage], chosen: dict[str, _Item], params: PackingParams
+    ctx: Parts, pages: Sequence[RetrievedPage], chosen: dict[str, _Item], params: PackingParams,
+    persona: list[_Candidate],
 ) -> list[_Item]:
     """Summaries, profile and facts, each worth its relevance times what it adds to the chosen pages."""
     by_id = {p.turn_id: p for p in pages}
@@ -255,8 +259,19 @@ def _derived_items(
             add("chain", page.turn_id, chain_line(page.chain_summary), page.chain_summary, values[page.turn_id])
     for segment_id, (summary, best) in topics.items():
         add("topic", segment_id, topic_line(summary), summary, best)
-    _persona_items(ctx, params, add)
+    for args, options in persona:
+        add(*args, **options)
     return items
+
+
+_Candidate = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+def _persona_candidates(ctx: Parts, params: PackingParams) -> list[_Candidate]:
+    """The profile's summary, traits and facts as the arguments each share's `add` weighs them by."""
+    out: list[_Candidate] = []
+    _persona_items(ctx, params, lambda *args, **options: out.append((args, options)))
+    return out
 
 
 def _persona_items(ctx: Parts, params: PackingParams, add: Callable[..., None]) -> None:

@@ -287,6 +287,15 @@ def test_scroll_order_by_int_field(coll: VectorStore) -> None:
     assert [h.payload["seq"] for h in first] == [0, 1, 2, 3, 4]
 
 
+def test_scroll_order_by_descending(coll: VectorStore) -> None:
+    coll.upsert(COLL, [point(("s", s), unit(0), seq=s) for s in (3, 9, 1, 7)])
+    coll.upsert(COLL, [point("no-seq", unit(0))])
+    first = coll.scroll(COLL, filter={"user_id": "a"}, order_by="seq", limit=3, descending=True)
+    assert [h.payload["seq"] for h in first] == [9, 7, 3]
+    every = coll.scroll(COLL, filter={"user_id": "a"}, order_by="seq", descending=True)
+    assert [h.payload["seq"] for h in every] == [9, 7, 3, 1]
+
+
 def test_retrieve_by_ids(coll: VectorStore) -> None:
     coll.upsert(COLL, [point(i, unit(i), n=i) for i in range(3)])
     hits = coll.get(COLL, [pid(2), pid("missing"), pid(0)], with_vectors=True)
