@@ -6,8 +6,11 @@ arrays as long as the batch, topic numbers that name a described topic, bounded 
 that invalid states cannot be written: each page carries its topic number (instead of topics listing page
 indices that would have to partition the batch), and one `anyOf` branch per topic count ties the page's
 topic numbers to the number of topics described. Only keywords every provider honours are used (`enum`,
-`minItems`/`maxItems`, `anyOf`, `additionalProperties: false`, every property required); string lengths
-are asked for in the prompt and bounded by the completion budget, since strict modes refuse `maxLength`.
+`minItems`/`maxItems`, `anyOf`, `additionalProperties: false`, every property required), and `maxLength` on
+the strings a small model rambles in (a theme, the profile summary, a fact): llama.cpp grammars and vLLM
+enforce it, so a 0.5B model cannot paste a whole turn as a theme; a provider whose strict mode refuses the
+keyword refuses the response_format, and the client then asks once more with json_object and the schema in
+the prompt (llm/completion.py), where the readers' checks apply as for any unenforced answer.
 
 Servers that do not enforce it (json_object mode, a model that ignores the schema, an answer cut at the
 token limit) can send anything: the readers keep every part that is whole and valid and report the rest as
@@ -38,6 +41,11 @@ SEGMENT_ANSWER_PER_PAGE = 70
 SEGMENT_ANSWER_PER_TOPIC = 120
 PERSONA_FIXED_TOKENS = 600  # the profile's summary and MAX_TRAITS_PER_CALL traits
 PERSONA_FACT_TOKENS = 45
+# Longest strings, in characters (the json_schema's maxLength): a theme of a few words, a summary that stays
+# within PROFILE_SUMMARY_TOKENS (120) however it is tokenised, a fact of one sentence.
+THEME_CHARS = 60
+SUMMARY_CHARS = 420
+FACT_CHARS = 200
 
 
 class AnyJSON(RootModel[Any]):
@@ -68,7 +76,7 @@ def segmentation_schema(n_pages: int) -> dict[str, Any]:
     if n_pages < 1:
         raise ValueError("a segmentation call needs at least one page")
     topic = _object({
-        "theme": _STRING,
+        "theme": {**_STRING, "maxLength": THEME_CHARS},
         "summary": _STRING,
         "keywords": _array(_STRING, 0, MAX_TOPIC_KEYWORDS),
     })
@@ -188,13 +196,15 @@ def persona_schema(n_pages: int, completion_tokens: int = 2048, shown: Sequence[
     it was not shown); with none shown the lists must stay empty."""
     user_facts, assistant_facts = persona_limits(n_pages, completion_tokens)
     ids = _array({"type": "string", "enum": list(shown)}, 0, len(shown)) if shown else _array(_STRING, 0, 0)
-    user_fact = _object({"text": _STRING, "date": _STRING, "page": {"type": "integer", "enum": list(range(n_pages))},
+    text = {**_STRING, "maxLength": FACT_CHARS}
+    user_fact = _object({"text": text, "date": _STRING, "page": {"type": "integer", "enum": list(range(n_pages))},
                          "supersedes": ids, "confirms": ids})
-    fact = _object({"text": _STRING, "date": _STRING})
+    fact = _object({"text": text, "date": _STRING})
     trait = _object({"dimension": _STRING, "level": {"type": "string", "enum": ["low", "medium", "high"]},
                      "evidence": _STRING})
     return _object({
-        "profile": _object({"summary": _STRING, "traits": _array(trait, 0, MAX_TRAITS_PER_CALL)}),
+        "profile": _object({"summary": {**_STRING, "maxLength": SUMMARY_CHARS},
+                            "traits": _array(trait, 0, MAX_TRAITS_PER_CALL)}),
         "user_facts": _array(user_fact, 0, user_facts),
         "retired": ids,
         "assistant_facts": _array(fact, 0, assistant_facts),
