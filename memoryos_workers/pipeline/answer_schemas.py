@@ -27,6 +27,7 @@ from pydantic import BaseModel, RootModel, ValidationError
 from pydantic_core import from_json
 
 from memoryos_workers.memory.similarity import extract_keywords
+from memoryos_workers.pipeline.persona_quality import theme_or_keywords
 from schemas.memory import MAX_TOPICS, PageAnalysis, TopicAnalysis
 from schemas.persona import Fact, PersonaExtraction, ProfileUpdate, Trait
 from schemas.turns import Page
@@ -125,7 +126,8 @@ def parse_partial(text: str) -> Any:
 
 def read_segmentation(raw: Any, pages: Sequence[Page]) -> SegmentationRead:
     """Reads what is valid. Everything the schema allows is read whole: blank themes, summaries and
-    keywords are filled from the topic's own pages (not an error: the schema cannot forbid them)."""
+    keywords are filled from the topic's own pages (not an error: the schema cannot forbid them), and so is a
+    theme that copies a turn (persona_quality.theme_is_copy)."""
     read = SegmentationRead(n=len(pages))
     body = raw.get("analysis", raw) if isinstance(raw, dict) else None
     if not isinstance(body, dict):
@@ -139,6 +141,7 @@ def read_segmentation(raw: Any, pages: Sequence[Page]) -> SegmentationRead:
     if len(pages_raw) != len(pages):
         read.problems.append(f"{len(pages_raw)} page analyses for {len(pages)} pages")
     chosen: dict[int, int] = {}  # page index -> topic number in the answer
+    said = [p.user_input for p in pages] + [p.agent_response for p in pages]
     for i, item in enumerate(pages_raw[: len(pages)]):
         parsed = _page_fields(item, len(described))
         if parsed is None or described[parsed[0]] is None:
@@ -152,6 +155,7 @@ def read_segmentation(raw: Any, pages: Sequence[Page]) -> SegmentationRead:
         members = [i for i, t in chosen.items() if t == number]
         texts = [pages[i].user_input + " " + pages[i].agent_response for i in members]
         keywords = keywords or extract_keywords(texts, limit=MAX_TOPIC_KEYWORDS)
+        theme = theme_or_keywords(theme, keywords, said)  # a chat fragment is no theme (a small model's habit)
         theme = theme or (" ".join(keywords[:3]) if keywords else "Conversation")
         summary = summary or f"{theme}: " + " / ".join(pages[i].user_input.strip()[:120] for i in members[:3])
         read.topics.append(TopicAnalysis(theme=theme, summary=summary, keywords=keywords, page_indices=members))

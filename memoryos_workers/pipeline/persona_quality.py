@@ -98,6 +98,15 @@ def without_subject(text: str) -> str:
     return _SUBJECT_OPENER.sub("", text.strip())
 
 
+def theme_or_keywords(theme: str, keywords: Sequence[str], turns: Sequence[str]) -> str:
+    """`theme` when it is a theme; when it is a chat fragment, the topic named from its keywords (at most three
+    words when they too would copy a turn: too short to be a copy); "" when there are none."""
+    if not theme or not theme_is_copy(theme, turns):
+        return theme
+    joined = " ".join(k.strip() for k in keywords[:3] if k.strip())
+    return joined if not theme_is_copy(joined, turns) else " ".join(joined.split()[: THEME_COPY_WORDS - 1])
+
+
 # -- repairs -------------------------------------------------------------------------------------------
 
 

@@ -128,3 +128,25 @@ def test_reviewed_asks_once_and_keeps_what_passes() -> None:
     good = _answer("The user wants to adopt children.", ["The user goes to a support group."])
     assert reviewed(good, _pages(), lambda r: never.append(r), lambda **c: None, "u") == good  # type: ignore[func-returns-value]
     assert never == []
+
+
+def test_a_theme_copied_from_a_turn_is_named_from_its_keywords() -> None:
+    from memoryos_workers.pipeline.persona_quality import theme_or_keywords
+
+    said = [t for pair in TURNS for t in pair]
+    assert theme_or_keywords("Support groups", ["support"], said) == "Support groups"
+    assert theme_or_keywords("LGBTQ support group yesterday", ["lgbtq", "support", "adoption"], said) == (
+        "lgbtq support adoption")
+    assert theme_or_keywords("a LGBTQ support group", ["went to a LGBTQ support group"], said) == "went to a"
+    assert theme_or_keywords("it was so powerful", [], said) == ""
+
+
+def test_the_segmentation_reader_renames_a_copied_theme() -> None:
+    from memoryos_workers.pipeline.answer_schemas import read_segmentation
+
+    answer = {"analysis": {"topics": [{"theme": "Painting looks like a great outlet", "summary": "s",
+                                       "keywords": ["painting", "outlet"]}],
+                           "pages": [{"topic": 0, "continues_previous": False, "chain_summary": "c"}]}}
+    page = _pages()[:1]
+    page[0] = page[0].model_copy(update={"agent_response": "Painting looks like a great outlet for you."})
+    assert read_segmentation(answer, page).topics[0].theme == "painting outlet"
