@@ -25,7 +25,8 @@ _SECOND_PERSON = re.compile(r"\b(you|your|yours|yourself|you're|you've|you'd|you
 _PRONOUN_START = {"i", "he", "she", "they", "it", "we", "you", "my", "his", "her", "their", "our", "your",
                   "this", "that", "there", "that's", "it's", "i'm", "wow", "yes", "no", "oh"}
 _CHAT_OPENERS = {"wow", "yes", "no", "oh", "hey", "hi", "hello", "thanks", "thank", "yeah", "yay", "aww", "haha",
-                 "lol", "ok", "okay", "omg", "sure", "awesome", "cool", "great", "congrats", "congratulations"}
+                 "lol", "ok", "okay", "omg", "sure", "awesome", "cool", "great", "congrats", "congratulations",
+                 "what", "how", "why", "sounds", "glad", "nice", "lovely", "good", "so", "such", "love"}
 _SUBJECT_OPENER = re.compile(r"^the (user|assistant)('s)?\s*", re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9']+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -77,8 +78,9 @@ def summary_problems(summary: str, turns: Sequence[str]) -> list[str]:
 
 
 def fact_without_subject(fact: str) -> bool:
-    """A fact names its subject: no first person, and it does not open with a pronoun, an exclamation or a
-    greeting (who "she" is cannot be told once the fact stands alone; "Thanks, Melanie! ..." is chat)."""
+    """A fact names its subject: no first person, and it does not open with a pronoun, an
+    exclamation or a greeting (who "she" is cannot be told once the fact stands alone; "Thanks, Melanie! ..."
+    and "What a lovely name!" are chat)."""
     first = (words(fact) or [""])[0]
     return bool(_FIRST_PERSON.search(fact)) or first in _PRONOUN_START or first in _CHAT_OPENERS
 
