@@ -27,7 +27,6 @@ _PRONOUN_START = {"i", "he", "she", "they", "it", "we", "you", "my", "his", "her
 _CHAT_OPENERS = {"wow", "yes", "no", "oh", "hey", "hi", "hello", "thanks", "thank", "yeah", "yay", "aww", "haha",
                  "lol", "ok", "okay", "omg", "sure", "awesome", "cool", "great", "congrats", "congratulations",
                  "what", "how", "why", "sounds", "glad", "nice", "lovely", "good", "so", "such", "love"}
-_SUBJECT_OPENER = re.compile(r"^the (user|assistant)('s)?\s*", re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9']+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 COPY_WORDS = 6  # a run of this many words of a turn, said the same, is a copy
@@ -93,11 +92,6 @@ def theme_copies(themes: Iterable[str], turns: Sequence[str]) -> list[str]:
 def theme_is_copy(theme: str, turns: Sequence[str]) -> bool:
     n = len(words(theme))
     return n > THEME_MAX_WORDS or (n >= THEME_COPY_WORDS and copies_a_turn(theme, turns, THEME_COPY_WORDS))
-
-
-def without_subject(text: str) -> str:
-    """`text` without its opening "The user" / "The assistant": what it says, for comparing two facts' content."""
-    return _SUBJECT_OPENER.sub("", text.strip())
 
 
 def theme_or_keywords(theme: str, keywords: Sequence[str], turns: Sequence[str]) -> str:
@@ -170,16 +164,15 @@ def is_chat_sentence(sentence: str) -> bool:
     return sentence.rstrip().endswith("?") or bool(_SECOND_PERSON.search(sentence)) or first in _CHAT_OPENERS
 
 
-def repair_summary(summary: str, turns: Sequence[str], subject: str = "The user", avoid: Sequence[str] = ()) -> str:
+def repair_summary(summary: str, turns: Sequence[str], subject: str = "The user") -> str:
     """The summary's sentences that describe the user: chat (a question, "you", an exclamation) and turns
     copied as said (in the first person) are dropped; a first-person sentence that copies nothing is said in
     the third person. A third-person sentence is kept even when it shares a run of words with a turn (a
-    restatement: the benchmark's stricter copy test still reports it), unless it copies one of `avoid` (the
-    prompt's example: compared without its subject). "" when nothing is left."""
+    restatement: the benchmark's stricter copy test still reports it). "" when nothing is left."""
     kept = []
     for sentence in _SENTENCE_END.split(summary.strip()):
         sentence = sentence.strip()
-        if not sentence or is_chat_sentence(sentence) or copies_a_turn(without_subject(sentence), avoid):
+        if not sentence or is_chat_sentence(sentence):
             continue
         if _FIRST_PERSON.search(sentence):
             if copies_a_turn(sentence, turns):

@@ -20,24 +20,13 @@ from typing import Any
 from memoryos_workers.llm.base import LLM, LLMError, LLMTruncated
 from memoryos_workers.llm.spend import Spend
 from memoryos_workers.pipeline.answer_schemas import AnyJSON, parse_partial, read_persona
-from memoryos_workers.pipeline.persona_quality import (
-    copies_a_turn,
-    repair_fact,
-    repair_summary,
-    without_subject,
-)
-from memoryos_workers.pipeline.prompts import PERSONA_EXAMPLE_ANSWER, PERSONA_EXAMPLE_PAGES
+from memoryos_workers.pipeline.persona_quality import repair_fact, repair_summary, words
 from schemas.persona import Fact, PersonaExtraction
 from schemas.turns import Page
 
 log = logging.getLogger("memoryos.persona")
 
 USER_SUBJECT = "The user"
-# The prompt's example answer and pages: a small model that parrots them must not store them as this user's.
-EXAMPLE_TEXTS = [without_subject(t) for t in (PERSONA_EXAMPLE_ANSWER["profile"]["summary"],  # type: ignore[index]
-                 *(f["text"] for f in PERSONA_EXAMPLE_ANSWER["user_facts"]),  # type: ignore[attr-defined]
-                 *(t["evidence"] for t in PERSONA_EXAMPLE_ANSWER["profile"]["traits"]),  # type: ignore[index]
-                 *(p["user"] for p in PERSONA_EXAMPLE_PAGES), *(p["assistant"] for p in PERSONA_EXAMPLE_PAGES))]
 ASSISTANT_SUBJECT = "The assistant"
 
 
@@ -58,12 +47,18 @@ class Review:
 
 
 def _facts(facts: Sequence[Fact], subject: str) -> tuple[list[Fact], int, int]:
-    kept, repaired, rejected = [], 0, 0
+    """The facts that pass (repaired where only their person is wrong), how many were repaired and rejected.
+    A fact said twice in one answer (a small model loops) counts once: the repeats are dropped, not rejected."""
+    kept, repaired, rejected, seen = [], 0, 0, set()
     for fact in facts:
         text = repair_fact(fact.text, subject)
-        if text is None or copies_a_turn(without_subject(text), EXAMPLE_TEXTS):
+        if text is None:
             rejected += 1
             continue
+        key = tuple(words(text))
+        if key in seen:
+            continue
+        seen.add(key)
         if text != fact.text.strip():
             repaired += 1
         kept.append(fact.model_copy(update={"text": text}))
@@ -77,7 +72,7 @@ def review(value: PersonaExtraction, pages: Sequence[Page]) -> Review:
     user, r1, x1 = _facts(value.user_facts, USER_SUBJECT)
     assistant, r2, x2 = _facts(value.assistant_facts, ASSISTANT_SUBJECT)
     written = value.profile.summary.strip()
-    summary = repair_summary(written, turns, USER_SUBJECT, EXAMPLE_TEXTS) if written else ""
+    summary = repair_summary(written, turns, USER_SUBJECT) if written else ""
     out = Review(
         value=value.model_copy(update={"profile": value.profile.model_copy(update={"summary": summary}),
                                        "user_facts": user, "assistant_facts": assistant}),

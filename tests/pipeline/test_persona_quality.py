@@ -74,14 +74,6 @@ def test_summary_keeps_only_sentences_about_the_user() -> None:
     assert repair_summary(portrait, said) == portrait
 
 
-def test_summary_that_parrots_the_prompts_example_is_dropped() -> None:
-    from memoryos_workers.pipeline.prompts import PERSONA_EXAMPLE_ANSWER
-
-    example = PERSONA_EXAMPLE_ANSWER["profile"]["summary"]  # type: ignore[index]
-    assert review(_answer(example, ["The user moved to Lyon."]), _pages()).value.profile.summary == ""
-    assert review(_answer("The user paints.", ["The user moved to Lyon."]), _pages()).value.user_facts == []
-
-
 def test_review_of_a_chat_answer_asks_for_a_retry_with_reasons() -> None:
     answer = _answer(TURNS[0][1], [TURNS[1][0], "She is happy.", "I went to a support group."],
                      assistant=(TURNS[1][1],))
@@ -150,3 +142,9 @@ def test_the_segmentation_reader_renames_a_copied_theme() -> None:
     page = _pages()[:1]
     page[0] = page[0].model_copy(update={"agent_response": "Painting looks like a great outlet for you."})
     assert read_segmentation(answer, page).topics[0].theme == "painting outlet"
+
+
+def test_a_fact_said_twice_in_one_answer_is_kept_once() -> None:
+    got = review(_answer("The user paints.", ["The user paints.", "The user paints!", "I paint."]), _pages())
+    assert [f.text for f in got.value.user_facts] == ["The user paints."]
+    assert got.rejected == 0 and not got.needs_retry
