@@ -13,8 +13,7 @@ _DATA = re.compile(r"<data>\n(.*)\n</data>", re.DOTALL)
 
 
 def data_block(request: dict[str, Any]) -> dict[str, Any] | None:
-    """The request's data block: the last one (a prompt may show an example exchange before it)."""
-    for message in reversed(request.get("messages", [])):
+    for message in request.get("messages", []):
         match = _DATA.search(str(message.get("content", "")))
         if match:
             return json.loads(match.group(1))
