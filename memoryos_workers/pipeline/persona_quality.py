@@ -27,6 +27,8 @@ _PRONOUN_START = {"i", "he", "she", "they", "it", "we", "you", "my", "his", "her
 _CHAT_OPENERS = {"wow", "yes", "no", "oh", "hey", "hi", "hello", "thanks", "thank", "yeah", "yay", "aww", "haha",
                  "lol", "ok", "okay", "omg", "sure", "awesome", "cool", "great", "congrats", "congratulations",
                  "what", "how", "why", "sounds", "glad", "nice", "lovely", "good", "so", "such", "love"}
+_REPORTED = re.compile(r"^(the user|the assistant|[A-Z][a-z]+)('s)? (said|says|asked|asks|told|tells|mentioned)\b",
+                       re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9']+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 COPY_WORDS = 6  # a run of this many words of a turn, said the same, is a copy
@@ -79,9 +81,13 @@ def summary_problems(summary: str, turns: Sequence[str]) -> list[str]:
 def fact_without_subject(fact: str) -> bool:
     """A fact names its subject: no first person, and it does not open with a pronoun, an
     exclamation or a greeting (who "she" is cannot be told once the fact stands alone; "Thanks, Melanie! ..."
-    and "What a lovely name!" are chat)."""
+    and "What a lovely name!" are chat), nor is it addressed to "you" or a question."""
     first = (words(fact) or [""])[0]
-    return bool(_FIRST_PERSON.search(fact)) or first in _PRONOUN_START or first in _CHAT_OPENERS
+    if _FIRST_PERSON.search(fact) or first in _PRONOUN_START or first in _CHAT_OPENERS:
+        return True
+    # Addressed to "you" or asking: a line of chat ("Looks like you had a great day! How was it?"), unless it
+    # reports what a named subject said ("The user said: ... you?").
+    return (bool(_SECOND_PERSON.search(fact)) or "?" in fact) and not _REPORTED.match(fact)
 
 
 def theme_copies(themes: Iterable[str], turns: Sequence[str]) -> list[str]:

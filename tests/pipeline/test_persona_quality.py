@@ -59,6 +59,12 @@ def test_the_subject_check_sees_a_capitalised_first_person_and_chat_openers() ->
     assert fact_without_subject("My goal is to give kids a loving home.")
     assert fact_without_subject("Thanks for the tip about the museum.")
     assert not fact_without_subject("The user lives in the US.")  # "US" is not "us"
+    # Chat addressed to "you" or asking (stored by the 0.5B model in a run before this rule) names no subject,
+    # unless it reports what a named subject said.
+    assert fact_without_subject("Looks like you had a great day! How was it? You all look so happy!")
+    assert fact_without_subject("Did the kids like the beach?")
+    assert not fact_without_subject("The user said: What made you try pottery?")
+    assert not fact_without_subject("Caroline asked whether the museum opens on Sundays?")
 
 
 def test_summary_keeps_only_sentences_about_the_user() -> None:
