@@ -145,7 +145,8 @@ def check(
         "turns_wanted": turns_wanted, "load_average": {"start": [round(x, 1) for x in load_start],
                                                        "end": [round(x, 1) for x in os.getloadavg()]},
         "reproduce": f"python -m bench.real_llm_check --base-url http://127.0.0.1:PORT/v1 --conversation "
-                     f"{conversation} --turns {len(turns)} --context-tokens {context_tokens}",
+                     f"{conversation} --turns {turns_wanted} --context-tokens {context_tokens}"
+                     + (f" --publish-seconds {publish_seconds:g}" if publish_seconds is not None else ""),
     }
 
 
@@ -192,6 +193,8 @@ def _print(result: dict[str, Any]) -> None:
 def markdown(result: dict[str, Any]) -> str:
     per = result["seconds_per_batch"]
     rows = [(name, "pass" if ok else "FAIL") for name, ok in result["checks"].items()]
+    # A check tightened after the run, applied to what the run stored (named with its commit).
+    rows += [(name, "FAIL") for name, items in result.get("failures_after_tightening", {}).items() if items]
     calls = ", ".join(f"{p} {n}" for p, n in result["calls_by_purpose"].items())
     return "\n\n".join([
         "## 12. A real small model",
@@ -231,8 +234,8 @@ def _post_check(result: dict[str, Any]) -> str:
 
 
 def _failures(result: dict[str, Any]) -> str:
-    return "; ".join(f"{what}: " + ", ".join(repr(i) for i in items[:3])
-                     for what, items in result.get("failures", {}).items() if items)
+    found = {**result.get("failures", {}), **result.get("failures_after_tightening", {})}
+    return "; ".join(f"{what}: " + ", ".join(repr(i) for i in items[:3]) for what, items in found.items() if items)
 
 
 def main(argv: list[str] | None = None) -> int:
