@@ -29,6 +29,7 @@ _CHAT_OPENERS = {"wow", "yes", "no", "oh", "hey", "hi", "hello", "thanks", "than
                  "what", "how", "why", "sounds", "glad", "nice", "lovely", "good", "so", "such", "love"}
 _REPORTED = re.compile(r"^(the user|the assistant|[A-Z][a-z]+)('s)? (said|says|asked|asks|told|tells|mentioned)\b",
                        re.IGNORECASE)
+_NAMED_OPENER = re.compile(r"^the (user|assistant)\b", re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9']+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 COPY_WORDS = 6  # a run of this many words of a turn, said the same, is a copy
@@ -85,9 +86,10 @@ def fact_without_subject(fact: str) -> bool:
     first = (words(fact) or [""])[0]
     if _FIRST_PERSON.search(fact) or first in _PRONOUN_START or first in _CHAT_OPENERS:
         return True
-    # Addressed to "you" or asking: a line of chat ("Looks like you had a great day! How was it?"), unless it
-    # reports what a named subject said ("The user said: ... you?").
-    return (bool(_SECOND_PERSON.search(fact)) or "?" in fact) and not _REPORTED.match(fact)
+    # Addressed to "you" or asking, and not opening with whom it is about: a line of chat ("Looks like you had a
+    # great day! How was it?"). "The user said: ... you?" and "Caroline asked ...?" name their subject.
+    return (bool(_SECOND_PERSON.search(fact)) or "?" in fact) and not _REPORTED.match(fact) \
+        and not _NAMED_OPENER.match(fact)
 
 
 def theme_copies(themes: Iterable[str], turns: Sequence[str]) -> list[str]:

@@ -26,6 +26,11 @@ def test_section_names_turns_load_and_post_check() -> None:
     assert "| every fact names its subject | FAIL |" in text and "'She paints.'" in text
 
 
+def test_a_check_tightened_after_the_run_shows_as_failed() -> None:
+    text = markdown(_result(failures_after_tightening={"every fact names its subject (check of X)": ["Hi you!"]}))
+    assert "| every fact names its subject (check of X) | FAIL |" in text
+
+
 def test_a_run_of_every_turn_asked_does_not_claim_it_stopped() -> None:
     text = markdown(_result(turns_wanted=70))
     assert "asked" not in text.split("published with")[0] and "post-check" not in text

@@ -65,6 +65,7 @@ def test_the_subject_check_sees_a_capitalised_first_person_and_chat_openers() ->
     assert fact_without_subject("Did the kids like the beach?")
     assert not fact_without_subject("The user said: What made you try pottery?")
     assert not fact_without_subject("Caroline asked whether the museum opens on Sundays?")
+    assert not fact_without_subject("The user is lucky to have friends like you.")  # opens with its subject
 
 
 def test_summary_keeps_only_sentences_about_the_user() -> None:
