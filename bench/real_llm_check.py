@@ -11,9 +11,11 @@ and MEMORYOS_LLM_CONTEXT_TOKENS (4096, the model's window), drives the workers' 
 worker does (promotion after each publish, the heat refresh, the persona extraction when asked; then a flush,
 as `memoryos import --wait` does, so pages waiting for the coalesced persona extraction are read), and checks:
 every turn back exactly once in the export, no segmentation fallback, no dead letter, topics and summaries
-written by the model, a non-empty profile, and that the persona is one (bench/persona_checks.py): the profile
-summary in the third person and not a copy of a turn, every fact naming its subject, no theme copied from a
-turn. It prints the LLM calls per 100 promoted turns (persona flushed), the time per batch and the calls by
+written by the model, a non-empty profile, and that the persona is one (bench/persona_checks.py, the
+product's own checks): the profile summary in the third person and not a copy of a turn, every fact naming
+its subject, no theme copied from a turn. These are checked on what was stored, after the pipeline's
+post-check (pipeline/persona_review.py), whose repairs, rejections and retries are reported beside them.
+It prints the LLM calls per 100 promoted turns (persona flushed), the time per batch and the calls by
 purpose, and exits 1 when a check fails.
 """
 
@@ -28,15 +30,21 @@ from pathlib import Path
 from typing import Any
 
 from .common import ROOT, bench_settings, cleanup, fmt, md_table, reproduce_md, save_result
-from .persona_checks import fact_without_subject, summary_problems, theme_copies
+from .persona_checks import fact_without_subject, summary_problems, theme_copies  # the product's own checks
 
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo"
 PURPOSES = ("segmentation", "persona", "retry", "fallback")
+# What the persona post-check (memoryos_workers/pipeline/persona_review.py) did to the model's answers.
+POST_CHECK = ("persona_facts_repaired", "persona_facts_rejected", "persona_summaries_rejected",
+              "persona_quality_retries", "persona_second_facts_rejected", "persona_second_summaries_rejected")
 
 
 def check(
-    base_url: str, conversation: str, turns_wanted: int, context_tokens: int, model: str | None
+    base_url: str, conversation: str, turns_wanted: int, context_tokens: int, model: str | None,
+    publish_seconds: float | None = None,
 ) -> dict[str, Any]:
+    """`publish_seconds`: no batch is published after this long (the flush and the checks still run), so a run
+    on a shared model server ends in time; the turns actually published are the ones checked and reported."""
     os.environ["MEMORYOS_LLM_CONTEXT_TOKENS"] = str(context_tokens)  # read by Settings like any deployment knob
     from memoryos_workers.ops.importers import locomo_turns
     from memoryos_workers.ops.user_data import collect_user_records
@@ -54,8 +62,12 @@ def check(
         try:
             turns = locomo_turns(LOCOMO / f"{conversation}.json", user)[:turns_wanted]
             size = settings.promotion_batch_size
-            started = time.perf_counter()
+            started, load_start = time.perf_counter(), os.getloadavg()
             for start in range(0, len(turns), size):
+                if publish_seconds is not None and time.perf_counter() - started > publish_seconds:
+                    print(f"  publishing stopped after {start} turns ({publish_seconds:.0f} s)", flush=True)
+                    turns = turns[:start]
+                    break
                 rt.publisher.publish_many(turns[start : start + size])
                 before = _stats(rt)
                 t0 = time.perf_counter()
@@ -123,14 +135,18 @@ def check(
         "seconds_per_batch": {"mean": sum(seconds) / len(seconds) if seconds else None,
                               "max": max(seconds) if seconds else None},
         "calls_by_purpose": {p: stats.get(f"llm_calls_{p}", 0) for p in PURPOSES},
+        "post_check": {k: stats.get(k, 0) for k in POST_CHECK},
         "tokens_by_purpose": {p: _tokens(stats, p) for p in PURPOSES},
         "llm_calls": stats.get("llm_calls", 0), "checks": checks, "passed": all(checks.values()),
         "calls_per_100_promoted": 100 * stats.get("llm_calls", 0) / max(len(pages), 1),
         "failures": {"summary": summary_issues, "facts without a subject": no_subject[:10],
                      "themes copied": copied_themes[:10]},
         "facts_sample": fact_texts[:10],
+        "turns_wanted": turns_wanted, "load_average": {"start": [round(x, 1) for x in load_start],
+                                                       "end": [round(x, 1) for x in os.getloadavg()]},
         "reproduce": f"python -m bench.real_llm_check --base-url http://127.0.0.1:PORT/v1 --conversation "
-                     f"{conversation} --turns {turns_wanted} --context-tokens {context_tokens}",
+                     f"{conversation} --turns {turns_wanted} --context-tokens {context_tokens}"
+                     + (f" --publish-seconds {publish_seconds:g}" if publish_seconds is not None else ""),
     }
 
 
@@ -168,6 +184,7 @@ def _print(result: dict[str, Any]) -> None:
     print(f"  themes: {result['themes']}")
     print(f"  profile: {result['profile_summary']!r}")
     print(f"  LLM calls per 100 promoted turns (persona flushed): {result['calls_per_100_promoted']:.1f}")
+    print("  post-check: " + _post_check(result))
     for what, items in result["failures"].items():
         for item in items:
             print(f"  failed, {what}: {item!r}")
@@ -176,12 +193,19 @@ def _print(result: dict[str, Any]) -> None:
 def markdown(result: dict[str, Any]) -> str:
     per = result["seconds_per_batch"]
     rows = [(name, "pass" if ok else "FAIL") for name, ok in result["checks"].items()]
+    # A check tightened after the run, applied to what the run stored (named with its commit).
+    rows += [(name, "FAIL") for name, items in result.get("failures_after_tightening", {}).items() if items]
     calls = ", ".join(f"{p} {n}" for p, n in result["calls_by_purpose"].items())
     return "\n\n".join([
         "## 12. A real small model",
         f"Qwen2.5-Coder-0.5B-Instruct (Q4_K_M) under llama.cpp's OpenAI-compatible server on this machine's 2 cores "
         f"(`../shared/tools/real_llm/`), {result['context_tokens']}-token window, the server enforcing each call's "
-        f"schema with a grammar. The first {result['turns']} turns of LoCoMo {result['conversation']} published with "
+        f"schema with a grammar. The first {result['turns']} turns of LoCoMo {result['conversation']}"
+        + (f" (of {result['turns_wanted']} asked: publishing stopped at the run's time slot)"
+           if result.get("turns_wanted", result["turns"]) > result["turns"] else "")
+        + (f", load average {result['load_average']['start'][0]} at the start and {result['load_average']['end'][0]} "
+           "at the end (other work on the 2 cores)" if result.get("load_average") else "")
+        + " published with "
         "the default settings except the base URL and MEMORYOS_LLM_CONTEXT_TOKENS; the workers' code driven "
         "in-process as the worker runs it. Not part of `make bench` (it takes minutes and both cores).",
         md_table(("check", "result"), rows),
@@ -190,16 +214,28 @@ def markdown(result: dict[str, Any]) -> str:
         + ", ".join(f"{r['pages']} pages in {r['seconds']:.0f} s" for r in result["persona_runs"])
         + f". LLM calls: {calls} (total {result['llm_calls']}) for {result['promoted_pages']} promoted pages "
         f"({fmt(result.get('calls_per_100_promoted'), 1)} per 100 promoted turns, persona flushed); "
-        f"{result['segments']} segments, {result['facts']} facts, {result['traits']} traits. Themes the model wrote: "
+        f"{result['segments']} segments, {result['facts']} facts, {result['traits']} traits. Themes stored (a theme "
+        "copied from a turn is named from its keywords when the answer is read): "
         + "; ".join(f"'{t}'" for t in result["themes"][:6]) + f". Profile summary: {result['profile_summary']!r}.",
+        *([f"The persona post-check (pipeline/persona_review.py) on the model's answers: {_post_check(result)}; "
+           "the checks above are of what was stored after it."] if result.get("post_check") else []),
         *([f"What failed: {_failures(result)}."] if _failures(result) else []),
         reproduce_md(result["reproduce"]),
     ])
 
 
+def _post_check(result: dict[str, Any]) -> str:
+    done = result.get("post_check") or {}
+    return (f"{done.get('persona_facts_repaired', 0)} facts said in the third person, "
+            f"{done.get('persona_facts_rejected', 0)} dropped, {done.get('persona_summaries_rejected', 0)} "
+            f"summaries rejected, {done.get('persona_quality_retries', 0)} calls asked again (after which "
+            f"{done.get('persona_second_facts_rejected', 0)} facts and "
+            f"{done.get('persona_second_summaries_rejected', 0)} summaries were dropped)")
+
+
 def _failures(result: dict[str, Any]) -> str:
-    return "; ".join(f"{what}: " + ", ".join(repr(i) for i in items[:3])
-                     for what, items in result.get("failures", {}).items() if items)
+    found = {**result.get("failures", {}), **result.get("failures_after_tightening", {})}
+    return "; ".join(f"{what}: " + ", ".join(repr(i) for i in items[:3]) for what, items in found.items() if items)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,8 +247,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=120)
     parser.add_argument("--context-tokens", type=int, default=4096)
     parser.add_argument("--model", default=None, help="model name sent (the server accepts any)")
+    parser.add_argument("--publish-seconds", type=float, default=None, help="publish no batch after this many "
+                        "seconds (then flush and check what was published): for a server shared in time slots")
+    parser.add_argument("--note", default=None, help="a note kept with the result (e.g. the machine's load)")
     args = parser.parse_args(argv)
-    result = check(args.base_url, args.conversation, args.turns, args.context_tokens, args.model)
+    result = check(args.base_url, args.conversation, args.turns, args.context_tokens, args.model,
+                   args.publish_seconds)
+    if args.note:
+        result["note"] = args.note
     save_result("real_llm_check", result)
     _print(result)
     return 0 if result["passed"] else 1

@@ -6,8 +6,11 @@ arrays as long as the batch, topic numbers that name a described topic, bounded 
 that invalid states cannot be written: each page carries its topic number (instead of topics listing page
 indices that would have to partition the batch), and one `anyOf` branch per topic count ties the page's
 topic numbers to the number of topics described. Only keywords every provider honours are used (`enum`,
-`minItems`/`maxItems`, `anyOf`, `additionalProperties: false`, every property required); string lengths
-are asked for in the prompt and bounded by the completion budget, since strict modes refuse `maxLength`.
+`minItems`/`maxItems`, `anyOf`, `additionalProperties: false`, every property required), and `maxLength` on
+the strings a small model rambles in (a theme, the profile summary, a fact): llama.cpp grammars and vLLM
+enforce it, so a 0.5B model cannot paste a whole turn as a theme; a provider whose strict mode refuses the
+keyword refuses the response_format, and the client then asks once more with json_object and the schema in
+the prompt (llm/completion.py), where the readers' checks apply as for any unenforced answer.
 
 Servers that do not enforce it (json_object mode, a model that ignores the schema, an answer cut at the
 token limit) can send anything: the readers keep every part that is whole and valid and report the rest as
@@ -24,6 +27,7 @@ from pydantic import BaseModel, RootModel, ValidationError
 from pydantic_core import from_json
 
 from memoryos_workers.memory.similarity import extract_keywords
+from memoryos_workers.pipeline.persona_quality import theme_or_keywords
 from schemas.memory import MAX_TOPICS, PageAnalysis, TopicAnalysis
 from schemas.persona import Fact, PersonaExtraction, ProfileUpdate, TraitUpdate
 from schemas.turns import Page
@@ -38,6 +42,11 @@ SEGMENT_ANSWER_PER_PAGE = 70
 SEGMENT_ANSWER_PER_TOPIC = 120
 PERSONA_FIXED_TOKENS = 600  # the profile's summary and MAX_TRAITS_PER_CALL traits
 PERSONA_FACT_TOKENS = 45
+# Longest strings, in characters (the json_schema's maxLength): a theme of a few words, a summary that stays
+# within PROFILE_SUMMARY_TOKENS (120) however it is tokenised, a fact of one sentence.
+THEME_CHARS = 60
+SUMMARY_CHARS = 420
+FACT_CHARS = 200
 
 
 class AnyJSON(RootModel[Any]):
@@ -68,7 +77,7 @@ def segmentation_schema(n_pages: int) -> dict[str, Any]:
     if n_pages < 1:
         raise ValueError("a segmentation call needs at least one page")
     topic = _object({
-        "theme": _STRING,
+        "theme": {**_STRING, "maxLength": THEME_CHARS},
         "summary": _STRING,
         "keywords": _array(_STRING, 0, MAX_TOPIC_KEYWORDS),
     })
@@ -117,7 +126,8 @@ def parse_partial(text: str) -> Any:
 
 def read_segmentation(raw: Any, pages: Sequence[Page]) -> SegmentationRead:
     """Reads what is valid. Everything the schema allows is read whole: blank themes, summaries and
-    keywords are filled from the topic's own pages (not an error: the schema cannot forbid them)."""
+    keywords are filled from the topic's own pages (not an error: the schema cannot forbid them), and so is a
+    theme that copies a turn (persona_quality.theme_is_copy)."""
     read = SegmentationRead(n=len(pages))
     body = raw.get("analysis", raw) if isinstance(raw, dict) else None
     if not isinstance(body, dict):
@@ -131,6 +141,7 @@ def read_segmentation(raw: Any, pages: Sequence[Page]) -> SegmentationRead:
     if len(pages_raw) != len(pages):
         read.problems.append(f"{len(pages_raw)} page analyses for {len(pages)} pages")
     chosen: dict[int, int] = {}  # page index -> topic number in the answer
+    said = [p.user_input for p in pages] + [p.agent_response for p in pages]
     for i, item in enumerate(pages_raw[: len(pages)]):
         parsed = _page_fields(item, len(described))
         if parsed is None or described[parsed[0]] is None:
@@ -144,6 +155,7 @@ def read_segmentation(raw: Any, pages: Sequence[Page]) -> SegmentationRead:
         members = [i for i, t in chosen.items() if t == number]
         texts = [pages[i].user_input + " " + pages[i].agent_response for i in members]
         keywords = keywords or extract_keywords(texts, limit=MAX_TOPIC_KEYWORDS)
+        theme = theme_or_keywords(theme, keywords, said)  # a chat fragment is no theme (a small model's habit)
         theme = theme or (" ".join(keywords[:3]) if keywords else "Conversation")
         summary = summary or f"{theme}: " + " / ".join(pages[i].user_input.strip()[:120] for i in members[:3])
         read.topics.append(TopicAnalysis(theme=theme, summary=summary, keywords=keywords, page_indices=members))
@@ -190,14 +202,16 @@ def persona_schema(n_pages: int, completion_tokens: int = 2048, shown: Sequence[
     only ones a trait's `id` may name ("" for a new trait)."""
     user_facts, assistant_facts = persona_limits(n_pages, completion_tokens)
     ids = _array({"type": "string", "enum": list(shown)}, 0, len(shown)) if shown else _array(_STRING, 0, 0)
-    user_fact = _object({"text": _STRING, "date": _STRING, "page": {"type": "integer", "enum": list(range(n_pages))},
+    text = {**_STRING, "maxLength": FACT_CHARS}
+    user_fact = _object({"text": text, "date": _STRING, "page": {"type": "integer", "enum": list(range(n_pages))},
                          "supersedes": ids, "confirms": ids})
-    fact = _object({"text": _STRING, "date": _STRING})
+    fact = _object({"text": text, "date": _STRING})
     trait = _object({"id": {"type": "string", "enum": ["", *traits]}, "dimension": _STRING,
                      "level": {"type": "string", "enum": ["low", "medium", "high"]}, "evidence": _STRING,
                      "page": {"type": "integer", "enum": list(range(n_pages))}})
     return _object({
-        "profile": _object({"summary": _STRING, "traits": _array(trait, 0, MAX_TRAITS_PER_CALL)}),
+        "profile": _object({"summary": {**_STRING, "maxLength": SUMMARY_CHARS},
+                            "traits": _array(trait, 0, MAX_TRAITS_PER_CALL)}),
         "user_facts": _array(user_fact, 0, user_facts),
         "retired": ids,
         "assistant_facts": _array(fact, 0, assistant_facts),

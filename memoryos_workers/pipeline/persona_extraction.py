@@ -45,6 +45,7 @@ from memoryos_workers.pipeline.answer_schemas import (
 )
 from memoryos_workers.pipeline.backoff import retry_delay
 from memoryos_workers.pipeline.locks import UserLock
+from memoryos_workers.pipeline.persona_review import ask_again, reviewed
 from memoryos_workers.pipeline.profile_merge import merge_profile, prompt_profile, trait_ids
 from memoryos_workers.pipeline.prompts import PERSONA_PROMPT_VERSION, persona_messages
 from producers.sender import TaskSender
@@ -171,6 +172,10 @@ class PersonaWorker:
         except LLMError as exc:
             spend.flush(self.redis, self.keys.stats)
             return self._failed(user_id, keys, hits[:n], exc)
+        value = reviewed(value, pages[:n], ask_again(  # the post-check: repairs, at most one retry (persona_review)
+            self.llm, self._messages(current, pages[:n], shown),
+            persona_schema(n, self._completion_tokens, list(shown)), self._completion_tokens, spend, _usable_persona,
+        ), self._count, user_id)
         spend.flush(self.redis, self.keys.stats)
         if self.redis.get(keys.epoch) != epoch:
             return {"forgotten": 1}  # forget ran during the call: its pages must not come back as facts

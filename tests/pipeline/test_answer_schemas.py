@@ -35,7 +35,7 @@ from schemas.turns import Page
 
 T0 = datetime(2025, 5, 1, 9, 30, tzinfo=timezone.utc)
 KEYWORDS = {"anyOf", "enum", "type", "properties", "required", "additionalProperties", "items", "minItems",
-            "maxItems"}
+            "maxItems", "maxLength"}
 
 
 def pages(n: int) -> list[Page]:
@@ -62,7 +62,7 @@ def instances(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     if kind == "array":
         return st.lists(instances(schema["items"]), min_size=schema["minItems"], max_size=schema["maxItems"])
     if kind == "string":
-        return st.text(max_size=40)
+        return st.text(max_size=min(40, schema.get("maxLength", 40)))
     if kind == "boolean":
         return st.booleans()
     raise AssertionError(f"unexpected schema type {kind!r}")

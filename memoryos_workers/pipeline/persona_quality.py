@@ -1,0 +1,193 @@
+"""Whether a persona a model wrote is a persona, and the deterministic repairs that make it one where safe.
+
+A small model (Qwen2.5-Coder-0.5B under llama.cpp, bench/real_llm_check.py) answered the persona call with
+chat: the profile summary "I'm feeling a bit overwhelmed with the kids & work. What's up with you?", facts
+that were turns copied as said ("Thanks, Melanie! My goal is to give kids a loving home."), themes copied
+from turns. The schema cannot forbid that; these checks can see it. They are pure functions, shared by the
+pipeline's post-check (pipeline/persona_review.py) and by the real-model benchmark, which reports them.
+
+The checks: the summary describes the user in the third person and is not a copy of a turn (no run of
+COPY_WORDS words said the same); a fact names whom it is about (no first person, and it does not open
+with a pronoun or an exclamation, whose referent is lost once the fact stands alone); a theme is not a
+chat fragment. The repairs change only the grammatical person, never the content: "I adopted a cat" is
+"The user adopted a cat" (in a user fact the first person singular is the user, in an assistant fact the
+assistant), and a summary keeps its sentences that are not chat. What cannot be repaired is rejected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+_FIRST_PERSON = re.compile(r"\b(I|I'm|I've|I'd|I'll|[Mm]e|[Mm]y|[Mm]ine|[Mm]yself|[Ww]e|[Oo]ur|[Uu]s)\b")
+_PLURAL = re.compile(r"\b(we|our|ours|us|ourselves|we're|we've|we'd|we'll)\b", re.IGNORECASE)
+_SECOND_PERSON = re.compile(r"\b(you|your|yours|yourself|you're|you've|you'd|you'll)\b", re.IGNORECASE)
+_PRONOUN_START = {"i", "he", "she", "they", "it", "we", "you", "my", "his", "her", "their", "our", "your",
+                  "this", "that", "there", "that's", "it's", "i'm", "wow", "yes", "no", "oh"}
+_CHAT_OPENERS = {"wow", "yes", "no", "oh", "hey", "hi", "hello", "thanks", "thank", "yeah", "yay", "aww", "haha",
+                 "lol", "ok", "okay", "omg", "sure", "awesome", "cool", "great", "congrats", "congratulations",
+                 "what", "how", "why", "sounds", "glad", "nice", "lovely", "good", "so", "such", "love"}
+_REPORTED = re.compile(r"^(the user|the assistant|[A-Z][a-z]+)('s)? (said|says|asked|asks|told|tells|mentioned)\b",
+                       re.IGNORECASE)
+_NAMED_OPENER = re.compile(r"^the (user|assistant)\b", re.IGNORECASE)
+_WORD = re.compile(r"[a-z0-9']+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+COPY_WORDS = 6  # a run of this many words of a turn, said the same, is a copy
+THEME_COPY_WORDS = 4
+THEME_MAX_WORDS = 12
+
+# First person singular -> the subject, longest forms first ({s}: the subject; {p}: its possessive).
+_SINGULAR = [
+    (r"\bI'm\b", "{s} is"), (r"\bI am\b", "{s} is"), (r"\bI've\b", "{s} has"), (r"\bI'd\b", "{s} would"),
+    (r"\bI'll\b", "{s} will"), (r"\bI was\b", "{s} was"), (r"\bI have\b", "{s} has"), (r"\bI do\b", "{s} does"),
+    (r"(?i)\bmyself\b", "themself"), (r"(?i)\bmine\b", "{p}"), (r"(?i)\bmy\b", "{p}"), (r"\bme\b", "{s}"),
+]
+_I_VERB = re.compile(r"\bI (really |also |just |always |never |still |often |usually |now )?([a-z]+)\b")
+_NO_AGREEMENT = {"was", "were", "will", "would", "can", "could", "should", "shall", "might", "must", "may",
+                 "had", "did", "used", "got", "went", "made", "felt", "saw", "took", "found", "met", "told",
+                 "said", "thought", "knew", "became", "began", "bought", "left", "lost", "ran", "won", "wrote"}
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _runs(items: Sequence[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(items[i : i + n]) for i in range(len(items) - n + 1)}
+
+
+def copies_a_turn(text: str, turns: Iterable[str], n: int = COPY_WORDS) -> bool:
+    """Whether `text` is a turn, or holds a run of `n` words of one (as long as the text is shorter than
+    that, the whole text inside a turn counts)."""
+    mine_words = words(text)
+    if not mine_words:
+        return False
+    size = min(n, len(mine_words))
+    mine = _runs(mine_words, size)
+    return any(mine & _runs(words(turn), size) for turn in turns)
+
+
+def summary_problems(summary: str, turns: Sequence[str]) -> list[str]:
+    """Why a profile summary is not a third-person portrait (empty when it is)."""
+    problems = []
+    if not summary.strip():
+        problems.append("empty")
+    if _FIRST_PERSON.search(summary):
+        problems.append(f"first person: {summary[:120]!r}")
+    if copies_a_turn(summary, turns):
+        problems.append(f"copies a turn: {summary[:120]!r}")
+    return problems
+
+
+def fact_without_subject(fact: str) -> bool:
+    """A fact names its subject: no first person, and it does not open with a pronoun, an
+    exclamation or a greeting (who "she" is cannot be told once the fact stands alone; "Thanks, Melanie! ..."
+    and "What a lovely name!" are chat), nor is it addressed to "you" or a question."""
+    first = (words(fact) or [""])[0]
+    if _FIRST_PERSON.search(fact) or first in _PRONOUN_START or first in _CHAT_OPENERS:
+        return True
+    # Addressed to "you" or asking, and not opening with whom it is about: a line of chat ("Looks like you had a
+    # great day! How was it?"). "The user said: ... you?" and "Caroline asked ...?" name their subject.
+    return (bool(_SECOND_PERSON.search(fact)) or "?" in fact) and not _REPORTED.match(fact) \
+        and not _NAMED_OPENER.match(fact)
+
+
+def theme_copies(themes: Iterable[str], turns: Sequence[str]) -> list[str]:
+    """The themes that are chat fragments: a run of words of a turn, or longer than a theme."""
+    return [t for t in themes if t and theme_is_copy(t, turns)]
+
+
+def theme_is_copy(theme: str, turns: Sequence[str]) -> bool:
+    n = len(words(theme))
+    return n > THEME_MAX_WORDS or (n >= THEME_COPY_WORDS and copies_a_turn(theme, turns, THEME_COPY_WORDS))
+
+
+def theme_or_keywords(theme: str, keywords: Sequence[str], turns: Sequence[str]) -> str:
+    """`theme` when it is a theme; when it is a chat fragment, the topic named from its keywords (at most three
+    words when they too would copy a turn: too short to be a copy); "" when there are none."""
+    if not theme or not theme_is_copy(theme, turns):
+        return theme
+    joined = " ".join(k.strip() for k in keywords[:3] if k.strip())
+    return joined if not theme_is_copy(joined, turns) else " ".join(joined.split()[: THEME_COPY_WORDS - 1])
+
+
+# -- repairs -------------------------------------------------------------------------------------------
+
+
+def _agree(match: re.Match[str], subject: str) -> str:
+    """"I love" -> "<subject> loves": a present-tense verb after the first person takes the third person's -s."""
+    adverb, verb = match.group(1) or "", match.group(2)
+    if verb in _NO_AGREEMENT or verb.endswith("ed"):
+        return f"{subject} {adverb}{verb}"
+    if verb == "have":
+        verb = "has"
+    elif verb == "do":
+        verb = "does"
+    elif verb == "go":
+        verb = "goes"
+    elif re.search(r"(s|sh|ch|x|z|o)$", verb):
+        verb += "es"
+    elif re.search(r"[^aeiou]y$", verb):
+        verb = verb[:-1] + "ies"
+    else:
+        verb += "s"
+    return f"{subject} {adverb}{verb}"
+
+
+def third_person(text: str, subject: str) -> str | None:
+    """`text` with its first person singular said as `subject` ("I adopted a cat" -> "The user adopted a
+    cat"); None when it speaks in the first person plural (whose "we" it is cannot be told)."""
+    if _PLURAL.search(text):
+        return None
+    lower = subject[0].lower() + subject[1:] if subject.startswith(("The ", "the ")) else subject
+    possessive = f"{lower}'s"
+    out = text
+    for pattern, replacement in _SINGULAR:
+        out = re.sub(pattern, replacement.format(s=lower, p=possessive), out)
+    out = _I_VERB.sub(lambda m: _agree(m, lower), out)
+    out = re.sub(r"\bI\b", lower, out)
+    return out[0].upper() + out[1:] if out else out
+
+
+def repair_fact(text: str, subject: str) -> str | None:
+    """The fact as it is when it names its subject; else said in the third person when only its grammatical
+    person is wrong; None when it cannot be told whom it is about (it opens with a pronoun other than the
+    first person, an exclamation or chat, or speaks for "we")."""
+    text = text.strip()
+    if not text:
+        return None
+    if not fact_without_subject(text):
+        return text
+    first = words(text)[0]
+    if first in _PRONOUN_START - {"i", "i'm", "my"} or first in _CHAT_OPENERS:
+        return None
+    fixed = third_person(text, subject)
+    return fixed if fixed is not None and not fact_without_subject(fixed) else None
+
+
+def is_chat_sentence(sentence: str) -> bool:
+    """A sentence only a conversation has: a question, one addressed to "you", or one opening with an
+    exclamation or a greeting."""
+    first = (words(sentence) or [""])[0]
+    return sentence.rstrip().endswith("?") or bool(_SECOND_PERSON.search(sentence)) or first in _CHAT_OPENERS
+
+
+def repair_summary(summary: str, turns: Sequence[str], subject: str = "The user") -> str:
+    """The summary's sentences that describe the user: chat (a question, "you", an exclamation) and turns
+    copied as said (in the first person) are dropped; a first-person sentence that copies nothing is said in
+    the third person. A third-person sentence is kept even when it shares a run of words with a turn (a
+    restatement: the benchmark's stricter copy test still reports it). "" when nothing is left."""
+    kept = []
+    for sentence in _SENTENCE_END.split(summary.strip()):
+        sentence = sentence.strip()
+        if not sentence or is_chat_sentence(sentence):
+            continue
+        if _FIRST_PERSON.search(sentence):
+            if copies_a_turn(sentence, turns):
+                continue
+            fixed = third_person(sentence, subject)
+            if fixed is None or _FIRST_PERSON.search(fixed):
+                continue
+            sentence = fixed
+        kept.append(sentence)
+    return " ".join(kept)

@@ -1,0 +1,161 @@
+"""The post-check of a persona answer, before anything of it is stored (paper section 3.3's long-term tier).
+
+A schema-enforcing server guarantees the answer's shape, not that it is a persona: a small model wrote a
+line of chat as the profile summary and copied turns as facts (pipeline/persona_quality.py has the checks).
+Here each answer is reviewed: facts whose only fault is the grammatical person are said in the third
+person, facts that cannot tell whom they are about are dropped, the summary keeps its sentences that
+describe the user. When the summary is rejected or most facts are, the call is asked ONCE more with the
+reasons appended (counted under the purpose "retry"); the second answer is reviewed the same way and
+only what passes is kept. It never loops. Counted (persona_facts_repaired, persona_facts_rejected,
+persona_summaries_rejected, persona_quality_retries) and logged by user id only: no content in logs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from memoryos_workers.llm.base import LLM, LLMError, LLMTruncated
+from memoryos_workers.llm.spend import Spend
+from memoryos_workers.pipeline.answer_schemas import AnyJSON, parse_partial, read_persona
+from memoryos_workers.pipeline.persona_quality import repair_fact, repair_summary, words
+from schemas.persona import Fact, PersonaExtraction
+from schemas.turns import Page
+
+log = logging.getLogger("memoryos.persona")
+
+USER_SUBJECT = "The user"
+ASSISTANT_SUBJECT = "The assistant"
+
+
+@dataclass
+class Review:
+    """What of one answer passes, and why the rest did not."""
+
+    value: PersonaExtraction
+    repaired: int = 0
+    rejected: int = 0
+    written: int = 0  # facts the model wrote
+    summary_rejected: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def needs_retry(self) -> bool:
+        return self.summary_rejected or (self.rejected >= 2 and 2 * self.rejected > self.written)
+
+
+def _facts(facts: Sequence[Fact], subject: str) -> tuple[list[Fact], int, int]:
+    """The facts that pass (repaired where only their person is wrong), how many were repaired and rejected.
+    A fact said twice in one answer (a small model loops) counts once: the repeats are dropped, not rejected."""
+    kept, repaired, rejected, seen = [], 0, 0, set()
+    for fact in facts:
+        text = repair_fact(fact.text, subject)
+        if text is None:
+            rejected += 1
+            continue
+        key = tuple(words(text))
+        if key in seen:
+            continue
+        seen.add(key)
+        if text != fact.text.strip():
+            repaired += 1
+        kept.append(fact.model_copy(update={"text": text}))
+    return kept, repaired, rejected
+
+
+def review(value: PersonaExtraction, pages: Sequence[Page]) -> Review:
+    """The answer with its repairs applied and its rejected parts removed (a rejected summary is left empty:
+    the profile merge then keeps the stored one)."""
+    turns = [p.user_input for p in pages] + [p.agent_response for p in pages]
+    user, r1, x1 = _facts(value.user_facts, USER_SUBJECT)
+    assistant, r2, x2 = _facts(value.assistant_facts, ASSISTANT_SUBJECT)
+    written = value.profile.summary.strip()
+    summary = repair_summary(written, turns, USER_SUBJECT) if written else ""
+    out = Review(
+        value=value.model_copy(update={"profile": value.profile.model_copy(update={"summary": summary}),
+                                       "user_facts": user, "assistant_facts": assistant}),
+        repaired=r1 + r2, rejected=x1 + x2, written=len(value.user_facts) + len(value.assistant_facts),
+        summary_rejected=bool(written) and not summary,
+    )
+    if out.summary_rejected:
+        out.reasons.append("The profile summary was a line of chat (first person, a question, words addressed to "
+                           "someone, or a turn copied as said). Write it as 2-4 sentences about the user in the third "
+                           "person, in your own words.")
+    if out.rejected:
+        out.reasons.append(f"{out.rejected} of {out.written} facts did not say whom they are about (they opened with "
+                           "a pronoun or an exclamation, or spoke as 'I' or 'we'). Start every user fact with the "
+                           "user's name or 'The user' and every assistant fact with 'The assistant'; leave out small "
+                           "talk.")
+    return out
+
+
+def retry_messages(messages: Sequence[dict[str, str]], reasons: Sequence[str]) -> list[dict[str, str]]:
+    """The same prompt with the reasons appended to its last message (no stored text in them)."""
+    *head, last = [dict(m) for m in messages]
+    last["content"] += "\nYour previous answer was rejected: " + " ".join(reasons) + " Answer again."
+    return [*head, last]
+
+
+def reviewed(
+    value: PersonaExtraction,
+    pages: Sequence[Page],
+    ask: Callable[[list[str]], PersonaExtraction | None],
+    count: Callable[..., None],
+    user_id: str,
+) -> PersonaExtraction:
+    """The answer's parts that pass; asks once more through `ask(reasons)` (None: no second answer) when the
+    summary or most facts are rejected, keeping the better reviewed summary and facts of the two."""
+    first = review(value, pages)
+    counters = {"persona_facts_repaired": first.repaired, "persona_facts_rejected": first.rejected,
+                "persona_summaries_rejected": int(first.summary_rejected)}
+    best = first
+    if first.needs_retry:
+        log.info("persona answer for user %s rejected (summary: %s, %d of %d facts); asking once more",
+                 user_id, first.summary_rejected, first.rejected, first.written)
+        counters["persona_quality_retries"] = 1
+        again = ask(first.reasons)
+        if again is not None:
+            second = review(again, pages)
+            counters["persona_second_facts_rejected"] = second.rejected
+            counters["persona_second_summaries_rejected"] = int(second.summary_rejected)
+            best = _better(first, second)
+    count(**{k: v for k, v in counters.items() if v})
+    return best.value
+
+
+def _better(first: Review, second: Review) -> Review:
+    """The second answer, with the first's summary when only the first has one, or the first's facts when
+    more of them passed."""
+    value = second.value
+    if not value.profile.summary and first.value.profile.summary:
+        value = value.model_copy(update={"profile": first.value.profile})
+    kept = len(first.value.user_facts) + len(first.value.assistant_facts)
+    if kept > len(value.user_facts) + len(value.assistant_facts):
+        value = value.model_copy(update={k: getattr(first.value, k) for k in
+                                         ("user_facts", "assistant_facts", "retired")})
+    return Review(value=value)
+
+
+def ask_again(llm: LLM, messages: Sequence[dict[str, str]], schema: dict[str, Any], max_tokens: int,
+              spend: Spend, check: Callable[[AnyJSON], None]) -> Callable[[list[str]], PersonaExtraction | None]:
+    """`ask` for reviewed(): one call with the reasons appended, counted as a retry; its answer read as the
+    first was (a cut answer's whole parts kept); None when it fails (the first answer's parts stand)."""
+
+    def ask(reasons: list[str]) -> PersonaExtraction | None:
+        sent = retry_messages(messages, reasons)
+        room = max_tokens - max(0, llm.count_tokens(sent) - llm.count_tokens(list(messages)))
+        try:
+            answer = llm.structured(sent, AnyJSON, name="persona", schema=schema, max_tokens=room, check=check)
+        except LLMTruncated as exc:
+            spend.add("retry", exc.usage)
+            return read_persona(parse_partial(exc.partial_text))
+        except LLMError as exc:
+            spend.add("retry", exc.usage)
+            log.warning("the persona retry failed (%s); keeping what passed of the first answer", type(exc).__name__)
+            return None
+        spend.add("retry", answer.usage)
+        return read_persona(answer.value.root)
+
+    return ask

@@ -1,0 +1,157 @@
+"""The persona post-check's pure parts (pipeline/persona_quality.py, pipeline/persona_review.py): what the 0.5B
+model wrote is rejected or repaired, a persona that is one passes untouched, the retry is asked for only
+when the summary or most facts are rejected, and its prompt carries reasons, not stored text."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from memoryos_workers.pipeline.persona_quality import (
+    fact_without_subject,
+    repair_fact,
+    repair_summary,
+    summary_problems,
+    third_person,
+)
+from memoryos_workers.pipeline.persona_review import retry_messages, review, reviewed
+from schemas.persona import Fact, PersonaExtraction, ProfileUpdate
+from schemas.turns import Page
+
+TURNS = [("I went to a LGBTQ support group yesterday and it was so powerful.",
+          "Wow, that's cool! What happened that was so awesome? Did you hear any inspiring stories?"),
+         ("Thanks, Melanie! My goal is to give kids a loving home.", "That's lovely, I'm happy for you and Sam.")]
+
+
+def _pages() -> list[Page]:
+    when = datetime(2023, 5, 8, tzinfo=timezone.utc)
+    return [Page(user_id="u", turn_id=f"t{i}", seq=i, user_input=u, agent_response=a, timestamp=when)
+            for i, (u, a) in enumerate(TURNS)]
+
+
+def _answer(summary: str, facts: list[str], assistant: tuple[str, ...] = ()) -> PersonaExtraction:
+    return PersonaExtraction(profile=ProfileUpdate(summary=summary, traits=[]),
+                             user_facts=[Fact(text=t, date="") for t in facts],
+                             assistant_facts=[Fact(text=t, date="") for t in assistant])
+
+
+def test_first_person_facts_are_said_in_the_third_person() -> None:
+    assert repair_fact("I adopted a cat called Pimenta.", "The user") == "The user adopted a cat called Pimenta."
+    assert repair_fact("I love painting and I go hiking.", "The user") == (
+        "The user loves painting and the user goes hiking.")
+    assert repair_fact("I'm keen on counseling.", "The user") == "The user is keen on counseling."
+    assert repair_fact("My sister lives in Lyon.", "The user") == "The user's sister lives in Lyon."
+    assert repair_fact("I recommend a daily walk.", "The assistant") == "The assistant recommends a daily walk."
+    for repaired in ("The user adopted a cat called Pimenta.", "The user's sister lives in Lyon."):
+        assert not fact_without_subject(repaired)
+
+
+def test_facts_that_cannot_tell_whom_they_are_about_are_rejected() -> None:
+    assert repair_fact("Thanks, Melanie! My goal is to give kids a loving home.", "The user") is None
+    assert repair_fact("Wow, that's cool!", "The user") is None
+    assert repair_fact("She lives in Montreal.", "The user") is None
+    assert repair_fact("We went biking with the gang.", "The user") is None  # whose "we"?
+    assert third_person("Our dog is old.", "The user") is None
+    # A fact that names its subject is kept as it is.
+    assert repair_fact("Caroline plans to adopt children.", "The user") == "Caroline plans to adopt children."
+
+
+def test_the_subject_check_sees_a_capitalised_first_person_and_chat_openers() -> None:
+    assert fact_without_subject("My goal is to give kids a loving home.")
+    assert fact_without_subject("Thanks for the tip about the museum.")
+    assert not fact_without_subject("The user lives in the US.")  # "US" is not "us"
+    # Chat addressed to "you" or asking (stored by the 0.5B model in a run before this rule) names no subject,
+    # unless it reports what a named subject said.
+    assert fact_without_subject("Looks like you had a great day! How was it? You all look so happy!")
+    assert fact_without_subject("Did the kids like the beach?")
+    assert not fact_without_subject("The user said: What made you try pottery?")
+    assert not fact_without_subject("Caroline asked whether the museum opens on Sundays?")
+    assert not fact_without_subject("The user is lucky to have friends like you.")  # opens with its subject
+
+
+def test_summary_keeps_only_sentences_about_the_user() -> None:
+    said = [t for pair in TURNS for t in pair]
+    chat = TURNS[0][1]
+    assert repair_summary(chat, said) == ""  # exclamation and questions: nothing is left
+    assert repair_summary(TURNS[0][0], said) == ""  # a turn copied as said
+    mixed = "Wow, that's cool! I love my painting classes. The user plans to adopt children."
+    fixed = repair_summary(mixed, said)
+    assert fixed == "The user loves the user's painting classes. The user plans to adopt children."
+    assert summary_problems(fixed, said) == []
+    portrait = "Caroline is a transgender woman who attends a support group. She wants to adopt children."
+    assert repair_summary(portrait, said) == portrait
+
+
+def test_review_of_a_chat_answer_asks_for_a_retry_with_reasons() -> None:
+    answer = _answer(TURNS[0][1], [TURNS[1][0], "She is happy.", "I went to a support group."],
+                     assistant=(TURNS[1][1],))
+    got = review(answer, _pages())
+    assert got.summary_rejected and got.needs_retry
+    assert got.value.profile.summary == ""  # the merge then keeps the stored summary
+    assert [f.text for f in got.value.user_facts] == ["The user went to a support group."]
+    assert got.value.assistant_facts == [] and (got.rejected, got.repaired, got.written) == (3, 1, 4)
+    messages = retry_messages([{"role": "system", "content": "s"}, {"role": "user", "content": "<data>x</data>"}],
+                              got.reasons)
+    assert messages[0] == {"role": "system", "content": "s"} and messages[1]["content"].startswith("<data>x</data>")
+    assert "rejected" in messages[1]["content"] and "Melanie" not in messages[1]["content"]  # reasons, not content
+
+
+def test_a_good_answer_passes_untouched_and_a_few_bad_facts_do_not_retry() -> None:
+    good = _answer("The user is a transgender woman who wants to adopt children.",
+                   ["The user goes to a support group.", "The user plans to adopt children.", "Wow, so cool!"])
+    got = review(good, _pages())
+    assert not got.needs_retry and got.rejected == 1 and got.repaired == 0
+    assert got.value.profile.summary == good.profile.summary
+    assert [f.text for f in got.value.user_facts] == ["The user goes to a support group.",
+                                                     "The user plans to adopt children."]
+
+
+def test_reviewed_asks_once_and_keeps_what_passes() -> None:
+    asked: list[list[str]] = []
+    counted: dict[str, int] = {}
+    bad = _answer(TURNS[0][1], [TURNS[1][0], "She is happy."])
+
+    def ask(reasons: list[str]) -> PersonaExtraction:
+        asked.append(reasons)
+        return bad  # the model does no better: nothing more is asked, only what passes is kept
+
+    value = reviewed(bad, _pages(), ask, lambda **c: counted.update(c), "u")
+    assert len(asked) == 1 and asked[0]
+    assert value.profile.summary == "" and value.user_facts == []
+    assert counted["persona_quality_retries"] == 1 and counted["persona_summaries_rejected"] == 1
+
+    better = _answer("The user wants to adopt children.", ["The user wants to adopt children."])
+    value = reviewed(bad, _pages(), lambda reasons: better, lambda **c: None, "u")
+    assert value.profile.summary == "The user wants to adopt children." and len(value.user_facts) == 1
+
+    never: list[list[str]] = []
+    good = _answer("The user wants to adopt children.", ["The user goes to a support group."])
+    assert reviewed(good, _pages(), lambda r: never.append(r), lambda **c: None, "u") == good  # type: ignore[func-returns-value]
+    assert never == []
+
+
+def test_a_theme_copied_from_a_turn_is_named_from_its_keywords() -> None:
+    from memoryos_workers.pipeline.persona_quality import theme_or_keywords
+
+    said = [t for pair in TURNS for t in pair]
+    assert theme_or_keywords("Support groups", ["support"], said) == "Support groups"
+    assert theme_or_keywords("LGBTQ support group yesterday", ["lgbtq", "support", "adoption"], said) == (
+        "lgbtq support adoption")
+    assert theme_or_keywords("a LGBTQ support group", ["went to a LGBTQ support group"], said) == "went to a"
+    assert theme_or_keywords("it was so powerful", [], said) == ""
+
+
+def test_the_segmentation_reader_renames_a_copied_theme() -> None:
+    from memoryos_workers.pipeline.answer_schemas import read_segmentation
+
+    answer = {"analysis": {"topics": [{"theme": "Painting looks like a great outlet", "summary": "s",
+                                       "keywords": ["painting", "outlet"]}],
+                           "pages": [{"topic": 0, "continues_previous": False, "chain_summary": "c"}]}}
+    page = _pages()[:1]
+    page[0] = page[0].model_copy(update={"agent_response": "Painting looks like a great outlet for you."})
+    assert read_segmentation(answer, page).topics[0].theme == "painting outlet"
+
+
+def test_a_fact_said_twice_in_one_answer_is_kept_once() -> None:
+    got = review(_answer("The user paints.", ["The user paints.", "The user paints!", "I paint."]), _pages())
+    assert [f.text for f in got.value.user_facts] == ["The user paints."]
+    assert got.rejected == 0 and not got.needs_retry
