@@ -7,10 +7,11 @@ from turns. The schema cannot forbid that; these checks can see it. They are pur
 pipeline's post-check (pipeline/persona_review.py) and by the real-model benchmark, which reports them.
 
 The checks: the summary describes the user in the third person and is not a copy of a turn (no run of
-COPY_WORDS words said the same); a fact names whom it is about (no first person, and it does not open
-with a pronoun or an exclamation, whose referent is lost once the fact stands alone); a theme is not a
-chat fragment. The repairs change only the grammatical person, never the content: "I adopted a cat" is
-"The user adopted a cat" (in a user fact the first person singular is the user, in an assistant fact the
+COPY_WORDS words said the same); a fact names whom it is about (no first person, it does not open with
+a pronoun or an exclamation, whose referent is lost once the fact stands alone, and it is not chat
+addressed to "you" or a question unless it opens with its subject); a theme is not a chat fragment.
+The repairs change only the grammatical person, never the content: "I adopted a cat" is "The user
+adopted a cat" (in a user fact the first person singular is the user, in an assistant fact the
 assistant), and a summary keeps its sentences that are not chat. What cannot be repaired is rejected.
 """
 
