@@ -32,7 +32,8 @@ def _turns(user_id: str) -> list[dict[str, Any]]:
         {
             "user_id": user_id,
             "assistant_id": "travel-bot" if i % 3 else "other-bot",
-            "user_input": f"On trip {i} I went hiking in {PLACES[i % 5]} with my sister Ana, and Ana and I saw {i + 2} lakes.",
+            "user_input": f"On trip {i} I went hiking in {PLACES[i % 5]} with my sister Ana, and Ana and I saw "
+                          f"{i + 2} lakes.",
             "agent_response": f"Hiking in {PLACES[i % 5]} with Ana sounds wonderful!",
             "timestamp": f"2025-06-{i % 28 + 1:02d}T10:00:00+00:00",
             "turn_id": f"{user_id}-t{i}",
