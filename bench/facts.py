@@ -194,6 +194,7 @@ def markdown(result: dict[str, Any]) -> str:
         "facts a small share before pages and drops a fact whose words a chosen page already says (how that "
         "share is given is issue 21's); a fact dropped there is missing, never shown stale as current. LLM calls: "
         "every period is flushed, so each costs a persona call; the same with and without supersession.",
+        *([result["note"]] if result.get("note") else []),  # a person's reading of the run, kept with it
         reproduce_md(result["reproduce"]),
     ])
 

@@ -41,7 +41,10 @@ def lived(celery_worker, runtime):  # noqa: ANN001, ANN201
         runtime.pending.wait_idle(user_id, timeout=120, flush=True)
         extractions += 1
     calls = persona_calls(FAKE_LLM, story_only=True)
-    partner = next(e for e in runtime.persona.list("user", user_id) if e.text == story.CORRECTION[0])
+    facts = runtime.persona.list("user", user_id)
+    partner = next((e for e in facts if e.text == story.CORRECTION[0]), None)
+    assert partner is not None, ("the story's partner fact", [(e.text, e.status) for e in facts],
+                                 [(e.text, e.status) for e in runtime.persona.list("user", user_id, history=True)])
     fact_changes.correct(runtime.persona, user_id, partner.fact_id, text=story.CORRECTION[1], by="person:lea")
     yield user_id, calls, extractions
     runtime.forget(user_id) if hasattr(runtime, "forget") else None
