@@ -123,6 +123,8 @@ def _run_story(name: str, story: Any, base_url: str, responder: Any, fake: Any, 
                 promoted = memory.inspect(user)["pages"]
                 rows = [_measure(memory, story, user, b, exact=fake is not None) for b in budgets]
                 history = memory.list_facts(user, history=True)
+                # What a real model wrote, kept with its figures so a reader can see why they are what they are.
+                written = None if fake is not None else _written(memory.persona(user), history)
             finally:
                 memory.close()
                 cleanup(memory.runtime.redis, settings.key_prefix)
@@ -131,7 +133,13 @@ def _run_story(name: str, story: Any, base_url: str, responder: Any, fake: Any, 
             "ingest_s": seconds, "llm_calls": stats.get("llm_calls", 0), "calls_by_purpose": calls,
             "calls_per_100_turns": 100 * stats.get("llm_calls", 0) / max(1, promoted),
             "facts_current": sum(e.current for e in history), "facts_ended": sum(not e.current for e in history),
-            "rows": rows}
+            "rows": rows, **({"written": written} if written else {})}
+
+
+def _written(persona: Any, history: list[Any]) -> dict[str, Any]:
+    profile = persona.profile
+    return {"summary": profile.summary if profile else None,
+            "facts": [{"text": e.text, "status": e.status, "window": e.window()} for e in history]}
 
 
 def run(months: int = 36, base_url: str | None = None, model: str | None = None, context_tokens: int = 4096,
