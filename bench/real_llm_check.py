@@ -30,13 +30,20 @@ from pathlib import Path
 from typing import Any
 
 from .common import ROOT, bench_settings, cleanup, fmt, md_table, reproduce_md, save_result
-from .persona_checks import fact_without_subject, summary_problems, theme_copies  # the product's own checks
+from .persona_checks import (  # the product's own checks
+    fact_without_subject,
+    grounded,
+    source_stems,
+    summary_problems,
+    theme_copies,
+)
 
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo"
 PURPOSES = ("segmentation", "persona", "retry", "fallback")
 # What the persona post-check (memoryos_workers/pipeline/persona_review.py) did to the model's answers.
 POST_CHECK = ("persona_facts_repaired", "persona_facts_rejected", "persona_summaries_rejected",
-              "persona_quality_retries", "persona_second_facts_rejected", "persona_second_summaries_rejected")
+              "persona_quality_retries", "persona_second_facts_rejected", "persona_second_summaries_rejected",
+              "persona_facts_invented", "persona_summary_sentences_invented")
 
 
 def check(
@@ -111,6 +118,8 @@ def check(
     said = [t["user_input"] for t in turns] + [t["agent_response"] for t in turns]
     summary_issues = summary_problems(profile.summary if profile else "", said)
     no_subject = [f for f in fact_texts if fact_without_subject(f)]
+    sources = source_stems(said)
+    invented = [f for f in fact_texts if not grounded(f, sources)]
     copied_themes = theme_copies([str(s.get("theme") or "") for s in segments], said)
     checks = {
         "every turn back exactly once": sorted(exported) == sorted(published) and len(set(exported)) == len(exported),
@@ -122,6 +131,7 @@ def check(
         "a non-empty profile": profile is not None and bool(profile.summary.strip() or profile.traits),
         "profile summary in the third person, not a copy of a turn": not summary_issues,
         "every fact names its subject": bool(fact_texts) and not no_subject,
+        "every fact said in the turns (half its content words or more)": not invented,
         "no theme copied from a turn": not copied_themes,
     }
     seconds = [b["seconds"] / b["batches"] for b in batches]
@@ -140,8 +150,9 @@ def check(
         "llm_calls": stats.get("llm_calls", 0), "checks": checks, "passed": all(checks.values()),
         "calls_per_100_promoted": 100 * stats.get("llm_calls", 0) / max(len(pages), 1),
         "failures": {"summary": summary_issues, "facts without a subject": no_subject[:10],
-                     "themes copied": copied_themes[:10]},
-        "facts_sample": fact_texts[:10],
+                     "themes copied": copied_themes[:10], "facts not in the turns": invented[:10]},
+        "facts_sample": fact_texts[:10], "facts_all": fact_texts,
+        "profile_summary_all": profile.summary if profile else "",
         "turns_wanted": turns_wanted, "load_average": {"start": [round(x, 1) for x in load_start],
                                                        "end": [round(x, 1) for x in os.getloadavg()]},
         "reproduce": f"python -m bench.real_llm_check --base-url http://127.0.0.1:PORT/v1 --conversation "
@@ -230,7 +241,9 @@ def _post_check(result: dict[str, Any]) -> str:
             f"{done.get('persona_facts_rejected', 0)} dropped, {done.get('persona_summaries_rejected', 0)} "
             f"summaries rejected, {done.get('persona_quality_retries', 0)} calls asked again (after which "
             f"{done.get('persona_second_facts_rejected', 0)} facts and "
-            f"{done.get('persona_second_summaries_rejected', 0)} summaries were dropped)")
+            f"{done.get('persona_second_summaries_rejected', 0)} summaries were dropped); "
+            f"{done.get('persona_facts_invented', 0)} facts and {done.get('persona_summary_sentences_invented', 0)} "
+            "summary sentences dropped as not said in the pages")
 
 
 def _failures(result: dict[str, Any]) -> str:

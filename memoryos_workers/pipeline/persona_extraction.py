@@ -54,7 +54,7 @@ from producers.wire import state
 from producers.wire.contract import EXTRACT_PERSONA_TASK
 from producers.wire.keys import Keys, UserKeys
 from producers.wire.knobs import user_settings
-from schemas.persona import Fact, KnowledgeEntry, PersonaExtraction
+from schemas.persona import Fact, KnowledgeEntry, PersonaExtraction, UserProfile
 from schemas.settings import Settings
 from schemas.turns import Page
 
@@ -175,7 +175,7 @@ class PersonaWorker:
         value = reviewed(value, pages[:n], ask_again(  # the post-check: repairs, at most one retry (persona_review)
             self.llm, self._messages(current, pages[:n], shown),
             persona_schema(n, self._completion_tokens, list(shown)), self._completion_tokens, spend, _usable_persona,
-        ), self._count, user_id)
+        ), self._count, user_id, known=_known(old, shown))
         spend.flush(self.redis, self.keys.stats)
         if self.redis.get(keys.epoch) != epoch:
             return {"forgotten": 1}  # forget ran during the call: its pages must not come back as facts
@@ -355,6 +355,12 @@ class PersonaWorker:
 
     def _count(self, **counters: int) -> None:
         count(self.redis, self.keys.stats, **counters)
+
+
+def _known(old: UserProfile | None, shown: dict[str, KnowledgeEntry]) -> list[str]:
+    """What the call was shown besides its pages, which its answer may restate (the post-check's sources)."""
+    profile = [old.summary, *(f"{t.dimension} {t.evidence}" for t in old.traits)] if old else []
+    return [*profile, *(e.text for e in shown.values())]
 
 
 def _fact_time(fact: Fact, sent: Sequence[Page]) -> tuple[float, list[str]]:

@@ -10,8 +10,11 @@ The checks: the summary describes the user in the third person and is not a copy
 COPY_WORDS words said the same); a fact names whom it is about (no first person, it does not open with
 a pronoun or an exclamation, whose referent is lost once the fact stands alone, and it is not chat
 addressed to "you" or a question unless it opens with its subject); a theme is not a chat fragment.
-The repairs change only the grammatical person, never the content: "I adopted a cat" is "The user
-adopted a cat" (in a user fact the first person singular is the user, in an assistant fact the
+A summary sentence or a fact is also grounded: at least half of its content words (5-letter stems, as
+everywhere, schemas/words.py) appear in what the call was shown (the pages, the stored summary, traits and
+facts), else it is invented: the 0.5B model wrote "a 25-year-old male ... anxiety and depression" of a user
+whose turns say none of it. The repairs change only the grammatical person, never the content: "I adopted
+a cat" is "The user adopted a cat" (in a user fact the first person singular is the user, in an assistant fact the
 assistant), and a summary keeps its sentences that are not chat. What cannot be repaired is rejected.
 """
 
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+
+from schemas.words import compute_stems
 
 _FIRST_PERSON = re.compile(r"\b(I|I'm|I've|I'd|I'll|[Mm]e|[Mm]y|[Mm]ine|[Mm]yself|[Ww]e|[Oo]ur|[Uu]s)\b")
 _PLURAL = re.compile(r"\b(we|our|ours|us|ourselves|we're|we've|we'd|we'll)\b", re.IGNORECASE)
@@ -33,6 +38,11 @@ _REPORTED = re.compile(r"^(the user|the assistant|[A-Z][a-z]+)('s)? (said|says|a
 _NAMED_OPENER = re.compile(r"^the (user|assistant)\b", re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9']+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+GROUNDED_SHARE = 0.5  # of a sentence's content stems found in what the call was shown
+# Words a portrait is framed with that no turn needs to say ("The user enjoys ..., often mentions ...").
+_FRAME = compute_stems("""talks talked says said mentions mentioned discusses discussed enjoys enjoyed likes liked
+    loves loved interested interests passionate values valued person people individual someone describes described
+    shares shared often seems appears currently recently various different things someone who""")
 COPY_WORDS = 6  # a run of this many words of a turn, said the same, is a copy
 THEME_COPY_WORDS = 4
 THEME_MAX_WORDS = 12
@@ -77,6 +87,10 @@ def summary_problems(summary: str, turns: Sequence[str]) -> list[str]:
         problems.append(f"first person: {summary[:120]!r}")
     if copies_a_turn(summary, turns):
         problems.append(f"copies a turn: {summary[:120]!r}")
+    sources = source_stems(turns)
+    invented = [s for s in _SENTENCE_END.split(summary.strip()) if s.strip() and not grounded(s, sources)]
+    problems += [f"invented (not in the turns: {', '.join(unsupported(s, sources)[:8])}): {s[:120]!r}"
+                 for s in invented]
     return problems
 
 
@@ -91,6 +105,41 @@ def fact_without_subject(fact: str) -> bool:
     # great day! How was it?"). "The user said: ... you?" and "Caroline asked ...?" name their subject.
     return (bool(_SECOND_PERSON.search(fact)) or "?" in fact) and not _REPORTED.match(fact) \
         and not _NAMED_OPENER.match(fact)
+
+
+_POSSESSIVE = re.compile(r"['’]s\b")
+
+
+def _claims(text: str) -> frozenset[str]:
+    """The content stems a text states ("the user's" is "user": a possessive is not a word of its own)."""
+    return compute_stems(_POSSESSIVE.sub("", text))
+
+
+def source_stems(texts: Iterable[str]) -> frozenset[str]:
+    """The content stems of what a persona call was shown, which its answer may say."""
+    out: set[str] = set()
+    for text in texts:
+        out |= _claims(text)
+    return frozenset(out)
+
+
+def unsupported(text: str, sources: frozenset[str]) -> list[str]:
+    """The content stems of `text` that nothing the call was shown has (sorted; frame words left out)."""
+    return sorted(_claims(text) - _FRAME - sources)
+
+
+def grounded(text: str, sources: frozenset[str]) -> bool:
+    """Whether at least GROUNDED_SHARE of the text's content stems are in `sources` (a text without content
+    words claims nothing and passes)."""
+    stems = _claims(text) - _FRAME
+    return not stems or len(stems & sources) >= GROUNDED_SHARE * len(stems)
+
+
+def grounded_sentences(summary: str, sources: frozenset[str]) -> tuple[str, int]:
+    """The summary's grounded sentences, and how many were left out as invented."""
+    sentences = [s.strip() for s in _SENTENCE_END.split(summary.strip()) if s.strip()]
+    kept = [s for s in sentences if grounded(s, sources)]
+    return " ".join(kept), len(sentences) - len(kept)
 
 
 def theme_copies(themes: Iterable[str], turns: Sequence[str]) -> list[str]:

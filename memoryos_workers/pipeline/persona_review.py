@@ -6,7 +6,9 @@ Here each answer is reviewed: facts whose only fault is the grammatical person a
 person, facts that cannot tell whom they are about are dropped, the summary keeps its sentences that
 describe the user. When the summary is rejected or most facts are, the call is asked ONCE more with the
 reasons appended (counted under the purpose "retry"); the second answer is reviewed the same way and
-only what passes is kept. It never loops. Counted (persona_facts_repaired, persona_facts_rejected,
+only what passes is kept. It never loops. A summary sentence or fact the call's input does not support
+(persona_quality.grounded: invented) is dropped without a retry: a model that invents does so again, and
+the call's cost stays the design's. Counted (persona_facts_repaired, persona_facts_rejected,
 persona_summaries_rejected, persona_quality_retries) and logged by user id only: no content in logs.
 """
 
@@ -20,7 +22,14 @@ from typing import Any
 from memoryos_workers.llm.base import LLM, LLMError, LLMTruncated
 from memoryos_workers.llm.spend import Spend
 from memoryos_workers.pipeline.answer_schemas import AnyJSON, parse_partial, read_persona
-from memoryos_workers.pipeline.persona_quality import repair_fact, repair_summary, words
+from memoryos_workers.pipeline.persona_quality import (
+    grounded,
+    grounded_sentences,
+    repair_fact,
+    repair_summary,
+    source_stems,
+    words,
+)
 from schemas.persona import Fact, PersonaExtraction
 from schemas.turns import Page
 
@@ -38,6 +47,8 @@ class Review:
     repaired: int = 0
     rejected: int = 0
     written: int = 0  # facts the model wrote
+    invented_facts: int = 0  # dropped as not supported by what the call was shown
+    invented_sentences: int = 0
     summary_rejected: bool = False
     reasons: list[str] = field(default_factory=list)
 
@@ -46,14 +57,18 @@ class Review:
         return self.summary_rejected or (self.rejected >= 2 and 2 * self.rejected > self.written)
 
 
-def _facts(facts: Sequence[Fact], subject: str) -> tuple[list[Fact], int, int]:
-    """The facts that pass (repaired where only their person is wrong), how many were repaired and rejected.
-    A fact said twice in one answer (a small model loops) counts once: the repeats are dropped, not rejected."""
-    kept, repaired, rejected, seen = [], 0, 0, set()
+def _facts(facts: Sequence[Fact], subject: str, sources: frozenset[str]) -> tuple[list[Fact], int, int, int]:
+    """The facts that pass (repaired where only their person is wrong), how many were repaired, rejected (no
+    subject) and invented. A fact said twice in one answer (a small model loops) counts once: the repeats are
+    dropped, not rejected."""
+    kept, repaired, rejected, invented, seen = [], 0, 0, 0, set()
     for fact in facts:
         text = repair_fact(fact.text, subject)
         if text is None:
             rejected += 1
+            continue
+        if not grounded(text, sources):
+            invented += 1
             continue
         key = tuple(words(text))
         if key in seen:
@@ -62,22 +77,26 @@ def _facts(facts: Sequence[Fact], subject: str) -> tuple[list[Fact], int, int]:
         if text != fact.text.strip():
             repaired += 1
         kept.append(fact.model_copy(update={"text": text}))
-    return kept, repaired, rejected
+    return kept, repaired, rejected, invented
 
 
-def review(value: PersonaExtraction, pages: Sequence[Page]) -> Review:
+def review(value: PersonaExtraction, pages: Sequence[Page], known: Sequence[str] = ()) -> Review:
     """The answer with its repairs applied and its rejected parts removed (a rejected summary is left empty:
-    the profile merge then keeps the stored one)."""
+    the profile merge then keeps the stored one). `known`: what else the call was shown (the stored summary,
+    traits and facts), which the answer may restate."""
     turns = [p.user_input for p in pages] + [p.agent_response for p in pages]
-    user, r1, x1 = _facts(value.user_facts, USER_SUBJECT)
-    assistant, r2, x2 = _facts(value.assistant_facts, ASSISTANT_SUBJECT)
+    sources = source_stems([*turns, *known])
+    user, r1, x1, i1 = _facts(value.user_facts, USER_SUBJECT, sources)
+    assistant, r2, x2, i2 = _facts(value.assistant_facts, ASSISTANT_SUBJECT, sources)
     written = value.profile.summary.strip()
     summary = repair_summary(written, turns, USER_SUBJECT) if written else ""
+    summary_rejected = bool(written) and not summary
+    summary, invented = grounded_sentences(summary, sources)
     out = Review(
         value=value.model_copy(update={"profile": value.profile.model_copy(update={"summary": summary}),
                                        "user_facts": user, "assistant_facts": assistant}),
         repaired=r1 + r2, rejected=x1 + x2, written=len(value.user_facts) + len(value.assistant_facts),
-        summary_rejected=bool(written) and not summary,
+        summary_rejected=summary_rejected, invented_facts=i1 + i2, invented_sentences=invented,
     )
     if out.summary_rejected:
         out.reasons.append("The profile summary was a line of chat (first person, a question, words addressed to "
@@ -104,12 +123,15 @@ def reviewed(
     ask: Callable[[list[str]], PersonaExtraction | None],
     count: Callable[..., None],
     user_id: str,
+    known: Sequence[str] = (),
 ) -> PersonaExtraction:
     """The answer's parts that pass; asks once more through `ask(reasons)` (None: no second answer) when the
     summary or most facts are rejected, keeping the better reviewed summary and facts of the two."""
-    first = review(value, pages)
+    first = review(value, pages, known)
     counters = {"persona_facts_repaired": first.repaired, "persona_facts_rejected": first.rejected,
-                "persona_summaries_rejected": int(first.summary_rejected)}
+                "persona_summaries_rejected": int(first.summary_rejected),
+                "persona_facts_invented": first.invented_facts,
+                "persona_summary_sentences_invented": first.invented_sentences}
     best = first
     if first.needs_retry:
         log.info("persona answer for user %s rejected (summary: %s, %d of %d facts); asking once more",
@@ -117,7 +139,9 @@ def reviewed(
         counters["persona_quality_retries"] = 1
         again = ask(first.reasons)
         if again is not None:
-            second = review(again, pages)
+            second = review(again, pages, known)
+            counters["persona_facts_invented"] += second.invented_facts
+            counters["persona_summary_sentences_invented"] += second.invented_sentences
             counters["persona_second_facts_rejected"] = second.rejected
             counters["persona_second_summaries_rejected"] = int(second.summary_rejected)
             best = _better(first, second)

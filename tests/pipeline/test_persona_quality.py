@@ -8,10 +8,14 @@ from datetime import datetime, timezone
 
 from memoryos_workers.pipeline.persona_quality import (
     fact_without_subject,
+    grounded,
+    grounded_sentences,
     repair_fact,
     repair_summary,
+    source_stems,
     summary_problems,
     third_person,
+    unsupported,
 )
 from memoryos_workers.pipeline.persona_review import retry_messages, review, reviewed
 from schemas.persona import Fact, PersonaExtraction, ProfileUpdate
@@ -76,7 +80,9 @@ def test_summary_keeps_only_sentences_about_the_user() -> None:
     mixed = "Wow, that's cool! I love my painting classes. The user plans to adopt children."
     fixed = repair_summary(mixed, said)
     assert fixed == "The user loves the user's painting classes. The user plans to adopt children."
-    assert summary_problems(fixed, said) == []
+    # Said in the third person, but the turns say nothing of painting classes or adopting: both invented.
+    assert [p.split(" (")[0] for p in summary_problems(fixed, said)] == ["invented", "invented"]
+    assert summary_problems(fixed, [*said, "I love my painting classes, and we plan to adopt children."]) == []
     portrait = "Caroline is a transgender woman who attends a support group. She wants to adopt children."
     assert repair_summary(portrait, said) == portrait
 
@@ -96,13 +102,13 @@ def test_review_of_a_chat_answer_asks_for_a_retry_with_reasons() -> None:
 
 
 def test_a_good_answer_passes_untouched_and_a_few_bad_facts_do_not_retry() -> None:
-    good = _answer("The user is a transgender woman who wants to adopt children.",
-                   ["The user goes to a support group.", "The user plans to adopt children.", "Wow, so cool!"])
+    good = _answer("The user goes to an LGBTQ support group and wants to give kids a loving home.",
+                   ["The user goes to a support group.", "The user's goal is a loving home for kids.", "Wow, so cool!"])
     got = review(good, _pages())
     assert not got.needs_retry and got.rejected == 1 and got.repaired == 0
     assert got.value.profile.summary == good.profile.summary
     assert [f.text for f in got.value.user_facts] == ["The user goes to a support group.",
-                                                     "The user plans to adopt children."]
+                                                     "The user's goal is a loving home for kids."]
 
 
 def test_reviewed_asks_once_and_keeps_what_passes() -> None:
@@ -119,12 +125,12 @@ def test_reviewed_asks_once_and_keeps_what_passes() -> None:
     assert value.profile.summary == "" and value.user_facts == []
     assert counted["persona_quality_retries"] == 1 and counted["persona_summaries_rejected"] == 1
 
-    better = _answer("The user wants to adopt children.", ["The user wants to adopt children."])
+    better = _answer("The user wants a loving home for kids.", ["The user wants a loving home for kids."])
     value = reviewed(bad, _pages(), lambda reasons: better, lambda **c: None, "u")
-    assert value.profile.summary == "The user wants to adopt children." and len(value.user_facts) == 1
+    assert value.profile.summary == "The user wants a loving home for kids." and len(value.user_facts) == 1
 
     never: list[list[str]] = []
-    good = _answer("The user wants to adopt children.", ["The user goes to a support group."])
+    good = _answer("The user wants a loving home for kids.", ["The user goes to a support group."])
     assert reviewed(good, _pages(), lambda r: never.append(r), lambda **c: None, "u") == good  # type: ignore[func-returns-value]
     assert never == []
 
@@ -152,6 +158,35 @@ def test_the_segmentation_reader_renames_a_copied_theme() -> None:
 
 
 def test_a_fact_said_twice_in_one_answer_is_kept_once() -> None:
-    got = review(_answer("The user paints.", ["The user paints.", "The user paints!", "I paint."]), _pages())
+    got = review(_answer("The user paints.", ["The user paints.", "The user paints!", "I paint."]), _pages(),
+                 known=["The user paints landscapes."])  # a fact the call was shown
     assert [f.text for f in got.value.user_facts] == ["The user paints."]
     assert got.rejected == 0 and not got.needs_retry
+
+
+def test_a_summary_or_fact_the_turns_do_not_say_is_invented() -> None:
+    """What the 0.5B model wrote of a user whose turns say none of it, against restatements of the turns."""
+    said = source_stems(t for pair in TURNS for t in pair)
+    invented = "The user is a 25-year-old male who struggles with anxiety and depression."
+    assert not grounded(invented, said)
+    assert unsupported(invented, said) == ["anxie", "depre", "male", "strug", "year-"]
+    assert grounded("The user went to an LGBTQ support group.", said)
+    assert grounded("The user's goal is to give kids a loving home.", said)  # a possessive is not a claim
+    assert grounded("The user enjoys it.", said)  # frame words and no content: claims nothing
+    summary, dropped = grounded_sentences(f"The user attends a support group. {invented}", said)
+    assert (summary, dropped) == ("The user attends a support group.", 1)
+
+
+def test_review_drops_invented_facts_and_sentences_without_a_retry() -> None:
+    """Invention is dropped and counted, never asked again (a model that invents does so again, and the call's
+    cost stays the design's); what the call was shown besides the pages (`known`) may be restated."""
+    answer = _answer("The user goes to a support group. The user owns a red sports car.",
+                     ["The user went to a support group.", "The user has a dog named Rex.",
+                      "The user works as a nurse in Lisbon."])
+    out = review(answer, _pages())
+    assert out.value.profile.summary == "The user goes to a support group."
+    assert [f.text for f in out.value.user_facts] == ["The user went to a support group."]
+    assert (out.invented_facts, out.invented_sentences, out.rejected, out.needs_retry) == (2, 1, 0, False)
+    shown = review(answer, _pages(), known=["The user works as a nurse in Lisbon."])
+    assert [f.text for f in shown.value.user_facts] == ["The user went to a support group.",
+                                                        "The user works as a nurse in Lisbon."]
