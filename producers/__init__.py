@@ -4,7 +4,7 @@ contract.
 Light by design (redis, celery's client side, schemas): it never imports memoryos_workers.
 """
 
-from producers.errors import MemoryOSError, RedisUnavailableError
+from producers.errors import FactsBusy, MemoryOSError, RedisUnavailableError
 from producers.pending import PendingWork, UserStatus, wait_idle
 from producers.publish import Publisher, configure, default_publisher, publish_turn, publish_turns
 from producers.replication import ReplicationError
@@ -13,6 +13,7 @@ from producers.wire.keys import Keys, UserKeys
 from schemas.turns import Page, Turn
 
 __all__ = [
+    "FactsBusy",
     "Keys",
     "MemoryOSError",
     "Page",

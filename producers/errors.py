@@ -11,6 +11,17 @@ class RedisUnavailableError(MemoryOSError, ConnectionError):
     """Redis could not be reached; nothing was reported as stored that was not."""
 
 
+class FactsBusy(MemoryOSError, ValueError):
+    """An extraction is writing this user's facts: nothing was changed; retry after `retry_after` seconds.
+    Defined here, not beside the edits (memoryos_workers/ops/fact_ops.py), so a RemoteMemory raises the same
+    type as a LocalMemory: the RPC reply carries its type and `retry_after` (producers.wire.rpc.busy_reply).
+    A ValueError too, so the inspector and MCP show it to the person as they show bad input."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def redact_url(url: str) -> str:
     """A Redis (or broker) URL with any password removed, safe for logs and error messages; also a cluster
     URL with several hosts (redis+cluster://user:password@h1:p1,h2:p2)."""

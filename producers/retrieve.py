@@ -32,6 +32,7 @@ from producers.tracing import SpanKind, task_headers, traced
 from producers.wire import state
 from producers.wire.contract import (
     DEGRADED_COUNTERS,
+    REPLY_BUSY,
     REPLY_ERROR,
     REPLY_INVALID,
     REPLY_OK,
@@ -39,7 +40,7 @@ from producers.wire.contract import (
     RETRIEVE_TASK,
 )
 from producers.wire.keys import Keys
-from producers.wire.rpc import ALIVE_S, LANE_TASKS, MAX_WAITING, Request
+from producers.wire.rpc import ALIVE_S, LANE_TASKS, MAX_WAITING, Request, busy_error
 from producers.wire.script_pipeline import ScriptPipeline
 from producers.wire.scripts import Scripts
 from schemas.query import OnDeadline, RetrievalRequest
@@ -281,6 +282,8 @@ def _unwrap(frame: str) -> str:
         return frame[len(REPLY_OK):]
     if frame.startswith(REPLY_INVALID):  # the worker rejected the input: same message as local validation
         raise ValueError(frame[len(REPLY_INVALID):])
+    if frame.startswith(REPLY_BUSY):  # a retryable refusal (FactsBusy): the same type and retry_after as local
+        raise busy_error(frame[len(REPLY_BUSY):])
     raise MemoryOSError(f"retrieval failed on the worker: {frame.removeprefix(REPLY_ERROR)}")
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from memoryos_workers.memory import fact_changes
 from memoryos_workers.pipeline.locks import UserLock
 from memoryos_workers.runtime import Runtime
-from producers.errors import MemoryOSError
+from producers.errors import FactsBusy  # there, so a RemoteMemory raises it too
 from producers.wire.contract import EXTRACT_PERSONA_TASK
 from schemas.persona import KnowledgeEntry
 from schemas.turns import check_text
@@ -37,14 +37,6 @@ _POLL_S = 0.05
 BUSY = "user_id: the user's memory is being updated by an extraction"
 
 
-class FactsBusy(MemoryOSError, ValueError):
-    """An extraction is writing this user's facts: nothing was changed; retry after `retry_after` seconds.
-    A ValueError too, so it crosses the RPC reply with its message (which starts with BUSY), and the
-    inspector and MCP show it to the person as they show bad input."""
-
-    retry_after = RETRY_AFTER_S
-
-
 @contextmanager
 def persona_locked(rt: Runtime, user_id: str, wait: float | None = None) -> Iterator[None]:
     """Holds the user's persona lock around an edit (see the module docstring). The epoch is read before
@@ -56,7 +48,7 @@ def persona_locked(rt: Runtime, user_id: str, wait: float | None = None) -> Iter
     deadline = time.monotonic() + (EDIT_WAIT_S if wait is None else wait)
     while not lock.acquire():
         if time.monotonic() >= deadline:
-            raise FactsBusy(f"{BUSY}; nothing was changed; retry in {RETRY_AFTER_S} s")
+            raise FactsBusy(f"{BUSY}; nothing was changed; retry in {RETRY_AFTER_S} s", retry_after=RETRY_AFTER_S)
         time.sleep(_POLL_S)
     try:
         if rt.redis.get(keys.epoch) != epoch:

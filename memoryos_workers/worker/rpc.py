@@ -13,8 +13,10 @@ import logging
 import re
 from collections.abc import Callable
 
+from producers.errors import FactsBusy
 from producers.wire.contract import REPLY_ERROR, REPLY_INVALID, REPLY_OK
 from producers.wire.keys import Keys
+from producers.wire.rpc import busy_reply
 
 log = logging.getLogger("memoryos.rpc")
 
@@ -37,10 +39,13 @@ class RPCAnswer:
         return None
 
     def answer(self, request_id: object, compute: Callable[[], str]) -> None:
-        """`compute` returns the answer as JSON text; a ValueError is the caller's bad input."""
+        """`compute` returns the answer as JSON text; a ValueError is the caller's bad input, a FactsBusy a
+        retryable refusal that the caller raises again as FactsBusy with its retry_after."""
         key = self.reply_key(request_id)
         try:
             frame = REPLY_OK + compute()
+        except FactsBusy as exc:
+            frame = busy_reply(exc)
         except ValueError as exc:
             frame = REPLY_INVALID + str(exc)
         except Exception as exc:

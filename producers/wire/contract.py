@@ -16,8 +16,10 @@ RETRIEVE_TASK = "memoryos.retrieve"
 READ_PERSONA_TASK = "memoryos.read_persona"
 ADMIN_TASK = "memoryos.admin"
 
-# An RPC answer in the caller's reply list: one of these tags, then JSON (ok) or a message.
-REPLY_OK, REPLY_INVALID, REPLY_ERROR = "ok:", "invalid:", "error:"
+# An RPC answer in the caller's reply list: one of these tags, then JSON (ok) or a message. Busy: a retryable
+# refusal, then JSON naming its type, message and retry_after (producers.wire.rpc.busy_reply), so the caller
+# raises the same error the worker did.
+REPLY_OK, REPLY_INVALID, REPLY_ERROR, REPLY_BUSY = "ok:", "invalid:", "error:", "busy:"
 
 # Deployment counters (the stats hash) of retrievals answered from Redis alone past their deadline; the
 # caller counts them, since no worker saw them through. By cause: no server seen running, the request

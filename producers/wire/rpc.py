@@ -8,6 +8,9 @@ answer comes back through the caller's reply list, framed by contract.REPLY_* as
 A request carries its deadline (epoch seconds) so a server never computes an answer nobody waits for;
 the list is trimmed on every push, so requests piling up while no server runs stay bounded in a Redis
 that runs with noeviction.
+
+A retryable refusal (FactsBusy) crosses back typed, with its retry_after (busy_reply / busy_error), not as a
+message the caller would have to recognise.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from producers.wire.contract import READ_PERSONA_TASK, RETRIEVE_TASK
+from producers.errors import FactsBusy, MemoryOSError
+from producers.wire.contract import READ_PERSONA_TASK, REPLY_BUSY, RETRIEVE_TASK
 
 LANE_TASKS = frozenset({RETRIEVE_TASK, READ_PERSONA_TASK})
 MAX_WAITING = 10_000  # requests kept in the list; older ones are long past any deadline
@@ -55,3 +59,23 @@ class Request:
         if data.get("v") != REQUEST_VERSION:
             raise ValueError(f"retrieval request of version {data.get('v')!r}, expected {REQUEST_VERSION}")
         return request
+
+
+def busy_reply(exc: FactsBusy) -> str:
+    """The reply frame of a retryable refusal: its type, message and retry_after."""
+    body = {"type": type(exc).__name__, "message": str(exc), "retry_after": exc.retry_after}
+    return REPLY_BUSY + json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def busy_error(body: str) -> Exception:
+    """The error a busy frame's body (after REPLY_BUSY) stands for, to raise: FactsBusy with the worker's
+    retry_after; a type this side does not know is the plain ValueError with its message, as before the
+    frame carried types."""
+    try:
+        data = json.loads(body)
+        kind, message, retry_after = str(data["type"]), str(data["message"]), int(data["retry_after"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return MemoryOSError(f"unreadable busy reply from the worker ({exc}): {body[:200]}")
+    if kind == FactsBusy.__name__:
+        return FactsBusy(message, retry_after=retry_after)
+    return ValueError(message)

@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 
 from memoryos_workers.interface import LocalMemory, Memory, RemoteMemory, open_memory
+from memoryos_workers.ops import fact_ops
+from memoryos_workers.pipeline.locks import UserLock
+from producers.errors import FactsBusy
 from producers.retrieve import client_for
 
 pytestmark = pytest.mark.integration
@@ -194,6 +197,30 @@ def _edit(entry: Any) -> tuple:
     """What must agree between twins (ids and times differ with the user)."""
     return (entry.text, entry.status, entry.pinned, entry.origin, entry.origin_by,
             tuple((c.action, c.by) for c in entry.changes))
+
+
+def test_an_edit_past_a_running_extraction_is_the_same_facts_busy_through_both(memories, monkeypatch) -> None:  # noqa: ANN001
+    """The persona lock held (as an extraction holds it): both raise FactsBusy with its retry_after (over RPC the
+    reply carries the type, not a message to recognise), and nothing was written. The session's worker runs in
+    this process, so the short wait applies to the remote edit too."""
+    local, remote, _ = memories
+    monkeypatch.setattr(fact_ops, "EDIT_WAIT_S", 0.2)
+    user = f"cg-busy-{uuid.uuid4().hex[:8]}"
+    keys = local.runtime.keys.user(user)
+    lock = UserLock(local.runtime.redis, keys, local.runtime.settings.lock_ttl, lock_key=keys.persona_lock)
+    assert lock.acquire()
+    raised = []
+    try:
+        for memory in (local, remote):
+            with pytest.raises(FactsBusy) as busy:
+                memory.add_fact(user, "Ana lives in Porto.", by="key:k1")
+            raised.append((type(busy.value), str(busy.value), busy.value.retry_after))
+    finally:
+        lock.release()
+    assert raised[0] == raised[1], raised
+    kind, message, retry_after = raised[0]
+    assert kind is FactsBusy and retry_after == fact_ops.RETRY_AFTER_S and "nothing was changed" in message
+    assert local.list_facts(user, history=True) == remote.list_facts(user, history=True) == []
 
 
 def test_forget_removes_the_same_from_twin_users(memories) -> None:  # noqa: ANN001

@@ -13,7 +13,7 @@ from memoryos_workers.apps.http.answers import ok
 from memoryos_workers.apps.http.auth import Principal, require_principal
 from memoryos_workers.apps.http.errors import InvalidInput, responses
 from memoryos_workers.apps.http.routes import V1_ERRORS, UserPath, body_doc, known_user, memory_of, parse_json
-from memoryos_workers.ops.fact_ops import BUSY, FactsBusy
+from producers.errors import FactsBusy
 from schemas.persona import KnowledgeEntry
 
 router = APIRouter(prefix="/v1", tags=["facts"], responses=V1_ERRORS)
@@ -61,9 +61,9 @@ def _edit(request: Request, principal: Principal, user_id: str, call: Any) -> di
     stored = known_user(request, principal, user_id)
     try:
         entry = call(memory_of(request), stored)
+    except FactsBusy as exc:  # raised alike by a LocalMemory and (carried typed over RPC) a RemoteMemory
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
     except ValueError as exc:
-        if isinstance(exc, FactsBusy) or str(exc).startswith(BUSY):  # over RPC: a ValueError with its message
-            raise HTTPException(503, str(exc), headers={"Retry-After": str(FactsBusy.retry_after)}) from None
         if str(exc).startswith("fact_id: no fact"):
             raise HTTPException(404, str(exc)) from None
         raise InvalidInput.from_value_error(exc, "path" if str(exc).startswith("fact_id") else "body", "") from None
