@@ -74,6 +74,7 @@ def fake_llm() -> Iterator[FakeLLM]:
     for flag in ("reject_json_schema", "generic", "reject_stream", "reject_stream_options", "ignore_stream",
                  "context_refusal_in_stream"):
         setattr(FAKE_LLM, flag, False)
+    FAKE_LLM.reject_schema_keywords = ()
     FAKE_LLM.stream_usage = True
     FAKE_LLM.hang_seconds = 60.0
     FAKE_LLM.responder = default_responder

@@ -6,7 +6,9 @@ Streamed, the httpx read timeout is the longest silence (the wait for the first 
 reading the prompt, and between tokens), and a separate generous cap bounds the whole call.
 
 What endpoints differ in, learned on the first refusal and remembered by the :class:`Endpoint`:
-``response_format`` json_schema (else json_object with the schema in the prompt, by the caller),
+``response_format`` json_schema (else json_object with the schema in the prompt, by the caller), and within
+it the string lengths (``maxLength``/``minLength``: OpenAI's strict mode accepts only a subset of JSON schema;
+refused, they are left out and the schema is still enforced; the post-check caps lengths anyway),
 ``stream_options`` (llama.cpp and older servers send no usage, or refuse the option), streaming itself
 (then one plain request whose timeout is the cap: its silence lasts the whole answer; a server that
 ignores ``stream`` and answers JSON is read as such), and ``max_tokens`` (newer OpenAI models want
@@ -34,6 +36,17 @@ from openai.types.chat import ChatCompletion
 from memoryos_workers.llm.provider_errors import context_overflow
 
 log = logging.getLogger("memoryos.llm")
+
+_LENGTH_KEYWORDS = ("maxLength", "minLength")
+
+
+def without_keys(schema: Any, keys: tuple[str, ...]) -> Any:
+    """The schema with these keywords removed wherever they are (a new object; the input is not changed)."""
+    if isinstance(schema, dict):
+        return {k: without_keys(v, keys) for k, v in schema.items() if k not in keys}
+    if isinstance(schema, list):
+        return [without_keys(v, keys) for v in schema]
+    return schema
 
 
 class LLMTimeout(openai.APITimeoutError):
@@ -74,6 +87,7 @@ class Quirks:
     """What this endpoint accepts; each flag flips at most once, on the endpoint's first refusal."""
 
     json_schema: bool = True
+    schema_lengths: bool = True  # maxLength / minLength in the json_schema
     stream: bool = True
     stream_usage: bool = True
     max_tokens_param: str = "max_tokens"
@@ -106,7 +120,7 @@ class Endpoint:
         ``on_send(messages)`` runs before each request on the wire with the messages it sends (budget,
         counters). Raises the openai client's errors; a refusal this endpoint can be adapted to is
         adapted to first."""
-        for _ in range(7):  # four quirks flip once each, a broken stream is asked whole once
+        for _ in range(8):  # five quirks flip once each, a broken stream is asked whole once
             sent = messages
             params: dict[str, Any] = {"model": self._model, "temperature": temperature}
             if schema is not None:
@@ -137,6 +151,8 @@ class Endpoint:
         self, messages: list[dict[str, str]], schema: dict[str, Any], name: str
     ) -> tuple[list[dict[str, str]], dict[str, Any]]:
         if self.quirks.json_schema:
+            if not self.quirks.schema_lengths:
+                schema = without_keys(schema, _LENGTH_KEYWORDS)
             return messages, {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
         instruction = {
             "role": "system",
@@ -149,7 +165,12 @@ class Endpoint:
         text = str(exc).lower()
         with self._lock:
             quirks = self.quirks
-            if quirks.json_schema and "response_format" in text and "response_format" in params:
+            if (quirks.json_schema and quirks.schema_lengths and "response_format" in params
+                    and "response_format" in text and any(k.lower() in text for k in _LENGTH_KEYWORDS)):
+                quirks.schema_lengths = False
+                log.warning("the LLM endpoint's json_schema refuses string lengths (maxLength); sending schemas "
+                            "without them (answers are still held to the schema; lengths are capped when read)")
+            elif quirks.json_schema and "response_format" in text and "response_format" in params:
                 quirks.json_schema = False
                 log.warning("the LLM endpoint refuses json_schema; using json_object with the schema in the prompt")
             elif quirks.stream and quirks.stream_usage and "stream_options" in text:

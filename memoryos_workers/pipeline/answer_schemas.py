@@ -8,9 +8,10 @@ indices that would have to partition the batch), and one `anyOf` branch per topi
 topic numbers to the number of topics described. Only keywords every provider honours are used (`enum`,
 `minItems`/`maxItems`, `anyOf`, `additionalProperties: false`, every property required), and `maxLength` on
 the strings a small model rambles in (a theme, the profile summary, a fact): llama.cpp grammars and vLLM
-enforce it, so a 0.5B model cannot paste a whole turn as a theme; a provider whose strict mode refuses the
-keyword refuses the response_format, and the client then asks once more with json_object and the schema in
-the prompt (llm/completion.py), where the readers' checks apply as for any unenforced answer.
+enforce it, so a 0.5B model cannot paste a whole turn as a theme; OpenAI's strict mode refuses the keyword
+("'maxLength' is not permitted"), and the client then sends the same schema without string lengths from then
+on (llm/completion.py), enforced in every other respect; the profile summary is still capped when merged and a
+rambling theme named from its keywords, as for any answer.
 
 Servers that do not enforce it (json_object mode, a model that ignores the schema, an answer cut at the
 token limit) can send anything: the readers keep every part that is whole and valid and report the rest as

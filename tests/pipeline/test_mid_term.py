@@ -520,6 +520,28 @@ def test_provider_without_json_schema_falls_back_to_json_object(private_runtime,
     assert [r["response_format"]["type"] for r in segmentation_requests(fake_llm)[2:]] == ["json_object"]
 
 
+def test_strict_mode_refusing_string_lengths_keeps_the_schema(private_runtime, fake_llm) -> None:  # noqa: ANN001
+    """OpenAI's strict mode accepts a subset of JSON schema; a refused maxLength must not cost the schema itself
+    (json_object would let any shape through): the schema is sent again without the lengths, and remembered."""
+    rt = private_runtime()
+    user = "strict-lengths-user"
+    fake_llm.reject_schema_keywords = ("maxLength",)
+    rt.publisher.publish_many(turns(user, [pipeline(i) for i in range(10)] + [filler(i) for i in range(10)]))
+    assert promote(rt, user) == 1
+
+    requests = segmentation_requests(fake_llm)
+    assert [r["response_format"]["type"] for r in requests] == ["json_schema", "json_schema"]
+    assert '"maxLength"' in json.dumps(requests[0]["response_format"]) and '"maxLength"' not in json.dumps(
+        requests[1]["response_format"])
+    assert_one_segment_per_page(rt, user, 10)
+    assert [s["source"] for s in segments_of(rt, user).values()] == ["llm"]
+    rt.publisher.publish_many(turns(user, [filler(i) for i in range(10, 20)]))
+    assert promote(rt, user) == 1
+    later = segmentation_requests(fake_llm)[2:]
+    assert later and all(r["response_format"]["type"] == "json_schema" and '"maxLength"' not in
+                         json.dumps(r["response_format"]) for r in later)
+
+
 def test_timeouts_fall_back_then_retry_succeeds(private_runtime, fake_llm) -> None:  # noqa: ANN001
     hang = 1.5
     rt = private_runtime(llm_timeout=0.5)

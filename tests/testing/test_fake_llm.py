@@ -329,6 +329,20 @@ def test_reject_json_schema_then_json_object_fallback(llm: FakeLLM, client: open
     assert [r["response_format"]["type"] for r in llm.requests] == ["json_schema", "json_object"]
 
 
+def test_reject_schema_keyword_names_it_as_openai_strict_mode_does(llm: FakeLLM, client: openai.OpenAI) -> None:
+    llm.reject_schema_keywords = ("maxLength",)
+    schema = {"type": "object", "properties": {"theme": {"type": "string", "maxLength": 60}}, "required": ["theme"],
+              "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "seg", "schema": schema, "strict": True}}
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        ask(client, response_format=fmt)
+    assert excinfo.value.body["message"] == ("Invalid schema for response_format 'seg': In context=('properties', "
+                                             "'theme'), 'maxLength' is not permitted.")
+    assert excinfo.value.body["param"] == "response_format"
+    del schema["properties"]["theme"]["maxLength"]
+    assert "theme" in json.loads(ask(client, response_format=fmt))  # without the keyword it is answered
+
+
 # -- faults ----------------------------------------------------------------------------------------
 
 

@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--malformed-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reject-json-schema", action="store_true")
+    parser.add_argument("--reject-schema-keyword", action="append", default=[],
+                        help="refuse a json_schema using this keyword (e.g. maxLength), as OpenAI's strict mode does")
     parser.add_argument("--no-auth", action="store_true", help="accept requests without a Bearer token")
     parser.add_argument("--context-tokens", type=int, default=None, help="refuse longer prompts (400)")
     parser.add_argument("--stream-tokens-per-s", type=float, default=None, help="the model's speed")
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         malformed_rate=args.malformed_rate,
         seed=args.seed,
         reject_json_schema=args.reject_json_schema,
+        reject_schema_keywords=tuple(args.reject_schema_keyword),
         require_auth=not args.no_auth,
         context_tokens=args.context_tokens,
         stream_tokens_per_s=args.stream_tokens_per_s,

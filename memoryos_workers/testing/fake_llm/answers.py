@@ -65,6 +65,7 @@ class Answering:
     malformed_rate: float
     retry_after: float
     reject_json_schema: bool
+    reject_schema_keywords: tuple[str, ...]  # as OpenAI's strict mode refuses keywords outside its subset
     require_auth: bool
     responder: Responder | None
     text_answer: str
@@ -167,6 +168,12 @@ class Answering:
             if self.reject_json_schema:
                 return self._fail(400, "response_format json_schema is not supported by this model",
                                   kind="json_schema_rejected", param="response_format")
+            refused = _refused_keyword(spec.get("schema"), self.reject_schema_keywords)
+            if refused is not None:
+                where, keyword = refused
+                return self._fail(400, f"Invalid schema for response_format '{spec['name']}': In context={where}, "
+                                  f"'{keyword}' is not permitted.", kind="json_schema_rejected",
+                                  param="response_format")
 
         refusal = self._context_refusal(body)
         if refusal is not None:
@@ -335,3 +342,24 @@ class Answering:
             return None  # a whole answer comes once all of it is generated; None: the fake is stopping
         body = completion_body(completion_id, model, content, prompt_tokens, completion_tokens, finish_reason)
         return Reply(200, body, headers)
+
+
+def _refused_keyword(
+    schema: Any, keywords: tuple[str, ...], path: tuple[str, ...] = ()
+) -> tuple[tuple[str, ...], str] | None:
+    """The first of `keywords` the schema uses, with where (OpenAI's strict mode names the context so)."""
+    if not keywords:
+        return None
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key in keywords:
+                return path, key
+            found = _refused_keyword(value, keywords, (*path, key))
+            if found is not None:
+                return found
+    elif isinstance(schema, list):
+        for i, item in enumerate(schema):
+            found = _refused_keyword(item, keywords, (*path, str(i)))
+            if found is not None:
+                return found
+    return None

@@ -22,8 +22,8 @@ class FakeLLM(Answering):
 
     Knobs (plain attributes, read on every request, so they may be changed mid-test):
       ``responder``, ``latency``, ``error_rate``, ``error_status``, ``timeout_rate``, ``hang_seconds``,
-      ``malformed_rate``, ``retry_after``, ``reject_json_schema``, ``require_auth``, ``model``,
-      ``text_answer``, and ``seed`` (a property: setting it re-seeds the fault RNG).
+      ``malformed_rate``, ``retry_after``, ``reject_json_schema``, ``reject_schema_keywords``, ``require_auth``,
+      ``model``, ``text_answer``, and ``seed`` (a property: setting it re-seeds the fault RNG).
 
     Knobs of a real model's limits (None = off):
       ``context_tokens`` -- an OpenAI-style 400 ``context_length_exceeded`` when the prompt is longer
@@ -66,6 +66,7 @@ class FakeLLM(Answering):
         retry_after: float = 1.0,
         seed: int | None = 0,
         reject_json_schema: bool = False,
+        reject_schema_keywords: tuple[str, ...] = (),
         require_auth: bool = True,
         responder: Responder | None = None,
         text_answer: str = DEFAULT_TEXT_ANSWER,
@@ -90,6 +91,7 @@ class FakeLLM(Answering):
         self.malformed_rate = malformed_rate
         self.retry_after = retry_after
         self.reject_json_schema = reject_json_schema
+        self.reject_schema_keywords = tuple(reject_schema_keywords)
         self.require_auth = require_auth
         self.responder: Responder | None = responder
         self.text_answer = text_answer
