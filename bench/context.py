@@ -5,16 +5,16 @@ budget in the same run.
 Each conversation is ingested through the real pipeline (publish, promotion, then the persona work flushed)
 with a test model whose persona derives from the pages (memoryos_workers/testing/persona_responder.py:
 third-person facts and a summary of what the user said; `--responder default` for the older one), as its
-own user of one store, at the default short-term capacity (--stm, 10). For each question of categories 1-4
-and each budget B: *ours* is `retrieve(user, question, now=..., max_tokens=B)`, whose context holds exactly
-what its prompt holds; *before* is the same retriever with no persona share (the packer of main at 6e356a8,
-where the persona competes with pages). A question's evidence share is the part of its evidence turns
-(`dia_id`s) among the turns of that context. *Plain dense* ranks all pages of the conversation by cosine
-with the question (same model) and packs their lines (the prompt's own page rendering, no headers) in that
-order while they fit B; *stock hybrid* does the same with BM25 and cosine fused by rank (k=60,
-bench/baselines.py). *Answer in prompt* (bench/baselines.py): for each question whose gold answer is short,
-whether the answer, normalised as LoCoMo's evaluation normalises it, is in the normalised prompt; this
-counts what summaries, the profile and facts say, which the evidence share cannot. Tokens are
+own user of one store, at the default short-term capacity (--stm, 10). For each question of categories 1-4 and
+each budget B: *ours* is `retrieve(user, question, now=..., max_tokens=B)`, whose context holds exactly what
+its prompt holds; *before* is the same retriever with no persona share (the packer of main at 6e356a8, where
+the persona competes with pages). A question's evidence share is the part of its evidence turns (`dia_id`s)
+among the turns of that context. *Plain dense* ranks all pages of the conversation by cosine with the question
+(same model) and packs their lines (the prompt's own page line, each with its time as a stock packer writes
+it, no headers) in that order while they fit B; *stock hybrid* does the same with BM25 and cosine fused by
+rank (k=60, bench/baselines.py). *Answer in prompt* (bench/baselines.py): for each question whose gold answer
+is short, whether the answer, normalised as LoCoMo's evaluation normalises it, is in the normalised prompt;
+this counts what summaries, the profile and facts say, which the evidence share cannot. Tokens are
 schemas.tokens' estimate. `now` is an hour after the conversation's last session.
 
 Tuning discipline: both conversations are in-sample. Packing parameters (the persona share among them) are
@@ -323,7 +323,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"*{UNBUDGETED}* is `retrieve(top_k=10, max_tokens=0)`: the paper's 10 pages with every summary, fact "
         f"and trait kept, the same at every budget column. *{BEFORE}* is ours with `persona_share=0` (the packer "
         "before the persona share, where the profile and facts compete with pages). Variant rows change one "
-        "parameter of ours on both conversations. Answer in prompt counts only answers of at most 5 words; "
+        "parameter of ours on both conversations. Ours lists the pages of one session together and says their time "
+        "once (render.py); the baselines keep one line per page, each with its time, as a stock packer writes it. "
+        "Answer in prompt counts only answers of at most 5 words; "
         "dates are rendered as `2023-05-08` in prompts, so an answer written as \"8 May 2023\" is never found "
         "by any method.",
         _neighbours_note(result),
