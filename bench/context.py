@@ -5,16 +5,16 @@ budget in the same run.
 Each conversation is ingested through the real pipeline (publish, promotion, then the persona work flushed)
 with a test model whose persona derives from the pages (memoryos_workers/testing/persona_responder.py:
 third-person facts and a summary of what the user said; `--responder default` for the older one), as its
-own user of one store, at the default short-term capacity (--stm, 10). For each question of categories 1-4
-and each budget B: *ours* is `retrieve(user, question, now=..., max_tokens=B)`, whose context holds exactly
-what its prompt holds; *before* is the same retriever with no persona share (the packer of main at 6e356a8,
-where the persona competes with pages). A question's evidence share is the part of its evidence turns
-(`dia_id`s) among the turns of that context. *Plain dense* ranks all pages of the conversation by cosine
-with the question (same model) and packs their lines (the prompt's own page rendering, no headers) in that
-order while they fit B; *stock hybrid* does the same with BM25 and cosine fused by rank (k=60,
-bench/baselines.py). *Answer in prompt* (bench/baselines.py): for each question whose gold answer is short,
-whether the answer, normalised as LoCoMo's evaluation normalises it, is in the normalised prompt; this
-counts what summaries, the profile and facts say, which the evidence share cannot. Tokens are
+own user of one store, at the default short-term capacity (--stm, 10). For each question of categories 1-4 and
+each budget B: *ours* is `retrieve(user, question, now=..., max_tokens=B)`, whose context holds exactly what
+its prompt holds; *before* is the same retriever with no persona share (the packer of main at 6e356a8, where
+the persona competes with pages). A question's evidence share is the part of its evidence turns (`dia_id`s)
+among the turns of that context. *Plain dense* ranks all pages of the conversation by cosine with the question
+(same model) and packs their lines (the prompt's own page line, each with its time as a stock packer writes
+it, no headers) in that order while they fit B; *stock hybrid* does the same with BM25 and cosine fused by
+rank (k=60, bench/baselines.py). *Answer in prompt* (bench/baselines.py): for each question whose gold answer
+is short, whether the answer, normalised as LoCoMo's evaluation normalises it, is in the normalised prompt;
+this counts what summaries, the profile and facts say, which the evidence share cannot. Tokens are
 schemas.tokens' estimate. `now` is an hour after the conversation's last session.
 
 Tuning discipline: both conversations are in-sample. Packing parameters (the persona share among them) are
@@ -81,7 +81,8 @@ def _share(turn_ids: Any, dia: dict[str, list[str]], evidence: set[str]) -> floa
 
 
 def _conversation(rt: Any, retrievers: dict[str, Any], conv: str, turns: list[dict], dia: dict[str, list[str]],
-                  budgets: list[int], reader: Any = None, reader_questions: int = 0) -> dict[str, Any]:
+                  budgets: list[int], reader: Any = None, reader_questions: int = 0,
+                  dump: bool = False) -> dict[str, Any]:
     import numpy as np
 
     from producers.context.render import dialogue_line
@@ -108,11 +109,17 @@ def _conversation(rt: Any, retrievers: dict[str, Any], conv: str, turns: list[di
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     readings: list[dict[str, Any]] = []
     prompts: dict[str, str] = {}
+    per_question: list[dict[str, Any]] = []  # --dump: what each prompt of the reader's budget held
 
     def record(name: str, budget: int, cat: str, turn_ids: Any, prompt: str, used: int, gold: str | None,
                evidence: set[str]) -> None:
         if budget == READER_BUDGET:
             prompts[name] = prompt
+            if dump and name in (OURS, DENSE, HYBRID):
+                found = sorted({d for t in turn_ids for d in dia.get(t, [])} & evidence)
+                per_question[-1][name] = {"evidence_found": found, "prompt": prompt, "tokens": used,
+                                          "answer_in_prompt": None if gold is None
+                                          else answer_in(gold, normalize_answer(prompt))}
         shares[name][budget][cat].append(_share(turn_ids, dia, evidence))
         tokens[name][budget].append(used)
         if gold is not None:
@@ -121,6 +128,9 @@ def _conversation(rt: Any, retrievers: dict[str, Any], conv: str, turns: list[di
     for number, qa in enumerate(tqdm(questions, desc=f"questions {conv}", unit="q", leave=False)):
         evidence, cat, q = _evidence(qa), str(qa["category"]), str(qa["question"])
         gold = short_answer(qa.get("answer"))
+        if dump:
+            per_question.append({"question": q, "category": cat, "answer": str(qa.get("answer")), "short": gold,
+                                 "evidence": sorted(evidence)})
         qv = np.asarray(rt.embedder.embed_query(q), dtype=np.float32)
         dense = [int(i) for i in np.argsort(-(matrix @ qv))]
         orders = {DENSE: dense, HYBRID: rrf([dense, bm25_order(texts, q)])}
@@ -128,7 +138,7 @@ def _conversation(rt: Any, retrievers: dict[str, Any], conv: str, turns: list[di
         for budget in budgets:
             for name, order in orders.items():
                 kept = _dense_packed(order, lines, costs, budget)
-                record(name, budget, cat, (pages[i].turn_id for i in kept), "".join(lines[i] for i in kept),
+                record(name, budget, cat, [pages[i].turn_id for i in kept], "".join(lines[i] for i in kept),
                        sum(costs[i] for i in kept), gold, evidence)
             record(UNBUDGETED, budget, cat, before.turn_ids(), before.to_prompt(), before.prompt_tokens(), gold,
                    evidence)
@@ -152,6 +162,7 @@ def _conversation(rt: Any, retrievers: dict[str, Any], conv: str, turns: list[di
                 reading[name] = said
             readings.append(reading)
     return {
+        **({"per_question": per_question} if dump else {}),
         "reader": {m: {k: _mean(v) for k, v in by.items()} for m, by in scores.items()},
         "reader_questions": len(readings), "readings": readings[:20],
         "conversation": conv, "role": ROLES.get(conv, "not used for choosing"), "questions": len(questions),
@@ -176,7 +187,8 @@ def _mean(values: list[float]) -> float:
 
 
 def measure(conversations: list[str], budgets: list[int], stm: int, variants: bool,
-            responder: str = "persona", reader_url: str = "", reader_questions: int = 20) -> list[dict[str, Any]]:
+            responder: str = "persona", reader_url: str = "", reader_questions: int = 20,
+            dump: bool = False) -> list[dict[str, Any]]:
     from memoryos_workers.runtime import Runtime
     from memoryos_workers.testing.fake_llm import FakeLLM
     from memoryos_workers.testing.named_responders import responder_named
@@ -196,7 +208,7 @@ def measure(conversations: list[str], budgets: list[int], stm: int, variants: bo
                     retrievers[name] = rt.retriever.with_fusion(**change.get("fusion", {})).with_packing(
                         **change.get("packing", {}))
             reader = Reader(reader_url) if reader_url else None
-            return [_conversation(rt, retrievers, conv, turns, dia, budgets, reader, reader_questions)
+            return [_conversation(rt, retrievers, conv, turns, dia, budgets, reader, reader_questions, dump)
                     for conv, (turns, dia) in ingested.items()]
         finally:
             rt.close()
@@ -311,7 +323,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"*{UNBUDGETED}* is `retrieve(top_k=10, max_tokens=0)`: the paper's 10 pages with every summary, fact "
         f"and trait kept, the same at every budget column. *{BEFORE}* is ours with `persona_share=0` (the packer "
         "before the persona share, where the profile and facts compete with pages). Variant rows change one "
-        "parameter of ours on both conversations. Answer in prompt counts only answers of at most 5 words; "
+        "parameter of ours on both conversations. Ours lists the pages of one session together and says their time "
+        "once (render.py); the baselines keep one line per page, each with its time, as a stock packer writes it. "
+        "Answer in prompt counts only answers of at most 5 words; "
         "dates are rendered as `2023-05-08` in prompts, so an answer written as \"8 May 2023\" is never found "
         "by any method.",
         _neighbours_note(result),
@@ -341,10 +355,13 @@ def _neighbours_note(result: dict[str, Any]) -> str:
 
 def run(conversations: str = f"{TUNED},{CHECKED}", budgets: str = DEFAULT_BUDGETS, stm: int = 10,
         variants: bool = False, responder: str = "persona", reader_url: str = "",
-        reader_questions: int = 20) -> dict[str, Any]:
+        reader_questions: int = 20, dump: str = "") -> dict[str, Any]:
     budget_list = sorted({int(b) for b in budgets.split(",") if b} | {2000})
     convs = [c for c in conversations.split(",") if c]
-    rows = measure(convs, budget_list, stm, variants, responder, reader_url, reader_questions)
+    rows = measure(convs, budget_list, stm, variants, responder, reader_url, reader_questions, bool(dump))
+    if dump:  # per question, kept apart from the results file (prompts are large)
+        Path(dump).write_text(json.dumps({r["conversation"]: r.pop("per_question") for r in rows}, indent=1,
+                                         default=str), encoding="utf-8")
     reading = f" --reader-url URL --reader-questions {reader_questions}" if reader_url else ""
     result = json.loads(json.dumps({
         "budgets": [str(b) for b in budget_list], "stm": stm, "responder": responder, "conversations": rows,
@@ -369,6 +386,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reader-url", default="", help="an OpenAI-compatible model that answers each sampled "
                         f"question from the {READER_BUDGET}-token prompts of ours, plain dense and the stock hybrid "
                         "(F1, BLEU-1); saved apart (bench/results/context_reader.json)")
+    parser.add_argument("--dump", default="", help=f"write, per question, what the {READER_BUDGET}-token prompts "
+                        "of ours, plain dense and the stock hybrid held (evidence found, answer found, the prompt) "
+                        "to this JSON file")
     parser.add_argument("--reader-questions", type=int, default=20, help="questions per conversation the reader "
                         "answers (spread over those with a short gold answer)")
 

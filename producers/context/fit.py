@@ -11,7 +11,9 @@ value per token:
 * then what is derived from the dialogue (a topic's summary, a chain's overview, the profile, facts),
   each worth its relevance times the share of its words the chosen pages do not already say, within a
   reserve; a summary that repeats its pages is left out, and a segment's summary is said once;
-* whatever budget is left goes to more pages.
+* whatever budget is left goes to more pages; a page said at the time of the page above it is rendered
+  without repeating that time (render.py), so the room this frees goes to more pages, each kept only
+  if the whole prompt still fits.
 
 A turn is never in the prompt twice, and the parts returned hold exactly what the prompt holds.
 """
@@ -66,6 +68,7 @@ class PackingParams:
 
 
 DEFAULT_PACKING = PackingParams()
+TOP_UP_MISSES = 3  # pages tried in vain before the top-up stops (each try renders the prompt once)
 
 
 @dataclass
@@ -110,6 +113,34 @@ def fit(ctx: Parts, max_tokens: int, params: PackingParams = DEFAULT_PACKING,
     while estimate_tokens(render(fitted)) > max_tokens and chosen:
         del chosen[min(chosen, key=lambda ident: chosen[ident].value)]
         fitted = _assemble(ctx, short_term, pages, chosen)
+    return _top_up(ctx, short_term, pages, chosen, page_items, max_tokens, fitted, params.length_exponent)
+
+
+def _top_up(ctx: Parts, short_term: list[Page], pages: Sequence[RetrievedPage], chosen: dict[str, _Item],
+            page_items: list[_Item], max_tokens: int, fitted: Parts, exponent: float) -> Parts:
+    """More pages into what the estimates left: each line was costed with its time, but a turn listed under
+    one of the same time is rendered without it. Most valuable first, each kept only if the whole prompt
+    still fits; stops after a few misses, so a full prompt costs a few renders at most."""
+    slack = max_tokens - estimate_tokens(render(fitted))
+    by_id = {p.turn_id: p for p in pages}
+    misses = 0
+    for item in sorted(page_items, key=lambda it: -it.value / max(it.tokens, 1) ** exponent):
+        ident = f"page:{item.key}"
+        page = by_id[item.key]
+        if ident in chosen or item.value <= 0:
+            continue
+        if estimate_tokens(dialogue_line(page, timed=False) + "\n") > slack:
+            continue  # not even without its time
+        chosen[ident] = item
+        trial = _assemble(ctx, short_term, pages, chosen)
+        used = estimate_tokens(render(trial))
+        if used <= max_tokens:
+            fitted, slack = trial, max_tokens - used
+            continue
+        del chosen[ident]
+        misses += 1
+        if misses >= TOP_UP_MISSES:
+            break
     return fitted
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from producers.context import RetrievedContext, RetrievedPage
-from producers.context.render import quote
+from producers.context.render import UNTIMED_NOTE, quote
 from schemas.persona import KnowledgeEntry, Trait, UserProfile
 from schemas.tokens import estimate_tokens
 from schemas.turns import Page
@@ -133,3 +133,48 @@ def test_no_budget_keeps_everything_and_bad_budgets_are_rejected() -> None:
     for bad in (-1, 1, 99, 1.5, True, "2000"):
         with pytest.raises(ValueError, match=r"^max_tokens:"):
             full.fit(bad)  # type: ignore[arg-type]
+
+
+def _session(n: int, *, same_time: bool) -> RetrievedContext:
+    """n pages without summaries, all said in one session (one time label) or each in a session of its own."""
+    pages = [RetrievedPage(turn_id=f"t{i}", user_input=f"Page {i}: we talked about the lake and class {i}.",
+                           agent_response="Nice.", timestamp=T0 if same_time else T0 + timedelta(days=i),
+                           score=1.0 / (1 + i), seq=i) for i in range(n)]
+    return RetrievedContext(user_id="u1", query="What about the lake?", pages=pages)
+
+
+def test_a_session_says_its_time_once() -> None:
+    """Pages of one session sit together and only the first carries the time; the notice says how to read it.
+    Pages of other sessions keep their own time, and with every page timed the note is not said."""
+    other = RetrievedPage(turn_id="o1", user_input="Another day.", agent_response="Ok.",
+                          timestamp=T0 + timedelta(days=3), score=0.9, seq=50)
+    one = _session(3, same_time=True)
+    ctx = one.model_copy(update={"pages": [one.pages[0], other, *one.pages[1:]]})
+    lines = [line for line in ctx.to_prompt().splitlines() if '{"user"' in line]
+    assert [json.loads(line[line.index("{"):])["user"][:6] for line in lines] == ["Page 0", "Page 1", "Page 2",
+                                                                                  "Anothe"]
+    assert [line.startswith("- [") for line in lines] == [True, False, False, True]
+    assert UNTIMED_NOTE in ctx.to_prompt()
+    assert UNTIMED_NOTE not in _session(3, same_time=False).to_prompt()
+
+
+def test_recent_turns_of_one_time_say_it_once() -> None:
+    recent = [Page(seq=i, user_id="u1", turn_id=f"r{i}", user_input=f"Message {i}", agent_response="Ok.",
+                   timestamp=T0 if i < 2 else T0 + timedelta(minutes=5)) for i in range(3)]
+    prompt = RetrievedContext(user_id="u1", query="q", short_term=recent).to_prompt()
+    lines = [line for line in prompt.splitlines() if '{"user"' in line]
+    assert [line.startswith("- [") for line in lines] == [True, False, True]
+
+
+@pytest.mark.parametrize("budget", [300, 1000, 2000])
+def test_the_time_a_session_does_not_repeat_goes_to_more_pages(budget: int) -> None:
+    """Each page is costed with its time; the room saved where a session says it once is filled with more
+    pages, and the prompt still fits and holds exactly the pages its fields hold."""
+    same, apart = _session(150, same_time=True).fit(budget), _session(150, same_time=False).fit(budget)
+    prompt = same.to_prompt()
+    assert estimate_tokens(prompt) <= budget
+    assert len(same.pages) > len(apart.pages)
+    kept = {p.turn_id for p in same.pages}
+    assert kept == {f"t{i}" for i in range(len(kept))}  # the most relevant ones, no gap
+    for page in _session(150, same_time=True).pages:
+        assert (quote(page.user_input) in prompt) == (page.turn_id in kept)
