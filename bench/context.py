@@ -38,8 +38,15 @@ from tqdm import tqdm
 from .baselines import answer_in, bm25_order, normalize_answer, rrf, short_answer
 from .common import bench_settings, cleanup, finish, fmt, image_md, md_table, percentile, pyplot, reproduce_md
 from .reader import READER_BUDGET, Reader, bleu1, f1, print_reader, reader_md
-from .retrieval import CATEGORIES, LOCOMO, TUNED, _evidence, _ingest, question_time
-from .retrieval import HELD_OUT as CHECKED  # in-sample too: the conversation the packing is checked on
+from .retrieval import (
+    CATEGORIES,
+    CHECKED,  # in-sample too: the conversation the packing is checked on
+    LOCOMO,
+    TUNED,
+    _evidence,
+    _ingest,
+    question_time,
+)
 
 OURS = "memoryos-workers"
 BEFORE = "before: no persona share"

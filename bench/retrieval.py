@@ -42,7 +42,7 @@ from .retrieval_build import (  # noqa: F401 - imported from here by other parts
 from .retrieval_latency import _latency, _plot_latency, _print_latency, markdown_latency
 from .retrieval_recall import (  # noqa: F401 - imported from here by other parts
     CATEGORIES,
-    HELD_OUT,
+    CHECKED,
     LOCOMO,
     TUNED,
     _evidence,

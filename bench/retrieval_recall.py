@@ -208,12 +208,12 @@ def _recall(conversations: list[str], ks: list[int], stm: int) -> dict[str, Any]
             "category_mean_evidence_turns": evidence, "by_category": by_category}
 
 
-TUNED, HELD_OUT = "conv-26", "conv-30"
+TUNED, CHECKED = "conv-26", "conv-30"
 _COMPARED = {"rrf_k=60 (textbook), else ours": "rrf_k=60", "+ dates": "no segment neighbours"}
 
 
 def _role(conv: str) -> str:
-    return {TUNED: "in-sample: tuned on", HELD_OUT: "in-sample: checked on"}.get(conv, "not used for tuning")
+    return {TUNED: "in-sample: tuned on", CHECKED: "in-sample: checked on"}.get(conv, "not used for tuning")
 
 
 def _cat_label(result: dict[str, Any], c: str) -> str:
@@ -333,9 +333,9 @@ def markdown_recall(result: dict[str, Any]) -> str:
         "evidence column agrees (multi-hop questions cite several turns). Some third-party evaluations number "
         "them differently.",
         "Per conversation: what was tuned on what. The fusion weights (rrf_k, list weights) were chosen before "
-        f"this rule on {TUNED} and {HELD_OUT} together; everything tuned since (the context packing, the "
-        f"candidate depth) was tuned on {TUNED} and checked on {HELD_OUT}, and segment neighbours were kept because "
-        f"{HELD_OUT} measured better with them: both conversations are in-sample, neither is held out. "
+        f"this rule on {TUNED} and {CHECKED} together; everything tuned since (the context packing, the "
+        f"candidate depth) was tuned on {TUNED} and checked on {CHECKED}, and segment neighbours were kept because "
+        f"{CHECKED} measured better with them: both conversations are in-sample, neither is held out. "
         "The variant columns measure claims instead of asserting them: rrf_k=2 against the textbook 60, and "
         "the segment neighbours (multi-hop).",
         md_table(("conversation", "questions", "segments", *(f"ours @{k}" for k in ks), "plain dense @10",
