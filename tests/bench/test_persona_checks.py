@@ -14,8 +14,12 @@ def test_summary_must_be_a_third_person_portrait() -> None:
     assert summary_problems(TURNS[0], TURNS)  # a line of chat
     assert summary_problems("I had a long phone call with an old friend.", TURNS)  # first person
     assert summary_problems("", TURNS) == ["empty"]
-    assert summary_problems("Caroline is a transgender woman who attends an LGBTQ support group and plans to "
-                            "work in counselling.", TURNS) == []
+    portrait = "Caroline is a transgender woman who attends an LGBTQ support group and plans to work in counselling."
+    said = [*TURNS, "Hi Caroline! How's the counselling plan going?",
+            "As a transgender woman, I want to work in counselling and help others."]
+    assert summary_problems(portrait, said) == []
+    # The same portrait of a user whose turns say nothing of it is invented (the 0.5B model's failure).
+    assert [p.split(" (")[0] for p in summary_problems(portrait, TURNS)] == ["invented"]
 
 
 def test_facts_name_their_subject() -> None:
