@@ -29,6 +29,9 @@ class Unembedded:
     # recently confirmed current ones, in creation order.
     facts: list[Hit]
     history: bool
+    # Without history, the most recently confirmed facts do not depend on the search: their entries are
+    # built here, beside the embedding.
+    recent: list[KnowledgeEntry] | None = None
 
 
 def wants_history(request: RetrievalRequest) -> bool:
@@ -42,7 +45,8 @@ def read_unembedded(persona: PersonaStore, user_id: str, history: bool, limit: i
     history, every fact (which ones a found fact replaced is known only once the search has run)."""
     latest = None if history else latest_confirmed(persona, "user", user_id, recent_count(limit))
     facts = persona.in_order("user", user_id, history=history) if latest is None else latest
-    return Unembedded(persona.get_profile(user_id), facts, history)
+    recent = None if history else persona.entries(latest_and_replaced(facts, recent_count(limit))[1])
+    return Unembedded(persona.get_profile(user_id), facts, history, recent)
 
 
 def recent_count(limit: int) -> int:
@@ -61,8 +65,11 @@ def persona_for(persona: PersonaStore, read: Unembedded, request: RetrievalReque
     user_facts = persona.search("user", user_id, None, vector, limit, history=history)
     found = {e.fact_id for e in user_facts}
     # "Where did I live before Porto?": the fact each one found replaced, found or not by the words.
-    before, recent = map(persona.entries, latest_and_replaced(read.facts, recent_count(limit),
-                                                              found if history else set()))
+    if read.recent is not None and not history:
+        before, recent = [], read.recent
+    else:
+        before, recent = map(persona.entries, latest_and_replaced(read.facts, recent_count(limit),
+                                                                  found if history else set()))
     seen = found | {e.fact_id for e in before}
     user_facts += before + [e for e in recent if e.fact_id not in seen]
     assistant_facts = persona.search("assistant", user_id, assistant, vector, limit)
