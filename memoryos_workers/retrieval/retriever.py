@@ -273,8 +273,11 @@ class Retriever:
                 wanted += [seq - 1, seq + 1]
         if not wanted:
             return
-        near = self.pages_store.query_seqs(user_id, wanted, where)
-        by_seq = {h.payload.get("seq"): h for h in near}
+        # Pages whose payloads the searches read already match `where` (every search had it): only the
+        # other neighbours are read from the store.
+        by_seq = {h.payload.get("seq"): h for h in fusion.hits.values() if h.payload}
+        near = self.pages_store.query_seqs(user_id, [s for s in wanted if s not in by_seq], where)
+        by_seq.update({h.payload.get("seq"): h for h in near})
         ordered = []
         for hit in strong:
             for seq in (hit.payload.get("seq", 0) - 1, hit.payload.get("seq", 0) + 1):
