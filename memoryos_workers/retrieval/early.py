@@ -29,7 +29,7 @@ from memoryos_workers.memory.persona_store import PersonaStore
 from memoryos_workers.retrieval.dates import TimeWindow, time_windows
 from memoryos_workers.retrieval.filters import check_range, localise, payload_filter
 from memoryos_workers.retrieval.fusion import FusionParams
-from memoryos_workers.retrieval.persona_read import Unembedded, read_unembedded, wants_history
+from memoryos_workers.retrieval.persona_read import Unembedded, assistant_of, read_unembedded, wants_history
 from memoryos_workers.vectorstore import Hit
 from producers.wire import state
 from producers.wire.keys import UserKeys
@@ -78,7 +78,7 @@ def read_early(src: Sources, keys: UserKeys, request: RetrievalRequest, depth: i
     windows = time_windows(request.query, when) if src.fusion.use_dates else []
     t1 = time.perf_counter()
     persona = read_unembedded(src.persona, request.user_id, wants_history(request),
-                              src.settings.retrieval_top_knowledge)
+                              src.settings.retrieval_top_knowledge, assistant_of(request, src.settings.assistant_id))
     t2 = time.perf_counter()
     f = src.fusion
     sparse = src.sparse.embed_query(request.query) if f.use_sparse else None

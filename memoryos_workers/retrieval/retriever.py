@@ -43,7 +43,7 @@ from memoryos_workers.retrieval.bookkeeping import Bookkeeping
 from memoryos_workers.retrieval.early import Early, Sources, read_early
 from memoryos_workers.retrieval.filters import matches, within
 from memoryos_workers.retrieval.fusion import DEFAULT_FUSION, FusionParams, RankFusion
-from memoryos_workers.retrieval.persona_read import persona_for
+from memoryos_workers.retrieval.persona_read import assistant_of, persona_for
 from memoryos_workers.vectorstore import Hit
 from producers.context import DEFAULT_PACKING, PackingParams, RetrievedContext, RetrievedPage
 from producers.tracing import traced
@@ -154,10 +154,9 @@ class Retriever:
         lap("segments")
         pages = self._pages(user_id, vector, early, segments, short_term, limit, bool(budget))
         lap("pages")
-        assistant = request.assistant_id or (flt.assistant_id if flt else None)
         profile, user_facts, assistant_facts = persona_for(
             self.persona, early.persona, request, vector, self.settings.retrieval_top_knowledge,
-            assistant or self.settings.assistant_id, zone)
+            assistant_of(request, self.settings.assistant_id), zone)
         lap("persona")
         context = RetrievedContext(
             user_id=user_id,
@@ -273,11 +272,8 @@ class Retriever:
                 wanted += [seq - 1, seq + 1]
         if not wanted:
             return
-        # Pages whose payloads the searches read already match `where` (every search had it): only the
-        # other neighbours are read from the store.
-        by_seq = {h.payload.get("seq"): h for h in fusion.hits.values() if h.payload}
-        near = self.pages_store.query_seqs(user_id, [s for s in wanted if s not in by_seq], where)
-        by_seq.update({h.payload.get("seq"): h for h in near})
+        near = self.pages_store.query_seqs(user_id, wanted, where)
+        by_seq = {h.payload.get("seq"): h for h in near}
         ordered = []
         for hit in strong:
             for seq in (hit.payload.get("seq", 0) - 1, hit.payload.get("seq", 0) + 1):
