@@ -134,9 +134,10 @@ def _cold_caches() -> None:
     vectors of recent turns), so the timed pass pays for them as a user's first question would; the store's
     files stay read in (the warm-up's purpose)."""
     from memoryos_workers.embeddings.sparse import get_sparse_encoder
-    from schemas import words
+    from schemas import persona, words
 
     getattr(words, "clear_stems_cache", lambda: None)()
+    getattr(getattr(persona, "month", None), "cache_clear", lambda: None)()  # facts' month labels
     getattr(get_sparse_encoder(), "forget_recent", lambda: None)()
 
 

@@ -7,6 +7,7 @@ strings, empty when the dialogue gives none.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -156,7 +157,10 @@ class KnowledgeEntry(BaseModel):
         return (until is None or start <= until) and (since is None or end is None or end > since)
 
 
+@lru_cache(maxsize=4096)
 def month(t: float | None) -> str:
+    """Cached: every fitted context labels each of its facts by when it held, a strftime per label, while a
+    user's facts keep the same few times."""
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m") if t else ""
 
 

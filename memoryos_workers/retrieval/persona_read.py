@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memoryos_workers.memory.fact_recency import latest_and_replaced, latest_confirmed
-from memoryos_workers.memory.persona_store import PersonaStore
+from memoryos_workers.memory.persona_store import KNOWLEDGE, PersonaStore
 from memoryos_workers.retrieval.fact_window import asks_about_past, fact_window
 from memoryos_workers.vectorstore import Hit
 from schemas.persona import KnowledgeEntry, UserProfile
@@ -29,6 +29,12 @@ class Unembedded:
     # recently confirmed current ones, in creation order.
     facts: list[Hit]
     history: bool
+    # Without history, the most recently confirmed facts do not depend on the search: their entries are
+    # built here, beside the embedding.
+    recent: list[KnowledgeEntry] | None = None
+    # Whether the assistant has facts for this user at all (most users' assistants have none): when not, the
+    # assistant's search after the embedding is skipped. None: not counted.
+    assistant_facts: bool | None = None
 
 
 def wants_history(request: RetrievalRequest) -> bool:
@@ -37,12 +43,24 @@ def wants_history(request: RetrievalRequest) -> bool:
     return request.fact_history or since is not None or until is not None or asks_about_past(request.query)
 
 
-def read_unembedded(persona: PersonaStore, user_id: str, history: bool, limit: int) -> Unembedded:
+def assistant_of(request: RetrievalRequest, default: str) -> str:
+    """Whose assistant facts a retrieval returns: the request's assistant, else its filter's, else the default."""
+    return request.assistant_id or (request.filters.assistant_id if request.filters else None) or default
+
+
+def read_unembedded(persona: PersonaStore, user_id: str, history: bool, limit: int,
+                    assistant: str | None = None) -> Unembedded:
     """Without history only the most recently confirmed facts are needed, read through their index; with
-    history, every fact (which ones a found fact replaced is known only once the search has run)."""
+    history, every fact (which ones a found fact replaced is known only once the search has run). With
+    `assistant`, whether it has facts for this user is counted too."""
     latest = None if history else latest_confirmed(persona, "user", user_id, recent_count(limit))
     facts = persona.in_order("user", user_id, history=history) if latest is None else latest
-    return Unembedded(persona.get_profile(user_id), facts, history)
+    recent = None if history else persona.entries(latest_and_replaced(facts, recent_count(limit))[1])
+    has_assistant = None
+    if assistant is not None:
+        flt = persona.facts_filter("assistant", user_id, assistant)
+        has_assistant = persona.store.count(KNOWLEDGE, filter=flt) > 0
+    return Unembedded(persona.get_profile(user_id), facts, history, recent, has_assistant)
 
 
 def recent_count(limit: int) -> int:
@@ -61,11 +79,15 @@ def persona_for(persona: PersonaStore, read: Unembedded, request: RetrievalReque
     user_facts = persona.search("user", user_id, None, vector, limit, history=history)
     found = {e.fact_id for e in user_facts}
     # "Where did I live before Porto?": the fact each one found replaced, found or not by the words.
-    before, recent = map(persona.entries, latest_and_replaced(read.facts, recent_count(limit),
-                                                              found if history else set()))
+    if read.recent is not None and not history:
+        before, recent = [], read.recent
+    else:
+        before, recent = map(persona.entries, latest_and_replaced(read.facts, recent_count(limit),
+                                                                  found if history else set()))
     seen = found | {e.fact_id for e in before}
     user_facts += before + [e for e in recent if e.fact_id not in seen]
-    assistant_facts = persona.search("assistant", user_id, assistant, vector, limit)
+    assistant_facts = (persona.search("assistant", user_id, assistant, vector, limit)
+                       if read.assistant_facts is not False else [])
     since, until = fact_window(request.filters, zone)
     if since is not None or until is not None:
         user_facts = [e for e in user_facts if e.held_during(since, until)]

@@ -34,7 +34,7 @@ from typing import Any
 import redis
 
 from memoryos_workers.embeddings.base import TextEmbedder
-from memoryos_workers.embeddings.sparse import get_sparse_encoder, page_document
+from memoryos_workers.embeddings.sparse import get_sparse_encoder
 from memoryos_workers.memory.pages import PageStore, page_point_id
 from memoryos_workers.memory.persona_store import PersonaStore
 from memoryos_workers.memory.segments import SegmentStore
@@ -43,7 +43,7 @@ from memoryos_workers.retrieval.bookkeeping import Bookkeeping
 from memoryos_workers.retrieval.early import Early, Sources, read_early
 from memoryos_workers.retrieval.filters import matches, within
 from memoryos_workers.retrieval.fusion import DEFAULT_FUSION, FusionParams, RankFusion
-from memoryos_workers.retrieval.persona_read import persona_for
+from memoryos_workers.retrieval.persona_read import assistant_of, persona_for
 from memoryos_workers.vectorstore import Hit
 from producers.context import DEFAULT_PACKING, PackingParams, RetrievedContext, RetrievedPage
 from producers.tracing import traced
@@ -154,10 +154,9 @@ class Retriever:
         lap("segments")
         pages = self._pages(user_id, vector, early, segments, short_term, limit, bool(budget))
         lap("pages")
-        assistant = request.assistant_id or (flt.assistant_id if flt else None)
         profile, user_facts, assistant_facts = persona_for(
             self.persona, early.persona, request, vector, self.settings.retrieval_top_knowledge,
-            assistant or self.settings.assistant_id, zone)
+            assistant_of(request, self.settings.assistant_id), zone)
         lap("persona")
         context = RetrievedContext(
             user_id=user_id,
@@ -219,8 +218,11 @@ class Retriever:
         if f.store_hybrid and f.use_dense and sparse is not None:
             fusion.add("hybrid", search(vector=vector, sparse=sparse, where=where), f.dense_weight, skip)
         else:
-            if f.use_dense:  # with payloads: most pages kept are in it, so the read after fusion is small
-                dense = pages.query(user_id, depth, vector=vector, where=where, with_payload=True)
+            if f.use_dense:
+                # Ids only when the BM25 list read its payloads beside the embedding (most pages kept are in
+                # it); else with payloads, so the read after fusion is small.
+                dense = pages.query(user_id, depth, vector=vector, where=where,
+                                    with_payload=sparse is None or early.bm25 is None)
                 fusion.add("dense", dense, f.dense_weight, skip)
             if sparse is not None:
                 bm25 = early.bm25 if early.bm25 is not None else search(sparse=sparse, where=where)
@@ -233,7 +235,8 @@ class Retriever:
         if budgeted and sparse is not None:
             # The budget keeps only the newest of the turns Redis holds as recent dialogue; the older ones
             # (not in the store yet) compete with the pages by their words, so none drops out of view.
-            recent = _by_words(user_id, short_term, sparse, self.sparse)
+            kept = {p.turn_id for p in short_term}
+            recent = [h for h in early.recent if h.payload["turn_id"] in kept]  # scored beside the embedding
             fusion.add("recent", recent, f.sparse_weight, set())
             limit += len(recent)  # those the recent dialogue holds are left out of the pages when fitting
         ranked = self._top(fusion, limit)
@@ -291,23 +294,6 @@ def replace_params(retriever: Retriever, fusion: FusionParams, packing: PackingP
     r = retriever
     return Retriever(r.settings, r.redis, r.keys, r.scripts, r.embedder, r.pages_store, r.segments, r.persona,
                      r.bookkeeping, fusion, packing)
-
-
-def _by_words(user_id: str, turns: Sequence[Page], query: Any, encoder: Any) -> list[Hit]:
-    """Turns Redis holds that share words with the query, best first (BM25 term weights; no IDF, as they
-    are not in the store): each as a hit shaped like a stored page (its point id, should it be stored)."""
-    if not turns:
-        return []
-    weights = dict(zip(query.indices, query.values, strict=True))
-    docs = encoder.embed_recent([page_document(p.user_input, p.agent_response) for p in turns])
-    scored = []
-    for page, doc in zip(turns, docs, strict=True):
-        score = sum(v * weights.get(i, 0.0) for i, v in zip(doc.indices, doc.values, strict=True))
-        if score > 0:
-            payload = page.model_dump(mode="json")
-            payload["ts"] = page.timestamp.timestamp()
-            scored.append(Hit(id=page_point_id(user_id, page.turn_id), score=score, payload=payload))
-    return sorted(scored, key=lambda h: -h.score)
 
 
 def _page_limit(top_k: int | None, budget: int, candidate_tokens: int) -> int:

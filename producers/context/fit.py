@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from typing import Any
 
 from producers.context.parts import Parts, RetrievedPage
@@ -79,10 +78,10 @@ class _Item:
     value: float
     words: set[str] = field(default_factory=set)
     source: str = ""  # the stored text as kept, when it is not the whole (a profile summary cut to its share)
+    tokens: int = field(init=False)  # asked for by every sort and fit test: counted once, when made
 
-    @cached_property
-    def tokens(self) -> int:  # asked for on every sort and fit test: counted once
-        return estimate_tokens(self.text + "\n")
+    def __post_init__(self) -> None:
+        self.tokens = estimate_tokens(self.text + "\n")
 
 
 def fit(ctx: Parts, max_tokens: int, params: PackingParams = DEFAULT_PACKING,
@@ -184,7 +183,9 @@ def _page_items(pages: Sequence[RetrievedPage]) -> list[_Item]:
 def _greedy(items: list[_Item], room: int, chosen: dict[str, _Item], exponent: float) -> int:
     """Adds the items of most value per token that fit in `room`; returns the tokens spent."""
     spent = 0
-    for item in sorted(items, key=lambda it: -it.value / max(it.tokens, 1) ** exponent):
+    # Value order when the cost does not weigh (the default): the same order, without a power per item.
+    key = (lambda it: -it.value) if exponent == 0 else (lambda it: -it.value / max(it.tokens, 1) ** exponent)
+    for item in sorted(items, key=key):
         ident = f"{item.kind}:{item.key}"
         if ident in chosen or item.value <= 0:
             continue

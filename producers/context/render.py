@@ -8,10 +8,10 @@ roughly a tenth of each page line for memories instead of the same date again an
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
+from json.encoder import encode_basestring
 from typing import Any
 
 from producers.context.parts import Parts, RetrievedPage
@@ -49,8 +49,10 @@ def render(ctx: Parts) -> str:
 
 
 def quote(text: str) -> str:
-    """A JSON string: quotes, newlines and control characters are escaped, so it stays one item."""
-    return json.dumps(text, ensure_ascii=False)
+    """A JSON string: quotes, newlines and control characters are escaped, so it stays one item. The
+    encoder `json.dumps(text, ensure_ascii=False)` uses, called directly: a fit quotes about 150 texts, and
+    `json.dumps` with an option builds a new encoder each time (a third of the fit's time)."""
+    return encode_basestring(text)
 
 
 @lru_cache(maxsize=4096)
@@ -60,7 +62,8 @@ def time_label(ts: datetime) -> str:
 
 
 def exchange(user_input: str, agent_response: str) -> str:
-    return json.dumps({"user": user_input, "assistant": agent_response}, ensure_ascii=False)
+    """`json.dumps({"user": ..., "assistant": ...}, ensure_ascii=False)`, byte for byte."""
+    return f'{{"user": {quote(user_input)}, "assistant": {quote(agent_response)}}}'
 
 
 def dialogue_line(page: Page | RetrievedPage, timed: bool = True) -> str:

@@ -95,3 +95,27 @@ def test_ties_are_found_whatever_the_time_reads_back_as(persona: PersonaStore) -
             expected = latest_and_replaced(persona.in_order("user", f"u{user}"), n)[1]
             got = latest_confirmed(persona, "user", f"u{user}", n) or []
             assert [h.id for h in got] == [h.id for h in expected]
+
+
+def test_the_assistant_search_runs_only_when_the_assistant_has_facts_for_the_user(persona: PersonaStore) -> None:
+    """read_unembedded counts them beside the embedding; persona_for then skips the search for none."""
+    from memoryos_workers.retrieval.persona_read import persona_for, read_unembedded
+    from schemas.query import RetrievalRequest
+
+    persona.add_facts("assistant", "u", "bot", [Fact(text="The assistant answers in French.", date="")], {})
+    vector = persona.embedder.embed_query("French")
+    searched: list[str] = []
+    search = persona.search
+    persona.search = lambda kind, *a, **k: searched.append(kind) or search(kind, *a, **k)  # type: ignore[method-assign]
+    for user, assistant, has in (("u", "bot", True), ("u", "other", False), ("v", "bot", False)):
+        read = read_unembedded(persona, user, False, 5, assistant)
+        assert read.assistant_facts is has
+        searched.clear()
+        _, _, facts = persona_for(persona, read, RetrievalRequest.of(user, "French?"), vector, 5, assistant, None)
+        assert [e.text for e in facts] == (["The assistant answers in French."] if has else [])
+        assert ("assistant" in searched) is has
+    read = read_unembedded(persona, "u", False, 5)  # not counted: searched as before
+    assert read.assistant_facts is None
+    searched.clear()
+    assert persona_for(persona, read, RetrievalRequest.of("u", "French?"), vector, 5, "bot", None)[2]
+    assert "assistant" in searched
