@@ -84,6 +84,10 @@ def check(
                                     **_delta(before, _stats(rt))})
                     print(f"  batch(es) {len(batches)}: {done} in {batches[-1]['seconds']:.0f} s, "
                           f"{batches[-1]['calls']} call(s)", flush=True)
+                heat = _heat_state(rt, user)
+                if done:
+                    batches[-1]["heat"] = heat
+                print(f"  heat: {heat}", flush=True)
                 if rt.persona_worker.refresh_heat(user):
                     before, t0 = _stats(rt), time.perf_counter()
                     out = rt.persona_worker.extract(user)
@@ -159,6 +163,20 @@ def check(
                      f"{conversation} --turns {turns_wanted} --context-tokens {context_tokens}"
                      + (f" --publish-seconds {publish_seconds:g}" if publish_seconds is not None else ""),
     }
+
+
+def _heat_state(rt: Any, user: str) -> dict[str, Any]:
+    """What decides the persona trigger after a batch: segments, their hottest heat, unread pages in hot ones,
+    and the coalescing flags (a run without a persona call is explained by these)."""
+    keys = rt.keys.user(user)
+    stats = rt.segment_stats
+    heats = stats.heats(keys)
+    hot = stats.hot(keys, rt.settings.mid_term_heat_threshold)
+    return {"segments": len(heats), "max_heat": round(max(heats.values()), 2) if heats else None,
+            "hot": len(hot), "unread_in_hot": stats.unanalysed(keys, hot),
+            "pages": sum(stats.lengths(keys).values()),
+            "persona_kick": bool(rt.redis.exists(keys.persona_kick)),
+            "persona_due_at": rt.redis.hget(keys.state, "persona_due_at") is not None}
 
 
 def _tokens(stats: dict[str, int], purpose: str) -> int:
