@@ -1,7 +1,7 @@
 """Checks that a persona a model wrote is a persona (bench/real_llm_check.py): the summary describes the user
 in the third person and is not a line of chat; each fact names whom it is about; the summary and facts say
-what the turns say (half their content words or more, else invented); topic themes are themes, not copied
-chat fragments. Each returns the offending texts, so a failed check says what failed.
+what the turns say (half their content words or more and all but two at most, else invented); topic themes
+are themes, not copied chat fragments. Each returns the offending texts, so a failed check says what failed.
 
 The logic is the product's (memoryos_workers/pipeline/persona_quality.py), which the pipeline's post-check
 applies to every persona answer; the benchmark reports the same checks on what was stored. Seen with the

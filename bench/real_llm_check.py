@@ -135,7 +135,7 @@ def check(
         "a non-empty profile": profile is not None and bool(profile.summary.strip() or profile.traits),
         "profile summary in the third person, not a copy of a turn": not summary_issues,
         "every fact names its subject": bool(fact_texts) and not no_subject,
-        "every fact said in the turns (half its content words or more)": not invented,
+        "every fact said in the turns (half its content words or more, all but two at most)": not invented,
         "no theme copied from a turn": not copied_themes,
     }
     seconds = [b["seconds"] / b["batches"] for b in batches]

@@ -173,6 +173,11 @@ def test_a_summary_or_fact_the_turns_do_not_say_is_invented() -> None:
     assert grounded("The user went to an LGBTQ support group.", said)
     assert grounded("The user's goal is to give kids a loving home.", said)  # a possessive is not a claim
     assert grounded("The user enjoys it.", said)  # frame words and no content: claims nothing
+    # Mostly said, but three attributes invented (the 0.5B model's summary of conv-26, a transgender woman):
+    career = source_stems(["I've been working on my career in mental health.", "A year ago I started counseling."])
+    assert not grounded("The user is a 25-year-old male who has been working in mental health for the past year.",
+                        career)
+    assert grounded("The user lives in Vancouver.", source_stems(["We finally moved to Vancouver!"]))  # one new word
     summary, dropped = grounded_sentences(f"The user attends a support group. {invented}", said)
     assert (summary, dropped) == ("The user attends a support group.", 1)
 
