@@ -109,18 +109,21 @@ def fit(ctx: Parts, max_tokens: int, params: PackingParams = DEFAULT_PACKING,
     fitted = _assemble(ctx, short_term, pages, chosen)
     # The estimates of the parts add up to the whole up to rounding; should the whole still be over (a
     # non-additive estimate), the least valuable items go until it fits.
-    while estimate_tokens(render(fitted)) > max_tokens and chosen:
+    used = estimate_tokens(render(fitted))
+    while used > max_tokens and chosen:
         del chosen[min(chosen, key=lambda ident: chosen[ident].value)]
         fitted = _assemble(ctx, short_term, pages, chosen)
-    return _top_up(ctx, short_term, pages, chosen, page_items, max_tokens, fitted, params.length_exponent)
+        used = estimate_tokens(render(fitted))
+    return _top_up(ctx, short_term, pages, chosen, page_items, max_tokens, fitted, used, params.length_exponent)
 
 
 def _top_up(ctx: Parts, short_term: list[Page], pages: Sequence[RetrievedPage], chosen: dict[str, _Item],
-            page_items: list[_Item], max_tokens: int, fitted: Parts, exponent: float) -> Parts:
+            page_items: list[_Item], max_tokens: int, fitted: Parts, used: int, exponent: float) -> Parts:
     """More pages into what the estimates left: each line was costed with its time, but a turn listed under
     one of the same time is rendered without it. Most valuable first, each kept only if the whole prompt
-    still fits; stops after a few misses, so a full prompt costs a few renders at most."""
-    slack = max_tokens - estimate_tokens(render(fitted))
+    still fits; stops after a few misses, so a full prompt costs a few renders at most. `used`: the tokens
+    `fitted` renders to (measured by the caller: the prompt is not rendered twice)."""
+    slack = max_tokens - used
     by_id = {p.turn_id: p for p in pages}
     misses = 0
     for item in sorted(page_items, key=lambda it: -it.value / max(it.tokens, 1) ** exponent):
