@@ -110,8 +110,8 @@ def check(
             segments = [h.payload for h in rt.segments.all_for_user(user)]
             pages = [h.payload for h in rt.pages.all_for_user(user)]
             profile = rt.persona.get_profile(user)
-            fact_texts = [f.text for f in rt.persona.list("user", user)] + [
-                f.text for f in rt.persona.list("assistant", user, None)]
+            assistant_texts = [f.text for f in rt.persona.list("assistant", user, None)]
+            fact_texts = [f.text for f in rt.persona.list("user", user)] + assistant_texts
             facts = len(fact_texts)
         finally:
             rt.close()
@@ -124,6 +124,8 @@ def check(
     no_subject = [f for f in fact_texts if fact_without_subject(f)]
     sources = source_stems(said)
     invented = [f for f in fact_texts if not grounded(f, sources)]
+    by_assistant = source_stems(t["agent_response"] for t in turns)
+    not_the_assistants = [f for f in assistant_texts if not grounded(f, by_assistant)]
     copied_themes = theme_copies([str(s.get("theme") or "") for s in segments], said)
     checks = {
         "every turn back exactly once": sorted(exported) == sorted(published) and len(set(exported)) == len(exported),
@@ -137,6 +139,7 @@ def check(
         "every fact names its subject": bool(fact_texts) and not no_subject,
         "every fact said in the turns (half its content words or more, all but two at most)": not invented,
         "no theme copied from a turn": not copied_themes,
+        "every assistant fact said in the assistant's lines": not not_the_assistants,
     }
     seconds = [b["seconds"] / b["batches"] for b in batches]
     return {
@@ -154,7 +157,8 @@ def check(
         "llm_calls": stats.get("llm_calls", 0), "checks": checks, "passed": all(checks.values()),
         "calls_per_100_promoted": 100 * stats.get("llm_calls", 0) / max(len(pages), 1),
         "failures": {"summary": summary_issues, "facts without a subject": no_subject[:10],
-                     "themes copied": copied_themes[:10], "facts not in the turns": invented[:10]},
+                     "themes copied": copied_themes[:10], "facts not in the turns": invented[:10],
+                     "assistant facts not in its lines": not_the_assistants[:10]},
         "facts_sample": fact_texts[:10], "facts_all": fact_texts,
         "profile_summary_all": profile.summary if profile else "",
         "turns_wanted": turns_wanted, "load_average": {"start": [round(x, 1) for x in load_start],

@@ -7,7 +7,8 @@ person, facts that cannot tell whom they are about are dropped, the summary keep
 describe the user. When the summary is rejected or most facts are, the call is asked ONCE more with the
 reasons appended (counted under the purpose "retry"); the second answer is reviewed the same way and
 only what passes is kept. It never loops. A summary sentence or fact the call's input does not support
-(persona_quality.grounded: invented) is dropped without a retry: a model that invents does so again, and
+(persona_quality.grounded: invented; an assistant fact must be supported by the assistant's own lines) is
+dropped without a retry: a model that invents does so again, and
 the call's cost stays the design's. Counted (persona_facts_repaired, persona_facts_rejected,
 persona_summaries_rejected, persona_quality_retries) and logged by user id only: no content in logs.
 """
@@ -87,7 +88,10 @@ def review(value: PersonaExtraction, pages: Sequence[Page], known: Sequence[str]
     turns = [p.user_input for p in pages] + [p.agent_response for p in pages]
     sources = source_stems([*turns, *known])
     user, r1, x1, i1 = _facts(value.user_facts, USER_SUBJECT, sources)
-    assistant, r2, x2, i2 = _facts(value.assistant_facts, ASSISTANT_SUBJECT, sources)
+    # What the assistant is or did comes from its own lines: a user's line credited to the assistant (seen
+    # with the 0.5B model) is invented as an assistant fact, whatever the user's side says.
+    said_by_assistant = source_stems([*(p.agent_response for p in pages), *known])
+    assistant, r2, x2, i2 = _facts(value.assistant_facts, ASSISTANT_SUBJECT, said_by_assistant)
     written = value.profile.summary.strip()
     summary = repair_summary(written, turns, USER_SUBJECT) if written else ""
     summary_rejected = bool(written) and not summary

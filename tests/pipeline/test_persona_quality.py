@@ -195,3 +195,15 @@ def test_review_drops_invented_facts_and_sentences_without_a_retry() -> None:
     shown = review(answer, _pages(), known=["The user works as a nurse in Lisbon."])
     assert [f.text for f in shown.value.user_facts] == ["The user went to a support group.",
                                                         "The user works as a nurse in Lisbon."]
+
+
+def test_an_assistant_fact_must_come_from_the_assistants_own_lines() -> None:
+    """The 0.5B model credited a user's line to the assistant: as an assistant fact it is invented (the
+    assistant never said it), while the same text as a user fact and the assistant's own line both pass."""
+    answer = _answer("", ["The user went to an LGBTQ support group."],
+                     assistant=("The assistant went to an LGBTQ support group.",
+                                "The assistant is happy for the user and Sam."))
+    out = review(answer, _pages())
+    assert [f.text for f in out.value.user_facts] == ["The user went to an LGBTQ support group."]
+    assert [f.text for f in out.value.assistant_facts] == ["The assistant is happy for the user and Sam."]
+    assert out.invented_facts == 1 and not out.needs_retry
