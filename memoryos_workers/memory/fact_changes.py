@@ -29,6 +29,28 @@ def _named(ids: Sequence[str], unless: Sequence[str] = ()) -> tuple[list[str], i
     return (named, 0) if len(named) <= MAX_NAMED else ([], len(named))
 
 
+def _same_text(a: str, b: str) -> bool:
+    return " ".join(a.lower().split()).rstrip(".!") == " ".join(b.lower().split()).rstrip(".!")
+
+
+def replaces(fact: Fact, shown: Mapping[str, KnowledgeEntry], kind: str = "user") -> tuple[list[str], int]:
+    """The shown facts (short ids) a new fact replaces, exactly as `apply_links` ends them, and how many it
+    named in vain. The extraction keeps the new fact apart from these when it looks for a duplicate to
+    confirm, so the two must agree: a fact kept apart but not ended stays current beside its twin (the 0.5B
+    model restated a shown fact word for word and named it both superseded and confirmed, or named every
+    shown id: the same fact was stored twice). A shown fact said again the same is confirmed, not replaced;
+    a pinned one or one of another kind is not replaced."""
+    named, vain = _named(fact.supersedes, unless=fact.confirms)
+    out = []
+    for short in named:
+        old = shown.get(short)
+        if old is not None and old.kind != kind:
+            vain += 1
+        elif old is not None and not old.pinned and not _same_text(old.text, fact.text):
+            out.append(short)
+    return out, vain
+
+
 class FactNotFound(ValueError):
     """No fact with this id among the user's facts (or it belongs to another user)."""
 
@@ -70,13 +92,11 @@ def apply_links(
     for fact, new_id, start in zip(facts, new_ids, starts, strict=True):
         if not new_id:
             continue
-        replaced, vain = _named(fact.supersedes, unless=fact.confirms)
+        replaced, vain = replaces(fact, shown, kind)
         ignored += vain
         for short in replaced:
-            old = linkable(short)
-            if old is None or old.pinned or old.fact_id == new_id:
-                continue
-            successors.setdefault(short, []).append((start, new_id))
+            if shown[short].fact_id != new_id:
+                successors.setdefault(short, []).append((start, new_id))
         for short in dict.fromkeys(fact.confirms):
             old = linkable(short)
             if old is not None and old.fact_id != new_id:

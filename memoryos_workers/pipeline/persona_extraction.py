@@ -30,7 +30,7 @@ from memoryos_workers.llm.base import (
 )
 from memoryos_workers.llm.spend import Spend
 from memoryos_workers.llm.token_budget import budget_retry_after
-from memoryos_workers.memory.fact_changes import apply_links
+from memoryos_workers.memory.fact_changes import apply_links, replaces
 from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.persona_store import PersonaStore, stated_time
 from memoryos_workers.memory.segment_stats import HeatRefresh, SegmentStats
@@ -205,7 +205,7 @@ class PersonaWorker:
         starts = [_fact_time(f, sent) for f in value.user_facts]
         user_out = self.persona.add_facts(
             "user", user_id, None, value.user_facts, provenance, capacity, times=starts,
-            keep_apart=[[shown[s].fact_id for s in f.supersedes if s in shown] for f in value.user_facts])
+            keep_apart=[[shown[s].fact_id for s in replaces(f, shown)[0]] for f in value.user_facts])
         links = apply_links(self.persona, value.user_facts, user_out["ids"], [t for t, _ in starts], shown,
                             value.retired, retired_at=sent[-1].timestamp.timestamp())
         assistant_out = self.persona.add_facts(

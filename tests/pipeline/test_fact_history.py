@@ -184,6 +184,31 @@ def test_a_model_that_names_every_shown_fact_replaces_none(runtime) -> None:  # 
     assert all(now[e.fact_id].current for e in olds[1:]), "the rest stand"
     store.delete_user(user_id)
 
+def test_a_shown_fact_said_again_is_stored_once_however_it_is_linked(runtime) -> None:  # noqa: ANN001
+    """What the real 0.5B model stored twice on conv-26: a shown fact restated word for word and named as
+    superseded and confirmed, or among every shown id, or as superseded alone. The extraction keeps a new fact
+    apart from the facts `replaces` says it ends, so the restatement confirms its twin instead of standing
+    beside it as a second current fact."""
+    from schemas.persona import Fact
+
+    user_id = f"twice-{uuid.uuid4().hex[:8]}"
+    store = runtime.persona
+    olds = [fact_changes.add(store, user_id, f"{story.S} {text}.", by="key:test")
+            for text in ("went to a support group", "works as a nurse", "lives in Porto")]
+    shown = {f"F{i + 1}": e for i, e in enumerate(olds)}
+    facts = [Fact(text=olds[0].text, date="", supersedes=["F1"], confirms=["F1"]),
+             Fact(text=olds[1].text, date="", supersedes=list(shown)),
+             Fact(text=olds[2].text.lower(), date="", supersedes=["F3"])]
+    keep_apart = [[shown[s].fact_id for s in fact_changes.replaces(f, shown)[0]] for f in facts]
+    assert keep_apart == [[], [], []]
+    out = store.add_facts("user", user_id, None, facts, {}, keep_apart=keep_apart)
+    links = fact_changes.apply_links(store, facts, out["ids"], [1.7e9] * 3, shown, [], 1.7e9)
+    assert out["ids"] == [e.fact_id for e in olds] and (out["added"], out["refreshed"]) == (0, 3)
+    assert links["superseded"] == 0
+    assert [e.text for e in store.list("user", user_id, history=True)] == [e.text for e in olds]
+    store.delete_user(user_id)
+
+
 def test_export_holds_the_history_and_erase_removes_it(runtime, lived) -> None:  # noqa: ANN001
     from memoryos_workers.ops.user_data import collect_user_records
 
