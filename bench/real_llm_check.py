@@ -21,6 +21,7 @@ purpose, and exits 1 when a check fails.
 
 from __future__ import annotations
 
+from collections import Counter
 import argparse
 import os
 import sys
@@ -126,6 +127,8 @@ def check(
     invented = [f for f in fact_texts if not grounded(f, sources)]
     by_assistant = source_stems(t["agent_response"] for t in turns)
     not_the_assistants = [f for f in assistant_texts if not grounded(f, by_assistant)]
+    same = Counter(" ".join(f.lower().split()) for f in fact_texts)
+    twice = sorted(t for t, n in same.items() if n > 1)
     copied_themes = theme_copies([str(s.get("theme") or "") for s in segments], said)
     checks = {
         "every turn back exactly once": sorted(exported) == sorted(published) and len(set(exported)) == len(exported),
@@ -140,6 +143,7 @@ def check(
         "every fact said in the turns (half its content words or more, all but two at most)": not invented,
         "no theme copied from a turn": not copied_themes,
         "every assistant fact said in the assistant's lines": not not_the_assistants,
+        "no fact stored twice": not twice,
     }
     seconds = [b["seconds"] / b["batches"] for b in batches]
     return {
@@ -158,7 +162,7 @@ def check(
         "calls_per_100_promoted": 100 * stats.get("llm_calls", 0) / max(len(pages), 1),
         "failures": {"summary": summary_issues, "facts without a subject": no_subject[:10],
                      "themes copied": copied_themes[:10], "facts not in the turns": invented[:10],
-                     "assistant facts not in its lines": not_the_assistants[:10]},
+                     "assistant facts not in its lines": not_the_assistants[:10], "facts stored twice": twice[:10]},
         "facts_sample": fact_texts[:10], "facts_all": fact_texts,
         "profile_summary_all": profile.summary if profile else "",
         "turns_wanted": turns_wanted, "load_average": {"start": [round(x, 1) for x in load_start],
