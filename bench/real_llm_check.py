@@ -21,12 +21,12 @@ purpose, and exits 1 when a check fails.
 
 from __future__ import annotations
 
-from collections import Counter
 import argparse
 import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
