@@ -89,7 +89,7 @@ def check(
                 if done:
                     batches[-1]["heat"] = heat
                 print(f"  heat: {heat}", flush=True)
-                if rt.persona_worker.refresh_heat(user):
+                if _persona_sent(rt, user) or rt.persona_worker.refresh_heat(user):
                     before, t0 = _stats(rt), time.perf_counter()
                     out = rt.persona_worker.extract(user)
                     persona_runs.append({"seconds": time.perf_counter() - t0, "pages": out.get("pages", 0),
@@ -97,7 +97,7 @@ def check(
                     print(f"  persona: {out} in {persona_runs[-1]['seconds']:.0f} s", flush=True)
             # Then a flush, as `memoryos import --wait` and wait_idle(flush=True) do: pages still waiting for
             # the coalesced persona extraction (fewer than MEMORYOS_PERSONA_MIN_PAGES) are read now.
-            while rt.pending.check(user, force=True).persona_kicked:
+            while rt.pending.check(user, force=True).persona_kicked or _persona_sent(rt, user):
                 before, t0 = _stats(rt), time.perf_counter()
                 out = rt.persona_worker.extract(user)
                 persona_runs.append({"seconds": time.perf_counter() - t0, "pages": out.get("pages", 0),
@@ -171,6 +171,15 @@ def check(
                      f"{conversation} --turns {turns_wanted} --context-tokens {context_tokens}"
                      + (f" --publish-seconds {publish_seconds:g}" if publish_seconds is not None else ""),
     }
+
+
+def _persona_sent(rt: Any, user: str) -> bool:
+    """A persona task was sent (the kick flag is up): the promoter's own check sends one when the coalescing
+    wait is over, to a broker this in-process run does not consume, so the run does what the worker would.
+    Without this, a slow model let the wait expire before 50 pages were unread: every check re-sent the task,
+    `refresh_heat` could not claim the flag, and the flush saw it up and kicked nothing: no persona call at
+    all (the first real run of 2026-12-05, code of ccbf47a, and one of dc63eac, stopped)."""
+    return bool(rt.redis.exists(rt.keys.user(user).persona_kick))
 
 
 def _heat_state(rt: Any, user: str) -> dict[str, Any]:
