@@ -123,8 +123,9 @@ def _top_up(ctx: Parts, short_term: list[Page], pages: Sequence[RetrievedPage], 
     """More pages into what the estimates left: each line was costed with its time, but a turn listed under
     one of the same time is rendered without it. Most valuable first, each kept only if the whole prompt
     still fits; stops after a few misses. `chars`: the length of `fitted`'s prompt (measured by the caller);
-    each page tried is sized by the memory section alone (prompt_size.py), and the parts are assembled once
-    at the end."""
+    each page tried is sized by the memory section alone (prompt_size.py). Only pages join, so the rest of
+    `fitted` (profile, facts, the summaries kept) stands, and its pages are those kept, as the prompt holds
+    them."""
     size = PromptSize(fitted, chars)
     slack = max_tokens - tokens_for_chars(chars)
     by_id = {p.turn_id: p for p in pages}
@@ -146,7 +147,7 @@ def _top_up(ctx: Parts, short_term: list[Page], pages: Sequence[RetrievedPage], 
         misses += 1
         if misses >= TOP_UP_MISSES:
             break
-    return _assemble(ctx, short_term, pages, chosen) if len(kept) > len(fitted.pages) else fitted
+    return replace(fitted, pages=[kept[p.turn_id] for p in pages if p.turn_id in kept])
 
 
 def _unique(pages: Iterable[RetrievedPage]) -> list[RetrievedPage]:

@@ -8,7 +8,7 @@ roughly a tenth of each page line for memories instead of the same date again an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
 from json.encoder import encode_basestring
@@ -47,9 +47,11 @@ def render(ctx: Parts) -> str:
     return "\n\n".join(sections)
 
 
-def memory_lines(pages: Sequence[RetrievedPage]) -> list[str]:
-    """The memories' lines, grouped by topic and session (`_topic_groups`)."""
-    return [line for group in _topic_groups(pages) for line in _group_lines(group)]
+def memory_lines(pages: Sequence[RetrievedPage], line: Callable[[RetrievedPage, bool], str] | None = None,
+                 ) -> list[str]:
+    """The memories' lines, grouped by topic and session (`_topic_groups`); `line` renders one page as
+    `page_line` does (a caller sizing many page sets caches it)."""
+    return [text for group in _topic_groups(pages) for text in _group_lines(group, line or page_line)]
 
 
 def memory_section(memories: list[str]) -> str:
@@ -149,9 +151,9 @@ def _topic_groups(pages: Sequence[RetrievedPage]) -> list[list[RetrievedPage]]:
     return list(groups.values())
 
 
-def _group_lines(group: list[RetrievedPage]) -> list[str]:
+def _group_lines(group: list[RetrievedPage], line: Callable[[RetrievedPage, bool], str]) -> list[str]:
     labels = [time_label(p.timestamp) for p in group]
-    lines = [page_line(p, i == 0 or labels[i] != labels[i - 1]) for i, p in enumerate(group)]
+    lines = [line(p, i == 0 or labels[i] != labels[i - 1]) for i, p in enumerate(group)]
     if group[0].segment_summary:
         return [topic_line(group[0].segment_summary), *lines]
     return [line.removeprefix("  ").replace("\n    ", "\n  ") for line in lines]
