@@ -131,13 +131,15 @@ def _persona(rt: Any, users: int, facts: int, pool: _PooledText, rng: random.Ran
 
 def _cold_caches() -> None:
     """Forget what the warm-up pass left in the retriever's caches of derived text (word stems, the BM25
-    vectors of recent turns), so the timed pass pays for them as a user's first question would; the store's
-    files stay read in (the warm-up's purpose)."""
+    vectors of recent turns, the pages' quoted lines), so the timed pass pays for them as a user's first
+    question would; the store's files stay read in (the warm-up's purpose)."""
     from memoryos_workers.embeddings.sparse import get_sparse_encoder
+    from producers.context import render
     from schemas import persona, words
 
     getattr(words, "clear_stems_cache", lambda: None)()
     getattr(getattr(persona, "month", None), "cache_clear", lambda: None)()  # facts' month labels
+    getattr(render.exchange, "cache_clear", lambda: None)()  # the pages' quoted lines
     getattr(get_sparse_encoder(), "forget_recent", lambda: None)()
 
 

@@ -16,4 +16,9 @@ CHARS_PER_TOKEN = 4
 def estimate_tokens(text: str) -> int:
     """Tokens `text` is taken to cost: ceil(characters / 4); additive up to rounding, so the sum of the
     estimates of parts is never below the estimate of the parts joined."""
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
+    return tokens_for_chars(len(text))
+
+
+def tokens_for_chars(chars: int) -> int:
+    """`estimate_tokens` of a text of `chars` characters (for a size computed without the text)."""
+    return math.ceil(chars / CHARS_PER_TOKEN)

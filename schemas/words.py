@@ -51,21 +51,27 @@ def compute_stems(text: str) -> frozenset[str]:
 
 
 class _StemCache:
-    """Least recently used stems by text; thread-safe (every retrieval thread of a process shares it)."""
+    """Least recently used stems by text; thread-safe (every retrieval thread of a process shares it). A
+    stored page's stems are kept as the payload's string and split when first asked for: a retrieval
+    remembers the stems of every candidate page, and the fitting asks for those of the few it keeps."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._items: OrderedDict[str, frozenset[str] | str] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, text: str) -> frozenset[str] | None:
         with self._lock:
             stems = self._items.get(text)
-            if stems is not None:
-                self._items.move_to_end(text)
+            if stems is None:
+                return None
+            self._items.move_to_end(text)
+            if isinstance(stems, str):
+                stems = self._items[text] = frozenset(stems.split())
             return stems
 
-    def put(self, text: str, stems: frozenset[str]) -> None:
+    def put(self, text: str, stems: frozenset[str] | str) -> None:
+        """`stems`: the set, or a stored page's stems joined by spaces (`stored_stems`)."""
         with self._lock:
             self._items[text] = stems
             self._items.move_to_end(text)
@@ -114,7 +120,7 @@ def remember_stems(payload: Mapping[str, Any]) -> None:
     if payload.get("stems_version") != STEMS_VERSION or not isinstance(stems, str):
         return
     text = page_text(str(payload.get("user_input", "")), str(payload.get("agent_response", "")))
-    _CACHE.put(text, frozenset(stems.split()))
+    _CACHE.put(text, stems)
 
 
 def clear_stems_cache() -> None:

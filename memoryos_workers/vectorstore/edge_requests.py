@@ -47,7 +47,7 @@ def _query_request(
     common: dict[str, Any] = dict(
         limit=limit, filter=edge_filter, with_payload=with_payload, with_vector=_with_vector(with_vectors)
     )
-    dense_query = qe.Query.Nearest([float(x) for x in vector], using=DENSE) if vector is not None else None
+    dense_query = qe.Query.Nearest(list(map(float, vector)), using=DENSE) if vector is not None else None
     sparse_query = qe.Query.Nearest(_sparse(sparse), using=SPARSE) if sparse is not None else None
     if dense_query is None or sparse_query is None:
         return qe.QueryRequest(query=dense_query or sparse_query, score_threshold=score_threshold, **common)

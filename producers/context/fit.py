@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from producers.context.parts import Parts, RetrievedPage
+from producers.context.prompt_size import PromptSize
 from producers.context.render import (
     chain_line,
     dialogue_line,
@@ -35,7 +36,7 @@ from producers.context.render import (
     trait_line,
 )
 from schemas.settings import DEFAULT_PERSONA_SHARE
-from schemas.tokens import estimate_tokens
+from schemas.tokens import estimate_tokens, tokens_for_chars
 from schemas.turns import Page
 from schemas.words import content_stems, page_text
 
@@ -109,22 +110,27 @@ def fit(ctx: Parts, max_tokens: int, params: PackingParams = DEFAULT_PACKING,
     fitted = _assemble(ctx, short_term, pages, chosen)
     # The estimates of the parts add up to the whole up to rounding; should the whole still be over (a
     # non-additive estimate), the least valuable items go until it fits.
-    used = estimate_tokens(render(fitted))
-    while used > max_tokens and chosen:
+    chars = len(render(fitted))
+    while tokens_for_chars(chars) > max_tokens and chosen:
         del chosen[min(chosen, key=lambda ident: chosen[ident].value)]
         fitted = _assemble(ctx, short_term, pages, chosen)
-        used = estimate_tokens(render(fitted))
-    return _top_up(ctx, short_term, pages, chosen, page_items, max_tokens, fitted, used, params.length_exponent)
+        chars = len(render(fitted))
+    return _top_up(ctx, short_term, pages, chosen, page_items, max_tokens, fitted, chars, params.length_exponent)
 
 
 def _top_up(ctx: Parts, short_term: list[Page], pages: Sequence[RetrievedPage], chosen: dict[str, _Item],
-            page_items: list[_Item], max_tokens: int, fitted: Parts, used: int, exponent: float) -> Parts:
+            page_items: list[_Item], max_tokens: int, fitted: Parts, chars: int, exponent: float) -> Parts:
     """More pages into what the estimates left: each line was costed with its time, but a turn listed under
     one of the same time is rendered without it. Most valuable first, each kept only if the whole prompt
-    still fits; stops after a few misses, so a full prompt costs a few renders at most. `used`: the tokens
-    `fitted` renders to (measured by the caller: the prompt is not rendered twice)."""
-    slack = max_tokens - used
+    still fits; stops after a few misses. `chars`: the length of `fitted`'s prompt (measured by the caller);
+    each page tried is sized by the memory section alone (prompt_size.py). Only pages join, so the rest of
+    `fitted` (profile, facts, the summaries kept) stands, and its pages are those kept, as the prompt holds
+    them."""
+    size = PromptSize(fitted, chars)
+    slack = max_tokens - tokens_for_chars(chars)
     by_id = {p.turn_id: p for p in pages}
+    kept = {p.turn_id: p for p in fitted.pages}  # as the prompt holds them
+    topics, chains = _summaries_kept(chosen)
     misses = 0
     for item in sorted(page_items, key=lambda it: -it.value / max(it.tokens, 1) ** exponent):
         ident = f"page:{item.key}"
@@ -133,17 +139,15 @@ def _top_up(ctx: Parts, short_term: list[Page], pages: Sequence[RetrievedPage], 
             continue
         if estimate_tokens(dialogue_line(page, timed=False) + "\n") > slack:
             continue  # not even without its time
-        chosen[ident] = item
-        trial = _assemble(ctx, short_term, pages, chosen)
-        used = estimate_tokens(render(trial))
+        trial = {**kept, page.turn_id: _as_kept(page, topics, chains)}
+        used = size.tokens([trial[p.turn_id] for p in pages if p.turn_id in trial])
         if used <= max_tokens:
-            fitted, slack = trial, max_tokens - used
+            chosen[ident], kept, slack = item, trial, max_tokens - used
             continue
-        del chosen[ident]
         misses += 1
         if misses >= TOP_UP_MISSES:
             break
-    return fitted
+    return replace(fitted, pages=[kept[p.turn_id] for p in pages if p.turn_id in kept])
 
 
 def _unique(pages: Iterable[RetrievedPage]) -> list[RetrievedPage]:
@@ -332,13 +336,8 @@ def _assemble(ctx: Parts, short_term: list[Page], pages: Sequence[RetrievedPage]
               ) -> Parts:
     """The context of the chosen items only: a dropped summary is blanked on its pages, a dropped trait
     or fact is not in the lists, so the structured fields hold what the prompt holds."""
-    topics = {item.key for item in chosen.values() if item.kind == "topic"}
-    chains = {item.key for item in chosen.values() if item.kind == "chain"}
-    kept_pages = [
-        p.model_copy(update={"segment_summary": p.segment_summary if p.segment_id in topics else "",
-                             "chain_summary": p.chain_summary if p.turn_id in chains else ""})
-        for p in pages if f"page:{p.turn_id}" in chosen
-    ]
+    topics, chains = _summaries_kept(chosen)
+    kept_pages = [_as_kept(p, topics, chains) for p in pages if f"page:{p.turn_id}" in chosen]
     profile = ctx.user_profile
     if profile is not None:
         traits = [t for i, t in enumerate(profile.traits) if f"trait:{i}" in chosen]
@@ -353,3 +352,16 @@ def _assemble(ctx: Parts, short_term: list[Page], pages: Sequence[RetrievedPage]
         user_knowledge=[e for e in ctx.user_knowledge if f"user_fact:{e.entry_id}" in chosen],
         assistant_knowledge=[e for e in ctx.assistant_knowledge if f"assistant_fact:{e.entry_id}" in chosen],
     )
+
+
+def _summaries_kept(chosen: dict[str, _Item]) -> tuple[set[str], set[str]]:
+    """The segments whose topic summary and the pages whose chain overview the chosen items keep."""
+    topics = {item.key for item in chosen.values() if item.kind == "topic"}
+    chains = {item.key for item in chosen.values() if item.kind == "chain"}
+    return topics, chains
+
+
+def _as_kept(page: RetrievedPage, topics: set[str], chains: set[str]) -> RetrievedPage:
+    """The page as the prompt holds it: a summary not kept is blanked."""
+    return page.model_copy(update={"segment_summary": page.segment_summary if page.segment_id in topics else "",
+                                   "chain_summary": page.chain_summary if page.turn_id in chains else ""})

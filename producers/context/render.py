@@ -8,7 +8,7 @@ roughly a tenth of each page line for memories instead of the same date again an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
 from json.encoder import encode_basestring
@@ -35,17 +35,38 @@ NONE = "(none)"
 
 def render(ctx: Parts) -> str:
     recent = timed_lines(ctx.short_term)
-    memories = [line for group in _topic_groups(ctx.pages) for line in _group_lines(group)]
-    untimed = any(line.lstrip().startswith('- {"user"') for line in recent + memories)
+    memories = memory_lines(ctx.pages)
     sections = [
-        f"{DATA_NOTICE} {UNTIMED_NOTE}" if untimed else DATA_NOTICE,
+        notice(untimed(recent) or untimed(memories)),
         CONTEXT_HEADER + "\n" + _lines(recent),
-        MEMORY_HEADER + "\n" + _lines(memories),
+        memory_section(memories),
         TRAITS_HEADER + "\n" + _profile(ctx.user_profile) + "\n" + KNOWLEDGE_HEADER + "\n"
         + _lines(fact_line(f) for f in ctx.user_knowledge),
         ASSISTANT_HEADER + "\n" + _lines(fact_line(f) for f in ctx.assistant_knowledge),
     ]
     return "\n\n".join(sections)
+
+
+def memory_lines(pages: Sequence[RetrievedPage], line: Callable[[RetrievedPage, bool], str] | None = None,
+                 ) -> list[str]:
+    """The memories' lines, grouped by topic and session (`_topic_groups`); `line` renders one page as
+    `page_line` does (a caller sizing many page sets caches it)."""
+    return [text for group in _topic_groups(pages) for text in _group_lines(group, line or page_line)]
+
+
+def memory_section(memories: list[str]) -> str:
+    """The prompt's section of these memory lines: the only one that changes as pages join a prompt
+    (the notice aside), so the fitting sizes a page's addition by it alone (fit.py's top-up)."""
+    return MEMORY_HEADER + "\n" + _lines(memories)
+
+
+def untimed(lines: Iterable[str]) -> bool:
+    """Whether some turn among these lines is listed without its time (the notice then says what that means)."""
+    return any(line.lstrip().startswith('- {"user"') for line in lines)
+
+
+def notice(some_untimed: bool) -> str:
+    return f"{DATA_NOTICE} {UNTIMED_NOTE}" if some_untimed else DATA_NOTICE
 
 
 def quote(text: str) -> str:
@@ -61,8 +82,11 @@ def time_label(ts: datetime) -> str:
     return f"{ts:%Y-%m-%d %H:%M} {ts.tzname() or ''} ({ts:%A})".replace("  ", " ")
 
 
+@lru_cache(maxsize=8192)
 def exchange(user_input: str, agent_response: str) -> str:
-    """`json.dumps({"user": ..., "assistant": ...}, ensure_ascii=False)`, byte for byte."""
+    """`json.dumps({"user": ..., "assistant": ...}, ensure_ascii=False)`, byte for byte. Cached: a fit
+    renders each candidate page's line several times (to cost it, then in every prompt it sizes), and a
+    cached line costs a lookup by two strings whose hashes Python keeps."""
     return f'{{"user": {quote(user_input)}, "assistant": {quote(agent_response)}}}'
 
 
@@ -127,9 +151,9 @@ def _topic_groups(pages: Sequence[RetrievedPage]) -> list[list[RetrievedPage]]:
     return list(groups.values())
 
 
-def _group_lines(group: list[RetrievedPage]) -> list[str]:
+def _group_lines(group: list[RetrievedPage], line: Callable[[RetrievedPage, bool], str]) -> list[str]:
     labels = [time_label(p.timestamp) for p in group]
-    lines = [page_line(p, i == 0 or labels[i] != labels[i - 1]) for i, p in enumerate(group)]
+    lines = [line(p, i == 0 or labels[i] != labels[i - 1]) for i, p in enumerate(group)]
     if group[0].segment_summary:
         return [topic_line(group[0].segment_summary), *lines]
     return [line.removeprefix("  ").replace("\n    ", "\n  ") for line in lines]

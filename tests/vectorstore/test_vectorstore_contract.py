@@ -224,6 +224,17 @@ def test_invalid_point_id_raises(coll: VectorStore) -> None:
         coll.upsert(COLL, [PointIn(id="not-a-uuid", vector=unit(0), payload={"user_id": "a"})])
 
 
+def test_ids_in_any_uuid_spelling_read_back_in_the_canonical_one(coll: VectorStore) -> None:
+    """Ids are compared as the canonical string: one given upper-case, without hyphens or in braces reads
+    the same point, and comes back in the form the store returns everywhere."""
+    canonical = pid("spelling")
+    coll.upsert(COLL, [PointIn(id=canonical, vector=unit(0), payload={"user_id": "a"})])
+    spellings = [canonical, canonical.upper(), canonical.replace("-", ""), "{" + canonical + "}"]
+    assert [[h.id for h in coll.get(COLL, [s])] for s in spellings] == [[canonical]] * len(spellings)
+    with pytest.raises(ValueError, match="UUID"):
+        coll.get(COLL, [canonical[:-1] + "g"])
+
+
 # --- sparse and hybrid ----------------------------------------------------------------------------
 
 COMMON, RARE = 7, 42
