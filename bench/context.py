@@ -63,6 +63,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "derived reserve 0.15": {"packing": {"derived_share": 0.15}},
     "no derived reserve": {"packing": {"derived_share": 0.0}},
     "persona share 0.15": {"packing": {"persona_share": 0.15}},
+    "collection IDF (BM25 before per-user IDF)": {"fusion": {"user_idf": False}},
 }
 
 

@@ -10,13 +10,15 @@ from typing import Any
 from memoryos_workers.embeddings.base import TextEmbedder
 from memoryos_workers.embeddings.sparse import get_sparse_encoder, page_document
 from memoryos_workers.memory.collections import CollectionOwner
-from memoryos_workers.vectorstore import Hit, PointIn, VectorStore, VectorStoreError
+from memoryos_workers.vectorstore import Hit, PointIn, SparseVector, VectorStore, VectorStoreError
 from schemas.turns import SCHEMA_VERSION, Page
 from schemas.words import stored_stems
 
 log = logging.getLogger("memoryos.pages")
 
 PAGES = "pages"
+TERMS = "terms"  # the page's BM25 term ids (page_terms); pages stored before it have none
+NO_TERMS = -1  # the terms of a page whose text is all stopwords (BM25 term ids are never negative)
 _NAMESPACE = uuid.UUID("6f1c5b8e-3d2a-4b7c-9e10-4d6a2f8b9c01")
 
 
@@ -34,7 +36,8 @@ def page_sparse_text(payload: dict[str, Any]) -> str:
     return page_document(payload["user_input"], payload["agent_response"])
 
 
-def page_payload(page: Page, batch_id: str, embedding_model: str) -> dict[str, Any]:
+def page_payload(page: Page, batch_id: str, embedding_model: str, sparse: SparseVector | None = None
+                 ) -> dict[str, Any]:
     payload = page.model_dump(mode="json")
     payload.update(
         ts=page.timestamp.timestamp(),
@@ -43,7 +46,18 @@ def page_payload(page: Page, batch_id: str, embedding_model: str) -> dict[str, A
         schema_version=SCHEMA_VERSION,
         **stored_stems(page.user_input, page.agent_response),  # read by every retrieval's context fitting
     )
+    if sparse is not None:
+        payload[TERMS] = page_terms(sparse)
     return payload
+
+
+def page_terms(sparse: SparseVector) -> list[int]:
+    """The page's BM25 terms (its sparse vector's indices) as an indexed payload field: counting a user's
+    pages that hold a term gives that user's document frequency (retrieval/user_idf.py), and the count
+    follows the store by construction (a deleted or forgotten page no longer counts; a replayed write
+    writes the same list). A page without terms (all stopwords) holds NO_TERMS, so that every page written
+    since is told apart from one written before."""
+    return [int(i) for i in sparse.indices] or [NO_TERMS]
 
 
 class PageStore(CollectionOwner):
@@ -58,7 +72,7 @@ class PageStore(CollectionOwner):
             model=self.embedder.fingerprint,
             tenant_fields=("user_id",),
             keyword_fields=("assistant_id", "turn_id", "batch_id", "segment_id"),
-            integer_fields=("seq",),
+            integer_fields=("seq", TERMS),
             float_fields=("ts",),
         )
         try:
@@ -84,7 +98,7 @@ class PageStore(CollectionOwner):
             PointIn(
                 id=page_point_id(page.user_id, page.turn_id),
                 vector=vector,
-                payload=page_payload(page, batch_id, self.embedder.fingerprint),
+                payload=page_payload(page, batch_id, self.embedder.fingerprint, sparse_vector),
                 sparse=sparse_vector if sparse_vector is not None and sparse_vector.indices else None,
             )
             for page, vector, sparse_vector in zip(pages, vectors, sparse, strict=True)
@@ -118,12 +132,25 @@ class PageStore(CollectionOwner):
         return self.store.get(PAGES, [page_point_id(user_id, t) for t in turn_ids])
 
     def query(self, user_id: str, limit: int, *, vector: Sequence[float] | None = None, sparse: Any = None,
-              where: dict[str, Any] | None = None, with_payload: bool = True) -> list[Hit]:
+              where: dict[str, Any] | None = None, with_payload: bool = True, with_sparse: bool = False
+              ) -> list[Hit]:
         """A search within one user's pages; `where` narrows it (segment ids, a time range). Without payload,
-        hits are point ids and scores only (read the kept ones with `by_ids`)."""
+        hits are point ids and scores only (read the kept ones with `by_ids`); `with_sparse`, with their
+        BM25 vectors."""
         self.ensure()
         return self.store.query(PAGES, vector=vector, sparse=sparse, filter={**(where or {}), "user_id": user_id},
-                                limit=limit, with_payload=with_payload)
+                                limit=limit, with_payload=with_payload, with_sparse=with_sparse)
+
+    def term_counts(self, user_id: str, terms: Sequence[int]) -> tuple[int, dict[int, int]] | None:
+        """The user's page count and, for each term, how many of the user's pages hold it; None when some
+        of the user's pages carry no terms (stored before they did: `memoryos bm25-terms` adds them), so
+        that a partial count never passes for the user's own. One count per term: each is an indexed
+        lookup within the user's pages (tens of microseconds on the embedded store)."""
+        self.ensure()
+        pages = self.store.count(PAGES, filter={"user_id": user_id})
+        if not pages or self.store.count(PAGES, filter={"user_id": user_id, TERMS: {"gte": NO_TERMS}}) < pages:
+            return None
+        return pages, {t: self.store.count(PAGES, filter={"user_id": user_id, TERMS: t}) for t in terms}
 
     def by_ids(self, point_ids: Sequence[str]) -> list[Hit]:
         """Stored pages by point id, with their payloads (absent ones are left out)."""

@@ -1,0 +1,68 @@
+"""BM25 over one user's pages with that user's own IDF, not the collection's.
+
+The store's IDF modifier counts every user's pages: in a store of many users a word one user says all the
+time weighs as little as it does across everyone, and a word's weight drifts as other users write. A stock
+BM25 over one conversation counts that conversation only, and so do we, with the same formula
+(bench/baselines.py): idf(t) = log(1 + (N - df(t) + 0.5) / (df(t) + 0.5)) over the user's N pages.
+
+Why a rescoring: the store's search still finds the candidates (the collection-IDF list, looked at
+`candidates` deep, with each page's stored BM25 vector), and they are ranked again by
+sum over terms of user_idf(t) * query_weight(t) * page_weight(t). The page weights are the stored ones
+(saturated term frequencies, embeddings/sparse.py), so this is the exact BM25 of the user's pages for every
+candidate; only a page outside the candidates could be missed. It needs no new collection and no migration
+of vectors. The user's df comes from the pages' indexed `terms` payload (PageStore.term_counts), counted
+within the user's pages: deletes, eviction and forget need nothing more, and a user with pages stored
+before `terms` existed keeps the collection's IDF until `memoryos bm25-terms` has added them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from memoryos_workers.vectorstore import Hit, SparseVector
+
+
+def idf(pages: int, df: int) -> float:
+    """BM25's (Robertson-Sparck Jones) IDF, as the stock BM25 baseline and Qdrant's modifier compute it."""
+    return math.log(1 + (pages - df + 0.5) / (df + 0.5))
+
+
+def term_weights(query: SparseVector, pages: int, df: Mapping[int, int]) -> dict[int, float]:
+    """The query's weight of each term: its own value (1.0 per term for queries) times the user's IDF."""
+    return {t: q * idf(pages, df.get(t, 0)) for t, q in zip(query.indices, query.values, strict=True)}
+
+
+def score(page: SparseVector | None, weights: Mapping[int, float]) -> float:
+    if page is None:
+        return 0.0
+    return sum(v * weights.get(t, 0.0) for t, v in zip(page.indices, page.values, strict=True))
+
+
+def rescore(hits: Sequence[Hit], weights: Mapping[int, float]) -> list[Hit]:
+    """The hits ranked by the user's BM25 (each hit's `sparse` is its stored vector), best first; equal
+    scores keep the store's order. Hits come back without their sparse vectors (nobody reads them again)."""
+    scored = [Hit(id=h.id, score=score(h.sparse, weights), payload=h.payload) for h in hits]
+    order = sorted(range(len(scored)), key=lambda i: -scored[i].score)
+    return [scored[i] for i in order if scored[i].score > 0]
+
+
+def user_weights(pages: Any, user_id: str, query: SparseVector) -> dict[int, float] | None:
+    """The query's term weights with the user's IDF (`pages` is the PageStore), or None for a user whose
+    pages do not all carry their terms yet (they keep the collection's IDF)."""
+    counts = pages.term_counts(user_id, query.indices)
+    return term_weights(query, *counts) if counts is not None else None
+
+
+def user_bm25(pages: Any, user_id: str, query: SparseVector, where: Mapping[str, Any], depth: int,
+              candidates: int, weights: Mapping[int, float] | None) -> list[Hit]:
+    """The BM25 list over the user's pages with their payloads, `depth` long: the store's list looked at
+    `candidates` deep and ranked with `weights` (user_weights); with None, the store's (collection IDF)."""
+    if weights is None:
+        return pages.query(user_id, depth, sparse=query, where=dict(where), with_payload=True)
+    found = pages.query(user_id, max(candidates, depth), sparse=query, where=dict(where), with_payload=False,
+                        with_sparse=True)
+    ranked = rescore(found, weights)[:depth]
+    payloads = {h.id: h.payload for h in pages.by_ids([h.id for h in ranked])}
+    return [Hit(id=h.id, score=h.score, payload=payloads[h.id]) for h in ranked if h.id in payloads]
