@@ -65,6 +65,7 @@ class PageStore(CollectionOwner):
         super().__init__(store, embedder)
         self.sparse = get_sparse_encoder()
         self.hybrid = True  # pages carry BM25 vectors; False only for a collection made before they did
+        self._warned_terms = False
 
     def _create(self) -> None:
         fields = dict(
@@ -148,7 +149,13 @@ class PageStore(CollectionOwner):
         lookup within the user's pages (tens of microseconds on the embedded store)."""
         self.ensure()
         pages = self.store.count(PAGES, filter={"user_id": user_id})
-        if not pages or self.store.count(PAGES, filter={"user_id": user_id, TERMS: {"gte": NO_TERMS}}) < pages:
+        if not pages:
+            return None
+        if self.store.count(PAGES, filter={"user_id": user_id, TERMS: {"gte": NO_TERMS}}) < pages:
+            if not self._warned_terms:
+                self._warned_terms = True
+                log.warning("pages stored before they carried their BM25 terms: their users' page search "
+                            "weighs words by the whole store until `memoryos bm25-terms` has run")
             return None
         return pages, {t: self.store.count(PAGES, filter={"user_id": user_id, TERMS: t}) for t in terms}
 

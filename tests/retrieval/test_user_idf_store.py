@@ -4,6 +4,7 @@ keeps the collection's IDF until `memoryos bm25-terms` adds them, and deletes le
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -80,7 +81,9 @@ def test_the_ranking_follows_the_users_own_pages(pages: PageStore) -> None:
     assert pages.term_counts("b", [pizza, guitar]) == (20, {pizza: 0, guitar: 20})
 
 
-def test_pages_from_before_terms_keep_the_collection_idf_until_they_are_added(pages: PageStore) -> None:
+def test_pages_from_before_terms_keep_the_collection_idf_until_they_are_added(
+    pages: PageStore, caplog: pytest.LogCaptureFixture
+) -> None:
     pages.upsert(guitarist("b"), "b2")
     old = pizza_lover("c")
     vectors = pages.embedder.embed([p.text() for p in old])
@@ -91,7 +94,9 @@ def test_pages_from_before_terms_keep_the_collection_idf_until_they_are_added(pa
         for p, v, s in zip(old, vectors, sparse, strict=True)])
     pages.upsert([page("c", 10, "A newer page about guitar strings.")], "b3")  # one written since
     query = get_sparse_encoder().embed_query(QUERY)
-    assert pages.term_counts("c", query.indices) is None  # some of c's pages have no terms: no partial count
+    with caplog.at_level(logging.WARNING, logger="memoryos.pages"):
+        assert pages.term_counts("c", query.indices) is None  # some of c's pages have no terms: no partial count
+    assert "`memoryos bm25-terms`" in caplog.text  # the operator is told what to run
     before = user_bm25(pages, "c", query, {}, depth=3, candidates=40)
     assert [h.id for h in before] == [h.id for h in pages.query("c", 3, sparse=query)]
     assert before[0].payload["user_input"].startswith("We had pizza")
