@@ -89,7 +89,7 @@ def read_early(src: Sources, keys: UserKeys, request: RetrievalRequest, depth: i
     weights = None
     if sparse is not None and src.pages.hybrid and not (f.store_hybrid and f.use_dense):
         weights = user_weights(src.pages, request.user_id, sparse) if f.user_idf else None
-        bm25 = user_bm25(src.pages, request.user_id, sparse, where, depth, f.idf_candidates, weights)
+        bm25 = user_bm25(src.pages, request.user_id, sparse, where, depth, weights)
     recent = (by_words(request.user_id, short_term, sparse, src.sparse, weights)
               if request.budget and sparse is not None else [])
     t3 = time.perf_counter()

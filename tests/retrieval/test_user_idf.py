@@ -55,24 +55,23 @@ class StandIn:
 
     def query(self, user_id: str, limit: int, **kw: Any) -> list[Hit]:
         self.calls.append((limit, kw))
-        return self.found[:limit]
-
-    def by_ids(self, ids: list[str]) -> list[Hit]:
-        return [Hit(id=i, score=0.0, payload={"turn_id": i}) for i in ids if i != "deleted"]
+        found = self.found[:limit]
+        return found if kw.get("with_sparse") else [Hit(id=h.id, score=h.score, payload=h.payload) for h in found]
 
 
-def test_user_bm25_rescores_the_candidates_and_reads_the_kept_payloads() -> None:
-    found = [hit("common", {COMMON: 1.0}, 9.0), hit("deleted", {RARE: 1.0}, 8.0), hit("rare", {RARE: 1.0}, 7.0),
-             hit("both", {COMMON: 1.0, RARE: 1.0}, 6.0)]
+def test_user_bm25_ranks_the_stores_list_again_with_the_users_weights() -> None:
+    found = [hit("common", {COMMON: 1.0}, 9.0), hit("rare", {RARE: 1.0}, 7.0),
+             hit("both", {COMMON: 1.0, RARE: 1.0}, 6.0), hit("beyond", {RARE: 3.0}, 5.0)]
+    found = [Hit(id=h.id, score=h.score, payload={"turn_id": h.id}, sparse=h.sparse) for h in found]
     pages = StandIn((10, {COMMON: 9, RARE: 2}), found)
     query = SparseVector([COMMON, RARE], [1.0, 1.0])
     weights = user_weights(pages, "u", query)
     assert weights == term_weights(query, 10, {COMMON: 9, RARE: 2})
-    out = user_bm25(pages, "u", query, {"ts": {"gte": 0}}, depth=3, candidates=40, weights=weights)
-    limit, kw = pages.calls[0]
-    assert limit == 40 and kw["with_sparse"] and not kw["with_payload"] and kw["where"] == {"ts": {"gte": 0}}
-    assert [h.id for h in out] == ["both", "rare"]  # "deleted" ranked among the 3 but gone when read
-    assert out[0].payload == {"turn_id": "both"} and out[0].score > out[1].score
+    out = user_bm25(pages, "u", query, {"ts": {"gte": 0}}, depth=3, weights=weights)
+    assert pages.calls == [(3, {"sparse": query, "where": {"ts": {"gte": 0}}, "with_payload": True,
+                                "with_sparse": True})]  # one read, as deep as the list it returns
+    assert [h.id for h in out] == ["both", "rare", "common"]  # the store's 3, the user's order
+    assert out[0].payload == {"turn_id": "both"} and out[0].score > out[1].score > out[2].score
 
 
 def test_user_bm25_keeps_the_collection_idf_for_a_user_without_terms() -> None:
@@ -80,9 +79,9 @@ def test_user_bm25_keeps_the_collection_idf_for_a_user_without_terms() -> None:
     pages = StandIn(None, found)
     query = SparseVector([COMMON, RARE], [1.0, 1.0])
     assert user_weights(pages, "u", query) is None
-    out = user_bm25(pages, "u", query, {}, depth=5, candidates=40, weights=None)
-    assert [h.id for h in out] == ["a", "b"]
-    assert pages.calls == [(5, {"sparse": query, "where": {}, "with_payload": True})]
+    out = user_bm25(pages, "u", query, {}, depth=5, weights=None)
+    assert [(h.id, h.score, h.sparse) for h in out] == [("a", 9.0, None), ("b", 7.0, None)]
+    assert pages.calls == [(5, {"sparse": query, "where": {}, "with_payload": True, "with_sparse": False})]
 
 
 def test_recent_turns_are_scored_with_the_users_weights_when_given() -> None:
