@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from memoryos_workers.embeddings.base import TextEmbedder
-from memoryos_workers.embeddings.sparse import get_sparse_encoder, page_document
+from memoryos_workers.embeddings.sparse import get_sparse_encoder, occurrences, page_document
 from memoryos_workers.memory.collections import CollectionOwner
 from memoryos_workers.vectorstore import Hit, PointIn, SparseVector, VectorStore, VectorStoreError
 from schemas.turns import SCHEMA_VERSION, Page
@@ -55,12 +55,13 @@ def page_payload(page: Page, batch_id: str, embedding_model: str, sparse: Sparse
 
 
 def page_terms(sparse: SparseVector) -> list[int]:
-    """The page's BM25 terms (its sparse vector's indices) as an indexed payload field: counting a user's
-    pages that hold a term gives that user's document frequency (retrieval/user_idf.py), and the count
-    follows the store by construction (a deleted or forgotten page no longer counts; a replayed write
-    writes the same list). A page without terms (all stopwords) holds NO_TERMS, so that every page written
-    since is told apart from one written before."""
-    return [int(i) for i in sparse.indices] or [NO_TERMS]
+    """The page's BM25 terms as an indexed payload field, each as often as the page says it (`occurrences`
+    of its sparse vector): counting a user's pages that hold a term gives that user's document frequency,
+    and the list gives back the page's BM25 weights, so the BM25 list's payloads are all its rescoring
+    reads (retrieval/user_idf.py). The counts follow the store by construction (a deleted or forgotten
+    page no longer counts; a replayed write writes the same list). A page without terms (all stopwords)
+    holds NO_TERMS, so that every page written since is told apart from one written before."""
+    return occurrences(sparse) or [NO_TERMS]
 
 
 class PageStore(CollectionOwner):
@@ -138,14 +139,12 @@ class PageStore(CollectionOwner):
         return self.store.get(PAGES, [page_point_id(user_id, t) for t in turn_ids])
 
     def query(self, user_id: str, limit: int, *, vector: Sequence[float] | None = None, sparse: Any = None,
-              where: dict[str, Any] | None = None, with_payload: bool = True, with_sparse: bool = False
-              ) -> list[Hit]:
+              where: dict[str, Any] | None = None, with_payload: bool = True) -> list[Hit]:
         """A search within one user's pages; `where` narrows it (segment ids, a time range). Without payload,
-        hits are point ids and scores only (read the kept ones with `by_ids`); `with_sparse`, with their
-        BM25 vectors."""
+        hits are point ids and scores only (read the kept ones with `by_ids`)."""
         self.ensure()
         return self.store.query(PAGES, vector=vector, sparse=sparse, filter={**(where or {}), "user_id": user_id},
-                                limit=limit, with_payload=with_payload, with_sparse=with_sparse)
+                                limit=limit, with_payload=with_payload)
 
     def term_counts(self, user_id: str, terms: Sequence[int]) -> tuple[int, dict[int, int]] | None:
         """The user's page count and, for each term, how many of the user's pages hold it; None when some

@@ -5,16 +5,17 @@ time weighs as little as it does across everyone, and a word's weight drifts as 
 BM25 over one conversation counts that conversation only, and so do we, with the same formula
 (bench/baselines.py): idf(t) = log(1 + (N - df(t) + 0.5) / (df(t) + 0.5)) over the user's N pages.
 
-Why a rescoring: the store's search still finds the candidates (its collection-IDF list, as deep as
-before, read with each page's stored BM25 vector beside its payload), and they are ranked again by
-sum over terms of user_idf(t) * query_weight(t) * page_weight(t). The page weights are the stored ones
-(saturated term frequencies, embeddings/sparse.py), so this is the exact BM25 of the user's pages for every
-candidate; only a page outside the candidates could be missed. Looking deeper (40 or 60 candidates for
-the 20 kept at 500 tokens) measured alike on conv-26 and costs a second read of the payloads (0.3 ms at
-100k pages), so the list is reordered, not widened. It needs no new collection and no migration
-of vectors. The user's df comes from the pages' indexed `terms` payload (PageStore.term_counts), counted
-within the user's pages: deletes, eviction and forget need nothing more, and a user with pages stored
-before `terms` existed keeps the collection's IDF until `memoryos bm25-terms` has added them.
+Why a rescoring: the store's search still finds the candidates (its collection-IDF list, as deep and with
+the payloads it always read), and they are ranked again by sum over terms of
+user_idf(t) * query_weight(t) * page_weight(t). A page's `terms` payload lists its terms as often as it
+says them, which gives back its stored BM25 weights exactly (embeddings/sparse.py `occurrences`), so
+this is the exact BM25 of the user's pages for every candidate, with no read beyond the payloads; only a
+page outside the candidates could be missed. Looking deeper (40 or 60 candidates for the 20 kept at 500
+tokens) measured alike on conv-26 and costs a second read of payloads (0.3 ms at 100k pages), so the
+list is reordered, not widened. The user's df comes from the same payload, indexed
+(PageStore.term_counts, counted within the user's pages): deletes, eviction and forget need nothing more,
+and a user with pages stored before `terms` existed keeps the collection's IDF until `memoryos
+bm25-terms` has added them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from memoryos_workers.embeddings.sparse import tf_weight
+from memoryos_workers.memory.pages import TERMS
 from memoryos_workers.vectorstore import Hit, SparseVector
 
 
@@ -36,17 +39,24 @@ def term_weights(query: SparseVector, pages: int, df: Mapping[int, int]) -> dict
     return {t: q * idf(pages, df.get(t, 0)) for t, q in zip(query.indices, query.values, strict=True)}
 
 
-def score(page: SparseVector | None, weights: Mapping[int, float]) -> float:
-    if page is None:
+def score(terms: Sequence[int] | None, weights: Mapping[int, float]) -> float:
+    """A page's BM25 score from its `terms` payload (each term as often as the page says it): the page's
+    own saturated, length-normalised weight of each query term (sparse.tf_weight) times the query's."""
+    if not terms:
         return 0.0
-    return sum(v * weights.get(t, 0.0) for t, v in zip(page.indices, page.values, strict=True))
+    total = 0.0
+    for t, w in weights.items():
+        tf = terms.count(t)  # a scan in C over a page's few dozen terms
+        if tf:
+            total += w * tf_weight(tf, len(terms))
+    return total
 
 
 def rescore(hits: Sequence[Hit], weights: Mapping[int, float]) -> list[Hit]:
-    """The hits ranked by the user's BM25 (each hit's `sparse` is its stored vector), best first; equal
-    scores keep the store's order. Hits keep their payloads, not their sparse vectors (nobody reads them
-    again)."""
-    scored = [Hit(id=h.id, score=score(h.sparse, weights), payload=h.payload) for h in hits]
+    """The hits ranked by the user's BM25, best first, from their payloads' `terms`; equal scores keep the
+    store's order, and a hit that scores nothing (no terms: written meanwhile by an older worker) is left
+    out."""
+    scored = [Hit(id=h.id, score=score(h.payload.get(TERMS), weights), payload=h.payload) for h in hits]
     order = sorted(range(len(scored)), key=lambda i: -scored[i].score)
     return [scored[i] for i in order if scored[i].score > 0]
 
@@ -60,8 +70,7 @@ def user_weights(pages: Any, user_id: str, query: SparseVector) -> dict[int, flo
 
 def user_bm25(pages: Any, user_id: str, query: SparseVector, where: Mapping[str, Any], depth: int,
               weights: Mapping[int, float] | None) -> list[Hit]:
-    """The BM25 list over the user's pages with their payloads, `depth` long: the store's list ranked again
-    with `weights` (user_weights); with None, as the store ranks it (collection IDF)."""
-    found = pages.query(user_id, depth, sparse=query, where=dict(where), with_payload=True,
-                        with_sparse=weights is not None)
+    """The BM25 list over the user's pages with their payloads, `depth` long: the store's list (the same
+    read as without user IDF) ranked again with `weights` (user_weights); with None, as the store ranks it."""
+    found = pages.query(user_id, depth, sparse=query, where=dict(where), with_payload=True)
     return found if weights is None else rescore(found, weights)

@@ -75,7 +75,6 @@ class Hit:
     score: float
     payload: dict[str, Any]
     vector: list[float] | None = None
-    sparse: SparseVector | None = None  # the point's BM25 vector, when asked for (with_sparse)
 
 
 @dataclass(frozen=True)
@@ -119,11 +118,9 @@ class VectorStore(Protocol):
         with_vectors: bool = False,
         score_threshold: float | None = None,
         with_payload: bool = True,
-        with_sparse: bool = False,
     ) -> list[Hit]:
         """Without payload, hits carry only their id and score (an empty payload): reading payloads is
-        most of a search's cost, so a caller that ranks first reads only the payloads it keeps (get).
-        `with_sparse`: hits carry their stored sparse vector (a caller that scores the terms itself)."""
+        most of a search's cost, so a caller that ranks first reads only the payloads it keeps (get)."""
         ...
 
     def scroll(
@@ -250,19 +247,15 @@ def _range(field: str, bounds: Mapping[str, Any]) -> dict[str, float]:
 
 
 def make_hit(point_id: Any, score: float, payload: Mapping[str, Any] | None, vector: Any) -> Hit:
-    """Both engines return named vectors as a dict: the dense one, and the sparse one when it was asked
-    for (both engines' sparse vectors have `indices` and `values`, already lists of ints and floats: taken
-    as they are, which halves the cost of reading 50 of them). A payload
+    """Both engines return named vectors as a dict; callers only ever want the dense one back. A payload
     that is a plain dict is the engine's fresh conversion of the point, owned by this hit alone, so it is
     kept as it is instead of copied (every search converts tens of payloads)."""
     dense = vector.get(DENSE) if isinstance(vector, Mapping) else None
-    sparse = vector.get(SPARSE) if isinstance(vector, Mapping) else None
     return Hit(
         id=str(point_id),
         score=float(score),
         payload=payload if type(payload) is dict else dict(payload or {}),
         vector=[float(x) for x in dense] if dense is not None else None,
-        sparse=SparseVector(list(sparse.indices), list(sparse.values)) if sparse is not None else None,
     )
 
 

@@ -131,18 +131,16 @@ class EdgeStore:
         with_vectors: bool = False,
         score_threshold: float | None = None,
         with_payload: bool = True,
-        with_sparse: bool = False,
     ) -> list[Hit]:
         """Hybrid = RRF over a dense and a sparse branch; score_threshold then applies to the dense branch."""
         check_query(vector, sparse, limit)
         edge_filter = _filter(parse_filter(filter))
-        request = _query_request(vector, sparse, edge_filter, limit, score_threshold, with_vectors, with_payload,
-                                 with_sparse)
+        request = _query_request(vector, sparse, edge_filter, limit, score_threshold, with_vectors, with_payload)
         with self._lock:
             shard = self._shard(collection)
             with _engine_errors(f"query {collection!r}"):
                 scored = shard.query(request)
-        if not with_payload and not with_vectors and not with_sparse:  # ids and scores: nothing else to convert
+        if not with_payload and not with_vectors:  # ids and scores: nothing else to convert
             return [Hit(id=str(p.id), score=float(p.score), payload={}) for p in scored]
         return [make_hit(p.id, p.score, p.payload, p.vector) for p in scored]
 

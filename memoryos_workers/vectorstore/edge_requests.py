@@ -31,9 +31,8 @@ def _sparse(sparse: SparseVector) -> qe.SparseVector:
     return qe.SparseVector([int(i) for i in sparse.indices], [float(v) for v in sparse.values])
 
 
-def _with_vector(with_vectors: bool, with_sparse: bool = False) -> list[str] | bool:
-    names = [DENSE] * with_vectors + [SPARSE] * with_sparse
-    return names or False
+def _with_vector(with_vectors: bool) -> list[str] | bool:
+    return [DENSE] if with_vectors else False
 
 
 def _query_request(
@@ -44,11 +43,9 @@ def _query_request(
     score_threshold: float | None,
     with_vectors: bool,
     with_payload: bool = True,
-    with_sparse: bool = False,
 ) -> qe.QueryRequest:
     common: dict[str, Any] = dict(
-        limit=limit, filter=edge_filter, with_payload=with_payload,
-        with_vector=_with_vector(with_vectors, with_sparse),
+        limit=limit, filter=edge_filter, with_payload=with_payload, with_vector=_with_vector(with_vectors)
     )
     dense_query = qe.Query.Nearest([float(x) for x in vector], using=DENSE) if vector is not None else None
     sparse_query = qe.Query.Nearest(_sparse(sparse), using=SPARSE) if sparse is not None else None

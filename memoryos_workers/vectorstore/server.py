@@ -138,7 +138,6 @@ class QdrantServerStore:
         with_vectors: bool = False,
         score_threshold: float | None = None,
         with_payload: bool = True,
-        with_sparse: bool = False,
     ) -> list[Hit]:
         """Hybrid = RRF over a dense and a sparse branch; score_threshold then applies to the dense branch."""
         check_query(vector, sparse, limit)
@@ -151,7 +150,7 @@ class QdrantServerStore:
                 query_filter=qfilter,
                 limit=limit,
                 with_payload=with_payload,
-                with_vectors=_with_vectors(with_vectors, with_sparse),
+                with_vectors=_with_vectors(with_vectors),
                 **args,
             )
         return [make_hit(p.id, p.score, p.payload, p.vector) for p in response.points]
@@ -337,9 +336,8 @@ def _sparse(sparse: SparseVector) -> models.SparseVector:
     )
 
 
-def _with_vectors(with_vectors: bool, with_sparse: bool = False) -> list[str] | bool:
-    names = [DENSE] * with_vectors + [SPARSE] * with_sparse
-    return names or False
+def _with_vectors(with_vectors: bool) -> list[str] | bool:
+    return [DENSE] if with_vectors else False
 
 
 def _query_args(

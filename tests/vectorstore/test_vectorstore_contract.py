@@ -260,19 +260,6 @@ def test_hybrid_rrf_ranks_exact_keyword_first(sparse_coll: VectorStore) -> None:
     assert all(h.payload["user_id"] == "a" for h in hits)
 
 
-def test_sparse_query_with_sparse_returns_each_hits_stored_vector(sparse_coll: VectorStore) -> None:
-    """The user-IDF rescoring (retrieval/user_idf.py) reads the candidates' BM25 vectors with their ids."""
-    _keyword_corpus(sparse_coll)
-    query = SparseVector([COMMON, RARE], [1.0, 1.0])
-    plain = sparse_coll.query(COLL, sparse=query, filter={"user_id": "a"}, limit=3, with_payload=False)
-    hits = sparse_coll.query(COLL, sparse=query, filter={"user_id": "a"}, limit=3, with_payload=False,
-                             with_sparse=True)
-    assert ids(hits) == ids(plain) and all(h.payload == {} and h.vector is None for h in hits)
-    assert hits[0].sparse == SparseVector([COMMON, RARE], [1.0, 1.0])
-    assert all(h.sparse is not None and COMMON in h.sparse.indices for h in hits)
-    assert all(h.sparse is None for h in plain)
-
-
 def test_count_matches_a_value_inside_an_integer_list(store: VectorStore) -> None:
     """Pages' `terms` are lists of integers: a value matches a point holding it, a range any element."""
     store.ensure_collection(COLL, dim=DIM, integer_fields=("terms",))
