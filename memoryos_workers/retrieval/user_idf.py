@@ -16,6 +16,12 @@ list is reordered, not widened. The user's df comes from the same payload, index
 (PageStore.term_counts, counted within the user's pages): deletes, eviction and forget need nothing more,
 and a user with pages stored before `terms` existed keeps the collection's IDF until `memoryos
 bm25-terms` has added them.
+
+Cost, all of it in `early`, beside the query's embedding: one count of the user's pages and one per query
+term (about 35 us each on the embedded store), and the rescoring (about 1.3 us a hit). Measured on 100k
+pages of 1,000 users, 3.6 terms a query, load 11-18 from other runs: the weights 0.16-0.23 ms p50, the
+whole BM25 list 0.26-0.38 ms p50 more than the store's list alone. On a Qdrant server each count is a
+round trip.
 """
 
 from __future__ import annotations
