@@ -18,9 +18,10 @@ this counts what summaries, the profile and facts say, which the evidence share 
 schemas.tokens' estimate. `now` is an hour after the conversation's last session.
 
 Tuning discipline: both conversations are in-sample. Packing parameters (the persona share among them) are
-chosen on conv-26 and checked on conv-30; the fusion weights were chosen on both, and segment neighbours
-were kept because conv-30 measured better with them, so conv-30 is not held out. Variants (--variants) are
-measured on both and reported separately.
+chosen on conv-26 and checked on conv-30; so was BM25 with the user's own IDF (FusionParams.user_idf and its
+candidate depth; the variant "collection IDF" is the BM25 before it); the fusion weights were chosen on both,
+and segment neighbours were kept because conv-30 measured better with them, so conv-30 is not held out.
+Variants (--variants) are measured on both and reported separately.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ DENSE = "plain dense, packed"
 HYBRID = "stock hybrid (BM25 + dense, RRF k=60), packed"
 UNBUDGETED = "before: top-10, no budget"
 
-ROLES = {TUNED: "in-sample: packing chosen on it", CHECKED: "in-sample: packing checked on it"}
+ROLES = {TUNED: "in-sample: packing and per-user IDF chosen on it",
+         CHECKED: "in-sample: packing and per-user IDF checked on it"}
 DEFAULT_BUDGETS = "500,1000,2000,4000"
 # Each a change to the retriever (fusion or packing parameters) measured beside the default.
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
@@ -63,6 +65,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "derived reserve 0.15": {"packing": {"derived_share": 0.15}},
     "no derived reserve": {"packing": {"derived_share": 0.0}},
     "persona share 0.15": {"packing": {"persona_share": 0.15}},
+    "collection IDF (BM25 before per-user IDF)": {"fusion": {"user_idf": False}},
 }
 
 
@@ -297,7 +300,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"Ingestion at the default short-term capacity ({result.get('stm', 10)}), the persona work flushed, with "
         f"the `{result.get('responder', 'default')}` test model (its persona restates what the user said). "
         f"**Both conversations are in-sample**: the persona share and the packing were chosen on {TUNED} and "
-        f"checked on {CHECKED}; the fusion weights were chosen on both, and segment neighbours were kept "
+        f"checked on {CHECKED}, and so was BM25 weighing words by the user's own pages (per-user IDF; the "
+        f"*collection IDF* row is the BM25 before it, weighing them by every user's pages in the store); the "
+        f"fusion weights were chosen on both, and segment neighbours were kept "
         f"because {CHECKED} measured better with them. Tokens are the budget's estimate (characters / 4, "
         "schemas/tokens.py); every prompt was checked to fit its budget.",
     ]

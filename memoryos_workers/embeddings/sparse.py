@@ -8,6 +8,7 @@ where the "inverse document frequency" half of BM25 comes from.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ RECENT_CACHE_SIZE = 4096
 #: the length normalisation should compare a page with a typical page.
 AVG_PAGE_TOKENS = 48.0
 LANGUAGE = "english"
+K1 = 1.2  # BM25's term-frequency saturation (Bm25's default, set here so `tf_weight` uses the same)
+B = 0.75  # BM25's length normalisation (likewise)
 
 
 class SparseEncoder:
@@ -30,7 +33,7 @@ class SparseEncoder:
     def __init__(self, *, language: str = LANGUAGE, avg_len: float = AVG_PAGE_TOKENS) -> None:
         self.language = language
         self.avg_len = avg_len
-        self._model = Bm25(Bm25Config(language=language, avg_len=avg_len))
+        self._model = Bm25(Bm25Config(k=K1, b=B, language=language, avg_len=avg_len))
         self._recent: OrderedDict[str, SparseVector] = OrderedDict()
         self._recent_lock = threading.Lock()
 
@@ -64,6 +67,30 @@ class SparseEncoder:
         """None when nothing is left after stopwords (a sparse query without terms matches nothing)."""
         vector = _convert(self._model.embed_query(text))
         return vector if vector.indices else None
+
+
+def tf_weight(tf: int, length: int, avg_len: float = AVG_PAGE_TOKENS) -> float:
+    """A document's BM25 weight of a term said `tf` times among its `length` tokens, as Bm25 computes the
+    values of `embed_documents` (saturated tf, length-normalised; no IDF)."""
+    return tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avg_len))
+
+
+def occurrences(vector: SparseVector, avg_len: float = AVG_PAGE_TOKENS) -> list[int]:
+    """The document's tokens as term ids, each as often as it was said (in index order), recovered from its
+    BM25 vector: then `tf_weight(terms.count(t), len(terms))` is the vector's value of t again, so the
+    list alone (a page's `terms` payload) both counts documents per term and scores them. Each value is
+    tf * (K1 + 1) / (tf + L') for the document's one L' = K1 * (1 - B + B * length / avg_len); the length
+    that gives back every value with whole term frequencies is the one."""
+    if not vector.indices:
+        return []
+    distinct = len(vector.indices)
+    for length in range(distinct, 64 * distinct + 64):
+        norm = K1 * (1 - B + B * length / avg_len)
+        tfs = [round(v * norm / (K1 + 1 - v)) for v in vector.values]
+        if sum(tfs) == length and all(tf >= 1 and math.isclose(tf_weight(tf, length, avg_len), v, rel_tol=1e-4)
+                                      for tf, v in zip(tfs, vector.values, strict=True)):
+            return [t for t, tf in zip(vector.indices, tfs, strict=True) for _ in range(tf)]
+    return list(vector.indices)  # not reached for Bm25's vectors; each term once is the nearest
 
 
 def _convert(vector: object) -> SparseVector:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from memoryos_workers.embeddings.base import TextEmbedder
-from memoryos_workers.memory.pages import PAGES, page_sparse_text, page_vector_text
+from memoryos_workers.memory.pages import PAGES, TERMS, page_sparse_text, page_terms, page_vector_text
 from memoryos_workers.memory.persona_store import KNOWLEDGE, PROFILES, fact_vector_text, profile_vector_text
 from memoryos_workers.memory.segments import SEGMENTS, segment_vector_text
 from memoryos_workers.vectorstore import PointIn, VectorStore, VectorStoreError
@@ -55,7 +55,7 @@ def reembed(
                 if name == PAGES and hybrid else [None] * len(hits)
             )
             store.upsert(name, [
-                PointIn(id=h.id, vector=v, payload={**h.payload, MODEL_KEY: embedder.fingerprint},
+                PointIn(id=h.id, vector=v, payload=_payload(h.payload, embedder.fingerprint, s),
                         sparse=s if s is not None and s.indices else None)
                 for h, v, s in zip(hits, vectors, sparse_vectors, strict=True)
             ])
@@ -64,6 +64,15 @@ def reembed(
                 progress(name, len(hits))
         store.set_model(name, embedder.fingerprint)
     return done
+
+
+def _payload(payload: dict[str, Any], model: str, sparse: Any) -> dict[str, Any]:
+    """The point's payload with the new model, and for a page its BM25 terms (a page stored before pages
+    carried them gets them here, as `memoryos bm25-terms` would write them)."""
+    out = {**payload, MODEL_KEY: model}
+    if sparse is not None:
+        out[TERMS] = page_terms(sparse)
+    return out
 
 
 def _open_all(store: VectorStore, dim: int) -> bool:

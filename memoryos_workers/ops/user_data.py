@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from memoryos_workers.memory.pages import TERMS
 from memoryos_workers.memory.segment_stats import SegmentStats
 from memoryos_workers.pipeline.locks import UserLock
 from memoryos_workers.runtime import Runtime
@@ -27,7 +28,7 @@ def collect_user_records(rt: Runtime, user_id: str) -> Iterator[dict[str, Any]]:
     turns: dict[str, dict[str, Any]] = {}
     segments = {h.id: h.payload for h in rt.segments.all_for_user(user_id)}
     for hit in rt.pages.all_for_user(user_id):
-        record = {k: v for k, v in hit.payload.items() if k not in ("embedding_model",)}
+        record = {k: v for k, v in hit.payload.items() if k not in ("embedding_model", TERMS)}  # derived
         seg = segments.get(record.get("segment_id") or "", {})
         turns[record["turn_id"]] = {"type": "turn", "tier": "mid_term", **record, "segment_theme": seg.get("theme")}
     for tier, batches in (

@@ -3,8 +3,9 @@
 The embedding is most of a retrieval's time and the model's run releases the GIL, so reads that do not
 need its vector cost nothing on the request's path when they run beside it: what Redis holds (short-term,
 unpromoted turns, the user's time zone), the times the query names, the profile and the user's facts in
-order, the query's BM25 vector, the BM25 search over the user's pages with their payloads (most pages the
-dense search finds are among them, so the reads after the embedding are ids and the few payloads missing),
+order, the query's BM25 vector, the BM25 search over the user's pages with their payloads, ranked with the
+user's own IDF (retrieval/user_idf.py; most pages the dense search finds are among them, so the reads after
+the embedding are ids and the few payloads missing),
 and the recent turns scored by the query's words. Everything else waits for the vector.
 
 A store read right after the embedding runs about twice as slow as the same read again (the model's run
@@ -30,6 +31,7 @@ from memoryos_workers.retrieval.dates import TimeWindow, time_windows
 from memoryos_workers.retrieval.filters import check_range, localise, payload_filter
 from memoryos_workers.retrieval.fusion import FusionParams
 from memoryos_workers.retrieval.persona_read import Unembedded, assistant_of, read_unembedded, wants_history
+from memoryos_workers.retrieval.user_idf import user_bm25, user_weights
 from memoryos_workers.vectorstore import Hit
 from producers.wire import state
 from producers.wire.keys import UserKeys
@@ -84,22 +86,27 @@ def read_early(src: Sources, keys: UserKeys, request: RetrievalRequest, depth: i
     sparse = src.sparse.embed_query(request.query) if f.use_sparse else None
     bm25 = None
     src.pages.ensure()
+    weights = None
     if sparse is not None and src.pages.hybrid and not (f.store_hybrid and f.use_dense):
-        bm25 = src.pages.query(request.user_id, depth, sparse=sparse, where=where, with_payload=True)
-    recent = by_words(request.user_id, short_term, sparse, src.sparse) if request.budget and sparse is not None else []
+        weights = user_weights(src.pages, request.user_id, sparse) if f.user_idf else None
+        bm25 = user_bm25(src.pages, request.user_id, sparse, where, depth, weights)
+    recent = (by_words(request.user_id, short_term, sparse, src.sparse, weights)
+              if request.budget and sparse is not None else [])
     t3 = time.perf_counter()
     ms = {"short_term": t1 - t0, "persona_read": t2 - t1, "bm25": t3 - t2}
     return Early(short_term, zone, where, windows, persona, sparse, bm25, recent,
                  {k: round(v * 1000, 3) for k, v in ms.items()})
 
 
-def by_words(user_id: str, turns: Sequence[Page], query: Any, encoder: Any) -> list[Hit]:
-    """Turns Redis holds that share words with the query, best first (BM25 term weights; no IDF, as they
-    are not in the store): each as a hit shaped like a stored page (its point id, should it be stored).
-    Each turn's score is its own, so keeping some of them afterwards keeps their order."""
+def by_words(user_id: str, turns: Sequence[Page], query: Any, encoder: Any,
+             idf_weights: dict[int, float] | None = None) -> list[Hit]:
+    """Turns Redis holds that share words with the query, best first (BM25 term weights, times the user's
+    IDF from their stored pages when given, else none): each as a hit shaped like a stored page (its point
+    id, should it be stored). Each turn's score is its own, so keeping some of them afterwards keeps their
+    order."""
     if not turns:
         return []
-    weights = dict(zip(query.indices, query.values, strict=True))
+    weights = idf_weights or dict(zip(query.indices, query.values, strict=True))
     docs = encoder.embed_recent([page_document(p.user_input, p.agent_response) for p in turns])
     scored = []
     for page, doc in zip(turns, docs, strict=True):

@@ -34,6 +34,10 @@ class FusionParams:
     use_sparse: bool = True
     use_dates: bool = True
     store_hybrid: bool = False  # one dense+BM25 query fused inside the store (its RRF) instead of two lists
+    # BM25 with the user's own IDF (retrieval/user_idf.py) instead of the collection's: the store's BM25 list
+    # ranked again, and the turns Redis holds scored with the same weights. Chosen on conv-26 (2,000 tokens:
+    # evidence 0.821 -> 0.833, answer in prompt 0.235 -> 0.243), checked on conv-30 (BENCHMARKS.md section 10).
+    user_idf: bool = True
     # Multi-hop: the pages next to the strongest hits in their segment, as one more list; 0 = off. Tuned on
     # conv-26 (0.25-1.0: 1.0 best) and kept because conv-30 measured better with it, which makes conv-30
     # in-sample too (BENCHMARKS.md section 4).

@@ -188,6 +188,8 @@ def test_inspect_export_forget_on_a_populated_store(cli_env: dict[str, str], tmp
     assert re.match(r"re-embedded with sentence-transformers/all-MiniLM-L6-v2@\w+: pages [1-9]\d*, segments",
                     res.stdout), res.stdout
     assert _turn_ids(_cli(cli_env, "export", user).stdout) == remote_ids, "the same pages, re-embedded"
+    res = _cli(cli_env, "bm25-terms")  # pages written by this version carry their terms already
+    assert res.returncode == 0 and res.stdout.strip() == "BM25 terms added to 0 page(s)", res.stdout + res.stderr
 
     res = _cli(cli_env, "inspect", user)
     assert res.returncode == 0, res.stderr

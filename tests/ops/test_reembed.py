@@ -13,12 +13,12 @@ import pytest
 import redis
 
 from memoryos_workers.embeddings.sparse import get_sparse_encoder
-from memoryos_workers.memory.pages import PAGES
+from memoryos_workers.memory.pages import PAGES, TERMS
 from memoryos_workers.memory.persona_store import KNOWLEDGE, PROFILES
 from memoryos_workers.memory.segments import SEGMENTS
 from memoryos_workers.ops.reembed import SOURCES, ReembedError, reembed
 from memoryos_workers.runtime import Runtime
-from memoryos_workers.vectorstore import ModelMismatchError, open_store
+from memoryos_workers.vectorstore import ModelMismatchError, PointIn, open_store
 from memoryos_workers.vectorstore.base import MIGRATING
 from schemas.settings import Settings
 from tests.conftest import PREFIX
@@ -98,6 +98,17 @@ def test_reembed_moves_every_vector_to_the_new_model(opened: tuple[Any, Any]) ->
                  store.query(PAGES, sparse=sparse, filter={"user_id": USER}, limit=3)):
         assert DETAIL in [h.payload["user_input"] for h in hits]
     assert reembed(store, new, get_sparse_encoder()) == done, "running again changes nothing more"
+
+
+def test_reembed_gives_pages_stored_before_terms_their_terms(opened: tuple[Any, Any]) -> None:
+    real, store = opened
+    hits = [h for page in store.scan(PAGES) for h in page]
+    bare = {h.id: {k: v for k, v in h.payload.items() if k != TERMS} for h in hits}
+    store.upsert(PAGES, [PointIn(id=i, vector=real.embed(["x"])[0], payload=p) for i, p in bare.items()])
+    assert not any(TERMS in h.payload for page in store.scan(PAGES) for h in page)
+    reembed(store, Renamed(real, "all-MiniLM-L6-v2@new"), get_sparse_encoder())
+    after = {h.id: h.payload for page in store.scan(PAGES) for h in page}
+    assert {i: p[TERMS] for i, p in after.items()} == {h.id: h.payload[TERMS] for h in hits}
 
 
 def test_an_interrupted_reembedding_blocks_both_models_until_finished(opened: tuple[Any, Any]) -> None:

@@ -43,6 +43,8 @@ def test_export_lists_every_turn_once_and_forget_removes_only_that_user(
     assert [t["turn_id"] for t in turns] == ids
     assert [t["seq"] for t in turns] == list(range(1, 38))
     assert {t["tier"] for t in turns} == {"mid_term", "pending", "short_term"}
+    assert not any("terms" in t for t in turns)  # the BM25 term ids are derived, not the user's data
+    assert runtime.pages.term_counts(user_id, []) is not None  # stored pages carry them
     assert any(r["type"] == "segment" for r in records) and any(r["type"] == "profile" for r in records)
     assert any(r["type"] == "fact" for r in records)
     assert _vector_counts(runtime, user_id)["pages"] > 0
@@ -53,6 +55,7 @@ def test_export_lists_every_turn_once_and_forget_removes_only_that_user(
     assert removed["profile"] == 1 and removed["segments"] >= 1 and removed["facts"] >= 1
     assert list(collect_user_records(runtime, user_id)) == []
     assert _vector_counts(runtime, user_id) == {"pages": 0, "segments": 0, "facts": 0, "profile": 0}
+    assert runtime.pages.term_counts(user_id, []) is None  # no page left to count a term in
     leftovers = [k for k in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}:{{u:{user_id}}}:*")]
     assert sorted(k.rsplit(":", 1)[-1] for k in leftovers) <= ["epoch", "fence"]
     # Idempotent, and the other user is untouched.

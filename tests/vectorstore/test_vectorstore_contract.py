@@ -271,6 +271,16 @@ def test_hybrid_rrf_ranks_exact_keyword_first(sparse_coll: VectorStore) -> None:
     assert all(h.payload["user_id"] == "a" for h in hits)
 
 
+def test_count_matches_a_value_inside_an_integer_list(store: VectorStore) -> None:
+    """Pages' `terms` are lists of integers: a value matches a point holding it, a range any element."""
+    store.ensure_collection(COLL, dim=DIM, integer_fields=("terms",))
+    store.upsert(COLL, [point("x", unit(0), terms=[5, 3_000_000_000]), point("y", unit(1), terms=[-1]),
+                        point("z", unit(2)), point("w", unit(3), user="b", terms=[5])])
+    assert store.count(COLL, filter={"user_id": "a", "terms": 5}) == 1
+    assert store.count(COLL, filter={"user_id": "a", "terms": 3_000_000_000}) == 1
+    assert store.count(COLL, filter={"user_id": "a", "terms": {"gte": -1}}) == 2  # "z" has none
+
+
 # --- scroll, retrieve, count ----------------------------------------------------------------------
 
 

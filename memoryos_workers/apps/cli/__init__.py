@@ -1,6 +1,6 @@
 """The `memoryos` command: one Typer app, its commands in modules by what they are about (`serving`:
 servers and workers; `user_data`: import, export, forget, inspect; `operations`: counters, dead letters,
-re-embedding). Commands reach the memory through memoryos_workers.interface (`access`)."""
+re-embedding, BM25 terms). Commands reach the memory through memoryos_workers.interface (`access`)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ cli.command()(user_data.export)
 cli.command()(user_data.forget)
 cli.command()(user_data.inspect)
 cli.command()(operations.reembed)
+cli.command("bm25-terms")(operations.bm25_terms)
 cli.command()(operations.stats)
 cli.add_typer(operations.dead_cli, name="dead-letters")
 

@@ -1,4 +1,4 @@
-"""Operators' commands about the deployment: counters, dead letters, re-embedding."""
+"""Operators' commands about the deployment: counters, dead letters, re-embedding, BM25 terms."""
 
 from __future__ import annotations
 
@@ -103,3 +103,29 @@ def _refuse_while_workers_run() -> None:
     if names:
         fail(f"{len(names)} worker(s) of this deployment still run ({', '.join(names)}); "
              "stop them first, re-embed, then start them with the new MEMORYOS_EMBEDDING_MODEL")
+
+
+def bm25_terms() -> None:
+    """Add the BM25 terms to pages stored before pages carried them, so their users' page search weighs
+    words by the user's own pages (until then such a user's BM25 uses the whole store's IDF). Safe to
+    repeat; on the embedded store stop the workers first (it is held by one process)."""
+    from tqdm import tqdm
+
+    from memoryos_workers.embeddings.embedder import get_embedder
+    from memoryos_workers.embeddings.sparse import get_sparse_encoder
+    from memoryos_workers.memory.pages import PageStore
+    from memoryos_workers.ops.bm25_terms import add_terms
+    from memoryos_workers.vectorstore import VectorStoreError, open_store
+    from schemas.settings import get_settings
+
+    settings = get_settings()
+    store = open_store(settings)
+    try:
+        with tqdm(desc="pages", unit="page", disable=not sys.stderr.isatty()) as bar:
+            written = add_terms(PageStore(store, get_embedder(settings)), get_sparse_encoder(),
+                                progress=lambda seen, _written: bar.update(seen))
+    except VectorStoreError as exc:  # held by a worker, ...
+        fail(str(exc), exc)
+    finally:
+        store.close()
+    typer.echo(f"BM25 terms added to {written} page(s)")
