@@ -175,7 +175,7 @@ class PersonaWorker:
         value = reviewed(value, pages[:n], ask_again(  # the post-check: repairs, at most one retry (persona_review)
             self.llm, self._messages(current, pages[:n], shown),
             persona_schema(n, self._completion_tokens, list(shown)), self._completion_tokens, spend, _usable_persona,
-        ), self._count, user_id, known=_known(old, shown))
+        ), self._count, user_id, *_known(old, shown))
         spend.flush(self.redis, self.keys.stats)
         if self.redis.get(keys.epoch) != epoch:
             return {"forgotten": 1}  # forget ran during the call: its pages must not come back as facts
@@ -357,10 +357,12 @@ class PersonaWorker:
         count(self.redis, self.keys.stats, **counters)
 
 
-def _known(old: UserProfile | None, shown: dict[str, KnowledgeEntry]) -> list[str]:
-    """What the call was shown besides its pages, which its answer may restate (the post-check's sources)."""
+def _known(old: UserProfile | None, shown: dict[str, KnowledgeEntry]) -> tuple[list[str], list[str]]:
+    """What the call was shown besides its pages, which its answer may restate (the post-check's sources):
+    about the user (profile and user facts), and the assistant facts."""
     profile = [old.summary, *(f"{t.dimension} {t.evidence}" for t in old.traits)] if old else []
-    return [*profile, *(e.text for e in shown.values())]
+    user = [e.text for e in shown.values() if e.kind != "assistant"]
+    return [*profile, *user], [e.text for e in shown.values() if e.kind == "assistant"]
 
 
 def _fact_time(fact: Fact, sent: Sequence[Page]) -> tuple[float, list[str]]:

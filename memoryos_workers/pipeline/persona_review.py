@@ -81,16 +81,19 @@ def _facts(facts: Sequence[Fact], subject: str, sources: frozenset[str]) -> tupl
     return kept, repaired, rejected, invented
 
 
-def review(value: PersonaExtraction, pages: Sequence[Page], known: Sequence[str] = ()) -> Review:
+def review(value: PersonaExtraction, pages: Sequence[Page], known: Sequence[str] = (),
+           assistant_known: Sequence[str] = ()) -> Review:
     """The answer with its repairs applied and its rejected parts removed (a rejected summary is left empty:
-    the profile merge then keeps the stored one). `known`: what else the call was shown (the stored summary,
-    traits and facts), which the answer may restate."""
+    the profile merge then keeps the stored one). `known`: what else the call was shown about the user (the
+    stored summary, traits and user facts), which the summary and user facts may restate; `assistant_known`:
+    the assistant facts it was shown, which assistant facts may restate."""
     turns = [p.user_input for p in pages] + [p.agent_response for p in pages]
     sources = source_stems([*turns, *known])
     user, r1, x1, i1 = _facts(value.user_facts, USER_SUBJECT, sources)
     # What the assistant is or did comes from its own lines: a user's line credited to the assistant (seen
     # with the 0.5B model) is invented as an assistant fact, whatever the user's side says.
-    said_by_assistant = source_stems([*(p.agent_response for p in pages), *known])
+    # Not `known`: the real model restated a shown user fact, and the profile's words, as assistant facts.
+    said_by_assistant = source_stems([*(p.agent_response for p in pages), *assistant_known])
     assistant, r2, x2, i2 = _facts(value.assistant_facts, ASSISTANT_SUBJECT, said_by_assistant)
     written = value.profile.summary.strip()
     summary = repair_summary(written, turns, USER_SUBJECT) if written else ""
@@ -128,10 +131,11 @@ def reviewed(
     count: Callable[..., None],
     user_id: str,
     known: Sequence[str] = (),
+    assistant_known: Sequence[str] = (),
 ) -> PersonaExtraction:
     """The answer's parts that pass; asks once more through `ask(reasons)` (None: no second answer) when the
     summary or most facts are rejected, keeping the better reviewed summary and facts of the two."""
-    first = review(value, pages, known)
+    first = review(value, pages, known, assistant_known)
     counters = {"persona_facts_repaired": first.repaired, "persona_facts_rejected": first.rejected,
                 "persona_summaries_rejected": int(first.summary_rejected),
                 "persona_facts_invented": first.invented_facts,
@@ -143,7 +147,7 @@ def reviewed(
         counters["persona_quality_retries"] = 1
         again = ask(first.reasons)
         if again is not None:
-            second = review(again, pages, known)
+            second = review(again, pages, known, assistant_known)
             counters["persona_facts_invented"] += second.invented_facts
             counters["persona_summary_sentences_invented"] += second.invented_sentences
             counters["persona_second_facts_rejected"] = second.rejected

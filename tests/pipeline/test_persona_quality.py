@@ -207,3 +207,18 @@ def test_an_assistant_fact_must_come_from_the_assistants_own_lines() -> None:
     assert [f.text for f in out.value.user_facts] == ["The user went to an LGBTQ support group."]
     assert [f.text for f in out.value.assistant_facts] == ["The assistant is happy for the user and Sam."]
     assert out.invented_facts == 1 and not out.needs_retry
+
+
+def test_what_the_call_was_shown_about_the_user_does_not_ground_an_assistant_fact() -> None:
+    """Seen with the real 0.5B model: a shown user fact, and the profile's words, restated as assistant facts
+    passed because the shown texts counted for both speakers. Only shown assistant facts ground those."""
+    about_user = ["The user has been looking into counseling and mental health as a career.",
+                  "The user wants to support family with similar issues."]
+    answer = _answer("", [], assistant=("The assistant has been looking into counseling and mental health as a "
+                                        "career.", "The assistant committed to supporting family with similar issues."))
+    out = review(answer, _pages(), known=about_user)
+    assert out.value.assistant_facts == [] and out.invented_facts == 2
+    kept = review(answer, _pages(), known=about_user, assistant_known=["The assistant supports family with similar "
+                                                                       "issues."])
+    assert [f.text for f in kept.value.assistant_facts] == ["The assistant committed to supporting family with "
+                                                            "similar issues."]
