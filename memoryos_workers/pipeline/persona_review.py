@@ -16,6 +16,7 @@ persona_summaries_rejected, persona_quality_retries) and logged by user id only:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,9 @@ from schemas.turns import Page
 log = logging.getLogger("memoryos.persona")
 
 USER_SUBJECT = "The user"
+# An assistant fact whose subject is the user ("Lately, the user has been ..."): the real 0.5B model put user
+# facts in the assistant's list, where they would stand as the assistant's and twice beside the user's.
+_ABOUT_THE_USER = re.compile(r"^\W*(\w+,\s*)?the user\b", re.IGNORECASE)
 ASSISTANT_SUBJECT = "The assistant"
 
 
@@ -94,7 +98,9 @@ def review(value: PersonaExtraction, pages: Sequence[Page], known: Sequence[str]
     # with the 0.5B model) is invented as an assistant fact, whatever the user's side says.
     # Not `known`: the real model restated a shown user fact, and the profile's words, as assistant facts.
     said_by_assistant = source_stems([*(p.agent_response for p in pages), *assistant_known])
-    assistant, r2, x2, i2 = _facts(value.assistant_facts, ASSISTANT_SUBJECT, said_by_assistant)
+    mine = [f for f in value.assistant_facts if not _ABOUT_THE_USER.match(f.text)]
+    assistant, r2, x2, i2 = _facts(mine, ASSISTANT_SUBJECT, said_by_assistant)
+    x2 += len(value.assistant_facts) - len(mine)  # a fact about the user in the assistant's list: not the assistant's
     written = value.profile.summary.strip()
     summary = repair_summary(written, turns, USER_SUBJECT) if written else ""
     summary_rejected = bool(written) and not summary

@@ -222,3 +222,16 @@ def test_what_the_call_was_shown_about_the_user_does_not_ground_an_assistant_fac
                                                                        "issues."])
     assert [f.text for f in kept.value.assistant_facts] == ["The assistant committed to supporting family with "
                                                             "similar issues."]
+
+
+def test_a_fact_about_the_user_in_the_assistants_list_is_rejected() -> None:
+    """The real 0.5B model wrote user facts into the assistant's list ("Lately, the user has been ..."); they
+    would stand as the assistant's facts and beside the same user fact."""
+    answer = _answer("", ["The user went to an LGBTQ support group."],
+                     assistant=("The user went to an LGBTQ support group.",
+                                "Lately, the user went to an LGBTQ support group.",
+                                "The assistant is happy for the user and Sam."))
+    out = review(answer, _pages(), assistant_known=["The user went to an LGBTQ support group."])
+    assert [f.text for f in out.value.assistant_facts] == ["The assistant is happy for the user and Sam."]
+    assert [f.text for f in out.value.user_facts] == ["The user went to an LGBTQ support group."]
+    assert out.rejected == 2
