@@ -36,10 +36,10 @@ def _same_text(a: str, b: str) -> bool:
 def replaces(fact: Fact, shown: Mapping[str, KnowledgeEntry], kind: str = "user") -> tuple[list[str], int]:
     """The shown facts (short ids) a new fact replaces, exactly as `apply_links` ends them, and how many it
     named in vain. The extraction keeps the new fact apart from these when it looks for a duplicate to
-    confirm, so the two must agree: a fact kept apart but not ended stays current beside its twin (the 0.5B
-    model restated a shown fact word for word and named it both superseded and confirmed, or named every
-    shown id: the same fact was stored twice). A shown fact said again the same is confirmed, not replaced;
-    a pinned one or one of another kind is not replaced."""
+    confirm, so the two must agree: a fact kept apart but not ended stays current beside its twin (e.g. a
+    shown fact restated word for word and named both superseded and confirmed, or among every shown id, as
+    the 0.5B model names ids). A shown fact said again the same is confirmed, not replaced; a pinned one or
+    one of another kind is not replaced."""
     named, vain = _named(fact.supersedes, unless=fact.confirms)
     out = []
     for short in named:

@@ -94,9 +94,8 @@ def review(value: PersonaExtraction, pages: Sequence[Page], known: Sequence[str]
     turns = [p.user_input for p in pages] + [p.agent_response for p in pages]
     sources = source_stems([*turns, *known])
     user, r1, x1, i1 = _facts(value.user_facts, USER_SUBJECT, sources)
-    # What the assistant is or did comes from its own lines: a user's line credited to the assistant (seen
-    # with the 0.5B model) is invented as an assistant fact, whatever the user's side says.
-    # Not `known`: the real model restated a shown user fact, and the profile's words, as assistant facts.
+    # What the assistant is or did comes from its own lines and shown assistant facts, not from `known`: the
+    # 0.5B model credited user lines, shown user facts and the profile's words to the assistant.
     said_by_assistant = source_stems([*(p.agent_response for p in pages), *assistant_known])
     mine = [f for f in value.assistant_facts if not _ABOUT_THE_USER.match(f.text)]
     assistant, r2, x2, i2 = _facts(mine, ASSISTANT_SUBJECT, said_by_assistant)
