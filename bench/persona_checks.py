@@ -6,10 +6,15 @@ are themes, not copied chat fragments. Each returns the offending texts, so a fa
 The logic is the product's (memoryos_workers/pipeline/persona_quality.py), which the pipeline's post-check
 applies to every persona answer; the benchmark reports the same checks on what was stored. Seen with the
 0.5B model before these checks: the profile summary "I'm feeling a bit overwhelmed with the kids & work.
-What's up with you?", themes copied from turns, facts like "That's lovely, I'm happy for you"."""
+What's up with you?", themes copied from turns, facts like "That's lovely, I'm happy for you". And after
+them (issue 21, pipeline/fact_form.py): facts that were reported lines ("The user said that he went ..."),
+cut mid-sentence by the schema's length cap, and stored twice, once a few words shorter."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from memoryos_workers.pipeline.fact_form import cut_mid_sentence, is_reported, near_copies
 from memoryos_workers.pipeline.persona_quality import (
     COPY_WORDS,
     copies_a_turn,
@@ -20,5 +25,20 @@ from memoryos_workers.pipeline.persona_quality import (
     theme_copies,
 )
 
-__all__ = ["COPY_WORDS", "copies_a_turn", "fact_without_subject", "grounded", "source_stems", "summary_problems",
-           "theme_copies"]
+__all__ = ["COPY_WORDS", "copies_a_turn", "fact_form_problems", "fact_without_subject", "grounded", "source_stems",
+           "summary_problems", "theme_copies"]
+
+REPORTED = "no fact is a reported line"
+NEAR_COPIES = "no two facts are near copies"
+CUT = "no fact is cut mid-sentence"
+
+
+def fact_form_problems(facts: Sequence[str]) -> dict[str, list[str]]:
+    """The facts that are not in a fact's shape, by check (each check passes when its list is empty): a line
+    reported ("The user said ..."), two facts that are one (the pair, joined by " | "), a fact whose last
+    sentence was cut."""
+    return {
+        REPORTED: [f for f in facts if is_reported(f)],
+        NEAR_COPIES: [f"{a} | {b}" for a, b in near_copies(facts)],
+        CUT: [f for f in facts if cut_mid_sentence(f)],
+    }

@@ -13,7 +13,8 @@ as `memoryos import --wait` does, so pages waiting for the coalesced persona ext
 every turn back exactly once in the export, no segmentation fallback, no dead letter, topics and summaries
 written by the model, a non-empty profile, and that the persona is one (bench/persona_checks.py, the
 product's own checks): the profile summary in the third person and not a copy of a turn, every fact naming
-its subject, no theme copied from a turn. These are checked on what was stored, after the pipeline's
+its subject, no theme copied from a turn, no fact a reported line ("The user said that he ..."), cut
+mid-sentence or a near copy of another. These are checked on what was stored, after the pipeline's
 post-check (pipeline/persona_review.py), whose repairs, rejections and retries are reported beside them.
 It prints the LLM calls per 100 promoted turns (persona flushed), the time per batch and the calls by
 purpose, and exits 1 when a check fails.
@@ -32,6 +33,7 @@ from typing import Any
 
 from .common import ROOT, bench_settings, cleanup, fmt, md_table, reproduce_md, save_result
 from .persona_checks import (  # the product's own checks
+    fact_form_problems,
     fact_without_subject,
     grounded,
     source_stems,
@@ -44,7 +46,7 @@ PURPOSES = ("segmentation", "persona", "retry", "fallback")
 # What the persona post-check (memoryos_workers/pipeline/persona_review.py) did to the model's answers.
 POST_CHECK = ("persona_facts_repaired", "persona_facts_rejected", "persona_summaries_rejected",
               "persona_quality_retries", "persona_second_facts_rejected", "persona_second_summaries_rejected",
-              "persona_facts_invented", "persona_summary_sentences_invented")
+              "persona_facts_invented", "persona_summary_sentences_invented", "persona_facts_near_copies")
 
 
 def check(
@@ -129,6 +131,7 @@ def check(
     not_the_assistants = [f for f in assistant_texts if not grounded(f, by_assistant)]
     same = Counter(" ".join(f.lower().split()) for f in fact_texts)
     twice = sorted(t for t, n in same.items() if n > 1)
+    form = fact_form_problems(fact_texts)
     copied_themes = theme_copies([str(s.get("theme") or "") for s in segments], said)
     checks = {
         "every turn back exactly once": sorted(exported) == sorted(published) and len(set(exported)) == len(exported),
@@ -144,6 +147,7 @@ def check(
         "no theme copied from a turn": not copied_themes,
         "every assistant fact said in the assistant's lines": not not_the_assistants,
         "no fact stored twice": not twice,
+        **{name: not items for name, items in form.items()},
     }
     seconds = [b["seconds"] / b["batches"] for b in batches]
     return {
@@ -162,7 +166,8 @@ def check(
         "calls_per_100_promoted": 100 * stats.get("llm_calls", 0) / max(len(pages), 1),
         "failures": {"summary": summary_issues, "facts without a subject": no_subject[:10],
                      "themes copied": copied_themes[:10], "facts not in the turns": invented[:10],
-                     "assistant facts not in its lines": not_the_assistants[:10], "facts stored twice": twice[:10]},
+                     "assistant facts not in its lines": not_the_assistants[:10], "facts stored twice": twice[:10],
+                     **{name: items[:10] for name, items in form.items()}},
         "facts_sample": fact_texts[:10], "facts_all": fact_texts,
         "profile_summary_all": profile.summary if profile else "",
         "turns_wanted": turns_wanted, "load_average": {"start": [round(x, 1) for x in load_start],
@@ -278,7 +283,8 @@ def _post_check(result: dict[str, Any]) -> str:
             f"{done.get('persona_second_facts_rejected', 0)} facts and "
             f"{done.get('persona_second_summaries_rejected', 0)} summaries were dropped); "
             f"{done.get('persona_facts_invented', 0)} facts and {done.get('persona_summary_sentences_invented', 0)} "
-            "summary sentences dropped as not said in the pages")
+            "summary sentences dropped as not said in the pages, "
+            f"{done.get('persona_facts_near_copies', 0)} facts dropped or kept as the shown fact they said again")
 
 
 def _failures(result: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, RootModel, ValidationError
 from pydantic_core import from_json
 
 from memoryos_workers.memory.similarity import extract_keywords
+from memoryos_workers.pipeline.fact_form import FACT_CHARS
 from memoryos_workers.pipeline.persona_quality import theme_or_keywords
 from schemas.memory import MAX_TOPICS, PageAnalysis, TopicAnalysis
 from schemas.persona import Fact, PersonaExtraction, ProfileUpdate, TraitUpdate
@@ -44,10 +45,10 @@ SEGMENT_ANSWER_PER_TOPIC = 120
 PERSONA_FIXED_TOKENS = 600  # the profile's summary and MAX_TRAITS_PER_CALL traits
 PERSONA_FACT_TOKENS = 45
 # Longest strings, in characters (the json_schema's maxLength): a theme of a few words, a summary that stays
-# within PROFILE_SUMMARY_TOKENS (120) however it is tokenised, a fact of one sentence.
+# within PROFILE_SUMMARY_TOKENS (120) however it is tokenised; a fact's, FACT_CHARS, is fact_form's (a grammar stops
+# the string at it mid-sentence: the post-check keeps its whole sentences).
 THEME_CHARS = 60
 SUMMARY_CHARS = 420
-FACT_CHARS = 200
 
 
 class AnyJSON(RootModel[Any]):

@@ -357,12 +357,13 @@ class PersonaWorker:
         count(self.redis, self.keys.stats, **counters)
 
 
-def _known(old: UserProfile | None, shown: dict[str, KnowledgeEntry]) -> tuple[list[str], list[str]]:
+def _known(old: UserProfile | None, shown: dict[str, KnowledgeEntry]) -> tuple[list[str], list[str], list[str]]:
     """What the call was shown besides its pages, which its answer may restate (the post-check's sources):
-    about the user (profile and user facts), and the assistant facts."""
+    about the user (profile and user facts), the assistant facts, and the user facts alone (a near copy of
+    one is a confirmation of it)."""
     profile = [old.summary, *(f"{t.dimension} {t.evidence}" for t in old.traits)] if old else []
     user = [e.text for e in shown.values() if e.kind != "assistant"]
-    return [*profile, *user], [e.text for e in shown.values() if e.kind == "assistant"]
+    return [*profile, *user], [e.text for e in shown.values() if e.kind == "assistant"], user
 
 
 def _fact_time(fact: Fact, sent: Sequence[Page]) -> tuple[float, list[str]]:

@@ -3,14 +3,15 @@
 A schema-enforcing server guarantees the answer's shape, not that it is a persona: a small model wrote a
 line of chat as the profile summary and copied turns as facts (pipeline/persona_quality.py has the checks).
 Here each answer is reviewed: facts whose only fault is the grammatical person are said in the third
-person, facts that cannot tell whom they are about are dropped, the summary keeps its sentences that
-describe the user. When the summary is rejected or most facts are, the call is asked ONCE more with the
-reasons appended (counted under the purpose "retry"); the second answer is reviewed the same way and
-only what passes is kept. It never loops. A summary sentence or fact the call's input does not support
-(persona_quality.grounded: invented; an assistant fact must be supported by the assistant's own lines) is
-dropped without a retry: a model that invents does so again, and
-the call's cost stays the design's. Counted (persona_facts_repaired, persona_facts_rejected,
-persona_summaries_rejected, persona_quality_retries) and logged by user id only: no content in logs.
+person, facts are put in their shape (pipeline/fact_form.py: no "The user said that he ...", whole sentences,
+no exclamations, one fact said once), facts that cannot tell whom they are about are dropped, the summary
+keeps its sentences that describe the user. When the summary is rejected or most facts are, the call is asked
+ONCE more with the reasons appended (counted under the purpose "retry"); the second answer is reviewed the
+same way and only what passes is kept. It never loops. A summary sentence or fact the call's input does not
+support (persona_quality.grounded: invented; an assistant fact must be supported by the assistant's own lines)
+is dropped without a retry: a model that invents does so again, and the call's cost stays the design's.
+Counted (persona_facts_repaired, persona_facts_rejected, persona_summaries_rejected, persona_quality_retries,
+persona_facts_near_copies) and logged by user id only: no content in logs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from typing import Any
 from memoryos_workers.llm.base import LLM, LLMError, LLMTruncated
 from memoryos_workers.llm.spend import Spend
 from memoryos_workers.pipeline.answer_schemas import AnyJSON, parse_partial, read_persona
+from memoryos_workers.pipeline.fact_form import near_copy, shape
 from memoryos_workers.pipeline.persona_quality import (
+    fact_without_subject,
     grounded,
     grounded_sentences,
     repair_fact,
@@ -54,6 +57,7 @@ class Review:
     written: int = 0  # facts the model wrote
     invented_facts: int = 0  # dropped as not supported by what the call was shown
     invented_sentences: int = 0
+    near_copies: int = 0  # facts that were another fact of the answer, or a shown one, said again
     summary_rejected: bool = False
     reasons: list[str] = field(default_factory=list)
 
@@ -62,43 +66,56 @@ class Review:
         return self.summary_rejected or (self.rejected >= 2 and 2 * self.rejected > self.written)
 
 
-def _facts(facts: Sequence[Fact], subject: str, sources: frozenset[str]) -> tuple[list[Fact], int, int, int]:
-    """The facts that pass (repaired where only their person is wrong), how many were repaired, rejected (no
-    subject) and invented. A fact said twice in one answer (a small model loops) counts once: the repeats are
-    dropped, not rejected."""
-    kept, repaired, rejected, invented, seen = [], 0, 0, 0, set()
+def _facts(facts: Sequence[Fact], subject: str, sources: frozenset[str], known: Sequence[str] = (),
+           ) -> tuple[list[Fact], int, int, int, int]:
+    """The facts that pass (repaired where only their person or their shape is wrong: fact_form.shape), how
+    many were repaired, rejected (no subject, or nothing left of it but chat) and invented, and how many were
+    near copies. A fact said twice in one answer (a small model loops, or writes a line again cut shorter) is
+    one fact: the longer is kept, the other dropped, not rejected. A near copy of a `known` fact (one the call
+    was shown) takes that fact's text: the store then finds it as its own nearest neighbour and confirms it
+    (PersonaStore.add_facts), instead of storing it a second time in other words."""
+    kept: list[Fact] = []
+    repaired = rejected = invented = copies = 0
     for fact in facts:
         text = repair_fact(fact.text, subject)
-        if text is None:
+        shaped, _ = shape(text) if text is not None else ("", False)
+        if not shaped or fact_without_subject(shaped):
             rejected += 1
             continue
-        if not grounded(text, sources):
+        if not grounded(shaped, sources):
             invented += 1
             continue
-        key = tuple(words(text))
-        if key in seen:
+        same = next((i for i, k in enumerate(kept) if near_copy(k.text, shaped)), None)
+        if same is not None:
+            copies += 1
+            if len(shaped) > len(kept[same].text):  # the longer is the whole one ("... started looking into")
+                kept[same] = fact.model_copy(update={"text": shaped})
             continue
-        seen.add(key)
-        if text != fact.text.strip():
+        stored = next((k for k in known if near_copy(k, shaped) and len(words(k)) >= len(words(shaped))), None)
+        if stored is not None:
+            copies += 1
+            shaped = stored.strip()
+        elif shaped != fact.text.strip():
             repaired += 1
-        kept.append(fact.model_copy(update={"text": text}))
-    return kept, repaired, rejected, invented
+        kept.append(fact.model_copy(update={"text": shaped}))
+    return kept, repaired, rejected, invented, copies
 
 
 def review(value: PersonaExtraction, pages: Sequence[Page], known: Sequence[str] = (),
-           assistant_known: Sequence[str] = ()) -> Review:
+           assistant_known: Sequence[str] = (), known_facts: Sequence[str] = ()) -> Review:
     """The answer with its repairs applied and its rejected parts removed (a rejected summary is left empty:
     the profile merge then keeps the stored one). `known`: what else the call was shown about the user (the
     stored summary, traits and user facts), which the summary and user facts may restate; `assistant_known`:
-    the assistant facts it was shown, which assistant facts may restate."""
+    the assistant facts it was shown, which assistant facts may restate; `known_facts`: the user facts it was
+    shown, of which a near copy becomes a confirmation (_facts)."""
     turns = [p.user_input for p in pages] + [p.agent_response for p in pages]
     sources = source_stems([*turns, *known])
-    user, r1, x1, i1 = _facts(value.user_facts, USER_SUBJECT, sources)
+    user, r1, x1, i1, c1 = _facts(value.user_facts, USER_SUBJECT, sources, known_facts)
     # What the assistant is or did comes from its own lines and shown assistant facts, not from `known`: the
     # 0.5B model credited user lines, shown user facts and the profile's words to the assistant.
     said_by_assistant = source_stems([*(p.agent_response for p in pages), *assistant_known])
     mine = [f for f in value.assistant_facts if not _ABOUT_THE_USER.match(f.text)]
-    assistant, r2, x2, i2 = _facts(mine, ASSISTANT_SUBJECT, said_by_assistant)
+    assistant, r2, x2, i2, c2 = _facts(mine, ASSISTANT_SUBJECT, said_by_assistant, assistant_known)
     x2 += len(value.assistant_facts) - len(mine)  # a fact about the user in the assistant's list: not the assistant's
     written = value.profile.summary.strip()
     summary = repair_summary(written, turns, USER_SUBJECT) if written else ""
@@ -109,6 +126,7 @@ def review(value: PersonaExtraction, pages: Sequence[Page], known: Sequence[str]
                                        "user_facts": user, "assistant_facts": assistant}),
         repaired=r1 + r2, rejected=x1 + x2, written=len(value.user_facts) + len(value.assistant_facts),
         summary_rejected=summary_rejected, invented_facts=i1 + i2, invented_sentences=invented,
+        near_copies=c1 + c2,
     )
     if out.summary_rejected:
         out.reasons.append("The profile summary was a line of chat (first person, a question, words addressed to "
@@ -137,14 +155,16 @@ def reviewed(
     user_id: str,
     known: Sequence[str] = (),
     assistant_known: Sequence[str] = (),
+    known_facts: Sequence[str] = (),
 ) -> PersonaExtraction:
     """The answer's parts that pass; asks once more through `ask(reasons)` (None: no second answer) when the
     summary or most facts are rejected, keeping the better reviewed summary and facts of the two."""
-    first = review(value, pages, known, assistant_known)
+    first = review(value, pages, known, assistant_known, known_facts)
     counters = {"persona_facts_repaired": first.repaired, "persona_facts_rejected": first.rejected,
                 "persona_summaries_rejected": int(first.summary_rejected),
                 "persona_facts_invented": first.invented_facts,
-                "persona_summary_sentences_invented": first.invented_sentences}
+                "persona_summary_sentences_invented": first.invented_sentences,
+                "persona_facts_near_copies": first.near_copies}
     best = first
     if first.needs_retry:
         log.info("persona answer for user %s rejected (summary: %s, %d of %d facts); asking once more",
@@ -152,9 +172,10 @@ def reviewed(
         counters["persona_quality_retries"] = 1
         again = ask(first.reasons)
         if again is not None:
-            second = review(again, pages, known, assistant_known)
+            second = review(again, pages, known, assistant_known, known_facts)
             counters["persona_facts_invented"] += second.invented_facts
             counters["persona_summary_sentences_invented"] += second.invented_sentences
+            counters["persona_facts_near_copies"] += second.near_copies
             counters["persona_second_facts_rejected"] = second.rejected
             counters["persona_second_summaries_rejected"] = int(second.summary_rejected)
             best = _better(first, second)

@@ -74,12 +74,14 @@ def segmentation_messages(
     ]
 
 
-PERSONA_PROMPT_VERSION = "persona-v4"
+PERSONA_PROMPT_VERSION = "persona-v5"
 
 # No example answer: a 0.5B model (bench/real_llm_check.py) copied every example it was shown into its answer
 # word for word (a whole example answer, in the instructions or as an earlier exchange; single example
 # sentences as its summary and facts), instead of reading the pages. The form is asked for in words, and the
-# post-check (pipeline/persona_review.py) repairs or drops what is not in it.
+# post-check (pipeline/persona_review.py) repairs or drops what is not in it. persona-v5 (issue 21): a fact is
+# a claim, not a reported line ("The user said that he went ..." guessed a pronoun for a transgender woman);
+# the example sentence the issue suggests is left out for the same reason.
 
 PERSONA_SYSTEM = """You maintain the long-term memory an assistant keeps about one user.
 You receive a JSON data block: `current_profile` (the user's profile so far, or null), `current_facts`
@@ -96,8 +98,9 @@ no ages, places or names the pages do not give). Never copy a line of the dialog
   situation), each with a level low/medium/high, one short sentence of evidence, `page` (the page that
   shows it) and `id`: the id of the current trait it restates or changes, or "" for a new one.
 - `user_facts`: durable facts the user states about themself (home, work, family and partner, pets,
-  health, possessions, plans, lasting preferences). Each is one short sentence starting with "The user",
-  each fact once. Skip small talk, thanks, compliments, passing moods and
+  health, possessions, plans, lasting preferences). Each is one claim in one short sentence: "The user"
+  and then what the user is, has or did, not "said", "mentioned" or "told"; never "he" or "she" for the
+  user. Each fact once. Skip small talk, thanks, compliments, passing moods and
   everything the assistant said. For each: `date` (the ISO date or month it became true, or ""), `page`
   (its page index), `supersedes` (ids of current facts it makes no longer true: a new home replaces the
   old home) and `confirms` (ids of current facts it restates). Name an id only when the pages show that

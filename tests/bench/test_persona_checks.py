@@ -34,3 +34,34 @@ def test_themes_are_not_chat_fragments() -> None:
         "LGBTQ support group yesterday"]
     assert copies_a_turn("went to a LGBTQ support group yesterday", TURNS)
     assert not copies_a_turn("The user goes to a support group.", TURNS)
+
+
+def test_fact_form_checks_fail_on_what_the_real_model_stored() -> None:
+    """The user facts the 0.5B model stored for conv-26 (bench/results/real_llm_check.json, facts_all, before
+    pipeline/fact_form.py) fail the three checks; the same facts in a fact's shape pass them."""
+    from bench.persona_checks import CUT, NEAR_COPIES, REPORTED, fact_form_problems
+
+    stored = [
+        "The user said that he went to a LGBTQ support group yesterday and it was so powerful.",
+        "The user is so lucky to have such a great support system around the user. Their love and encouragement has "
+        "really helped the user accept and grow into the user's true self. They've been instrumental in the user's "
+        "transition.",
+        "The user said that he struggled with mental health, and support the user got was really helpful. It made "
+        "the user realize how important it is for others to have a support system. So, the user started looking into",
+        "The user said that he loved \"Becoming Nicole\" by Amy Ellis Nutt. It's a real inspiring true story about a "
+        "trans girl and her family. It made the user feel connected and gave the user a lot of hope for the user's "
+        "own path",
+        "The user said that he struggled with mental health, and support the user got was really helpful. It made "
+        "the user realize how important it is for others to have a support system. So, the user started",
+        "Seeing the user's mentee's face light up when they saw the support was the best! Such a special moment.",
+    ]
+    found = fact_form_problems(stored)
+    assert found[REPORTED] == [stored[0], stored[2], stored[3], stored[4]]
+    assert found[NEAR_COPIES] == [f"{stored[2]} | {stored[4]}"]
+    assert found[CUT] == [stored[2], stored[3], stored[4]]
+    good = ["The user went to a LGBTQ support group.",
+            "The user struggled with mental health. Support helped the user.",
+            'The user loved "Becoming Nicole" by Amy Ellis Nutt.',
+            "The user has a cat named Max",
+            "The user lives in Berlin.", "The user lived in Paris before."]
+    assert fact_form_problems(good) == {REPORTED: [], NEAR_COPIES: [], CUT: []}

@@ -46,9 +46,9 @@ def test_hot_segment_triggers_exactly_one_extraction(celery_worker, runtime, pub
     assert profile is not None and "hiking" in profile.summary
     facts = runtime.persona.list("user", user_id)
     # One fact per page came back; near-identical ones ("... number 1", "... number 2") are merged. The test
-    # model's "The user said: I love ..." is stored in the third person (the post-check, persona_review.py).
-    assert 1 <= len(facts) <= len(pages) and all(f.text.startswith("The user said: the user loves hiking")
-                                                 for f in facts)
+    # model's "The user said: I love ..." is stored in the third person, its reporting frame removed (the
+    # post-check, persona_review.py and fact_form.py).
+    assert 1 <= len(facts) <= len(pages) and all(f.text.startswith("The user loves hiking") for f in facts)
     # L_interaction reset: the analysed base equals the segment length, heat back under tau.
     lengths, base = runtime.redis.hgetall(keys.seg_len), runtime.redis.hgetall(keys.seg_lbase)
     assert lengths == base

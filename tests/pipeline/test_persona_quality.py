@@ -161,7 +161,8 @@ def test_a_fact_said_twice_in_one_answer_is_kept_once() -> None:
     got = review(_answer("The user paints.", ["The user paints.", "The user paints!", "I paint."]), _pages(),
                  known=["The user paints landscapes."])  # a fact the call was shown
     assert [f.text for f in got.value.user_facts] == ["The user paints."]
-    assert got.rejected == 0 and not got.needs_retry
+    # "The user paints!" is chat (an exclamation, and nothing else is left of it); "I paint." is said again
+    assert got.rejected == 1 and got.near_copies == 1 and not got.needs_retry
 
 
 def test_a_summary_or_fact_the_turns_do_not_say_is_invented() -> None:
@@ -235,3 +236,124 @@ def test_a_fact_about_the_user_in_the_assistants_list_is_rejected() -> None:
     assert [f.text for f in out.value.assistant_facts] == ["The assistant is happy for the user and Sam."]
     assert [f.text for f in out.value.user_facts] == ["The user went to an LGBTQ support group."]
     assert out.rejected == 2
+
+
+# -- issue 21: what the real 0.5B model stored for conv-26 (bench/results/real_llm_check.json, facts_all) ---------
+# Caroline is a transgender woman; the model wrote "he". Each string below was stored as a user fact.
+
+STORED_WENT = "The user said that he went to a LGBTQ support group yesterday and it was so powerful."
+STORED_LUCKY = ("The user is so lucky to have such a great support system around the user. Their love and "
+                "encouragement has really helped the user accept and grow into the user's true self. They've been "
+                "instrumental in the user's transition.")
+STORED_STRUGGLED = ("The user said that he struggled with mental health, and support the user got was really helpful. "
+                    "It made the user realize how important it is for others to have a support system. So, the user "
+                    "started looking into")
+STORED_NICOLE = ("The user said that he loved \"Becoming Nicole\" by Amy Ellis Nutt. It's a real inspiring true story "
+                 "about a trans girl and her family. It made the user feel connected and gave the user a lot of hope "
+                 "for the user's own path")
+STORED_STRUGGLED_SHORTER = ("The user said that he struggled with mental health, and support the user got was really "
+                            "helpful. It made the user realize how important it is for others to have a support "
+                            "system. So, the user started")
+STORED_MENTEE = ("Seeing the user's mentee's face light up when they saw the support was the best! Such a special "
+                 "moment.")
+STORED = [STORED_WENT, STORED_LUCKY, STORED_STRUGGLED, STORED_NICOLE, STORED_STRUGGLED_SHORTER, STORED_MENTEE]
+STRUGGLED = ("The user struggled with mental health, and support the user got was really helpful. It made the user "
+             "realize how important it is for others to have a support system.")
+
+
+def test_the_reporting_frame_is_removed_and_its_pronoun_with_it() -> None:
+    from memoryos_workers.pipeline.fact_form import is_reported, strip_frame
+
+    assert strip_frame(STORED_WENT) == ("The user went to a LGBTQ support group yesterday and it was so "
+                                        "powerful.")
+    assert strip_frame(STORED_NICOLE).startswith('The user loved "Becoming Nicole" by Amy Ellis Nutt. ')  # tense kept
+    assert strip_frame("The user told Melanie that she adopted a cat.") == "The user adopted a cat."
+    assert strip_frame("The user mentioned they are a counselor.") == "The user is a counselor."
+    assert strip_frame("The user said he's been painting for years.") == "The user has been painting for years."
+    assert strip_frame("The assistant said that it will send the list.") == "The assistant will send the list."
+    assert strip_frame("The assistant said the assistant will call.") == "The assistant will call."
+    assert strip_frame("The assistant said that the user paints.") == "The assistant said that the user paints."
+    assert strip_frame("The user said it was fun.") == "The user said it was fun."
+    # not safe, left as written: "they built" is no "builts"; "he'd" is had or would; the group is not the user
+    for kept in ("The user said they built a shed.", "The user said he'd moved.",
+                 "The user said that the group was powerful."):
+        assert strip_frame(kept) == kept
+    assert all(is_reported(f) for f in (STORED_WENT, STORED_NICOLE, STORED_STRUGGLED, "Caroline told Mel she paints."))
+    assert not any(is_reported(f) for f in (STORED_LUCKY, STORED_MENTEE, "The user adopted a cat."))
+
+
+def test_a_fact_keeps_its_whole_sentences_and_at_most_two() -> None:
+    from memoryos_workers.pipeline.fact_form import cut_mid_sentence, sentences, shape
+
+    assert cut_mid_sentence(STORED_STRUGGLED) and cut_mid_sentence(STORED_NICOLE)
+    assert not cut_mid_sentence(STORED_LUCKY) and not cut_mid_sentence("The user has a cat named Max")
+    assert shape(STORED_STRUGGLED) == (STRUGGLED, False)
+    assert shape(STORED_STRUGGLED_SHORTER) == (STRUGGLED, False)
+    assert shape(STORED_NICOLE) == ('The user loved "Becoming Nicole" by Amy Ellis Nutt. It\'s a real inspiring true '
+                                    "story about a trans girl and her family.", False)
+    assert shape(STORED_LUCKY) == ("The user is so lucky to have such a great support system around the user. Their "
+                                   "love and encouragement has really helped the user accept and grow into the "
+                                   "user's true self.", False)
+    assert sentences('Dr. J. Smith said "hi." The user went.') == ['Dr. J. Smith said "hi."', "The user went."]
+    # one sentence longer than the cap (a server that does not enforce maxLength): cut at a word, none broken
+    assert shape("The user owns " + "very " * 50 + "old boats.", cap=30) == ("The user owns very very very", False)
+    assert shape("The user owns a boat. The user rows.", cap=25) == ("The user owns a boat.", False)
+
+
+def test_an_exclamation_is_chat_and_what_is_left_must_name_its_subject() -> None:
+    from memoryos_workers.pipeline.fact_form import shape
+
+    assert shape(STORED_MENTEE) == ("Such a special moment.", True)
+    assert shape("The user adopted a cat in May. Best day ever!") == ("The user adopted a cat in May.", True)
+    got = review(_answer("The user paints.", [STORED_MENTEE, "The user adopted a cat in May. So cute!"]),
+                 _pages()[:0] + [_page("I adopted a cat in May. Seeing my mentee's face light up when they saw the "
+                                       "support was the best! Such a special moment.")])
+    assert [f.text for f in got.value.user_facts] == ["The user adopted a cat in May."]
+    assert got.rejected == 1 and got.repaired == 1
+
+
+def _page(user: str) -> Page:
+    return Page(user_id="u", turn_id="t9", seq=9, user_input=user, agent_response="Nice.",
+                timestamp=datetime(2023, 5, 8, tzinfo=timezone.utc))
+
+
+def test_near_copies_are_one_fact() -> None:
+    from memoryos_workers.pipeline.fact_form import near_copies, near_copy
+
+    assert near_copies(STORED) == [(STORED_STRUGGLED, STORED_STRUGGLED_SHORTER)]
+    assert near_copy("The user has a cat", "The user has a cat named Max.")  # the start of the other
+    assert not near_copy("The user lives in Berlin.", "The user lives in Paris.")
+    assert not near_copy("The user adopted a cat named Max in May.", "The user adopted a cat named Max in June.")
+
+
+def test_the_stored_facts_reviewed() -> None:
+    """The model's answer as stored, through the post-check: no reported line, no near copy, no cut sentence,
+    no "he" for the user (the frame's pronoun was the only one), the chat line rejected."""
+    from memoryos_workers.pipeline.fact_form import cut_mid_sentence, is_reported, near_copies
+
+    turns = " ".join(STORED).replace("the user", "I")
+    got = review(_answer("The user paints.", STORED), [_page(turns)])
+    texts = [f.text for f in got.value.user_facts]
+    assert texts == [
+        "The user went to a LGBTQ support group yesterday and it was so powerful.",
+        STORED_LUCKY.rsplit(" They've", 1)[0],
+        STRUGGLED,
+        'The user loved "Becoming Nicole" by Amy Ellis Nutt. It\'s a real inspiring true story about a trans girl '
+        "and her family.",
+    ]
+    assert got.rejected == 1 and got.near_copies == 1 and got.repaired == 4 and not got.needs_retry
+    assert not any(is_reported(t) or cut_mid_sentence(t) for t in texts) and not near_copies(texts)
+    assert not any(" he " in f" {t} " for t in texts)
+
+
+def test_a_near_copy_of_a_shown_fact_is_that_fact() -> None:
+    """Said again in other words, a fact the call was shown keeps its text, so the store confirms it
+    (PersonaStore.add_facts: an identical text is its own nearest neighbour) instead of adding a second."""
+    shown = STRUGGLED + " So, the user started looking into counseling."
+    got = review(_answer("The user paints.", [STORED_STRUGGLED_SHORTER]), [_page(STRUGGLED.replace("the user", "I"))],
+                 known=[shown], known_facts=[shown])
+    assert [f.text for f in got.value.user_facts] == [shown] and got.near_copies == 1
+    # a shown profile summary is no fact to confirm: only `known_facts` are
+    got = review(_answer("The user paints.", [STORED_STRUGGLED_SHORTER]), [_page(STRUGGLED.replace("the user", "I"))],
+                 known=[shown])
+    assert [f.text for f in got.value.user_facts] == [STRUGGLED] and got.near_copies == 0
