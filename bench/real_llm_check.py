@@ -46,7 +46,8 @@ PURPOSES = ("segmentation", "persona", "retry", "fallback")
 # What the persona post-check (memoryos_workers/pipeline/persona_review.py) did to the model's answers.
 POST_CHECK = ("persona_facts_repaired", "persona_facts_rejected", "persona_summaries_rejected",
               "persona_quality_retries", "persona_second_facts_rejected", "persona_second_summaries_rejected",
-              "persona_facts_invented", "persona_summary_sentences_invented", "persona_facts_near_copies")
+              "persona_facts_invented", "persona_summary_sentences_invented", "persona_facts_near_copies",
+              "persona_facts_chat")
 
 
 def check(
@@ -284,7 +285,8 @@ def _post_check(result: dict[str, Any]) -> str:
             f"{done.get('persona_second_summaries_rejected', 0)} summaries were dropped); "
             f"{done.get('persona_facts_invented', 0)} facts and {done.get('persona_summary_sentences_invented', 0)} "
             "summary sentences dropped as not said in the pages, "
-            f"{done.get('persona_facts_near_copies', 0)} facts dropped or kept as the shown fact they said again")
+            f"{done.get('persona_facts_near_copies', 0)} facts dropped or kept as the shown fact they said again, "
+            f"{done.get('persona_facts_chat', 0)} dropped as exclamations")
 
 
 def _failures(result: dict[str, Any]) -> str:

@@ -161,7 +161,27 @@ def read_segmentation(raw: Any, pages: Sequence[Page]) -> SegmentationRead:
         theme = theme or (" ".join(keywords[:3]) if keywords else "Conversation")
         summary = summary or f"{theme}: " + " / ".join(pages[i].user_input.strip()[:120] for i in members[:3])
         read.topics.append(TopicAnalysis(theme=theme, summary=summary, keywords=keywords, page_indices=members))
+    read.topics = _one_per_theme(read.topics)
     return read
+
+
+def _one_per_theme(topics: Sequence[TopicAnalysis]) -> list[TopicAnalysis]:
+    """Topics of one answer named alike are one topic (pages, summaries and keywords joined). The real 0.5B
+    model's first batch of conv-26 gave 4 topics in two pairs of one name ("painting colors blend", "relaxation
+    expressing yourself swimming", named from their keywords): stored as 4 segments, each later batch's topic
+    then joined one half or the other of the same subject."""
+    out: dict[str, TopicAnalysis] = {}
+    for topic in topics:
+        key = " ".join(topic.theme.lower().split())
+        first = out.get(key)
+        if first is None:
+            out[key] = topic
+            continue
+        summary = first.summary if topic.summary in first.summary else f"{first.summary} {topic.summary}"
+        keywords = list(dict.fromkeys([*first.keywords, *topic.keywords]))[:MAX_TOPIC_KEYWORDS]
+        out[key] = first.model_copy(update={"summary": summary, "keywords": keywords,
+                                            "page_indices": sorted([*first.page_indices, *topic.page_indices])})
+    return list(out.values())
 
 
 def _topic_fields(item: Any) -> tuple[str, str, list[str]] | None:
