@@ -210,6 +210,33 @@ def test_a_shown_fact_said_again_is_stored_once_however_it_is_linked(runtime) ->
     store.delete_user(user_id)
 
 
+def test_a_near_copy_of_a_shown_fact_confirms_it(runtime) -> None:  # noqa: ANN001
+    """What the real 0.5B model stored twice on conv-26, once a word shorter: the post-check gives a near copy
+    of a shown fact that fact's text (persona_review, fact_form.near_copy), which the store confirms."""
+    from datetime import UTC, datetime
+
+    from memoryos_workers.pipeline.persona_review import review
+    from schemas.persona import Fact, PersonaExtraction, ProfileUpdate
+    from schemas.turns import Page
+
+    user_id = f"near-{uuid.uuid4().hex[:8]}"
+    store = runtime.persona
+    old = fact_changes.add(store, user_id, "The user struggled with mental health, and support the user got was "
+                           "really helpful. So, the user started looking into counseling.", by="key:test")
+    said = "I struggled with mental health, and support I got was really helpful. So, I started looking into"
+    page = Page(user_id=user_id, turn_id="t1", seq=1, user_input=said, agent_response="Good.",
+                timestamp=datetime(2023, 5, 8, tzinfo=UTC))
+    answer = PersonaExtraction(profile=ProfileUpdate(summary="", traits=[]), assistant_facts=[], user_facts=[
+        Fact(text="The user said that he struggled with mental health, and support the user got was really "
+                  "helpful. So, the user started", date="")])
+    got = review(answer, [page], known=[old.text], known_facts=[old.text])
+    assert [f.text for f in got.value.user_facts] == [old.text] and got.near_copies == 1
+    out = store.add_facts("user", user_id, None, got.value.user_facts, {})
+    assert out["ids"] == [old.fact_id] and (out["added"], out["refreshed"]) == (0, 1)
+    assert [e.text for e in store.list("user", user_id)] == [old.text]
+    store.delete_user(user_id)
+
+
 def test_export_holds_the_history_and_erase_removes_it(runtime, lived) -> None:  # noqa: ANN001
     from memoryos_workers.ops.user_data import collect_user_records
 
