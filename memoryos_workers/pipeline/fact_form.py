@@ -49,7 +49,11 @@ _FRAME = re.compile(
     + r"(?:\s+that|\s*[:,])?\s+[\"“]?(?P<who>he|she|they|it|the user|the assistant)(?P<rest>\b.*)$",
     re.IGNORECASE | re.DOTALL,
 )
-_REPORTED = re.compile(r"^(?:the user|the assistant|[A-Z][a-z]+)(?:'s)?\s+" + _VERBS + r"\b", re.IGNORECASE)
+# A line reported: a speaker, a verb of saying, perhaps whom to, then what was said ("that", a colon or comma, a
+# quote, or a pronoun: "The user said he ..."). "The user shares a flat with Mel" is no report.
+_REPORTED = re.compile(r"^(?:(?i:the user|the assistant)|[A-Z][a-z]+)\s+" + _VERBS
+                       + r"(?:\s+(?:to\s+)?[A-Z][\w'-]*)??"  # "told Mel", "mentioned to Mel"
+                       + r"(?:\s+that\b|\s*[:,]|\s*[\"“]|\s+(?:he|she|they|it|I|(?i:the user|the assistant))\b)")
 # After "they", the verb agrees with a plural: said of "The user" it takes the singular. Only these (and past
 # tenses, which do not change) are safe to change; "they love" could be "loves" but "they built" is no "builts".
 _THEY_VERB = {"are": "is", "were": "was", "have": "has", "do": "does", "don't": "doesn't", "'re": " is",

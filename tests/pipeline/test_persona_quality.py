@@ -279,7 +279,11 @@ def test_the_reporting_frame_is_removed_and_its_pronoun_with_it() -> None:
                  "The user said that the group was powerful."):
         assert strip_frame(kept) == kept
     assert all(is_reported(f) for f in (STORED_WENT, STORED_NICOLE, STORED_STRUGGLED, "Caroline told Mel she paints."))
-    assert not any(is_reported(f) for f in (STORED_LUCKY, STORED_MENTEE, "The user adopted a cat."))
+    assert all(is_reported(f) for f in ("The user said: I love it", "The user mentioned to Melanie that she paints.",
+                                         'The assistant said "hi"', "The user said it was fun."))
+    assert not any(is_reported(f) for f in (STORED_LUCKY, STORED_MENTEE, "The user adopted a cat.",
+                                            "The user shares a flat with Mel.", "The user notes everything down.",
+                                            "The user told Melanie about her cat."))
 
 
 def test_a_fact_keeps_its_whole_sentences_and_at_most_two() -> None:
