@@ -24,9 +24,13 @@ from collections.abc import Sequence
 
 from schemas.words import compute_stems
 
-# Longest fact, in characters: the persona schema's maxLength (answer_schemas), and the cap shape() applies
-# when a server does not enforce it (OpenAI strict mode refuses the keyword).
+# Longest fact a model may write, in characters: the persona schema's maxLength (answer_schemas); a server that
+# enforces it stops the string there, mid-sentence. OpenAI strict mode refuses the keyword: shape() caps then.
 FACT_CHARS = 200
+# Longest fact kept, once repaired: FACT_CHARS and what the repairs add to a fact the server capped ("I" -> "the
+# user" is 7 characters longer each time). Were it FACT_CHARS, a repaired first sentence of 195 characters would
+# be cut by the post-check itself.
+STORED_FACT_CHARS = FACT_CHARS + 80
 # A fact is one claim: its first sentence, and a second that says more of the same (the model's second
 # sentence was "It's a real inspiring true story about a trans girl and her family."); the third and later
 # were the turn going on ("They've been instrumental in ...").
@@ -86,6 +90,8 @@ def strip_frame(fact: str) -> str:
     if (who in ("the user", "the assistant") and who != subject.lower()) or (who == "it" and subject.lower() ==
                                                                               "the user"):
         return fact.strip()  # "The assistant said that the user ...", "The user said it ...": another's claim
+    if rest.startswith("'") and who in ("the user", "the assistant"):
+        return fact.strip()  # "told the user's mom": a possessive, no subject
     if rest.startswith("'"):  # "he's been", "they've"
         table = {**_CONTRACTED, "'re": " is", "'ve": " has"} if who == "they" else _CONTRACTED
         for short, long in table.items():
@@ -142,7 +148,7 @@ def _exclaims(sentence: str) -> bool:
     return sentence.rstrip("\"”’') ").endswith("!")
 
 
-def shape(fact: str, cap: int = FACT_CHARS) -> tuple[str, bool]:
+def shape(fact: str, cap: int = STORED_FACT_CHARS) -> tuple[str, bool]:
     """The fact in its shape: the reporting frame removed (strip_frame), a trailing fragment after a whole
     sentence dropped (cut by a cap: half a claim is not one), exclamations dropped with what follows them (a
     line of chat goes on as chat: "... was the best! Such a special moment."), then at most MAX_FACT_SENTENCES

@@ -274,6 +274,7 @@ def test_the_reporting_frame_is_removed_and_its_pronoun_with_it() -> None:
     assert strip_frame("The assistant said the assistant will call.") == "The assistant will call."
     assert strip_frame("The assistant said that the user paints.") == "The assistant said that the user paints."
     assert strip_frame("The user said it was fun.") == "The user said it was fun."
+    assert strip_frame("The user told the user's mom she paints.") == "The user told the user's mom she paints."
     # not safe, left as written: "they built" is no "builts"; "he'd" is had or would; the group is not the user
     for kept in ("The user said they built a shed.", "The user said he'd moved.",
                  "The user said that the group was powerful."):
@@ -386,3 +387,14 @@ def test_topics_of_one_answer_named_alike_are_one_topic() -> None:
     assert [(t.theme, t.summary, t.keywords, t.page_indices) for t in read.topics] == [
         ("Painting colors blend", "Painting. Colours.", ["painting", "colors"], [0, 2, 4]),
         ("relaxation", "Swims.", ["swimming", "relax"], [1, 3])]
+
+
+def test_a_repaired_sentence_is_not_cut_by_the_post_check() -> None:
+    """A first-person sentence just under the schema's cap grows when said in the third person: kept whole."""
+    from memoryos_workers.pipeline.fact_form import FACT_CHARS, shape
+
+    said = ("I told my mom that I paint, that I sketch, that I sculpt, that I carve and that I weave at the "
+            "community arts centre near the old harbour every single weekday morning before work starts.")
+    assert len(said) <= FACT_CHARS
+    fixed = repair_fact(said, "The user")
+    assert fixed is not None and len(fixed) > FACT_CHARS and shape(fixed) == (fixed, False)
