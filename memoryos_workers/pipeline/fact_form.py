@@ -60,9 +60,9 @@ _REPORTED = re.compile(r"^(?:(?i:the user|the assistant)|[A-Z][a-z]+)\s+" + _VER
                        + r"(?:\s+that\b|\s*[:,]|\s*[\"“]|\s+(?:he|she|they|it|I|(?i:the user|the assistant))\b)")
 # After "they", the verb agrees with a plural: said of "The user" it takes the singular. Only these (and past
 # tenses, which do not change) are safe to change; "they love" could be "loves" but "they built" is no "builts".
-_THEY_VERB = {"are": "is", "were": "was", "have": "has", "do": "does", "don't": "doesn't", "'re": " is",
-              "'ve": " has", "aren't": "isn't", "weren't": "wasn't", "haven't": "hasn't"}
-_CONTRACTED = {"'s been": " has been", "'s got": " has got", "'s": " is", "'ll": " will"}
+_THEY_VERB = {"are": "is", "were": "was", "have": "has", "do": "does", "don't": "doesn't", "aren't": "isn't",
+              "weren't": "wasn't", "haven't": "hasn't"}
+_CONTRACTED = {"'s been": " has been", "'s got": " has got", "'s gone": " has gone", "'s": " is", "'ll": " will"}
 _ABBREVIATION = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|vs|etc|e\.g|i\.e|[A-Z])\.$")
 _END_MARK = re.compile(r"[.!?]+[\"”’')]*(?=\s|$)")
 _SENTENCE_END = re.compile(r"[.!?]+[\"”’')]*$")
@@ -93,18 +93,19 @@ def strip_frame(fact: str) -> str:
     if rest.startswith("'") and who in ("the user", "the assistant"):
         return fact.strip()  # "told the user's mom": a possessive, no subject
     if rest.startswith("'"):  # "he's been", "they've"
-        table = {**_CONTRACTED, "'re": " is", "'ve": " has"} if who == "they" else _CONTRACTED
-        for short, long in table.items():
-            if rest.startswith(short) and (short != "'s" or not rest.startswith("'s been")):
-                rest = long + rest[len(short):]
-                break
-        else:
+        after = (words(rest[2:]) or [""])[0] if rest.startswith("'s") else ""
+        if after.endswith("ed"):
+            return fact.strip()  # "he's moved" (has) or "he's excited" (is): cannot be told
+        table = {"'re": " is", "'ve": " has"} if who == "they" else _CONTRACTED
+        short = next((c for c in table if rest.startswith(c)), None)
+        if short is None:
             return fact.strip()  # "he'd": had or would, cannot be told
+        rest = table[short] + rest[len(short):]
     elif who == "they":
         verb = (words(rest) or [""])[0]
         if verb in _THEY_VERB:
             rest = " " + _THEY_VERB[verb] + rest.strip()[len(verb):]
-        elif not (verb.endswith("ed") or verb in _PAST):
+        elif not ((verb.endswith("ed") and not verb.endswith("eed")) or verb in _PAST):  # "they need": present
             return fact.strip()
     rest = rest.rstrip()
     if rest.endswith(("\"", "”")) and not re.search(r"[\"“]", rest[:-1]):  # the quote the frame opened
