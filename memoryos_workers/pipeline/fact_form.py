@@ -14,7 +14,10 @@ order) and tell the rest apart; persona_review applies them, bench/real_llm_chec
 
 What is left: a user fact that still says he/she/his/her of the user ("The user struggled with his health")
 cannot be told from one about a third party ("a trans girl and her family"), so no other pronoun is
-changed; the prompt asks for none.
+changed; the prompt asks for none. A frame is removed only after "The user" or "The assistant" and only when
+the verb after the pronoun reads the same of "The user" ("they built", "he'd", "he's moved" stay as written);
+"Caroline said that she ..." and "The user said that the group ..." stay reported lines, which
+bench/real_llm_check reports (persona_checks.fact_form_problems).
 """
 
 from __future__ import annotations
