@@ -6,6 +6,15 @@ touches the LLM boundary, and keep its figures (BENCHMARKS.md renders bench/resu
     python -m bench.real_llm_check --base-url http://127.0.0.1:18766/v1
     kill P                                                           # it takes both cores while it answers
 
+On a CPU with AVX-512 the server built with the tool's default (-DGGML_NATIVE=ON) died with a general protection
+fault in libggml-cpu on its first completion (2026-12-05; every call then fails with APIConnectionError and
+the check reports an empty profile). Rebuild it without AVX-512:
+
+    ~/.cache/memoryos-real-llm/bin/pip uninstall -y llama-cpp-python
+    ~/.cache/memoryos-real-llm/bin/pip cache remove llama_cpp_python
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF" \
+        ../shared/tools/real_llm/start_server.sh --setup-only                    # about 4 minutes on 2 cores
+
 It publishes the first --turns turns of a LoCoMo conversation with the default settings except the base URL
 and MEMORYOS_LLM_CONTEXT_TOKENS (4096, the model's window), drives the workers' code in-process as the
 worker does (promotion after each publish, the heat refresh, the persona extraction when asked; then a flush,
