@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from memoryos_workers.pipeline.fact_form import cut_mid_sentence, is_reported, near_copies
+from memoryos_workers.pipeline.fact_form import cut_mid_sentence, is_reported, near_copies, near_copy, sentences
 from memoryos_workers.pipeline.persona_quality import (
     COPY_WORDS,
     copies_a_turn,
@@ -24,9 +24,10 @@ from memoryos_workers.pipeline.persona_quality import (
     summary_problems,
     theme_copies,
 )
+from memoryos_workers.pipeline.trait_form import EVIDENCE_CHARS, names_a_dimension
 
 __all__ = ["COPY_WORDS", "copies_a_turn", "fact_form_problems", "fact_without_subject", "grounded", "source_stems",
-           "summary_problems", "theme_copies"]
+           "summary_problems", "theme_copies", "trait_problems"]
 
 REPORTED = "no fact is a reported line"
 NEAR_COPIES = "no two facts are near copies"
@@ -41,4 +42,22 @@ def fact_form_problems(facts: Sequence[str]) -> dict[str, list[str]]:
         REPORTED: [f for f in facts if is_reported(f)],
         NEAR_COPIES: [f"{a} | {b}" for a, b in near_copies(facts)],
         CUT: [f for f in facts if cut_mid_sentence(f)],
+    }
+
+
+TRAITS_SAID = "every trait's evidence said in the user's lines"
+TRAITS_APART = "no two traits share their evidence"
+TRAITS_SHAPE = "every trait a short name with one sentence of evidence"
+
+
+def trait_problems(traits: Sequence[tuple[str, str]], user_sources: frozenset[str]) -> dict[str, list[str]]:
+    """The stored traits ((dimension, evidence) pairs) that are not traits, by check: evidence the user's lines
+    do not say (the 0.5B model gave every trait the assistant's line), evidence two traits share (the pair's
+    dimensions, joined by " | "), a name that names no dimension or evidence longer than one sentence."""
+    shared = [f"{d} | {d2}" for i, (d, e) in enumerate(traits) for d2, e2 in traits[i + 1:] if near_copy(e, e2)]
+    return {
+        TRAITS_SAID: [f"{d}: {e}" for d, e in traits if not grounded(e, user_sources)],
+        TRAITS_APART: shared,
+        TRAITS_SHAPE: [f"{d}: {e}" for d, e in traits if not names_a_dimension(d) or len(e) > EVIDENCE_CHARS
+                       or len(sentences(e)) > 1],
     }

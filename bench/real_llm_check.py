@@ -48,6 +48,7 @@ from .persona_checks import (  # the product's own checks
     source_stems,
     summary_problems,
     theme_copies,
+    trait_problems,
 )
 
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo"
@@ -142,6 +143,8 @@ def check(
     same = Counter(" ".join(f.lower().split()) for f in fact_texts)
     twice = sorted(t for t, n in same.items() if n > 1)
     form = fact_form_problems(fact_texts)
+    traits = [(t.dimension, t.evidence) for t in profile.traits] if profile else []
+    trait_issues = trait_problems(traits, source_stems(t["user_input"] for t in turns))
     copied_themes = theme_copies([str(s.get("theme") or "") for s in segments], said)
     checks = {
         "every turn back exactly once": sorted(exported) == sorted(published) and len(set(exported)) == len(exported),
@@ -158,6 +161,7 @@ def check(
         "every assistant fact said in the assistant's lines": not not_the_assistants,
         "no fact stored twice": not twice,
         **{name: not items for name, items in form.items()},
+        **{name: not items for name, items in trait_issues.items()},
     }
     seconds = [b["seconds"] / b["batches"] for b in batches]
     return {
@@ -180,6 +184,8 @@ def check(
                      **{name: items[:10] for name, items in form.items()}},
         "facts_sample": fact_texts[:10], "facts_all": fact_texts,
         "profile_summary_all": profile.summary if profile else "",
+        "traits_all": [{"dimension": d, "level": t.level, "evidence": e}
+                       for (d, e), t in zip(traits, profile.traits if profile else [], strict=True)],
         "turns_wanted": turns_wanted, "load_average": {"start": [round(x, 1) for x in load_start],
                                                        "end": [round(x, 1) for x in os.getloadavg()]},
         "reproduce": f"python -m bench.real_llm_check --base-url http://127.0.0.1:PORT/v1 --conversation "

@@ -30,6 +30,7 @@ from pydantic_core import from_json
 from memoryos_workers.memory.similarity import extract_keywords
 from memoryos_workers.pipeline.fact_form import FACT_CHARS
 from memoryos_workers.pipeline.persona_quality import theme_or_keywords
+from memoryos_workers.pipeline.trait_form import DIMENSION_CHARS, EVIDENCE_CHARS
 from schemas.memory import MAX_TOPICS, PageAnalysis, TopicAnalysis
 from schemas.persona import Fact, PersonaExtraction, ProfileUpdate, TraitUpdate
 from schemas.turns import Page
@@ -228,8 +229,10 @@ def persona_schema(n_pages: int, completion_tokens: int = 2048, shown: Sequence[
     user_fact = _object({"text": text, "date": _STRING, "page": {"type": "integer", "enum": list(range(n_pages))},
                          "supersedes": ids, "confirms": ids})
     fact = _object({"text": text, "date": _STRING})
-    trait = _object({"id": {"type": "string", "enum": ["", *traits]}, "dimension": _STRING,
-                     "level": {"type": "string", "enum": ["low", "medium", "high"]}, "evidence": _STRING,
+    trait = _object({"id": {"type": "string", "enum": ["", *traits]},
+                     "dimension": {**_STRING, "maxLength": DIMENSION_CHARS},
+                     "level": {"type": "string", "enum": ["low", "medium", "high"]},
+                     "evidence": {**_STRING, "maxLength": EVIDENCE_CHARS},
                      "page": {"type": "integer", "enum": list(range(n_pages))}})
     return _object({
         "profile": _object({"summary": {**_STRING, "maxLength": SUMMARY_CHARS},

@@ -11,7 +11,9 @@ same way and only what passes is kept. It never loops. A summary sentence or fac
 support (persona_quality.grounded: invented; an assistant fact must be supported by the assistant's own lines)
 is dropped without a retry: a model that invents does so again, and the call's cost stays the design's.
 Counted (persona_facts_repaired, persona_facts_rejected, persona_summaries_rejected, persona_quality_retries,
-persona_facts_near_copies, persona_facts_chat) and logged by user id only: no content in logs.
+persona_facts_near_copies, persona_facts_chat, persona_traits_invented, persona_traits_copied) and logged by
+user id only: no content in logs. The user's facts, summary and traits must be said in the user's own lines or
+what memory already holds about the user; traits are put in their shape (pipeline/trait_form.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from memoryos_workers.pipeline.persona_quality import (
     source_stems,
     words,
 )
+from memoryos_workers.pipeline.trait_form import review_traits
 from schemas.persona import Fact, PersonaExtraction
 from schemas.turns import Page
 
@@ -62,6 +65,8 @@ class Review:
     # exclamations asked again is another; counted among `rejected` it made the test model's every "The user
     # said: <line>" answer a retry (bench llm_cost, regular mode: 13.5 calls per 100 promoted turns, over 12).
     chat: int = 0
+    invented_traits: int = 0  # evidence not said in the user's lines or what memory holds (trait_form)
+    copied_traits: int = 0  # evidence another trait of the answer has, or a field name for a dimension
     summary_rejected: bool = False
     reasons: list[str] = field(default_factory=list)
 
@@ -117,7 +122,10 @@ def review(value: PersonaExtraction, pages: Sequence[Page], known: Sequence[str]
     the assistant facts it was shown, which assistant facts may restate; `known_facts`: the user facts it was
     shown, of which a near copy becomes a confirmation (_facts)."""
     turns = [p.user_input for p in pages] + [p.agent_response for p in pages]
-    sources = source_stems([*turns, *known])
+    # What the user is, has or did comes from the user's own lines and what memory already holds about the user,
+    # not from the assistant's: the 0.5B model wrote the assistant's "I ran a charity race" into the user's
+    # summary ("She recently ran a charity race ...") and into every trait's evidence.
+    sources = source_stems([*(p.user_input for p in pages), *known])
     user, r1, x1, i1, c1, h1 = _facts(value.user_facts, USER_SUBJECT, sources, known_facts)
     # What the assistant is or did comes from its own lines and shown assistant facts, not from `known`: the
     # 0.5B model credited user lines, shown user facts and the profile's words to the assistant.
@@ -129,17 +137,18 @@ def review(value: PersonaExtraction, pages: Sequence[Page], known: Sequence[str]
     summary = repair_summary(written, turns, USER_SUBJECT) if written else ""
     summary_rejected = bool(written) and not summary
     summary, invented = grounded_sentences(summary, sources)
+    traits, traits_invented, traits_copied = review_traits(value.profile.traits, sources)
+    profile = value.profile.model_copy(update={"summary": summary, "traits": traits})
     out = Review(
-        value=value.model_copy(update={"profile": value.profile.model_copy(update={"summary": summary}),
-                                       "user_facts": user, "assistant_facts": assistant}),
+        value=value.model_copy(update={"profile": profile, "user_facts": user, "assistant_facts": assistant}),
         repaired=r1 + r2, rejected=x1 + x2, written=len(value.user_facts) + len(value.assistant_facts),
         summary_rejected=summary_rejected, invented_facts=i1 + i2, invented_sentences=invented,
-        near_copies=c1 + c2, chat=h1 + h2,
+        near_copies=c1 + c2, chat=h1 + h2, invented_traits=traits_invented, copied_traits=traits_copied,
     )
     if out.summary_rejected:
         out.reasons.append("The profile summary was a line of chat (first person, a question, words addressed to "
-                           "someone, or a turn copied as said). Write it as 2-4 sentences about the user in the third "
-                           "person, in your own words.")
+                           "someone, a pronoun for its subject, or a turn copied as said). Write it as 2-4 sentences "
+                           "about the user in the third person, each starting with 'The user', in your own words.")
     if out.rejected:
         out.reasons.append(f"{out.rejected} of {out.written} facts did not say whom they are about (they opened with "
                            "a pronoun or an exclamation, or spoke as 'I' or 'we'). Start every user fact with the "
@@ -172,7 +181,8 @@ def reviewed(
                 "persona_summaries_rejected": int(first.summary_rejected),
                 "persona_facts_invented": first.invented_facts,
                 "persona_summary_sentences_invented": first.invented_sentences,
-                "persona_facts_near_copies": first.near_copies, "persona_facts_chat": first.chat}
+                "persona_facts_near_copies": first.near_copies, "persona_facts_chat": first.chat,
+                "persona_traits_invented": first.invented_traits, "persona_traits_copied": first.copied_traits}
     best = first
     if first.needs_retry:
         log.info("persona answer for user %s rejected (summary: %s, %d of %d facts); asking once more",
@@ -185,6 +195,8 @@ def reviewed(
             counters["persona_summary_sentences_invented"] += second.invented_sentences
             counters["persona_facts_near_copies"] += second.near_copies
             counters["persona_facts_chat"] += second.chat
+            counters["persona_traits_invented"] += second.invented_traits
+            counters["persona_traits_copied"] += second.copied_traits
             counters["persona_second_facts_rejected"] = second.rejected
             counters["persona_second_summaries_rejected"] = int(second.summary_rejected)
             best = _better(first, second)

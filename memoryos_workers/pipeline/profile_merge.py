@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from memoryos_workers.pipeline.trait_form import evidence_sentence
 from schemas.persona import ProfileUpdate, Trait, TraitRevision, TraitUpdate, UserProfile
 from schemas.settings import PROFILE_SUMMARY_TOKENS
 from schemas.tokens import estimate_tokens
@@ -67,11 +68,13 @@ def _short(index: int) -> str:
 
 def prompt_profile(profile: UserProfile | None) -> dict[str, Any] | None:
     """The profile as the persona call reads it: summary and traits with their short ids, without evidence
-    turns, times or revisions (they cost tokens and tell the model nothing it can act on)."""
+    turns, times or revisions (they cost tokens and tell the model nothing it can act on); evidence as its first
+    sentence within the schema's bound (a profile stored before traits were reviewed held 338 characters of it
+    per trait, a quarter of a 4k model's prompt for seven traits)."""
     if profile is None:
         return None
     return {"summary": profile.summary, "traits": [
-        {"id": short, "dimension": t.dimension, "level": t.level, "evidence": t.evidence}
+        {"id": short, "dimension": t.dimension, "level": t.level, "evidence": evidence_sentence(t.evidence)}
         for short, t in zip(trait_ids(profile), profile.traits, strict=True)]}
 
 

@@ -65,3 +65,22 @@ def test_fact_form_checks_fail_on_what_the_real_model_stored() -> None:
             "The user has a cat named Max",
             "The user lives in Berlin.", "The user lived in Paris before."]
     assert fact_form_problems(good) == {REPORTED: [], NEAR_COPIES: [], CUT: []}
+
+
+def test_trait_checks_fail_on_what_the_real_model_stored() -> None:
+    """The seven traits the 0.5B model stored for conv-26 at 2633685 (one evidence for all, the assistant's line
+    in it; a dimension named "traits"), against a profile whose traits are traits."""
+    from bench.persona_checks import TRAITS_APART, TRAITS_SAID, TRAITS_SHAPE, source_stems, trait_problems
+
+    user = source_stems(["I went to a LGBTQ support group yesterday and it was so powerful.",
+                         "I'm looking into counseling and mental health jobs."])
+    evidence = ("The user has been working in mental health for the past year. She recently ran a charity race for "
+                "mental health last Saturday.")
+    stored = [(d, evidence) for d in ("interests", "values", "traits")]
+    problems = trait_problems(stored, user)
+    assert len(problems[TRAITS_SAID]) == 3
+    assert problems[TRAITS_APART] == ["interests | values", "interests | traits", "values | traits"]
+    assert len(problems[TRAITS_SHAPE]) == 3  # two sentences each, and "traits" names no dimension
+    good = [("community: LGBTQ support", "The user went to a LGBTQ support group."),
+            ("career: counseling", "The user is looking into counseling and mental health jobs.")]
+    assert all(not v for v in trait_problems(good, user).values())

@@ -1,0 +1,122 @@
+"""A persona answer's traits and its user side, reviewed (pipeline/trait_form.py, pipeline/persona_review.py),
+on what the real 0.5B model wrote at 2633685 for conv-26: seven traits named after the prompt's own words, all
+with the same 338 characters of evidence, and a summary that was the assistant's line ("She recently ran a charity
+race ..."). Its profile made every later persona prompt carry the copies; the calls then read 3, 2 and 1 pages."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from memoryos_workers.pipeline.answer_schemas import persona_schema
+from memoryos_workers.pipeline.persona_quality import repair_summary, source_stems, summary_problems
+from memoryos_workers.pipeline.persona_review import review
+from memoryos_workers.pipeline.profile_merge import prompt_profile
+from memoryos_workers.pipeline.trait_form import (
+    DIMENSION_CHARS,
+    EVIDENCE_CHARS,
+    evidence_sentence,
+    names_a_dimension,
+    review_traits,
+)
+from schemas.persona import Fact, PersonaExtraction, ProfileUpdate, Trait, TraitUpdate, UserProfile
+from schemas.turns import Page
+
+# conv-26's shape: the user (Caroline) and the assistant (Melanie), whose line the model credited to the user.
+TURNS = [
+    ("I went to a LGBTQ support group yesterday and it was so powerful.",
+     "That's great! I ran a charity race for mental health last Saturday, it was so rewarding."),
+    ("I'm looking into counseling and mental health jobs, I want to help people like me.",
+     "You'd be great at that. Self-care is really important to me these days."),
+]
+# The stored evidence, as the model wrote it for every one of the seven traits (338 characters).
+EVIDENCE = ("The user has been working in mental health for the past year. She recently ran a charity race for "
+            "mental health last Saturday, and she's starting to realize that self-care is really important. She is "
+            "also interested in counseling and mental health jobs and wants to help people with similar experiences "
+            "to hers, which is why she has been looking into them lately.")
+DIMENSIONS = ["interests", "values", "habits", "personality", "life situation", "main interests and goals", "traits"]
+
+
+def _pages() -> list[Page]:
+    when = datetime(2023, 5, 8, tzinfo=timezone.utc)
+    return [Page(user_id="u", turn_id=f"t{i}", seq=i, user_input=u, agent_response=a, timestamp=when)
+            for i, (u, a) in enumerate(TURNS)]
+
+
+def _user_sources() -> frozenset[str]:
+    return source_stems(u for u, _ in TURNS)
+
+
+def _trait(dimension: str, evidence: str) -> TraitUpdate:
+    return TraitUpdate(dimension=dimension, level="high", evidence=evidence)
+
+
+def test_the_stored_traits_are_not_traits() -> None:
+    kept, invented, copies = review_traits([_trait(d, EVIDENCE) for d in DIMENSIONS], _user_sources())
+    # The first sentence ("... working in mental health for the past year") is said by nobody: all six named
+    # traits are invented; "traits" names the answer's field, not a dimension of the user.
+    assert (kept, invented, copies) == ([], 6, 1)
+
+
+def test_a_grounded_trait_is_kept_once_with_one_sentence_of_evidence() -> None:
+    said = "The user went to a LGBTQ support group and found it powerful. It was yesterday, a long evening."
+    traits = [_trait("community: LGBTQ support", said), _trait("values", said),
+              _trait("career: counseling", "The user is looking into counseling and mental health jobs.")]
+    kept, invented, copies = review_traits(traits, _user_sources())
+    assert [(t.dimension, t.evidence) for t in kept] == [
+        ("community: LGBTQ support", "The user went to a LGBTQ support group and found it powerful."),
+        ("career: counseling", "The user is looking into counseling and mental health jobs."),
+    ]
+    assert (invented, copies) == (0, 1)
+
+
+def test_evidence_and_dimension_bounds() -> None:
+    long = "The user " + "really " * 40 + "likes hiking."
+    cut = evidence_sentence(long)
+    assert len(cut) <= EVIDENCE_CHARS and long.startswith(cut) and not cut.endswith(" ")
+    assert evidence_sentence("  ") == ""
+    assert names_a_dimension("interest: hiking")
+    assert not names_a_dimension("Traits") and not names_a_dimension("x" * (DIMENSION_CHARS + 1))
+    assert not names_a_dimension("the things the user keeps coming back to")
+
+
+def test_the_schema_bounds_trait_fields() -> None:
+    trait = persona_schema(3)["properties"]["profile"]["properties"]["traits"]["items"]["properties"]
+    assert trait["evidence"]["maxLength"] == EVIDENCE_CHARS
+    assert trait["dimension"]["maxLength"] == DIMENSION_CHARS
+
+
+def test_the_prompt_shows_stored_evidence_cut_to_its_first_sentence() -> None:
+    profile = UserProfile(user_id="u", summary="The user attends a support group.",
+                          traits=[Trait(dimension=d, level="high", evidence=EVIDENCE) for d in DIMENSIONS])
+    shown = prompt_profile(profile)
+    assert shown is not None
+    assert {t["evidence"] for t in shown["traits"]} == {
+        "The user has been working in mental health for the past year."}
+
+
+def test_the_user_side_is_said_in_the_users_lines_not_the_assistants() -> None:
+    answer = PersonaExtraction(
+        profile=ProfileUpdate(
+            summary="She recently ran a charity race for mental health last Saturday. The user went to a support "
+                    "group.",
+            traits=[_trait(d, EVIDENCE) for d in DIMENSIONS]),
+        user_facts=[Fact(text="The user ran a charity race for mental health last Saturday.", date=""),
+                    Fact(text="The user went to a LGBTQ support group yesterday.", date="")],
+        assistant_facts=[Fact(text="The assistant ran a charity race for mental health last Saturday.", date="")],
+    )
+    out = review(answer, _pages())
+    assert out.value.profile.summary == "The user went to a support group."
+    assert [f.text for f in out.value.user_facts] == ["The user went to a LGBTQ support group yesterday."]
+    assert [f.text for f in out.value.assistant_facts] == [
+        "The assistant ran a charity race for mental health last Saturday."]
+    assert out.value.profile.traits == []
+    assert (out.invented_facts, out.invented_traits, out.copied_traits) == (1, 6, 1)
+
+
+def test_a_summary_that_opens_with_a_pronoun() -> None:
+    said = [u for u, _ in TURNS]
+    assert repair_summary("She recently went to a support group.", said) == ""
+    kept = "Caroline went to a support group. She is looking into counseling jobs."
+    assert repair_summary(kept, said) == kept
+    assert [p.split(":")[0] for p in summary_problems("She went to a support group.", said)] == [
+        "opens with a pronoun"]
