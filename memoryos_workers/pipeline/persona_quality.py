@@ -26,14 +26,18 @@ from collections.abc import Iterable, Sequence
 
 from schemas.words import compute_stems
 
-_FIRST_PERSON = re.compile(r"\b(I|I'm|I've|I'd|I'll|[Mm]e|[Mm]y|[Mm]ine|[Mm]yself|[Ww]e|[Oo]ur|[Uu]s)\b")
+_FIRST_PERSON = re.compile(r"\b(I|I'm|I've|I'd|I'll|[Mm]e|[Mm]y|[Mm]ine|[Mm]yself|[Ww]e|[Oo]urs?|[Oo]urselves|[Uu]s)\b")
 _PLURAL = re.compile(r"\b(we|our|ours|us|ourselves|we're|we've|we'd|we'll)\b", re.IGNORECASE)
 _SECOND_PERSON = re.compile(r"\b(you|your|yours|yourself|you're|you've|you'd|you'll)\b", re.IGNORECASE)
 _PRONOUN_START = {"i", "he", "she", "they", "it", "we", "you", "my", "his", "her", "their", "our", "your",
                   "this", "that", "there", "that's", "it's", "i'm", "wow", "yes", "no", "oh"}
 _CHAT_OPENERS = {"wow", "yes", "no", "oh", "hey", "hi", "hello", "thanks", "thank", "yeah", "yay", "aww", "haha",
                  "lol", "ok", "okay", "omg", "sure", "awesome", "cool", "great", "congrats", "congratulations",
-                 "what", "how", "why", "sounds", "glad", "nice", "lovely", "good", "so", "such", "love"}
+                 "what", "how", "why", "sounds", "glad", "nice", "lovely", "good", "so", "such", "love",
+                 # Agreement is a reply: the 0.5B model stored "Totally agree, Melanie. Relaxing and expressing
+                 # ourselves is key." as a user fact (b5e8b6e).
+                 "totally", "agree", "agreed", "absolutely", "definitely", "exactly", "indeed", "true", "right",
+                 "same", "aw", "ha"}
 _REPORTED = re.compile(r"^(the user|the assistant|[A-Z][a-z]+)('s)? (said|says|asked|asks|told|tells|mentioned)\b",
                        re.IGNORECASE)
 _NAMED_OPENER = re.compile(r"^the (user|assistant)\b", re.IGNORECASE)

@@ -402,3 +402,14 @@ def test_a_repaired_sentence_is_not_cut_by_the_post_check() -> None:
     assert len(said) <= FACT_CHARS
     fixed = repair_fact(said, "The user")
     assert fixed is not None and len(fixed) > FACT_CHARS and shape(fixed) == (fixed, False)
+
+
+def test_a_reply_of_agreement_is_chat_not_a_fact() -> None:
+    """The user fact the 0.5B model stored at b5e8b6e (bench/results/real_llm_check.json): a line of the user's
+    reply to the assistant, with "ourselves" for its subject."""
+    stored = "Totally agree, Melanie. Relaxing and expressing ourselves is key."
+    assert fact_without_subject(stored)
+    assert repair_fact(stored, "The user") is None
+    assert fact_without_subject("Relaxing and expressing ourselves is key.")
+    assert not fact_without_subject("The user agrees that relaxing and expressing oneself is key.")
+    assert not fact_without_subject("The user paints to relax.")
