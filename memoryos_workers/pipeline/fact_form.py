@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from memoryos_workers.pipeline.persona_quality import words
 from schemas.words import compute_stems
 
 # Longest fact a model may write, in characters: the persona schema's maxLength (answer_schemas); a server that
@@ -69,11 +70,14 @@ _CONTRACTED = {"'s been": " has been", "'s got": " has got", "'s gone": " has go
 _ABBREVIATION = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|vs|etc|e\.g|i\.e|[A-Z])\.$")
 _END_MARK = re.compile(r"[.!?]+[\"”’')]*(?=\s|$)")
 _SENTENCE_END = re.compile(r"[.!?]+[\"”’')]*$")
-_WORD = re.compile(r"[a-z0-9']+")
 
 
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+def cut_at_word(text: str, cap: int) -> str:
+    """`text` within `cap` characters, cut after the last whole word that fits (no word broken)."""
+    if len(text) <= cap:
+        return text
+    cut = text.rfind(" ", 0, cap + 1)
+    return text[: cut if cut > 0 else cap].rstrip(" ,;:-")
 
 
 def is_reported(fact: str) -> bool:
@@ -173,7 +177,7 @@ def shape(fact: str, cap: int = STORED_FACT_CHARS) -> tuple[str, bool]:
     if not kept and parts and len(parts[0]) > cap:
         # One sentence longer than the cap (only a server that does not enforce maxLength sends it): cut at the
         # last word that fits, so no word is broken; the claim's start is its subject and verb, kept whole.
-        kept = [parts[0][: parts[0].rfind(" ", 0, cap + 1)].rstrip(" ,;:-")]
+        kept = [cut_at_word(parts[0], cap)]
     return " ".join(kept), exclaimed
 
 

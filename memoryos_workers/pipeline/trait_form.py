@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from memoryos_workers.pipeline.fact_form import near_copy, sentences
+from memoryos_workers.pipeline.fact_form import cut_at_word, near_copy, sentences
 from memoryos_workers.pipeline.persona_quality import grounded
 from schemas.persona import TraitUpdate
 
@@ -43,11 +43,7 @@ def evidence_sentence(evidence: str, cap: int = EVIDENCE_CHARS) -> str:
     parts = sentences(" ".join(evidence.split()))
     if not parts:
         return ""
-    first = parts[0]
-    if len(first) <= cap:
-        return first
-    cut = first.rfind(" ", 0, cap + 1)
-    return first[: cut if cut > 0 else cap].rstrip(" ,;:-")
+    return cut_at_word(parts[0], cap)
 
 
 def names_a_dimension(dimension: str) -> bool:
