@@ -29,6 +29,7 @@ from memoryos_workers.llm.spend import Spend
 from memoryos_workers.pipeline.answer_schemas import AnyJSON, parse_partial, read_persona
 from memoryos_workers.pipeline.fact_form import near_copy, shape
 from memoryos_workers.pipeline.persona_quality import (
+    Memory,
     fact_without_subject,
     grounded,
     grounded_sentences,
@@ -76,7 +77,7 @@ class Review:
 
 
 def _facts(facts: Sequence[Fact], subject: str, sources: frozenset[str], known: Sequence[str] = (),
-           ) -> tuple[list[Fact], int, int, int, int, int]:
+           memory: Memory | None = None) -> tuple[list[Fact], int, int, int, int, int]:
     """The facts that pass (repaired where only their person or their shape is wrong: fact_form.shape), how
     many were repaired, rejected (no subject), invented, near copies, and chat (nothing with a subject left
     once its exclamations are dropped: "... was the best! Such a special moment."). A fact said twice in one
@@ -95,7 +96,7 @@ def _facts(facts: Sequence[Fact], subject: str, sources: frozenset[str], known: 
         if not shaped or fact_without_subject(shaped):
             chat += 1
             continue
-        if not grounded(shaped, sources):
+        if not grounded(shaped, sources, memory):
             invented += 1
             continue
         same = next((i for i, k in enumerate(kept) if near_copy(k.text, shaped)), None)
@@ -125,19 +126,21 @@ def review(value: PersonaExtraction, pages: Sequence[Page], known: Sequence[str]
     # What the user is, has or did comes from the user's own lines and what memory already holds about the user,
     # not from the assistant's: the 0.5B model wrote the assistant's "I ran a charity race" into the user's
     # summary ("She recently ran a charity race ...") and into every trait's evidence.
-    sources = source_stems([*(p.user_input for p in pages), *known])
-    user, r1, x1, i1, c1, h1 = _facts(value.user_facts, USER_SUBJECT, sources, known_facts)
+    # Memory (`known`) supports only words a claim restates, never its unsaid ones (persona_quality.grounded).
+    sources, memory = source_stems(p.user_input for p in pages), Memory.of(known)
+    user, r1, x1, i1, c1, h1 = _facts(value.user_facts, USER_SUBJECT, sources, known_facts, memory)
     # What the assistant is or did comes from its own lines and shown assistant facts, not from `known`: the
     # 0.5B model credited user lines, shown user facts and the profile's words to the assistant.
-    said_by_assistant = source_stems([*(p.agent_response for p in pages), *assistant_known])
+    said_by_assistant = source_stems(p.agent_response for p in pages)
     mine = [f for f in value.assistant_facts if not _ABOUT_THE_USER.match(f.text)]
-    assistant, r2, x2, i2, c2, h2 = _facts(mine, ASSISTANT_SUBJECT, said_by_assistant, assistant_known)
+    assistant, r2, x2, i2, c2, h2 = _facts(mine, ASSISTANT_SUBJECT, said_by_assistant, assistant_known,
+                                           Memory.of(assistant_known))
     x2 += len(value.assistant_facts) - len(mine)  # a fact about the user in the assistant's list: not the assistant's
     written = value.profile.summary.strip()
     summary = repair_summary(written, turns, USER_SUBJECT) if written else ""
     summary_rejected = bool(written) and not summary
-    summary, invented = grounded_sentences(summary, sources)
-    traits, traits_invented, traits_copied = review_traits(value.profile.traits, sources)
+    summary, invented = grounded_sentences(summary, sources, memory)
+    traits, traits_invented, traits_copied = review_traits(value.profile.traits, sources, memory)
     profile = value.profile.model_copy(update={"summary": summary, "traits": traits})
     out = Review(
         value=value.model_copy(update={"profile": profile, "user_facts": user, "assistant_facts": assistant}),

@@ -11,8 +11,8 @@ tokens), and the calls that followed read 3, 2 and 1 pages instead of 4-14, whil
 traits at length, took 84-188 s each. These pure functions keep a trait only when it is one:
 - its evidence is cut to its first sentence within EVIDENCE_CHARS (the schema's maxLength; a server that does not
   enforce it sends more);
-- the evidence is said in what the call was shown about the user (its pages' user lines, the stored profile and
-  facts: persona_quality.grounded), not in the assistant's lines;
+- the evidence is said in the call's pages' user lines, or restates the stored profile and facts
+  (persona_quality.grounded), not in the assistant's lines;
 - no two traits of one answer share their evidence (fact_form.near_copy): the first keeps it;
 - the dimension is a few words and not a name the prompt gives the fields themselves.
 persona_review applies them and counts what it drops; profile_merge stores what passes.
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from memoryos_workers.pipeline.fact_form import cut_at_word, near_copy, sentences
-from memoryos_workers.pipeline.persona_quality import grounded
+from memoryos_workers.pipeline.persona_quality import Memory, grounded
 from schemas.persona import TraitUpdate
 
 # Longest evidence and dimension, in characters (the persona schema's maxLength, answer_schemas): one short
@@ -53,9 +53,11 @@ def names_a_dimension(dimension: str) -> bool:
         and name not in _FIELD_NAMES
 
 
-def review_traits(traits: Sequence[TraitUpdate], sources: frozenset[str]) -> tuple[list[TraitUpdate], int, int]:
+def review_traits(traits: Sequence[TraitUpdate], sources: frozenset[str], memory: Memory | None = None,
+                  ) -> tuple[list[TraitUpdate], int, int]:
     """The traits that are traits, their evidence in shape; how many were dropped as invented (evidence not said
-    in `sources`) and as copies (evidence another trait of the answer has, or a field name for a dimension)."""
+    in `sources`, the pages' user lines, nor restating `memory`: persona_quality.grounded) and as
+    copies (evidence another trait of the answer has, or a field name for a dimension)."""
     kept: list[TraitUpdate] = []
     invented = copies = 0
     for trait in traits:
@@ -63,7 +65,7 @@ def review_traits(traits: Sequence[TraitUpdate], sources: frozenset[str]) -> tup
         if not evidence or not names_a_dimension(trait.dimension):
             copies += 1
             continue
-        if not grounded(evidence, sources):
+        if not grounded(evidence, sources, memory):
             invented += 1
             continue
         if any(near_copy(evidence, other.evidence) for other in kept):

@@ -8,7 +8,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from memoryos_workers.pipeline.answer_schemas import persona_schema
-from memoryos_workers.pipeline.persona_quality import repair_summary, source_stems, summary_problems
+from memoryos_workers.pipeline.persona_quality import (
+    fact_without_subject,
+    repair_summary,
+    source_stems,
+    summary_problems,
+)
 from memoryos_workers.pipeline.persona_review import review
 from memoryos_workers.pipeline.profile_merge import prompt_profile
 from memoryos_workers.pipeline.trait_form import (
@@ -120,3 +125,46 @@ def test_a_summary_that_opens_with_a_pronoun() -> None:
     assert repair_summary(kept, said) == kept
     assert [p.split(":")[0] for p in summary_problems("She went to a support group.", said)] == [
         "opens with a pronoun"]
+
+
+def _call(turns: list[str]) -> list[Page]:
+    when = datetime(2023, 6, 1, tzinfo=timezone.utc)
+    return [Page(user_id="u", turn_id=f"c{i}", seq=i, user_input=u, agent_response="That's lovely.", timestamp=when)
+            for i, u in enumerate(turns)]
+
+
+def test_memory_restates_but_does_not_launder_invention_over_two_calls() -> None:
+    """The real 0.5B model at c9fcd00: a trait with 2 words nobody said ("past year") was stored; the next call,
+    shown it, wrote "a 25-year-old male ... for the past year" and the stored trait's words let 2 more through."""
+    first = PersonaExtraction(profile=ProfileUpdate(summary="", traits=[
+        _trait("career", "The user has been working in mental health for the past year.")]), user_facts=[],
+        assistant_facts=[])
+    out1 = review(first, _call(["I've been working on my career in mental health.", "Counseling is my goal."]))
+    stored = out1.value.profile.traits
+    assert [t.evidence for t in stored] == ["The user has been working in mental health for the past year."]
+    known = [f"{t.dimension} {t.evidence}" for t in stored]  # as persona_extraction._known shows it
+
+    laundered = "The user is a 25-year-old male who has been working in mental health for the past year."
+    restated = "The user has been working in mental health for the past year."
+    second = PersonaExtraction(
+        profile=ProfileUpdate(summary=f"{laundered} The user paints sunsets.", traits=[
+            _trait("career", restated), _trait("identity", "The user is a 25-year-old male in mental health.")]),
+        user_facts=[Fact(text=laundered, date=""), Fact(text=restated, date="")], assistant_facts=[])
+    out2 = review(second, _call(["I painted a sunset by the lake last weekend.", "Painting calms me down."]),
+                  known=known)
+    assert out2.value.profile.summary == "The user paints sunsets."
+    assert [t.evidence for t in out2.value.profile.traits] == [restated]
+    assert [f.text for f in out2.value.user_facts] == [restated]
+    assert (out2.invented_sentences, out2.invented_traits, out2.invented_facts) == (1, 1, 1)
+
+
+def test_a_line_addressed_to_the_user_by_name_is_not_a_fact() -> None:
+    stored = "Caroline, those lessons are great - self-acceptance and finding support are key."  # c9fcd00's only fact
+    answer = PersonaExtraction(profile=ProfileUpdate(summary="", traits=[]), assistant_facts=[], user_facts=[
+        Fact(text=stored, date=""), Fact(text="Caroline, you did so well!", date=""),
+        Fact(text="Caroline went to a LGBTQ support group yesterday.", date="")])
+    out = review(answer, _pages())
+    assert [f.text for f in out.value.user_facts] == ["Caroline went to a LGBTQ support group yesterday."]
+    assert out.rejected == 2  # as lines opening with chat are: whom they are about cannot be told
+    assert fact_without_subject(stored)
+    assert not fact_without_subject("Caroline, a counselor, went to a support group.")
