@@ -127,10 +127,12 @@ def parse_partial(text: str) -> Any:
         return None
 
 
-def read_segmentation(raw: Any, pages: Sequence[Page]) -> SegmentationRead:
+def read_segmentation(raw: Any, pages: Sequence[Page], shown: Sequence[str] = ()) -> SegmentationRead:
     """Reads what is valid. Everything the schema allows is read whole: blank themes, summaries and
     keywords are filled from the topic's own pages (not an error: the schema cannot forbid them), and so is a
-    theme that copies a turn (persona_quality.theme_is_copy)."""
+    theme that copies a turn (persona_quality.theme_is_copy) or anything else the call was shown (`shown`: the
+    previous page and the nearby segments' summaries; the real 0.5B model named a later batch's topic "gender
+    identity and inclusion", 4 words of a turn of an earlier batch that a nearby summary carried)."""
     read = SegmentationRead(n=len(pages))
     body = raw.get("analysis", raw) if isinstance(raw, dict) else None
     if not isinstance(body, dict):
@@ -144,7 +146,7 @@ def read_segmentation(raw: Any, pages: Sequence[Page]) -> SegmentationRead:
     if len(pages_raw) != len(pages):
         read.problems.append(f"{len(pages_raw)} page analyses for {len(pages)} pages")
     chosen: dict[int, int] = {}  # page index -> topic number in the answer
-    said = [p.user_input for p in pages] + [p.agent_response for p in pages]
+    said = [p.user_input for p in pages] + [p.agent_response for p in pages] + list(shown)
     for i, item in enumerate(pages_raw[: len(pages)]):
         parsed = _page_fields(item, len(described))
         if parsed is None or described[parsed[0]] is None:

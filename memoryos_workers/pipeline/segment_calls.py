@@ -111,7 +111,7 @@ class SegmentCalls:
             return self._smaller(pages, previous, nearby, spend, problems)
         except LLMTruncated as exc:
             spend.add(purpose, exc.usage)
-            read = read_segmentation(parse_partial(exc.partial_text), pages)
+            read = read_segmentation(parse_partial(exc.partial_text), pages, shown_texts(previous, nearby))
             problems.append(f"answer cut at the token limit after {len(read.pages)} of {len(pages)} pages")
             if not read.pages and len(pages) > 1:
                 return self._smaller(pages, previous, nearby, spend, problems)
@@ -122,7 +122,7 @@ class SegmentCalls:
             log.warning("segmentation of %d pages fell back after LLM failures: %s", len(pages), exc)
             return fallback_segmentation(pages)
         spend.add(purpose, answer.usage)
-        read = read_segmentation(answer.value.root, pages)
+        read = read_segmentation(answer.value.root, pages, shown_texts(previous, nearby))
         problems.extend(read.problems)
         return self._complete(read, pages, previous, nearby, spend, problems, follow_ups=follow_ups)
 
@@ -178,6 +178,12 @@ class SegmentCalls:
         offset, last = parts[-1]
         chain = next((p.chain_summary for p in last.pages if p.index + offset == start - 1), "")
         return previous_link(pages[start - 1], chain)
+
+
+def shown_texts(previous: dict[str, Any] | None, nearby: Sequence[SegmentRef]) -> list[str]:
+    """What a segmentation call was shown besides its pages, which a theme must not copy either."""
+    texts = [str(previous.get("user", "")), str(previous.get("assistant", ""))] if previous else []
+    return texts + [s.summary for s in nearby]
 
 
 def _usable(value: AnyJSON, pages: Sequence[Page]) -> None:

@@ -157,6 +157,23 @@ def test_the_segmentation_reader_renames_a_copied_theme() -> None:
     assert read_segmentation(answer, page).topics[0].theme == "painting outlet"
 
 
+def test_a_theme_copied_from_what_else_the_call_was_shown_is_renamed() -> None:
+    """The real 0.5B model (c9fcd00) named a topic "gender identity and inclusion", 4 words of conv-26's turn
+    "Conversations about gender identity and inclusion are so necessary" that was not among the call's pages."""
+    from memoryos_workers.pipeline.answer_schemas import read_segmentation
+    from memoryos_workers.pipeline.prompts import previous_link
+    from memoryos_workers.pipeline.segment_calls import shown_texts
+
+    answer = {"analysis": {"topics": [{"theme": "gender identity and inclusion", "summary": "s",
+                                       "keywords": ["talk", "school", "trans"]}],
+                           "pages": [{"topic": 0, "continues_previous": True, "chain_summary": "c"}]}}
+    earlier = _pages()[0].model_copy(update={"user_input": "Conversations about gender identity and inclusion are so "
+                                                           "necessary and I'm thankful for being able to give a voice."})
+    shown = shown_texts(previous_link(earlier, "c"), [])
+    assert read_segmentation(answer, _pages()[1:]).topics[0].theme == "gender identity and inclusion"
+    assert read_segmentation(answer, _pages()[1:], shown).topics[0].theme == "talk school trans"
+
+
 def test_a_fact_said_twice_in_one_answer_is_kept_once() -> None:
     got = review(_answer("The user paints.", ["The user paints.", "The user paints!", "I paint."]), _pages(),
                  known=["The user paints landscapes."])  # a fact the call was shown
