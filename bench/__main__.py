@@ -14,7 +14,8 @@ from bench.parts import ORDER, load_part
 
 # In the order they run; each module has add_arguments(parser), run(**options) and markdown(result).
 def _first_line(module: ModuleType) -> str:
-    return (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else ""
+    """The part's one-line help; "%" escaped, as argparse formats help strings ("50% of ingest" broke --help)."""
+    return (module.__doc__ or "").strip().splitlines()[0].replace("%", "%%") if module.__doc__ else ""
 
 
 def main(argv: list[str] | None = None) -> int:
