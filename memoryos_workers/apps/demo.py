@@ -27,10 +27,13 @@ def _short(text: str, width: int = 70) -> str:
     return textwrap.shorten(text, width=width, placeholder="…")
 
 
-def run_demo(memory: Memory | None = None, *, out: TextIO = sys.stdout, question: str = QUESTION) -> dict[str, Any]:
+def run_demo(memory: Memory | None = None, *, out: TextIO = sys.stdout, question: str = QUESTION,
+             keep: bool = False) -> dict[str, Any]:
     """Publishes the sample conversation for a new user, waits for the background work, prints what each tier
     holds and one retrieval. `memory` (default: `open_memory()`, closed at the end) must do its background
-    work: an in-process worker, or the deployment's."""
+    work: an in-process worker, or the deployment's. The demo user is forgotten at the end unless `keep`: the
+    demo runs against the configured Redis and store, which may be a deployment's, and each run makes a new
+    user (13 keys and its pages were left behind per run before)."""
     own = memory is None
     memory = memory or open_memory(worker=True)
     say: Callable[[str], None] = lambda line="": print(line, file=out)  # noqa: E731
@@ -46,6 +49,12 @@ def run_demo(memory: Memory | None = None, *, out: TextIO = sys.stdout, question
         memory.wait_idle(user_id, timeout=120, flush=True)
         settled = time.perf_counter() - started
         report = _report(memory, user_id, question, say)
+        if keep:
+            say(f"\nkept user {user_id}: `memoryos inspect {user_id}` shows it, `memoryos forget {user_id}` removes it")
+        else:
+            removed = memory.forget(user_id)
+            report["forgotten"] = removed
+            say(f"\nforgot user {user_id} ({sum(removed.values())} records; run with --keep to keep it)")
     finally:
         if own:
             memory.close()

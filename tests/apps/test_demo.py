@@ -24,11 +24,18 @@ def test_the_demo_processes_the_sample_conversation_and_shows_every_tier(tmp_pat
     try:
         done = subprocess.run([sys.executable, "-m", "memoryos_workers.apps.cli", "demo"], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=240)
+        left = [k for k in redis_client.scan_iter(match=f"{prefix}*", count=1000) if "{u:demo-" in k]
     finally:
         for key in redis_client.scan_iter(match=f"{prefix}*", count=1000):
             redis_client.delete(key)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
+    user = re.search(r"user (demo-\w+), \d+ turns", out).group(1)
+    assert re.search(rf"forgot user {user} \((\d+) records", out), out
+    # The demo user is forgotten: a run leaves no user data behind in a shared Redis. `forget` keeps two counters
+    # (ops/user_data.erase_user): the epoch it raised, which work still in flight checks before writing the user
+    # back, and the lock's fencing counter, which must never go back.
+    assert sorted(k.rsplit(":", 1)[1] for k in left) == ["epoch", "fence"], left
     published = int(re.search(r"user demo-\w+, (\d+) turns", out).group(1))
     short_term = int(re.search(r"short-term memory \(Redis\): (\d+) turns", out).group(1))
     pending = int(re.search(r"pending \(Redis, waiting for a worker\): (\d+) turns", out).group(1))

@@ -8,13 +8,15 @@ from memoryos_workers.apps.cli.access import fail
 from producers.wire.contract import ALL_QUEUES
 
 
-def demo() -> None:
+def demo(
+    keep: bool = typer.Option(False, "--keep", help="Keep the demo user afterwards (default: it is forgotten)."),
+) -> None:
     """Replay a sample conversation through an in-process worker and print what each tier holds."""
     from memoryos_workers.apps.demo import run_demo
     from memoryos_workers.vectorstore import StoreLockedError
 
     try:
-        run_demo()
+        run_demo(keep=keep)
     except StoreLockedError as exc:
         fail(str(exc), exc)
 
