@@ -3,7 +3,8 @@ whether a summary says something the pages do not) look at, so every comparison 
 
 Stems are asked for on every retrieval, for every page, summary, trait and fact the context may hold,
 while the texts themselves rarely change: so they are computed once per text. A page's stems are
-computed when it is written and kept in its payload (`stored_stems`, read back with `remember_stems`);
+computed when it is written and kept in its payload (`stored_stems`; retrieval hands them to the fitting
+with the page, producers/context/parts.py `PageCandidate`, or puts them in the cache with `remember_stems`);
 anything else goes through a bounded cache keyed by the text.
 """
 
