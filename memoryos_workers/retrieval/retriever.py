@@ -304,11 +304,13 @@ def _page_limit(top_k: int | None, budget: int, candidate_tokens: int) -> int:
 
 
 def _candidate(hit: Hit, score: float, segments: dict[str, Hit], found_by: list[str]) -> PageCandidate:
-    """A page for the fitting to weigh, with the stems its payload keeps (current version only); it becomes a
-    model only if kept."""
+    """A page for the fitting to weigh, with the stems stored with its text and its summaries (the summaries'
+    are checked against their text only if the fitting asks for them); it becomes a model only if kept."""
     p = hit.payload
     segment = segments.get(p.get("segment_id") or "")
     stems = p.get("stems") if p.get("stems_version") == STEMS_VERSION else None
+    summary = segment.payload.get("summary", "") if segment is not None else ""
+    chain = p.get("chain_summary") or ""
     return PageCandidate(
         turn_id=p["turn_id"],
         user_input=p.get("user_input", ""),
@@ -317,10 +319,12 @@ def _candidate(hit: Hit, score: float, segments: dict[str, Hit], found_by: list[
         metadata=p.get("metadata") or {},
         score=round(score, 6),
         segment_id=p.get("segment_id"),
-        segment_summary=segment.payload.get("summary", "") if segment is not None else "",
-        chain_summary=p.get("chain_summary") or "",
+        segment_summary=summary,
+        chain_summary=chain,
         seq=int(p.get("seq", 0)),
         theme=p.get("theme") or "",
         found_by=found_by,
         stems=stems if isinstance(stems, str) else None,
+        segment_stems=segment.payload.get("summary_stems") if segment is not None else None,
+        chain_stems=p.get("chain_stems"),
     )

@@ -39,7 +39,7 @@ from producers.context.render import (
 from schemas.settings import DEFAULT_PERSONA_SHARE
 from schemas.tokens import estimate_tokens, tokens_for_chars
 from schemas.turns import Page
-from schemas.words import content_stems, page_text
+from schemas.words import content_stems, page_text, stems_for, trait_text
 
 
 @dataclass(frozen=True)
@@ -220,8 +220,13 @@ def _said(pages: Sequence[AnyPage], chosen: dict[str, _Item]) -> set[str]:
 
 def page_stems(page: AnyPage) -> set[str]:
     """A page's content stems: those its payload keeps when retrieval passed them, else by its text."""
-    stems = page.stems if isinstance(page, PageCandidate) else None
-    return set(stems.split()) if stems is not None else content_stems(page_text(page.user_input, page.agent_response))
+    return _stems(page.stems if isinstance(page, PageCandidate) else None, page_text(page.user_input,
+                                                                                      page.agent_response))
+
+
+def _stems(stored: str | None, text: str) -> set[str]:
+    """`text`'s content stems: `stored` (schemas/words.py, joined by spaces) when given, else computed."""
+    return set(stored.split()) if stored is not None else content_stems(text)
 
 
 def _persona_share(ctx: Parts, pages: Sequence[AnyPage], chosen: dict[str, _Item], params: PackingParams,
@@ -290,21 +295,23 @@ def _derived_items(
     items: list[_Item] = []
 
     def add(kind: str, key: Any, text: str, source: str, relevance: float, touched: bool = True,
-            timed: bool = False) -> None:
-        words = content_stems(source)
+            timed: bool = False, stored: str | None = None) -> None:
+        words = _stems(stems_for(stored, source), source)  # `stored`: its `text_stems`, if the page had them
         novelty = _novelty(words, said, timed, params)
         if novelty >= params.min_novelty:
             items.append(_Item(kind, key, text, relevance * novelty, words))
 
-    topics: dict[str, tuple[str, float]] = {}
+    topics: dict[str, tuple[str, float, str | None]] = {}
     for page in chosen_pages:
+        candidate = page if isinstance(page, PageCandidate) else None
         if page.segment_id and page.segment_summary:
-            best = max(values[page.turn_id], topics.get(page.segment_id, ("", 0.0))[1])
-            topics[page.segment_id] = (page.segment_summary, best)
+            best = max(values[page.turn_id], topics.get(page.segment_id, ("", 0.0, None))[1])
+            topics[page.segment_id] = (page.segment_summary, best, candidate and candidate.segment_stems)
         if page.chain_summary and page.chain_summary != page.segment_summary:
-            add("chain", page.turn_id, chain_line(page.chain_summary), page.chain_summary, values[page.turn_id])
-    for segment_id, (summary, best) in topics.items():
-        add("topic", segment_id, topic_line(summary), summary, best)
+            add("chain", page.turn_id, chain_line(page.chain_summary), page.chain_summary, values[page.turn_id],
+                stored=candidate and candidate.chain_stems)
+    for segment_id, (summary, best, stored) in topics.items():
+        add("topic", segment_id, topic_line(summary), summary, best, stored=stored)
     for args, options in persona:
         add(*args, **options)
     return items
@@ -327,9 +334,9 @@ def _persona_items(ctx: Parts, params: PackingParams, add: Callable[..., None]) 
             add("profile", "summary", profile_summary_line(profile.summary), profile.summary, params.profile_value)
         asked = content_stems(ctx.query)
         for i, trait in enumerate(profile.traits):
-            words = content_stems(f"{trait.dimension} {trait.evidence}")
+            words = content_stems(trait_text(trait.dimension, trait.evidence))
             touched = len(words & asked) / len(asked) if asked else 0.0
-            add("trait", i, trait_line(trait), f"{trait.dimension} {trait.evidence}",
+            add("trait", i, trait_line(trait), trait_text(trait.dimension, trait.evidence),
                 params.trait_base + (1 - params.trait_base) * touched, touched=touched > 0)
     for kind, entries in (("user_fact", ctx.user_knowledge), ("assistant_fact", ctx.assistant_knowledge)):
         for entry in entries:

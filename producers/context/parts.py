@@ -44,7 +44,9 @@ _TIMESTAMP = TypeAdapter(datetime)
 class PageCandidate:
     """A page retrieval found, before the fitting decides whether it is kept: the fields of `RetrievedPage`
     as plain data (its timestamp parsed as the model parses it, so a page renders the same either way),
-    plus the stems its payload keeps (schemas/words.py `stored_stems`; None for a page stored before)."""
+    plus the stems stored with its texts: the page's (schemas/words.py `stored_stems`, None when written
+    before or under another version) and its topic's and chain's summaries' as stored (`text_stems`, checked
+    against their text by `stems_for` when the fitting asks for them: for the few pages it keeps)."""
 
     turn_id: str
     user_input: str
@@ -59,6 +61,8 @@ class PageCandidate:
     theme: str
     found_by: list[str]
     stems: str | None = None
+    segment_stems: str | None = None
+    chain_stems: str | None = None
 
     @staticmethod
     def parse_time(value: Any) -> datetime:
