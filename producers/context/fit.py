@@ -296,7 +296,8 @@ def _derived_items(
 
     def add(kind: str, key: Any, text: str, source: str, relevance: float, touched: bool = True,
             timed: bool = False, stored: str | None = None) -> None:
-        words = _stems(stems_for(stored, source), source)  # `stored`: its `text_stems`, if the page had them
+        # `stored`: its `text_stems`, when a page candidate had them
+        words = _stems(stems_for(stored, source) if stored else None, source)
         novelty = _novelty(words, said, timed, params)
         if novelty >= params.min_novelty:
             items.append(_Item(kind, key, text, relevance * novelty, words))
