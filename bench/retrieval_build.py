@@ -175,6 +175,7 @@ def _fill_user(rt: Any, user: str, start: int, stop: int, pool: _PooledText, bas
     from memoryos_workers.memory.segments import segment_point_id
     from schemas.memory import SegmentAssignment, SegmentPlan
     from schemas.turns import Page
+    from schemas.words import text_stems
 
     pages = []
     for seq in range(start + 1, stop + 1):
@@ -192,8 +193,9 @@ def _fill_user(rt: Any, user: str, start: int, stop: int, pool: _PooledText, bas
             keywords=["garden", "training", "trip"][: 1 + len(assignments) % 3], page_indices=[],
         ))
         ids = [page_point_id(user, p.turn_id) for p in group]
-        rt.store.set_payload(PAGES, ids, {"segment_id": assignments[-1].segment_id,
-                                          "chain_summary": f"Chain about {group[0].user_input[:50]}"})
+        chain = f"Chain about {group[0].user_input[:50]}"  # with its stems, as the mid-term pipeline writes it
+        rt.store.set_payload(PAGES, ids, {"segment_id": assignments[-1].segment_id, "chain_summary": chain,
+                                          "chain_stems": text_stems(chain)})
     rt.segments.write(user, None, SegmentPlan(assignments=assignments), {"source": "bench"})
 
 

@@ -3,7 +3,8 @@ whether a summary says something the pages do not) look at, so every comparison 
 
 Stems are asked for on every retrieval, for every page, summary, trait and fact the context may hold,
 while the texts themselves rarely change: so they are computed once per text. A page's stems are
-computed when it is written and kept in its payload (`stored_stems`, read back with `remember_stems`);
+computed when it is written and kept in its payload (`stored_stems`; retrieval hands them to the fitting
+with the page, producers/context/parts.py `PageCandidate`, or puts them in the cache with `remember_stems`);
 anything else goes through a bounded cache keyed by the text.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import re
 import sys
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -105,6 +107,11 @@ def page_text(user_input: str, agent_response: str) -> str:
     return f"{user_input} {agent_response}"
 
 
+def trait_text(dimension: str, evidence: str) -> str:
+    """The text of a profile trait whose words are compared (with the query, with the chosen pages)."""
+    return f"{dimension} {evidence}"
+
+
 def stored_stems(user_input: str, agent_response: str) -> dict[str, Any]:
     """What a page's payload keeps of its words, computed once when it is written: one string of stems
     joined by spaces (a stem holds no space), as every search converts the payloads it reads, string by string."""
@@ -121,6 +128,43 @@ def remember_stems(payload: Mapping[str, Any]) -> None:
         return
     text = page_text(str(payload.get("user_input", "")), str(payload.get("agent_response", "")))
     _CACHE.put(text, stems)
+
+
+def text_stems(text: str) -> str:
+    """What a stored record keeps of a derived text's words (a fact, a profile's summary or trait, a topic or
+    chain summary), computed once when it is written: one string, "version:checksum of the text:stems
+    joined by spaces". One string field, because a payload is converted to Python field by field on every
+    read (a record with the text again cost a fact search about 9 microseconds per fact); the checksum
+    (CRC-32) ties the stems to their text, so a text changed by a writer that did not store its stems, or
+    stems of an older STEMS_VERSION, are never taken for its own (`stems_for`)."""
+    return f"{STEMS_VERSION}:{_checksum(text)}:{' '.join(sorted(compute_stems(text)))}"
+
+
+def stems_for(stored: Any, text: str) -> str | None:
+    """The stems `text_stems` stored for exactly this text (joined by spaces), or None: not stored, stored for
+    another text, or under another version (the caller then computes them)."""
+    if not isinstance(stored, str):
+        return None
+    version, _, rest = stored.partition(":")
+    checksum, sep, stems = rest.partition(":")
+    if sep and version == _VERSION and checksum == _checksum(text):
+        return stems
+    return None
+
+
+def remember_text_stems(stored: Any, text: str) -> None:
+    """Puts the stems `text_stems` stored for this text in the cache (nothing when they are not its own), so
+    `content_stems(text)` costs a lookup."""
+    stems = stems_for(stored, text)
+    if stems is not None:
+        _CACHE.put(text, stems)
+
+
+_VERSION = str(STEMS_VERSION)
+
+
+def _checksum(text: str) -> str:
+    return format(zlib.crc32(text.encode()), "x")
 
 
 def clear_stems_cache() -> None:

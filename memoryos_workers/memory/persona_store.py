@@ -24,6 +24,7 @@ from memoryos_workers.vectorstore import Hit, PointIn, VectorStore
 from schemas.persona import Fact, FactChange, KnowledgeEntry, UserProfile
 from schemas.settings import Settings
 from schemas.turns import SCHEMA_VERSION
+from schemas.words import remember_text_stems, text_stems, trait_text
 
 PROFILES = "profiles"
 KNOWLEDGE = "knowledge"
@@ -67,6 +68,7 @@ def confirmed_time(p: dict[str, Any]) -> float:
 def _entry(hit: Hit) -> KnowledgeEntry:
     p = hit.payload
     created = p.get("created_at", 0.0)
+    remember_text_stems(p.get("text_stems"), p["text"])  # the context fitting compares the fact's words
     return KnowledgeEntry(
         entry_id=hit.id,
         kind=p["kind"],
@@ -90,6 +92,11 @@ def _entry(hit: Hit) -> KnowledgeEntry:
         origin_by=p.get("origin_by"),
         changes=p.get("changes") or [],
     )
+
+
+def _stemmed(profile: UserProfile) -> list[str]:
+    """The texts of a profile whose stems it keeps, in order: its summary, then each trait's."""
+    return [profile.summary, *(trait_text(t.dimension, t.evidence) for t in profile.traits)]
 
 
 def stated_time(date: str) -> float | None:
@@ -163,7 +170,12 @@ class PersonaStore(CollectionOwner):
     def get_profile(self, user_id: str) -> UserProfile | None:
         self.ensure()
         hits = self.store.get(PROFILES, [profile_point_id(user_id)])
-        return UserProfile.model_validate(hits[0].payload["profile"]) if hits else None
+        if not hits:
+            return None
+        profile = UserProfile.model_validate(hits[0].payload["profile"])
+        for stored, text in zip(hits[0].payload.get("stems") or [], _stemmed(profile), strict=False):
+            remember_text_stems(stored, text)  # the context fitting compares these words
+        return profile
 
     def put_profile(self, profile: UserProfile) -> None:
         self.ensure()
@@ -171,6 +183,8 @@ class PersonaStore(CollectionOwner):
         payload = {
             "user_id": profile.user_id,
             "profile": profile.model_dump(mode="json"),
+            # The words of its summary and traits, computed once here instead of by every retrieval's fitting.
+            "stems": [text_stems(text) for text in _stemmed(profile)],
             "schema_version": SCHEMA_VERSION,
             "embedding_model": self.embedder.fingerprint,
         }
@@ -226,6 +240,7 @@ class PersonaStore(CollectionOwner):
                 "kind": kind,
                 "owner": owner,
                 "text": fact.text.strip(),
+                "text_stems": text_stems(fact.text.strip()),  # read by every retrieval's context fitting
                 "date": fact.date,
                 "user_id": user_id,
                 "assistant_id": assistant_id if kind == "assistant" else None,

@@ -19,6 +19,7 @@ from memoryos_workers.vectorstore import Hit, PointIn, VectorStore
 from schemas.memory import SegmentAssignment, SegmentationResult, SegmentPlan, SegmentRef
 from schemas.settings import Settings
 from schemas.turns import SCHEMA_VERSION
+from schemas.words import text_stems
 
 SEGMENTS = "segments"
 MAX_SUMMARY_CHARS = 1_500
@@ -154,6 +155,7 @@ class SegmentStore(CollectionOwner):
                         "segment_id": assignment.segment_id,
                         "theme": assignment.theme,
                         "summary": assignment.summary,
+                        "summary_stems": text_stems(assignment.summary),  # read by retrieval's context fitting
                         "summary_parts": assignment.summary_parts,
                         "keywords": assignment.keywords,
                         "created_at": old.get("created_at", now),

@@ -38,6 +38,7 @@ from producers.wire.state import Batch, read_batch
 from schemas.memory import BatchAnalysis, SegmentPlan, SegmentRef
 from schemas.settings import Settings
 from schemas.turns import Page
+from schemas.words import text_stems
 
 log = logging.getLogger("memoryos.mid_term")
 
@@ -237,6 +238,7 @@ class MidTerm:
                     "chain_prev": prev_id,
                     "chain_next": next_id,
                     "chain_summary": chain[i].chain_summary,
+                    "chain_stems": text_stems(chain[i].chain_summary),  # read by retrieval's context fitting
                     "analysis": chain[i].source,
                     "persona": "pending",
                 },

@@ -45,14 +45,16 @@ from memoryos_workers.retrieval.filters import matches, within
 from memoryos_workers.retrieval.fusion import DEFAULT_FUSION, FusionParams, RankFusion
 from memoryos_workers.retrieval.persona_read import assistant_of, persona_for
 from memoryos_workers.vectorstore import Hit
-from producers.context import DEFAULT_PACKING, PackingParams, RetrievedContext, RetrievedPage
+from producers.context import DEFAULT_PACKING, PackingParams, RetrievedContext
+from producers.context.fit import fit
+from producers.context.parts import PageCandidate, Parts
 from producers.tracing import traced
 from producers.wire.keys import Keys
 from producers.wire.scripts import Scripts
 from schemas.query import MAX_TOP_K, RetrievalRequest
 from schemas.settings import Settings
 from schemas.turns import Page
-from schemas.words import remember_stems
+from schemas.words import STEMS_VERSION
 
 EARLY_THREADS = 8
 
@@ -158,18 +160,13 @@ class Retriever:
             self.persona, early.persona, request, vector, self.settings.retrieval_top_knowledge,
             assistant_of(request, self.settings.assistant_id), zone)
         lap("persona")
-        context = RetrievedContext(
-            user_id=user_id,
-            assistant_id=request.assistant_id,
-            query=query,
-            short_term=short_term,
-            pages=pages,
-            user_profile=profile,
-            user_knowledge=user_facts,
-            assistant_knowledge=assistant_facts,
-        )
-        if budget:
-            context = context.fit(budget, self.packing, max_pages=limit)
+        parts = Parts(query, short_term, pages, profile, user_facts, assistant_facts)
+        # The pages are candidates until the fitting keeps some (producers/context/parts.py): only those
+        # become models.
+        parts = (fit(parts, budget, self.packing, max_pages=limit) if budget
+                 else replace(parts, pages=[page.page() for page in pages]))
+        context = RetrievedContext(user_id=user_id, assistant_id=request.assistant_id, query=query,
+                                   max_tokens=budget, **parts.fields())
         lap("fit")
         self.bookkeeping.visits(user_id, keys, list(dict.fromkeys(p.segment_id for p in context.pages
                                                                   if p.segment_id)))
@@ -197,7 +194,7 @@ class Retriever:
         short_term: list[Page],
         limit: int,
         budgeted: bool,
-    ) -> list[RetrievedPage]:
+    ) -> list[PageCandidate]:
         f = self.fusion
         pages = self.pages_store
         pages.ensure()
@@ -241,7 +238,7 @@ class Retriever:
             limit += len(recent)  # those the recent dialogue holds are left out of the pages when fitting
         ranked = self._top(fusion, limit)
         summaries = self._segment_summaries([hit for hit, _ in ranked], segments)
-        return [_page(hit, score, summaries, fusion.found_by[hit.id]) for hit, score in ranked]
+        return [_candidate(hit, score, summaries, fusion.found_by[hit.id]) for hit, score in ranked]
 
     def _top(self, fusion: RankFusion, n: int) -> list[tuple[Hit, float]]:
         """The n best fused pages with their payloads, best first, ties broken by turn id."""
@@ -306,21 +303,28 @@ def _page_limit(top_k: int | None, budget: int, candidate_tokens: int) -> int:
     return max(10, min(MAX_TOP_K, math.ceil(budget / candidate_tokens)))
 
 
-def _page(hit: Hit, score: float, segments: dict[str, Hit], found_by: list[str]) -> RetrievedPage:
+def _candidate(hit: Hit, score: float, segments: dict[str, Hit], found_by: list[str]) -> PageCandidate:
+    """A page for the fitting to weigh, with the stems stored with its text and its summaries (the summaries'
+    are checked against their text only if the fitting asks for them); it becomes a model only if kept."""
     p = hit.payload
-    remember_stems(p)  # the context fitting compares its words: stored with the page, not recomputed
     segment = segments.get(p.get("segment_id") or "")
-    return RetrievedPage(
+    stems = p.get("stems") if p.get("stems_version") == STEMS_VERSION else None
+    summary = segment.payload.get("summary", "") if segment is not None else ""
+    chain = p.get("chain_summary") or ""
+    return PageCandidate(
         turn_id=p["turn_id"],
         user_input=p.get("user_input", ""),
         agent_response=p.get("agent_response", ""),
-        timestamp=p["timestamp"],
+        timestamp=PageCandidate.parse_time(p["timestamp"]),
         metadata=p.get("metadata") or {},
         score=round(score, 6),
         segment_id=p.get("segment_id"),
-        segment_summary=segment.payload.get("summary", "") if segment is not None else "",
-        chain_summary=p.get("chain_summary") or "",
+        segment_summary=summary,
+        chain_summary=chain,
         seq=int(p.get("seq", 0)),
         theme=p.get("theme") or "",
         found_by=found_by,
+        stems=stems if isinstance(stems, str) else None,
+        segment_stems=segment.payload.get("summary_stems") if segment is not None else None,
+        chain_stems=p.get("chain_stems"),
     )

@@ -15,7 +15,8 @@ value per token:
   without repeating that time (render.py), so the room this frees goes to more pages, each kept only
   if the whole prompt still fits.
 
-A turn is never in the prompt twice, and the parts returned hold exactly what the prompt holds.
+A turn is never in the prompt twice, and the parts returned hold exactly what the prompt holds. The pages
+given may be a retrieval's `PageCandidate`s: those kept are returned as `RetrievedPage` models.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from producers.context.parts import Parts, RetrievedPage
+from producers.context.parts import AnyPage, PageCandidate, Parts, RetrievedPage
 from producers.context.prompt_size import PromptSize
 from producers.context.render import (
     chain_line,
@@ -38,7 +39,7 @@ from producers.context.render import (
 from schemas.settings import DEFAULT_PERSONA_SHARE
 from schemas.tokens import estimate_tokens, tokens_for_chars
 from schemas.turns import Page
-from schemas.words import content_stems, page_text
+from schemas.words import content_stems, page_text, stems_for, trait_text
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def fit(ctx: Parts, max_tokens: int, params: PackingParams = DEFAULT_PACKING,
     return _top_up(ctx, short_term, pages, chosen, page_items, max_tokens, fitted, chars, params.length_exponent)
 
 
-def _top_up(ctx: Parts, short_term: list[Page], pages: Sequence[RetrievedPage], chosen: dict[str, _Item],
+def _top_up(ctx: Parts, short_term: list[Page], pages: Sequence[AnyPage], chosen: dict[str, _Item],
             page_items: list[_Item], max_tokens: int, fitted: Parts, chars: int, exponent: float) -> Parts:
     """More pages into what the estimates left: each line was costed with its time, but a turn listed under
     one of the same time is rendered without it. Most valuable first, each kept only if the whole prompt
@@ -150,7 +151,7 @@ def _top_up(ctx: Parts, short_term: list[Page], pages: Sequence[RetrievedPage], 
     return replace(fitted, pages=[kept[p.turn_id] for p in pages if p.turn_id in kept])
 
 
-def _unique(pages: Iterable[RetrievedPage]) -> list[RetrievedPage]:
+def _unique(pages: Iterable[AnyPage]) -> list[AnyPage]:
     seen: set[str] = set()
     out = []
     for page in pages:
@@ -177,7 +178,7 @@ def _recent(turns: Sequence[Page], room: int) -> tuple[list[Page], int]:
     return kept[::-1], used
 
 
-def _page_items(pages: Sequence[RetrievedPage]) -> list[_Item]:
+def _page_items(pages: Sequence[AnyPage]) -> list[_Item]:
     top = max((p.score for p in pages), default=0.0)
     items = []
     for rank, page in enumerate(pages):
@@ -208,16 +209,27 @@ def _has_persona(ctx: Parts) -> bool:
                 or ctx.assistant_knowledge)
 
 
-def _said(pages: Sequence[RetrievedPage], chosen: dict[str, _Item]) -> set[str]:
+def _said(pages: Sequence[AnyPage], chosen: dict[str, _Item]) -> set[str]:
     """The words the chosen pages already say (a derived text is worth what it adds to them)."""
     said: set[str] = set()
     for page in pages:
         if f"page:{page.turn_id}" in chosen:
-            said |= content_stems(f"{page.user_input} {page.agent_response}")
+            said |= page_stems(page)
     return said
 
 
-def _persona_share(ctx: Parts, pages: Sequence[RetrievedPage], chosen: dict[str, _Item], params: PackingParams,
+def page_stems(page: AnyPage) -> set[str]:
+    """A page's content stems: those its payload keeps when retrieval passed them, else by its text."""
+    return _stems(page.stems if isinstance(page, PageCandidate) else None, page_text(page.user_input,
+                                                                                      page.agent_response))
+
+
+def _stems(stored: str | None, text: str) -> set[str]:
+    """`text`'s content stems: `stored` (schemas/words.py, joined by spaces) when given, else computed."""
+    return set(stored.split()) if stored is not None else content_stems(text)
+
+
+def _persona_share(ctx: Parts, pages: Sequence[AnyPage], chosen: dict[str, _Item], params: PackingParams,
                    room: int, persona: list[_Candidate]) -> int:
     """Fills the persona's share: the profile's summary whatever the query (cut at a word to the share when
     longer), then the traits and facts the query touches, by value, each if it fits. Returns the tokens spent."""
@@ -270,7 +282,7 @@ def _cut_to(summary: str, room: int) -> str:
 
 
 def _derived_items(
-    ctx: Parts, pages: Sequence[RetrievedPage], chosen: dict[str, _Item], params: PackingParams,
+    ctx: Parts, pages: Sequence[AnyPage], chosen: dict[str, _Item], params: PackingParams,
     persona: list[_Candidate],
 ) -> list[_Item]:
     """Summaries, profile and facts, each worth its relevance times what it adds to the chosen pages."""
@@ -278,26 +290,29 @@ def _derived_items(
     chosen_pages = [by_id[item.key] for item in chosen.values() if item.kind == "page"]
     said: set[str] = set()
     for page in chosen_pages:
-        said |= content_stems(page_text(page.user_input, page.agent_response))
+        said |= page_stems(page)
     values = {p.turn_id: chosen[f"page:{p.turn_id}"].value for p in chosen_pages}
     items: list[_Item] = []
 
     def add(kind: str, key: Any, text: str, source: str, relevance: float, touched: bool = True,
-            timed: bool = False) -> None:
-        words = content_stems(source)
+            timed: bool = False, stored: str | None = None) -> None:
+        # `stored`: its `text_stems`, when a page candidate had them
+        words = _stems(stems_for(stored, source) if stored else None, source)
         novelty = _novelty(words, said, timed, params)
         if novelty >= params.min_novelty:
             items.append(_Item(kind, key, text, relevance * novelty, words))
 
-    topics: dict[str, tuple[str, float]] = {}
+    topics: dict[str, tuple[str, float, str | None]] = {}
     for page in chosen_pages:
+        candidate = page if isinstance(page, PageCandidate) else None
         if page.segment_id and page.segment_summary:
-            best = max(values[page.turn_id], topics.get(page.segment_id, ("", 0.0))[1])
-            topics[page.segment_id] = (page.segment_summary, best)
+            best = max(values[page.turn_id], topics.get(page.segment_id, ("", 0.0, None))[1])
+            topics[page.segment_id] = (page.segment_summary, best, candidate and candidate.segment_stems)
         if page.chain_summary and page.chain_summary != page.segment_summary:
-            add("chain", page.turn_id, chain_line(page.chain_summary), page.chain_summary, values[page.turn_id])
-    for segment_id, (summary, best) in topics.items():
-        add("topic", segment_id, topic_line(summary), summary, best)
+            add("chain", page.turn_id, chain_line(page.chain_summary), page.chain_summary, values[page.turn_id],
+                stored=candidate and candidate.chain_stems)
+    for segment_id, (summary, best, stored) in topics.items():
+        add("topic", segment_id, topic_line(summary), summary, best, stored=stored)
     for args, options in persona:
         add(*args, **options)
     return items
@@ -320,9 +335,9 @@ def _persona_items(ctx: Parts, params: PackingParams, add: Callable[..., None]) 
             add("profile", "summary", profile_summary_line(profile.summary), profile.summary, params.profile_value)
         asked = content_stems(ctx.query)
         for i, trait in enumerate(profile.traits):
-            words = content_stems(f"{trait.dimension} {trait.evidence}")
+            words = content_stems(trait_text(trait.dimension, trait.evidence))
             touched = len(words & asked) / len(asked) if asked else 0.0
-            add("trait", i, trait_line(trait), f"{trait.dimension} {trait.evidence}",
+            add("trait", i, trait_line(trait), trait_text(trait.dimension, trait.evidence),
                 params.trait_base + (1 - params.trait_base) * touched, touched=touched > 0)
     for kind, entries in (("user_fact", ctx.user_knowledge), ("assistant_fact", ctx.assistant_knowledge)):
         for entry in entries:
@@ -332,7 +347,7 @@ def _persona_items(ctx: Parts, params: PackingParams, add: Callable[..., None]) 
             add(kind, entry.entry_id, fact_line(entry), entry.text, relevance, timed=bool(entry.window()))
 
 
-def _assemble(ctx: Parts, short_term: list[Page], pages: Sequence[RetrievedPage], chosen: dict[str, _Item],
+def _assemble(ctx: Parts, short_term: list[Page], pages: Sequence[AnyPage], chosen: dict[str, _Item],
               ) -> Parts:
     """The context of the chosen items only: a dropped summary is blanked on its pages, a dropped trait
     or fact is not in the lists, so the structured fields hold what the prompt holds."""
@@ -361,7 +376,10 @@ def _summaries_kept(chosen: dict[str, _Item]) -> tuple[set[str], set[str]]:
     return topics, chains
 
 
-def _as_kept(page: RetrievedPage, topics: set[str], chains: set[str]) -> RetrievedPage:
-    """The page as the prompt holds it: a summary not kept is blanked."""
-    return page.model_copy(update={"segment_summary": page.segment_summary if page.segment_id in topics else "",
-                                   "chain_summary": page.chain_summary if page.turn_id in chains else ""})
+def _as_kept(page: AnyPage, topics: set[str], chains: set[str]) -> RetrievedPage:
+    """The page as the prompt holds it: a summary not kept is blanked (a candidate becomes its model here)."""
+    segment = page.segment_summary if page.segment_id in topics else ""
+    chain = page.chain_summary if page.turn_id in chains else ""
+    if isinstance(page, PageCandidate):
+        return page.page(segment, chain)
+    return page.model_copy(update={"segment_summary": segment, "chain_summary": chain})
