@@ -30,6 +30,7 @@ from .common import (
     finish,
     fmt,
     image_md,
+    load_result,
     md_table,
     pyplot,
     ratio,
@@ -143,6 +144,23 @@ def _table(result: dict[str, Any]) -> list[tuple[Any, ...]]:
     return out
 
 
+def real_model_row(real: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    """The real small model's run (bench/real_llm_check.py, section 12) as a row of the same table: the same
+    per-promoted-turn division with the persona flushed, so it reads beside the fake models'."""
+    if not real or not real.get("promoted_pages"):
+        return None
+    promoted, by = real["promoted_pages"], real.get("calls_by_purpose", {})
+    per = {p: 100 * by.get(p, 0) / promoted for p in PURPOSES}
+    ours = 100 * sum(by.get(p, 0) for p in PURPOSES) / promoted
+    theirs = float(MEMORYOS_CALLS_PER_PAGE * 100)
+    tokens = 100 * sum(real.get("tokens_by_purpose", {}).values()) / promoted
+    meta = real.get("meta", {})
+    name = f"real 0.5B (section 12, {str(meta.get('measured_at', '?'))[:10]} at {meta.get('commit', '?')})"
+    return (name, f"{real.get('conversation', '?')}, first {real.get('turns', '?')}",
+            f"{real.get('turns', '?')} / {promoted}", fmt(theirs, 1), fmt(ours, 1), ratio(ours, theirs),
+            *(fmt(per[p], 1) for p in PURPOSES), fmt(tokens, 0), "0 (0)" if not by.get("fallback") else "?", 0)
+
+
 def _print(result: dict[str, Any]) -> None:
     print(f"\nLLM cost of ingestion, batch size {result['batch_size']}: calls per 100 promoted turns by purpose, "
           "persona work flushed (fake LLMs)")
@@ -204,8 +222,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"ended in the fallback. Ceiling: {result.get('ceiling', CEILING)} calls per 100 turns, retries included. "
         "Tokens are the fake server's estimate (4 characters per token). Baseline: MemoryOS's per-page scheme, 3 "
         "calls for every page that leaves short-term memory, counted on the same promoted pages; it leaves out "
-        "MemoryOS's persona calls, so it favours the baseline.",
-        md_table(HEADERS, _table(result)),
+        "MemoryOS's persona calls, so it favours the baseline. The last row is the real small model of section 12 "
+        "(its own run and date; tokens counted by its server), divided the same way.",
+        md_table(HEADERS, [*_table(result), *filter(None, [real_model_row(load_result("real_llm_check"))])]),
         image_md("LLM calls per 100 turns by purpose", "llm_cost.png"),
         reproduce_md(result["reproduce"]),
     ])
