@@ -158,7 +158,13 @@ def real_model_row(real: dict[str, Any] | None) -> tuple[Any, ...] | None:
     name = f"real 0.5B (section 12, {str(meta.get('measured_at', '?'))[:10]} at {meta.get('commit', '?')})"
     return (name, f"{real.get('conversation', '?')}, first {real.get('turns', '?')}",
             f"{real.get('turns', '?')} / {promoted}", fmt(theirs, 1), fmt(ours, 1), ratio(ours, theirs),
-            *(fmt(per[p], 1) for p in PURPOSES), fmt(tokens, 0), "0 (0)" if not by.get("fallback") else "?", 0)
+            *(fmt(per[p], 1) for p in PURPOSES), fmt(tokens, 0), _fallbacks(real), 0)
+
+
+def _fallbacks(real: dict[str, Any]) -> str:
+    """The run keeps whether any segmentation fell back (its check), not how many: "0 (0)" or "some"."""
+    passed = real.get("checks", {}).get("0 segmentation fallbacks")
+    return "0 (0)" if passed is True else "some" if passed is False else "?"
 
 
 def _print(result: dict[str, Any]) -> None:
