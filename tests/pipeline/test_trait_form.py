@@ -168,3 +168,24 @@ def test_a_line_addressed_to_the_user_by_name_is_not_a_fact() -> None:
     assert out.rejected == 2  # as lines opening with chat are: whom they are about cannot be told
     assert fact_without_subject(stored)
     assert not fact_without_subject("Caroline, a counselor, went to a support group.")
+
+
+def test_a_gerund_headline_before_a_clause_about_no_one_is_not_a_fact() -> None:
+    """The real 0.5B model stored "Researching adoption agencies - it's been a dream ..." at 9d4c1b2: the user's
+    line with "I" taken out, whose dream it is no longer told. The same shape naming its subject is kept."""
+    stored = ("Researching adoption agencies \u2014 it's been a dream to have a family and give a loving home. "
+              "Their inclusivity and support really spoke to the user.")
+    named = "Researching adoption agencies - it has been a dream of the user to have a family."
+    pages = [Page(user_id="u", turn_id="t0", seq=0, timestamp=datetime(2023, 5, 8, tzinfo=timezone.utc),
+                  user_input="Researching adoption agencies \u2014 it's been a dream to have a family and give a "
+                             "loving home. Their inclusivity and support really spoke to me.",
+                  agent_response="That's wonderful!")]
+    answer = PersonaExtraction(profile=ProfileUpdate(summary="", traits=[]), assistant_facts=[], user_facts=[
+        Fact(text=stored, date=""), Fact(text=named, date="")])
+    out = review(answer, pages)
+    assert [f.text for f in out.value.user_facts] == [named]
+    assert out.rejected == 1  # as a line addressed to someone is: whom it is about cannot be told
+    assert fact_without_subject(stored)
+    for kept in ("Volunteering at the shelter is Caroline's way to relax: she goes every week.",
+                 "Painting sunsets - it relaxes the user.", "Caroline went hiking - it was fun."):
+        assert not fact_without_subject(kept), kept
