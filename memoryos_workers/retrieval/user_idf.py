@@ -59,16 +59,25 @@ def score(terms: Sequence[int] | None, weights: Mapping[int, float]) -> float:
 
 
 def rescore(hits: Sequence[Hit], weights: Mapping[int, float]) -> list[Hit]:
-    """The hits ranked by the user's BM25, best first, from their payloads' `terms`; equal scores keep the
-    store's order, and a hit that scores nothing (no terms: written meanwhile by an older worker) is left
-    out. On the request's path: about 1.3 microseconds a hit (27 us for 20, 63 us for 50)."""
+    """The hits ranked by the user's BM25, best first, from their payloads' `terms`; equal scores (pages that
+    say the query's terms equally often in as many words: common in chat) in point id order, not the
+    store's, whose order of equal scores follows its internal layout and changed from one ingestion of the
+    same conversation to the next (116 of 120 conv-26 lists at 080e2a8 differed so, and with them the
+    contexts built on them). A hit that scores nothing (no terms: written meanwhile by an older worker) is
+    left out. On the request's path: about 1.3 microseconds a hit (27 us for 20, 63 us for 50)."""
     ranked = []
-    for position, hit in enumerate(hits):
+    for hit in hits:
         total = score(hit.payload.get(TERMS), weights)
         if total > 0:
-            ranked.append((-total, position, hit))
-    ranked.sort()
+            ranked.append((-total, hit.id, hit))
+    ranked.sort(key=lambda item: item[:2])
     return [Hit(id=hit.id, score=-negative, payload=hit.payload) for negative, _, hit in ranked]
+
+
+# How many hits past `depth` the store is asked for, so that pages tied with the last one kept are all seen
+# and the cut among them is by point id: which of several tied pages the store returns at its limit follows
+# its internal layout, which differs between two ingestions of the same conversation.
+TIE_MARGIN = 10
 
 
 def user_weights(pages: Any, user_id: str, query: SparseVector) -> dict[int, float] | None:
@@ -82,5 +91,6 @@ def user_bm25(pages: Any, user_id: str, query: SparseVector, where: Mapping[str,
               weights: Mapping[int, float] | None) -> list[Hit]:
     """The BM25 list over the user's pages with their payloads, `depth` long: the store's list (the same
     read as without user IDF) ranked again with `weights` (user_weights); with None, as the store ranks it."""
-    found = pages.query(user_id, depth, sparse=query, where=dict(where), with_payload=True)
+    found = pages.query(user_id, depth + TIE_MARGIN, sparse=query, where=dict(where), with_payload=True)
+    found = sorted(found, key=lambda h: (-h.score, h.id))[:depth]
     return found if weights is None else rescore(found, weights)

@@ -9,7 +9,15 @@ from typing import Any
 from bench.baselines import bm25_order
 from memoryos_workers.embeddings.sparse import get_sparse_encoder, occurrences, tf_weight
 from memoryos_workers.memory.pages import NO_TERMS, page_terms
-from memoryos_workers.retrieval.user_idf import idf, rescore, score, term_weights, user_bm25, user_weights
+from memoryos_workers.retrieval.user_idf import (
+    TIE_MARGIN,
+    idf,
+    rescore,
+    score,
+    term_weights,
+    user_bm25,
+    user_weights,
+)
 from memoryos_workers.vectorstore import Hit, SparseVector
 
 COMMON, RARE = 11, 22
@@ -53,12 +61,14 @@ def test_occurrences_give_back_the_encoders_weights() -> None:
     assert page_terms(SparseVector([], [])) == [NO_TERMS]  # all stopwords: told apart from no field at all
 
 
-def test_rescore_ranks_by_the_users_weights_and_keeps_the_store_order_on_ties() -> None:
+def test_rescore_ranks_by_the_users_weights_and_breaks_ties_by_point_id() -> None:
     weights = {COMMON: 0.2, RARE: 2.0}
-    hits = [hit("common", [COMMON, COMMON, 5], 9.0), hit("rare", [RARE, 5, 6], 5.0), hit("tie-a", [COMMON, 7, 8], 4.0),
-            hit("tie-b", [COMMON, 8, 9], 3.0), hit("other", [99], 2.0), hit("no-terms", None, 1.0)]
+    hits = [hit("common", [COMMON, COMMON, 5], 9.0), hit("rare", [RARE, 5, 6], 5.0), hit("tie-b", [COMMON, 7, 8], 4.0),
+            hit("tie-a", [COMMON, 8, 9], 3.0), hit("other", [99], 2.0), hit("no-terms", None, 1.0)]
     ranked = rescore(hits, weights)
     assert [h.id for h in ranked] == ["rare", "common", "tie-a", "tie-b"]  # no shared term, no terms: out
+    # The store's order of equal scores is its layout's, which another ingestion of the same pages changes.
+    assert [h.id for h in rescore(list(reversed(hits)), weights)] == ["rare", "common", "tie-a", "tie-b"]
     assert math.isclose(ranked[0].score, 2.0 * tf_weight(1, 3))
     assert math.isclose(ranked[1].score, 0.2 * tf_weight(2, 3))
     assert ranked[0].payload == {"turn_id": "rare", "terms": [RARE, 5, 6]}
@@ -86,7 +96,7 @@ def test_user_bm25_ranks_the_stores_list_again_with_the_users_weights() -> None:
     weights = user_weights(pages, "u", query)
     assert weights == term_weights(query, 10, {COMMON: 9, RARE: 2})
     out = user_bm25(pages, "u", query, {"ts": {"gte": 0}}, depth=3, weights=weights)
-    assert pages.calls == [(3, {"sparse": query, "where": {"ts": {"gte": 0}}, "with_payload": True})]
+    assert pages.calls == [(3 + TIE_MARGIN, {"sparse": query, "where": {"ts": {"gte": 0}}, "with_payload": True})]
     assert [h.id for h in out] == ["both", "rare", "common"]  # the store's 3 (one read), the user's order
     assert out[0].score > out[1].score > out[2].score > 0
 
@@ -98,7 +108,18 @@ def test_user_bm25_keeps_the_collection_idf_for_a_user_without_terms() -> None:
     assert user_weights(pages, "u", query) is None
     out = user_bm25(pages, "u", query, {}, depth=5, weights=None)
     assert [(h.id, h.score) for h in out] == [("a", 9.0), ("b", 7.0)]
-    assert pages.calls == [(5, {"sparse": query, "where": {}, "with_payload": True})]
+    assert pages.calls == [(5 + TIE_MARGIN, {"sparse": query, "where": {}, "with_payload": True})]
+
+
+def test_user_bm25_cuts_pages_tied_at_its_depth_by_point_id() -> None:
+    """Which of the pages tied with the last one kept the store returns follows its layout: the store is asked
+    for more, and the cut among the tied is by point id, as the next ingestion of the same pages will cut."""
+    tied = [hit(name, None, 5.0) for name in ("t-c", "t-a", "t-b")]
+    pages = StandIn(None, [hit("top", None, 9.0), *tied, hit("low", None, 1.0)])
+    query = SparseVector([COMMON], [1.0])
+    assert [h.id for h in user_bm25(pages, "u", query, {}, depth=3, weights=None)] == ["top", "t-a", "t-b"]
+    pages.found = [pages.found[0], *reversed(tied), pages.found[-1]]
+    assert [h.id for h in user_bm25(pages, "u", query, {}, depth=3, weights=None)] == ["top", "t-a", "t-b"]
 
 
 def test_recent_turns_are_scored_with_the_users_weights_when_given() -> None:
