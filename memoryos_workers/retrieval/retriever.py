@@ -35,13 +35,13 @@ import redis
 
 from memoryos_workers.embeddings.base import TextEmbedder
 from memoryos_workers.embeddings.sparse import get_sparse_encoder
-from memoryos_workers.memory.pages import PageStore, page_point_id
+from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.persona_store import PersonaStore
 from memoryos_workers.memory.segments import SegmentStore
-from memoryos_workers.memory.similarity import extract_keywords, jaccard
+from memoryos_workers.memory.similarity import jaccard
 from memoryos_workers.retrieval.bookkeeping import Bookkeeping
 from memoryos_workers.retrieval.early import Early, Sources, read_early
-from memoryos_workers.retrieval.filters import matches, within
+from memoryos_workers.retrieval.filters import within
 from memoryos_workers.retrieval.fusion import DEFAULT_FUSION, FusionParams, RankFusion
 from memoryos_workers.retrieval.persona_read import assistant_of, persona_for
 from memoryos_workers.vectorstore import Hit
@@ -53,7 +53,6 @@ from producers.wire.keys import Keys
 from producers.wire.scripts import Scripts
 from schemas.query import MAX_TOP_K, RetrievalRequest
 from schemas.settings import Settings
-from schemas.turns import Page
 from schemas.words import STEMS_VERSION
 
 EARLY_THREADS = 8
@@ -128,7 +127,7 @@ class Retriever:
         caller's (the retrieval lane's); here nothing waits in a queue."""
         s = self.settings
         request = request.resolved(s)
-        user_id, query, flt = request.user_id, request.query, request.filters
+        user_id, query = request.user_id, request.query
         budget = request.budget
         limit = _page_limit(request.top_k, budget, self.fusion.candidate_tokens)
         timings: dict[str, float] = {}
@@ -151,10 +150,10 @@ class Retriever:
         timings.update(early.timings_ms)
         lap("early_wait")
         zone = early.zone
-        short_term = [p for p in early.short_term if matches(p, flt, zone)]
-        segments = self._top_segments(user_id, query, vector) if self.fusion.use_segments else []
+        short_term = early.kept  # the turns Redis holds that the filters keep
+        segments = self._top_segments(user_id, early.keywords, vector) if self.fusion.use_segments else []
         lap("segments")
-        pages = self._pages(user_id, vector, early, segments, short_term, limit, bool(budget))
+        pages = self._pages(user_id, vector, early, segments, limit, bool(budget))
         lap("pages")
         profile, user_facts, assistant_facts = persona_for(
             self.persona, early.persona, request, vector, self.settings.retrieval_top_knowledge,
@@ -176,11 +175,11 @@ class Retriever:
         return context.model_copy(update={"timings_ms": timings})
 
     # -- mid-term -----------------------------------------------------------------------------------------
-    def _top_segments(self, user_id: str, query: str, vector: Sequence[float]) -> list[tuple[Hit, float]]:
-        """The paper's first stage: segments by Fscore = cos(e_seg, e_query) + Jaccard(K_seg, K_query)."""
+    def _top_segments(self, user_id: str, keywords: list[str], vector: Sequence[float]) -> list[tuple[Hit, float]]:
+        """The paper's first stage: segments by Fscore = cos(e_seg, e_query) + Jaccard(K_seg, K_query), the
+        query's keywords taken beside the embedding (retrieval/early.py)."""
         m = self.settings.retrieval_top_segments
         hits = self.segments.search(user_id, vector, m * self.fusion.segment_candidates)
-        keywords = extract_keywords([query], limit=20)
         scored = [(hit, hit.score + jaccard(hit.payload.get("keywords") or [], keywords)) for hit in hits]
         scored.sort(key=lambda pair: -pair[1])
         return scored[:m]
@@ -191,7 +190,6 @@ class Retriever:
         vector: Sequence[float],
         early: Early,
         segments: list[tuple[Hit, float]],
-        short_term: list[Page],
         limit: int,
         budgeted: bool,
     ) -> list[PageCandidate]:
@@ -200,7 +198,7 @@ class Retriever:
         pages.ensure()
         where = early.where
         depth = max(f.depth, limit)
-        skip = {page_point_id(user_id, p.turn_id) for p in short_term}
+        skip = early.skip  # the recent dialogue's turns, by point id
         fusion = RankFusion(f.rrf_k)
 
         def search(**query: Any) -> list[Hit]:
@@ -232,7 +230,7 @@ class Retriever:
         if budgeted and sparse is not None:
             # The budget keeps only the newest of the turns Redis holds as recent dialogue; the older ones
             # (not in the store yet) compete with the pages by their words, so none drops out of view.
-            kept = {p.turn_id for p in short_term}
+            kept = {p.turn_id for p in early.kept}
             recent = [h for h in early.recent if h.payload["turn_id"] in kept]  # scored beside the embedding
             fusion.add("recent", recent, f.sparse_weight, set())
             limit += len(recent)  # those the recent dialogue holds are left out of the pages when fitting

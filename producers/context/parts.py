@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -38,6 +39,10 @@ class RetrievedPage(BaseModel):
 
 
 _TIMESTAMP = TypeAdapter(datetime)
+# Every candidate page's timestamp is parsed for each retrieval that finds it, and the early thread parses
+# those of the BM25 list beside the embedding (memoryos_workers/retrieval/warm.py): the request's thread
+# then finds them here.
+_parse_stored = lru_cache(maxsize=8192)(_TIMESTAMP.validate_python)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +71,9 @@ class PageCandidate:
 
     @staticmethod
     def parse_time(value: Any) -> datetime:
-        """A stored timestamp as `RetrievedPage` validates it (its time zone's name included)."""
-        return _TIMESTAMP.validate_python(value)
+        """A stored timestamp as `RetrievedPage` validates it (its time zone's name included); a stored
+        string is parsed once while it stays in the cache (a datetime is immutable, so sharing it is safe)."""
+        return _parse_stored(value) if isinstance(value, str) else _TIMESTAMP.validate_python(value)
 
     def page(self, segment_summary: str | None = None, chain_summary: str | None = None) -> RetrievedPage:
         """The model of this page; the summaries given replace its own (the fitting blanks those not kept).
