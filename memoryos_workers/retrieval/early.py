@@ -33,6 +33,7 @@ from memoryos_workers.memory.similarity import extract_keywords
 from memoryos_workers.retrieval.dates import TimeWindow, time_windows
 from memoryos_workers.retrieval.filters import check_range, localise, matches, payload_filter
 from memoryos_workers.retrieval.fusion import FusionParams
+from memoryos_workers.retrieval.neighbours import Near, prefetch
 from memoryos_workers.retrieval.persona_read import Unembedded, assistant_of, read_unembedded, wants_history
 from memoryos_workers.retrieval.user_idf import user_bm25, user_weights
 from memoryos_workers.retrieval.warm import warm
@@ -77,6 +78,7 @@ class Early:
     kept: list[Page] = field(default_factory=list)
     skip: set[str] = field(default_factory=set)
     keywords: list[str] = field(default_factory=list)  # the query's, for the segments' Fscore
+    near: Near = field(default_factory=Near)  # neighbours of the first BM25 pages (retrieval/neighbours.py)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -106,12 +108,13 @@ def read_early(src: Sources, keys: UserKeys, request: RetrievalRequest, depth: i
         bm25 = user_bm25(src.pages, request.user_id, sparse, where, depth, weights)
     recent = (by_words(request.user_id, short_term, sparse, src.sparse, weights)
               if request.budget and sparse is not None else [])
+    near = prefetch(src.pages, request.user_id, bm25, where) if bm25 and f.neighbour_weight > 0 else Near()
     t3 = time.perf_counter()
     if request.budget:
         warm(request.query, kept, bm25 or [], persona.profile)
     t4 = time.perf_counter()
     ms = {"short_term": t1 - t0, "persona_read": t2 - t1, "bm25": t3 - t2, "warm": t4 - t3}
-    return Early(short_term, zone, where, windows, persona, sparse, bm25, recent, kept, skip, keywords,
+    return Early(short_term, zone, where, windows, persona, sparse, bm25, recent, kept, skip, keywords, near,
                  {k: round(v * 1000, 3) for k, v in ms.items()})
 
 

@@ -43,6 +43,8 @@ from memoryos_workers.retrieval.bookkeeping import Bookkeeping
 from memoryos_workers.retrieval.early import Early, Sources, read_early
 from memoryos_workers.retrieval.filters import within
 from memoryos_workers.retrieval.fusion import DEFAULT_FUSION, FusionParams, RankFusion
+from memoryos_workers.retrieval.neighbours import around
+from memoryos_workers.retrieval.neighbours import by_seq as read_seqs
 from memoryos_workers.retrieval.persona_read import assistant_of, persona_for
 from memoryos_workers.vectorstore import Hit
 from producers.context import DEFAULT_PACKING, PackingParams, RetrievedContext
@@ -226,7 +228,7 @@ class Retriever:
             fusion.add("date", search(vector=vector, where=within(where, window.payload_range())), f.date_weight, skip)
         if f.neighbour_weight > 0:
             self._read(fusion, fusion.cut(limit))  # the likely pages in one read, the strongest among them
-            self._neighbours(fusion, user_id, where, skip)
+            self._neighbours(fusion, user_id, early, skip)
         if budgeted and sparse is not None:
             # The budget keeps only the newest of the turns Redis holds as recent dialogue; the older ones
             # (not in the store yet) compete with the pages by their words, so none drops out of view.
@@ -255,20 +257,16 @@ class Retriever:
                 fusion.hits[hit.id] = Hit(id=hit.id, score=fusion.hits[hit.id].score, payload=hit.payload)
         return {t: fusion.hits[t] for t in ids if fusion.hits[t].payload}
 
-    def _neighbours(self, fusion: RankFusion, user_id: str, where: dict[str, Any], skip: set[str]) -> None:
+    def _neighbours(self, fusion: RankFusion, user_id: str, early: Early, skip: set[str]) -> None:
         """Multi-hop: the pages right before and after the strongest hits in their segment (the turn that
-        asked, the turn that answered), as one more ranked list."""
+        asked, the turn that answered), as one more ranked list; those the early thread read are not read
+        again (retrieval/neighbours.py)."""
         f = self.fusion
         strong = [hit for hit, _ in self._top(fusion, f.neighbour_hits)]
-        wanted: list[int] = []
-        for hit in strong:
-            seq = hit.payload.get("seq")
-            if isinstance(seq, int):
-                wanted += [seq - 1, seq + 1]
+        wanted = around(strong)
         if not wanted:
             return
-        near = self.pages_store.query_seqs(user_id, wanted, where)
-        by_seq = {h.payload.get("seq"): h for h in near}
+        by_seq = read_seqs(self.pages_store, user_id, wanted, early.where, early.near).found
         ordered = []
         for hit in strong:
             for seq in (hit.payload.get("seq", 0) - 1, hit.payload.get("seq", 0) + 1):
