@@ -153,9 +153,9 @@ class Retriever:
         lap("early_wait")
         zone = early.zone
         short_term = early.kept  # the turns Redis holds that the filters keep
-        segments = self._top_segments(user_id, early.keywords, vector) if self.fusion.use_segments else []
+        segments, read = self._top_segments(user_id, early.keywords, vector) if self.fusion.use_segments else ([], {})
         lap("segments")
-        pages = self._pages(user_id, vector, early, segments, limit, bool(budget))
+        pages = self._pages(user_id, vector, early, segments, read, limit, bool(budget))
         lap("pages")
         profile, user_facts, assistant_facts = persona_for(
             self.persona, early.persona, request, vector, self.settings.retrieval_top_knowledge,
@@ -177,14 +177,16 @@ class Retriever:
         return context.model_copy(update={"timings_ms": timings})
 
     # -- mid-term -----------------------------------------------------------------------------------------
-    def _top_segments(self, user_id: str, keywords: list[str], vector: Sequence[float]) -> list[tuple[Hit, float]]:
+    def _top_segments(self, user_id: str, keywords: list[str], vector: Sequence[float],
+                      ) -> tuple[list[tuple[Hit, float]], dict[str, Hit]]:
         """The paper's first stage: segments by Fscore = cos(e_seg, e_query) + Jaccard(K_seg, K_query), the
-        query's keywords taken beside the embedding (retrieval/early.py)."""
+        query's keywords taken beside the embedding (retrieval/early.py); with every segment the search read
+        by id (their summaries serve the pages found, so most need no read of their own)."""
         m = self.settings.retrieval_top_segments
         hits = self.segments.search(user_id, vector, m * self.fusion.segment_candidates)
         scored = [(hit, hit.score + jaccard(hit.payload.get("keywords") or [], keywords)) for hit in hits]
         scored.sort(key=lambda pair: -pair[1])
-        return scored[:m]
+        return scored[:m], {hit.id: hit for hit in hits}
 
     def _pages(
         self,
@@ -192,6 +194,7 @@ class Retriever:
         vector: Sequence[float],
         early: Early,
         segments: list[tuple[Hit, float]],
+        read: dict[str, Hit],
         limit: int,
         budgeted: bool,
     ) -> list[PageCandidate]:
@@ -237,7 +240,7 @@ class Retriever:
             fusion.add("recent", recent, f.sparse_weight, set())
             limit += len(recent)  # those the recent dialogue holds are left out of the pages when fitting
         ranked = self._top(fusion, limit)
-        summaries = self._segment_summaries([hit for hit, _ in ranked], segments)
+        summaries = self._segment_summaries([hit for hit, _ in ranked], read)
         return [_candidate(hit, score, summaries, fusion.found_by[hit.id]) for hit, score in ranked]
 
     def _top(self, fusion: RankFusion, n: int) -> list[tuple[Hit, float]]:
@@ -275,8 +278,9 @@ class Retriever:
                     ordered.append(other)
         fusion.add("neighbour", ordered, f.neighbour_weight, skip, scored=False)
 
-    def _segment_summaries(self, hits: list[Hit], segments: list[tuple[Hit, float]]) -> dict[str, Hit]:
-        known = {hit.id: hit for hit, _ in segments}
+    def _segment_summaries(self, hits: list[Hit], read: dict[str, Hit]) -> dict[str, Hit]:
+        """The segments of these pages by id: those the segment search read, the others in one read."""
+        known = dict(read)
         missing = list({h.payload["segment_id"] for h in hits if h.payload.get("segment_id")} - set(known))
         if missing:
             known.update({hit.id: hit for hit in self.segments.get(missing)})

@@ -45,7 +45,9 @@ _TIMESTAMP = TypeAdapter(datetime)
 _parse_stored = lru_cache(maxsize=8192)(_TIMESTAMP.validate_python)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which made building the ~50
+# candidates of a retrieval take twice as long (3.0 against 1.7 microseconds each); nothing changes one.
+@dataclass(slots=True)
 class PageCandidate:
     """A page retrieval found, before the fitting decides whether it is kept: the fields of `RetrievedPage`
     as plain data (its timestamp parsed as the model parses it, so a page renders the same either way),
