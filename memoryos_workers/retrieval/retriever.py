@@ -16,9 +16,10 @@ holds. Times in the query ("yesterday", "last Tuesday") are read at `now` in the
 applied to the turns Redis holds too (retrieval/filters.py).
 
 The query is embedded once; what needs no vector (Redis, read in one atomic round trip by
-producers.wire.state; the profile and the most recently confirmed facts; the query's BM25 search; the time
-phrases) is read on a second thread while it is embedded (retrieval/early.py); what the answer used is
-recorded afterwards, off the request path (retrieval/bookkeeping.py).
+producers.wire.state; the profile and the most recently confirmed facts; the query's BM25 search and the
+neighbours of its first pages; the time phrases and keywords; the text the fitting will render) is read on a
+second thread while it is embedded (retrieval/early.py); what the answer used is recorded afterwards, off the
+request path (retrieval/bookkeeping.py).
 """
 
 from __future__ import annotations
