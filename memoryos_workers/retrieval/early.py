@@ -6,7 +6,9 @@ unpromoted turns, the user's time zone), the times the query names, the profile 
 order, the query's BM25 vector, the BM25 search over the user's pages with their payloads, ranked with the
 user's own IDF (retrieval/user_idf.py; most pages the dense search finds are among them, so the reads after
 the embedding are ids and the few payloads missing),
-and the recent turns scored by the query's words. Everything else waits for the vector.
+and the recent turns scored by the query's words; the query's keywords, the turns the filters keep; and,
+for a budgeted request, what the fitting will render of the turns, the BM25 pages and the profile
+(retrieval/warm.py). Everything else waits for the vector.
 
 A store read right after the embedding runs about twice as slow as the same read again (the model's run
 leaves the CPU caches cold; measured on the latency benchmark's store), so each read moved here saves more
@@ -27,11 +29,14 @@ import redis
 from memoryos_workers.embeddings.sparse import page_document
 from memoryos_workers.memory.pages import PageStore, page_point_id
 from memoryos_workers.memory.persona_store import PersonaStore
+from memoryos_workers.memory.similarity import extract_keywords
 from memoryos_workers.retrieval.dates import TimeWindow, time_windows
-from memoryos_workers.retrieval.filters import check_range, localise, payload_filter
+from memoryos_workers.retrieval.filters import check_range, localise, matches, payload_filter
 from memoryos_workers.retrieval.fusion import FusionParams
+from memoryos_workers.retrieval.neighbours import Near, prefetch
 from memoryos_workers.retrieval.persona_read import Unembedded, assistant_of, read_unembedded, wants_history
 from memoryos_workers.retrieval.user_idf import user_bm25, user_weights
+from memoryos_workers.retrieval.warm import warm
 from memoryos_workers.vectorstore import Hit
 from producers.wire import state
 from producers.wire.keys import UserKeys
@@ -39,6 +44,8 @@ from producers.wire.scripts import Scripts
 from schemas.query import RetrievalRequest
 from schemas.settings import Settings
 from schemas.turns import Page
+
+SEGMENT_KEYWORDS = 20  # the query's keywords the segments' Fscore compares with theirs
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,12 @@ class Early:
     # Every turn Redis holds that shares words with the query, best first (`by_words`), when the request
     # has a budget; the retriever keeps those its filters keep.
     recent: list[Hit] = field(default_factory=list)
+    # The turns Redis holds that the request's filters keep, and their point ids (left out of the store's
+    # lists: the recent dialogue holds them already).
+    kept: list[Page] = field(default_factory=list)
+    skip: set[str] = field(default_factory=set)
+    keywords: list[str] = field(default_factory=list)  # the query's, for the segments' Fscore
+    near: Near = field(default_factory=Near)  # neighbours of the first BM25 pages (retrieval/neighbours.py)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -78,6 +91,9 @@ def read_early(src: Sources, keys: UserKeys, request: RetrievalRequest, depth: i
     where = payload_filter(request.filters, zone)
     when = localise(request.now, zone) if request.now is not None else datetime.now(zone)
     windows = time_windows(request.query, when) if src.fusion.use_dates else []
+    kept = [p for p in short_term if matches(p, request.filters, zone)]
+    skip = {page_point_id(request.user_id, p.turn_id) for p in kept}
+    keywords = extract_keywords([request.query], limit=SEGMENT_KEYWORDS) if src.fusion.use_segments else []
     t1 = time.perf_counter()
     persona = read_unembedded(src.persona, request.user_id, wants_history(request),
                               src.settings.retrieval_top_knowledge, assistant_of(request, src.settings.assistant_id))
@@ -92,9 +108,13 @@ def read_early(src: Sources, keys: UserKeys, request: RetrievalRequest, depth: i
         bm25 = user_bm25(src.pages, request.user_id, sparse, where, depth, weights)
     recent = (by_words(request.user_id, short_term, sparse, src.sparse, weights)
               if request.budget and sparse is not None else [])
+    near = prefetch(src.pages, request.user_id, bm25, where) if bm25 and f.neighbour_weight > 0 else Near()
     t3 = time.perf_counter()
-    ms = {"short_term": t1 - t0, "persona_read": t2 - t1, "bm25": t3 - t2}
-    return Early(short_term, zone, where, windows, persona, sparse, bm25, recent,
+    if request.budget:
+        warm(request.query, kept, bm25 or [], persona.profile)
+    t4 = time.perf_counter()
+    ms = {"short_term": t1 - t0, "persona_read": t2 - t1, "bm25": t3 - t2, "warm": t4 - t3}
+    return Early(short_term, zone, where, windows, persona, sparse, bm25, recent, kept, skip, keywords, near,
                  {k: round(v * 1000, 3) for k, v in ms.items()})
 
 

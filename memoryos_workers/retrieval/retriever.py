@@ -16,9 +16,10 @@ holds. Times in the query ("yesterday", "last Tuesday") are read at `now` in the
 applied to the turns Redis holds too (retrieval/filters.py).
 
 The query is embedded once; what needs no vector (Redis, read in one atomic round trip by
-producers.wire.state; the profile and the most recently confirmed facts; the query's BM25 search; the time
-phrases) is read on a second thread while it is embedded (retrieval/early.py); what the answer used is
-recorded afterwards, off the request path (retrieval/bookkeeping.py).
+producers.wire.state; the profile and the most recently confirmed facts; the query's BM25 search and the
+neighbours of its first pages; the time phrases and keywords; the text the fitting will render) is read on a
+second thread while it is embedded (retrieval/early.py); what the answer used is recorded afterwards, off the
+request path (retrieval/bookkeeping.py).
 """
 
 from __future__ import annotations
@@ -35,14 +36,16 @@ import redis
 
 from memoryos_workers.embeddings.base import TextEmbedder
 from memoryos_workers.embeddings.sparse import get_sparse_encoder
-from memoryos_workers.memory.pages import PageStore, page_point_id
+from memoryos_workers.memory.pages import PageStore
 from memoryos_workers.memory.persona_store import PersonaStore
 from memoryos_workers.memory.segments import SegmentStore
-from memoryos_workers.memory.similarity import extract_keywords, jaccard
+from memoryos_workers.memory.similarity import jaccard
 from memoryos_workers.retrieval.bookkeeping import Bookkeeping
 from memoryos_workers.retrieval.early import Early, Sources, read_early
-from memoryos_workers.retrieval.filters import matches, within
+from memoryos_workers.retrieval.filters import within
 from memoryos_workers.retrieval.fusion import DEFAULT_FUSION, FusionParams, RankFusion
+from memoryos_workers.retrieval.neighbours import around
+from memoryos_workers.retrieval.neighbours import by_seq as read_seqs
 from memoryos_workers.retrieval.persona_read import assistant_of, persona_for
 from memoryos_workers.vectorstore import Hit
 from producers.context import DEFAULT_PACKING, PackingParams, RetrievedContext
@@ -53,7 +56,6 @@ from producers.wire.keys import Keys
 from producers.wire.scripts import Scripts
 from schemas.query import MAX_TOP_K, RetrievalRequest
 from schemas.settings import Settings
-from schemas.turns import Page
 from schemas.words import STEMS_VERSION
 
 EARLY_THREADS = 8
@@ -128,7 +130,7 @@ class Retriever:
         caller's (the retrieval lane's); here nothing waits in a queue."""
         s = self.settings
         request = request.resolved(s)
-        user_id, query, flt = request.user_id, request.query, request.filters
+        user_id, query = request.user_id, request.query
         budget = request.budget
         limit = _page_limit(request.top_k, budget, self.fusion.candidate_tokens)
         timings: dict[str, float] = {}
@@ -151,10 +153,10 @@ class Retriever:
         timings.update(early.timings_ms)
         lap("early_wait")
         zone = early.zone
-        short_term = [p for p in early.short_term if matches(p, flt, zone)]
-        segments = self._top_segments(user_id, query, vector) if self.fusion.use_segments else []
+        short_term = early.kept  # the turns Redis holds that the filters keep
+        segments, read = self._top_segments(user_id, early.keywords, vector) if self.fusion.use_segments else ([], {})
         lap("segments")
-        pages = self._pages(user_id, vector, early, segments, short_term, limit, bool(budget))
+        pages = self._pages(user_id, vector, early, segments, read, limit, bool(budget))
         lap("pages")
         profile, user_facts, assistant_facts = persona_for(
             self.persona, early.persona, request, vector, self.settings.retrieval_top_knowledge,
@@ -176,14 +178,16 @@ class Retriever:
         return context.model_copy(update={"timings_ms": timings})
 
     # -- mid-term -----------------------------------------------------------------------------------------
-    def _top_segments(self, user_id: str, query: str, vector: Sequence[float]) -> list[tuple[Hit, float]]:
-        """The paper's first stage: segments by Fscore = cos(e_seg, e_query) + Jaccard(K_seg, K_query)."""
+    def _top_segments(self, user_id: str, keywords: list[str], vector: Sequence[float],
+                      ) -> tuple[list[tuple[Hit, float]], dict[str, Hit]]:
+        """The paper's first stage: segments by Fscore = cos(e_seg, e_query) + Jaccard(K_seg, K_query), the
+        query's keywords taken beside the embedding (retrieval/early.py); with every segment the search read
+        by id (their summaries serve the pages found, so most need no read of their own)."""
         m = self.settings.retrieval_top_segments
         hits = self.segments.search(user_id, vector, m * self.fusion.segment_candidates)
-        keywords = extract_keywords([query], limit=20)
         scored = [(hit, hit.score + jaccard(hit.payload.get("keywords") or [], keywords)) for hit in hits]
         scored.sort(key=lambda pair: -pair[1])
-        return scored[:m]
+        return scored[:m], {hit.id: hit for hit in hits}
 
     def _pages(
         self,
@@ -191,7 +195,7 @@ class Retriever:
         vector: Sequence[float],
         early: Early,
         segments: list[tuple[Hit, float]],
-        short_term: list[Page],
+        read: dict[str, Hit],
         limit: int,
         budgeted: bool,
     ) -> list[PageCandidate]:
@@ -200,7 +204,7 @@ class Retriever:
         pages.ensure()
         where = early.where
         depth = max(f.depth, limit)
-        skip = {page_point_id(user_id, p.turn_id) for p in short_term}
+        skip = early.skip  # the recent dialogue's turns, by point id
         fusion = RankFusion(f.rrf_k)
 
         def search(**query: Any) -> list[Hit]:
@@ -228,16 +232,16 @@ class Retriever:
             fusion.add("date", search(vector=vector, where=within(where, window.payload_range())), f.date_weight, skip)
         if f.neighbour_weight > 0:
             self._read(fusion, fusion.cut(limit))  # the likely pages in one read, the strongest among them
-            self._neighbours(fusion, user_id, where, skip)
+            self._neighbours(fusion, user_id, early, skip)
         if budgeted and sparse is not None:
             # The budget keeps only the newest of the turns Redis holds as recent dialogue; the older ones
             # (not in the store yet) compete with the pages by their words, so none drops out of view.
-            kept = {p.turn_id for p in short_term}
+            kept = {p.turn_id for p in early.kept}
             recent = [h for h in early.recent if h.payload["turn_id"] in kept]  # scored beside the embedding
             fusion.add("recent", recent, f.sparse_weight, set())
             limit += len(recent)  # those the recent dialogue holds are left out of the pages when fitting
         ranked = self._top(fusion, limit)
-        summaries = self._segment_summaries([hit for hit, _ in ranked], segments)
+        summaries = self._segment_summaries([hit for hit, _ in ranked], read)
         return [_candidate(hit, score, summaries, fusion.found_by[hit.id]) for hit, score in ranked]
 
     def _top(self, fusion: RankFusion, n: int) -> list[tuple[Hit, float]]:
@@ -257,20 +261,16 @@ class Retriever:
                 fusion.hits[hit.id] = Hit(id=hit.id, score=fusion.hits[hit.id].score, payload=hit.payload)
         return {t: fusion.hits[t] for t in ids if fusion.hits[t].payload}
 
-    def _neighbours(self, fusion: RankFusion, user_id: str, where: dict[str, Any], skip: set[str]) -> None:
+    def _neighbours(self, fusion: RankFusion, user_id: str, early: Early, skip: set[str]) -> None:
         """Multi-hop: the pages right before and after the strongest hits in their segment (the turn that
-        asked, the turn that answered), as one more ranked list."""
+        asked, the turn that answered), as one more ranked list; those the early thread read are not read
+        again (retrieval/neighbours.py)."""
         f = self.fusion
         strong = [hit for hit, _ in self._top(fusion, f.neighbour_hits)]
-        wanted: list[int] = []
-        for hit in strong:
-            seq = hit.payload.get("seq")
-            if isinstance(seq, int):
-                wanted += [seq - 1, seq + 1]
+        wanted = around(strong)
         if not wanted:
             return
-        near = self.pages_store.query_seqs(user_id, wanted, where)
-        by_seq = {h.payload.get("seq"): h for h in near}
+        by_seq = read_seqs(self.pages_store, user_id, wanted, early.where, early.near).found
         ordered = []
         for hit in strong:
             for seq in (hit.payload.get("seq", 0) - 1, hit.payload.get("seq", 0) + 1):
@@ -279,8 +279,9 @@ class Retriever:
                     ordered.append(other)
         fusion.add("neighbour", ordered, f.neighbour_weight, skip, scored=False)
 
-    def _segment_summaries(self, hits: list[Hit], segments: list[tuple[Hit, float]]) -> dict[str, Hit]:
-        known = {hit.id: hit for hit, _ in segments}
+    def _segment_summaries(self, hits: list[Hit], read: dict[str, Hit]) -> dict[str, Hit]:
+        """The segments of these pages by id: those the segment search read, the others in one read."""
+        known = dict(read)
         missing = list({h.payload["segment_id"] for h in hits if h.payload.get("segment_id")} - set(known))
         if missing:
             known.update({hit.id: hit for hit in self.segments.get(missing)})
