@@ -217,10 +217,10 @@ def _plot_latency(rows: list[dict[str, Any]]) -> Path:
 
 
 # Since issue 24 the reads that need no query vector run on another thread beside the embedding
-# (memoryos_workers/retrieval/early.py): short_term, persona_read and bm25 are that thread's own times,
-# early_wait what the request waited for it after embedding; the other stages follow one another.
-STAGES = ("embed", "short_term", "persona_read", "bm25", "early_wait", "segments", "pages", "persona", "fit",
-          "visits", "total")
+# (memoryos_workers/retrieval/early.py): short_term, persona_read, bm25 and warm are that thread's own
+# times, early_wait what the request waited for it after embedding; the other stages follow one another.
+STAGES = ("embed", "short_term", "persona_read", "bm25", "warm", "early_wait", "segments", "pages", "persona",
+          "fit", "visits", "total")
 
 
 def markdown_latency(result: dict[str, Any]) -> str:
@@ -270,8 +270,9 @@ def markdown_latency(result: dict[str, Any]) -> str:
                      f"`{errors[0]['rpc_error']}`.")
     parts += [
         "Where the in-process time goes (p50 per stage, ms, from the retriever's own timings). *short_term* "
-        "(the Redis read), *persona_read* (the profile and the most recently confirmed facts) and *bm25* (the "
-        "query's BM25 vector and search) run on a second thread while the query is embedded; *early_wait* is "
+        "(the Redis read), *persona_read* (the profile and the most recently confirmed facts), *bm25* (the "
+        "query's BM25 vector and search, and the pages next to its first hits) and *warm* (text work the fitting "
+        "will ask for: retrieval/warm.py) run on a second thread while the query is embedded; *early_wait* is "
         "what the request then waited for them; the other stages run one after another, so they add up to "
         "*total* with *embed* and *early_wait* (runs before issue 24 read Redis before embedding and have "
         "no thread stages):",
