@@ -20,6 +20,7 @@ from memoryos_workers.pipeline.persona_quality import (
     copies_a_turn,
     fact_without_subject,
     grounded,
+    refusal,
     source_stems,
     summary_problems,
     theme_copies,
@@ -32,16 +33,18 @@ __all__ = ["COPY_WORDS", "copies_a_turn", "fact_form_problems", "fact_without_su
 REPORTED = "no fact is a reported line"
 NEAR_COPIES = "no two facts are near copies"
 CUT = "no fact is cut mid-sentence"
+REFUSED = "no fact is a model declining its task"
 
 
 def fact_form_problems(facts: Sequence[str]) -> dict[str, list[str]]:
     """The facts that are not in a fact's shape, by check (each check passes when its list is empty): a line
     reported ("The user said ..."), two facts that are one (the pair, joined by " | "), a fact whose last
-    sentence was cut."""
+    sentence was cut, a model's refusal ("The assistant can't assist with that.", stored at 080e2a8)."""
     return {
         REPORTED: [f for f in facts if is_reported(f)],
         NEAR_COPIES: [f"{a} | {b}" for a, b in near_copies(facts)],
         CUT: [f for f in facts if cut_mid_sentence(f)],
+        REFUSED: [f for f in facts if refusal(f)],
     }
 
 

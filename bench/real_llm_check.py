@@ -156,6 +156,8 @@ def check(
         "a non-empty profile": profile is not None and bool(profile.summary.strip() or profile.traits),
         "profile summary in the third person, not a copy of a turn": not summary_issues,
         "every fact names its subject": bool(fact_texts) and not no_subject,
+        # The long-term persona holds what the user said about themselves, not only the assistant's side.
+        "the user has facts": len(fact_texts) > len(assistant_texts),
         "every fact said in the turns (half its content words or more, all but two at most)": not invented,
         "no theme copied from a turn": not copied_themes,
         "every assistant fact said in the assistant's lines": not not_the_assistants,

@@ -100,11 +100,26 @@ def summary_problems(summary: str, turns: Sequence[str]) -> list[str]:
         problems.append(f"copies a turn: {summary[:120]!r}")
     if opens_with_pronoun(summary.strip()):
         problems.append(f"opens with a pronoun: {summary[:120]!r}")
+    if refusal(summary):
+        problems.append(f"a model declining its task: {summary[:120]!r}")
     sources = source_stems(turns)
     invented = [s for s in _SENTENCE_END.split(summary.strip()) if s.strip() and not grounded(s, sources)]
     problems += [f"invented (not in the turns: {', '.join(unsupported(s, sources)[:8])}): {s[:120]!r}"
                  for s in invented]
     return problems
+
+
+# A model declining the task ("I'm sorry, I can't assist with that."): the real 0.5B model put it in the
+# assistant facts at 080e2a8, and the first-person repair made it "The assistant is sorry, Caroline. the
+# assistant can't assist with that.", said in the assistant's lines word for word but for "assist".
+_REFUSAL = re.compile(
+    r"\b(?:can['\u2019]?t|cannot|can not|unable to|not able to)\s+(?:assist|help)\s+with\s+(?:that|this|your|the)\b"
+    r"|\b(?:can['\u2019]?t|cannot|can not|unable to)\s+(?:assist|comply)\b|\bas an ai\b", re.IGNORECASE)
+
+
+def refusal(text: str) -> bool:
+    """Whether a text is a model declining its task, which is nothing about anyone."""
+    return bool(_REFUSAL.search(text))
 
 
 _VOCATIVE = re.compile(r"^\s*[A-Z][a-z]+,\s+")
@@ -310,10 +325,11 @@ def opens_with_pronoun(sentence: str) -> bool:
 
 
 def is_chat_sentence(sentence: str) -> bool:
-    """A sentence only a conversation has: a question, one addressed to "you", or one opening with an
-    exclamation or a greeting."""
+    """A sentence only a conversation has: a question, one addressed to "you", one opening with an
+    exclamation or a greeting, or a model declining its task."""
     first = (words(sentence) or [""])[0]
-    return sentence.rstrip().endswith("?") or bool(_SECOND_PERSON.search(sentence)) or first in _CHAT_OPENERS
+    return (sentence.rstrip().endswith("?") or bool(_SECOND_PERSON.search(sentence)) or first in _CHAT_OPENERS
+            or refusal(sentence))
 
 
 def repair_summary(summary: str, turns: Sequence[str], subject: str = "The user") -> str:

@@ -33,6 +33,7 @@ from memoryos_workers.pipeline.persona_quality import (
     fact_without_subject,
     grounded,
     grounded_sentences,
+    refusal,
     repair_fact,
     repair_summary,
     source_stems,
@@ -88,6 +89,9 @@ def _facts(facts: Sequence[Fact], subject: str, sources: frozenset[str], known: 
     kept: list[Fact] = []
     repaired = rejected = invented = copies = chat = 0
     for fact in facts:
+        if refusal(fact.text):  # the model declined: nothing about anyone, and asking again would not help
+            chat += 1
+            continue
         text = repair_fact(fact.text, subject)
         if text is None:
             rejected += 1

@@ -39,7 +39,7 @@ def test_themes_are_not_chat_fragments() -> None:
 def test_fact_form_checks_fail_on_what_the_real_model_stored() -> None:
     """The user facts the 0.5B model stored for conv-26 (bench/results/real_llm_check.json, facts_all, before
     pipeline/fact_form.py) fail the three checks; the same facts in a fact's shape pass them."""
-    from bench.persona_checks import CUT, NEAR_COPIES, REPORTED, fact_form_problems
+    from bench.persona_checks import CUT, NEAR_COPIES, REFUSED, REPORTED, fact_form_problems
 
     stored = [
         "The user said that he went to a LGBTQ support group yesterday and it was so powerful.",
@@ -64,7 +64,20 @@ def test_fact_form_checks_fail_on_what_the_real_model_stored() -> None:
             'The user loved "Becoming Nicole" by Amy Ellis Nutt.',
             "The user has a cat named Max",
             "The user lives in Berlin.", "The user lived in Paris before."]
-    assert fact_form_problems(good) == {REPORTED: [], NEAR_COPIES: [], CUT: []}
+    assert fact_form_problems(good) == {REPORTED: [], NEAR_COPIES: [], CUT: [], REFUSED: []}
+
+
+def test_a_refusal_is_not_a_fact_nor_a_summary() -> None:
+    """What the 0.5B model stored as assistant facts at 080e2a8 (its "I'm sorry, I can't assist with that.",
+    put in the third person), against facts that merely say "can't" or "help"."""
+    from bench.persona_checks import REFUSED, fact_form_problems, summary_problems
+
+    stored = ["The assistant is sorry, Caroline. the assistant can't assist with that.",
+              "the assistant can't assist with that."]
+    fine = ["The user can't help smiling at the kids' paintings.", "The assistant helps with the garden on Sundays.",
+            "The user cannot swim yet."]
+    assert fact_form_problems(stored + fine)[REFUSED] == stored
+    assert any("declining" in p for p in summary_problems("I'm sorry, but I cannot assist with that.", []))
 
 
 def test_trait_checks_fail_on_what_the_real_model_stored() -> None:

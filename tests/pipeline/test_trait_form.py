@@ -189,3 +189,19 @@ def test_a_gerund_headline_before_a_clause_about_no_one_is_not_a_fact() -> None:
     for kept in ("Volunteering at the shelter is Caroline's way to relax: she goes every week.",
                  "Painting sunsets - it relaxes the user.", "Caroline went hiking - it was fun."):
         assert not fact_without_subject(kept), kept
+
+
+def test_a_refusal_in_the_answer_is_dropped_not_stored_or_asked_again() -> None:
+    """The 0.5B model answered part of a persona call with "I'm sorry, I can't assist with that." (080e2a8): the
+    first-person repair made it an assistant fact. It is dropped as chat is (asking again would not help)."""
+    answer = PersonaExtraction(
+        profile=ProfileUpdate(summary="Caroline went to a LGBTQ support group. I'm sorry, but I can't assist with "
+                                      "that.", traits=[]),
+        user_facts=[Fact(text="Caroline went to a LGBTQ support group yesterday.", date="")],
+        assistant_facts=[Fact(text="I'm sorry, Caroline. I can't assist with that.", date=""),
+                         Fact(text="I can't assist with that.", date=""),
+                         Fact(text="The assistant ran a charity race for mental health.", date="")])
+    out = review(answer, _pages())
+    assert [f.text for f in out.value.assistant_facts] == ["The assistant ran a charity race for mental health."]
+    assert out.value.profile.summary == "Caroline went to a LGBTQ support group."
+    assert out.chat == 2 and out.rejected == 0 and not out.needs_retry
