@@ -24,6 +24,10 @@ log = logging.getLogger("memoryos.embedded")
 class _ReadyWorker(WorkController):
     """Signals when the consumer is ready, so callers do not publish into a worker still starting."""
 
+    # It runs inside another application's process (the library's, `memoryos serve`'s): it does not freeze
+    # that process's heap when ready (memoryos_workers/heap.py).
+    owns_process = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.ready_event = threading.Event()
         super().__init__(*args, **kwargs)

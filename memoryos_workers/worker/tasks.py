@@ -7,6 +7,7 @@ import logging
 
 from celery.signals import worker_process_init, worker_process_shutdown, worker_ready
 
+from memoryos_workers.heap import freeze_startup_heap
 from memoryos_workers.runtime import Runtime, get_runtime
 from memoryos_workers.worker.celery_app import app
 from memoryos_workers.worker.retrieval_server import compute, start_in_child, stop_in_child
@@ -92,13 +93,15 @@ def operator_command(op: str, user_id: str | None, reply_id: str | None = None,
 
 
 @worker_ready.connect
-def _warm_up(**_: object) -> None:
+def _warm_up(sender: object = None, **_: object) -> None:
     """Open the model and the store at start-up: the first task is not slow, and a store held by
     another process is reported when the worker starts, not on the first turn."""
     runtime = get_runtime()
     if not runtime.settings.embedded:
         return  # prefork children open their own adapters
     runtime.warm_up()
+    if getattr(getattr(sender, "controller", None), "owns_process", True):
+        freeze_startup_heap()  # a worker's own process: full collections skip what start-up loaded
     log.info("memoryos worker ready (store: %s)", runtime.settings.qdrant_url or runtime.settings.data_dir)
 
 

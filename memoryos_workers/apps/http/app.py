@@ -16,6 +16,7 @@ from memoryos_workers.apps.http.metrics import HttpMetrics, make_registry
 from memoryos_workers.apps.http.middleware import BodyLimit, SecurityHeaders
 from memoryos_workers.apps.http.routes import facts, health, operations, retrieval, turns, users
 from memoryos_workers.apps.http.ui import views
+from memoryos_workers.heap import freeze_startup_heap
 from memoryos_workers.interface import Memory, open_memory
 from memoryos_workers.tracing import instrument_app
 from producers.tracing import flush as flush_traces
@@ -33,9 +34,10 @@ PUBLISH_THREADS = 32  # publishes waiting on Redis at once; each holds a thread 
 
 
 def create_app(settings: Settings | None = None, memory: Memory | None = None, *, worker: bool | None = None,
-               ) -> FastAPI:
+               freeze_heap: bool = False) -> FastAPI:
     """`memory` defaults to `open_memory(settings, worker=worker)` at start-up (memoryos_workers.interface
-    decides local or remote, and whether an in-process worker runs)."""
+    decides local or remote, and whether an in-process worker runs). `freeze_heap`: once it is open, freeze
+    the process's heap (memoryos_workers/heap.py; `memoryos serve`, which owns its process)."""
     settings = settings or get_settings()
     keys = settings.tenant_keys()
     if not keys:
@@ -49,6 +51,8 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None, *
         # Model and store open before the port answers, so the first request is not the slow one.
         if app.state.memory is None:
             app.state.memory = await run_in_threadpool(open_memory, settings, worker=worker)
+        if freeze_heap:
+            freeze_startup_heap()
         try:
             yield
         finally:

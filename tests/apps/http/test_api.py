@@ -53,6 +53,15 @@ def test_health_and_readiness(api: Api) -> None:
     assert ready.json()["reads"] == "in-process" and ready.json()["workers"] == "in-process"
 
 
+def test_the_server_froze_its_start_up_heap_once_ready(api: Api) -> None:
+    """`memoryos serve` owns its process: once the model and store are open it freezes what start-up loaded
+    (memoryos_workers/heap.py), so full garbage collections inside requests skip it."""
+    log = api.server.log.read_text(errors="replace")
+    frozen = [line for line in log.splitlines() if "start-up heap frozen" in line]
+    assert len(frozen) == 1, log[-2000:]
+    assert int(frozen[0].split("frozen: ")[1].split()[0]) > 10_000  # the libraries, the model's session, ...
+
+
 def test_publish_single_and_bulk_then_retrieve_pages_from_the_worker(api: Api, uid: str) -> None:
     with api.client() as c:
         cat = {"user_input": "My cat is called Pimenta", "agent_response": "Cute!", "turn_id": "cat-1",
