@@ -183,6 +183,8 @@ def check(
         "failures": {"summary": summary_issues, "facts without a subject": no_subject[:10],
                      "themes copied": copied_themes[:10], "facts not in the turns": invented[:10],
                      "assistant facts not in its lines": not_the_assistants[:10], "facts stored twice": twice[:10],
+                     "user facts": ([] if len(fact_texts) > len(assistant_texts)
+                                    else [f"none stored ({len(assistant_texts)} assistant facts)"]),
                      **{name: items[:10] for name, items in form.items()}},
         "facts_sample": fact_texts[:10], "facts_all": fact_texts,
         "profile_summary_all": profile.summary if profile else "",
