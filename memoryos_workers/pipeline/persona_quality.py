@@ -113,8 +113,10 @@ def summary_problems(summary: str, turns: Sequence[str]) -> list[str]:
 # assistant facts at 080e2a8, and the first-person repair made it "The assistant is sorry, Caroline. the
 # assistant can't assist with that.", said in the assistant's lines word for word but for "assist".
 _REFUSAL = re.compile(
-    r"\b(?:can['\u2019]?t|cannot|can not|unable to|not able to)\s+(?:assist|help)\s+with\s+(?:that|this|your|the)\b"
-    r"|\b(?:can['\u2019]?t|cannot|can not|unable to)\s+(?:assist|comply)\b|\bas an ai\b", re.IGNORECASE)
+    r"\b(?:can['\u2019]?t|cannot|can not|unable to)\s+(?:assist|help)\s+with\s+(?:that|this)(?:\s+request)?\s*[.!]?\s*$"
+    r"|\bI\s+(?:can['\u2019]?t|cannot|can not|am unable to|am not able to)\s+(?:assist|comply)\b"
+    r"|\bI['\u2019]m\s+(?:unable|not able)\s+to\s+(?:assist|comply)\b|\bas an ai(?: language model| assistant)?,",
+    re.IGNORECASE)
 
 
 def refusal(text: str) -> bool:

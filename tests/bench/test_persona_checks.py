@@ -75,9 +75,12 @@ def test_a_refusal_is_not_a_fact_nor_a_summary() -> None:
     stored = ["The assistant is sorry, Caroline. the assistant can't assist with that.",
               "the assistant can't assist with that."]
     fine = ["The user can't help smiling at the kids' paintings.", "The assistant helps with the garden on Sundays.",
-            "The user cannot swim yet."]
+            "The user cannot swim yet.", "Caroline can't help with the bake sale this year.",
+            "The user is unable to help with the move in June.", "The user cannot assist at the shelter in May.",
+            "Caroline works as an AI researcher."]
     assert fact_form_problems(stored + fine)[REFUSED] == stored
     assert any("declining" in p for p in summary_problems("I'm sorry, but I cannot assist with that.", []))
+    assert any("declining" in p for p in summary_problems("As an AI language model, I cannot comply.", []))
 
 
 def test_trait_checks_fail_on_what_the_real_model_stored() -> None:
