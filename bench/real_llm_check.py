@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import ROOT, bench_settings, cleanup, fmt, md_table, reproduce_md, save_result
+from .persona_answers import recording
 from .persona_checks import (  # the product's own checks
     fact_form_problems,
     fact_without_subject,
@@ -80,56 +81,57 @@ def check(
         user = "real-llm-check"
         batches: list[dict[str, Any]] = []
         persona_runs: list[dict[str, Any]] = []
-        try:
-            turns = locomo_turns(LOCOMO / f"{conversation}.json", user)[:turns_wanted]
-            size = settings.promotion_batch_size
-            started, load_start = time.perf_counter(), os.getloadavg()
-            for start in range(0, len(turns), size):
-                if publish_seconds is not None and time.perf_counter() - started > publish_seconds:
-                    print(f"  publishing stopped after {start} turns ({publish_seconds:.0f} s)", flush=True)
-                    turns = turns[:start]
-                    break
-                rt.publisher.publish_many(turns[start : start + size])
-                before = _stats(rt)
-                t0 = time.perf_counter()
-                done = rt.promoter.run(user)
-                if done:
-                    batches.append({"batches": done, "seconds": time.perf_counter() - t0,
-                                    **_delta(before, _stats(rt))})
-                    print(f"  batch(es) {len(batches)}: {done} in {batches[-1]['seconds']:.0f} s, "
-                          f"{batches[-1]['calls']} call(s)", flush=True)
-                heat = _heat_state(rt, user)
-                if done:
-                    batches[-1]["heat"] = heat
-                print(f"  heat: {heat}", flush=True)
-                if _persona_sent(rt, user) or rt.persona_worker.refresh_heat(user):
+        with recording() as answers:  # what the model wrote in each persona answer, what was kept
+            try:
+                turns = locomo_turns(LOCOMO / f"{conversation}.json", user)[:turns_wanted]
+                size = settings.promotion_batch_size
+                started, load_start = time.perf_counter(), os.getloadavg()
+                for start in range(0, len(turns), size):
+                    if publish_seconds is not None and time.perf_counter() - started > publish_seconds:
+                        print(f"  publishing stopped after {start} turns ({publish_seconds:.0f} s)", flush=True)
+                        turns = turns[:start]
+                        break
+                    rt.publisher.publish_many(turns[start : start + size])
+                    before = _stats(rt)
+                    t0 = time.perf_counter()
+                    done = rt.promoter.run(user)
+                    if done:
+                        batches.append({"batches": done, "seconds": time.perf_counter() - t0,
+                                        **_delta(before, _stats(rt))})
+                        print(f"  batch(es) {len(batches)}: {done} in {batches[-1]['seconds']:.0f} s, "
+                              f"{batches[-1]['calls']} call(s)", flush=True)
+                    heat = _heat_state(rt, user)
+                    if done:
+                        batches[-1]["heat"] = heat
+                    print(f"  heat: {heat}", flush=True)
+                    if _persona_sent(rt, user) or rt.persona_worker.refresh_heat(user):
+                        before, t0 = _stats(rt), time.perf_counter()
+                        out = rt.persona_worker.extract(user)
+                        persona_runs.append({"seconds": time.perf_counter() - t0, "pages": out.get("pages", 0),
+                                             **_delta(before, _stats(rt))})
+                        print(f"  persona: {out} in {persona_runs[-1]['seconds']:.0f} s", flush=True)
+                # Then a flush, as `memoryos import --wait` and wait_idle(flush=True) do: pages still waiting for
+                # the coalesced persona extraction (fewer than MEMORYOS_PERSONA_MIN_PAGES) are read now.
+                while rt.pending.check(user, force=True).persona_kicked or _persona_sent(rt, user):
                     before, t0 = _stats(rt), time.perf_counter()
                     out = rt.persona_worker.extract(user)
                     persona_runs.append({"seconds": time.perf_counter() - t0, "pages": out.get("pages", 0),
-                                         **_delta(before, _stats(rt))})
-                    print(f"  persona: {out} in {persona_runs[-1]['seconds']:.0f} s", flush=True)
-            # Then a flush, as `memoryos import --wait` and wait_idle(flush=True) do: pages still waiting for
-            # the coalesced persona extraction (fewer than MEMORYOS_PERSONA_MIN_PAGES) are read now.
-            while rt.pending.check(user, force=True).persona_kicked or _persona_sent(rt, user):
-                before, t0 = _stats(rt), time.perf_counter()
-                out = rt.persona_worker.extract(user)
-                persona_runs.append({"seconds": time.perf_counter() - t0, "pages": out.get("pages", 0),
-                                     "flush": True, **_delta(before, _stats(rt))})
-                print(f"  persona (flush): {out} in {persona_runs[-1]['seconds']:.0f} s", flush=True)
-                if not out.get("pages"):
-                    break
-            elapsed = time.perf_counter() - started
-            records = list(collect_user_records(rt, user))
-            stats = _stats(rt)
-            segments = [h.payload for h in rt.segments.all_for_user(user)]
-            pages = [h.payload for h in rt.pages.all_for_user(user)]
-            profile = rt.persona.get_profile(user)
-            assistant_texts = [f.text for f in rt.persona.list("assistant", user, None)]
-            fact_texts = [f.text for f in rt.persona.list("user", user)] + assistant_texts
-            facts = len(fact_texts)
-        finally:
-            rt.close()
-            cleanup(rt.redis, settings.key_prefix)
+                                         "flush": True, **_delta(before, _stats(rt))})
+                    print(f"  persona (flush): {out} in {persona_runs[-1]['seconds']:.0f} s", flush=True)
+                    if not out.get("pages"):
+                        break
+                elapsed = time.perf_counter() - started
+                records = list(collect_user_records(rt, user))
+                stats = _stats(rt)
+                segments = [h.payload for h in rt.segments.all_for_user(user)]
+                pages = [h.payload for h in rt.pages.all_for_user(user)]
+                profile = rt.persona.get_profile(user)
+                assistant_texts = [f.text for f in rt.persona.list("assistant", user, None)]
+                fact_texts = [f.text for f in rt.persona.list("user", user)] + assistant_texts
+                facts = len(fact_texts)
+            finally:
+                rt.close()
+                cleanup(rt.redis, settings.key_prefix)
     exported = [r["turn_id"] for r in records if r["type"] == "turn"]
     published = [t["turn_id"] for t in turns]
     fallbacks = stats.get("segment_fallbacks", 0) + stats.get("segment_fallback_pages", 0)
@@ -187,6 +189,7 @@ def check(
                                     else [f"none stored ({len(assistant_texts)} assistant facts)"]),
                      **{name: items[:10] for name, items in form.items()}},
         "facts_sample": fact_texts[:10], "facts_all": fact_texts,
+        "persona_answers": answers,
         "profile_summary_all": profile.summary if profile else "",
         "traits_all": [{"dimension": d, "level": t.level, "evidence": e}
                        for (d, e), t in zip(traits, profile.traits if profile else [], strict=True)],

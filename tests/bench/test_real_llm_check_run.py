@@ -28,3 +28,24 @@ def test_a_persona_task_sent_during_the_run_is_extracted(monkeypatch: pytest.Mon
     assert any(not run.get("flush") for run in result["persona_runs"]), "extracted during the run, not at the end"
     assert result["checks"]["a non-empty profile"]
     assert result["checks"]["every turn back exactly once"]
+
+
+def test_the_run_keeps_what_the_model_wrote_and_what_the_post_check_kept(monkeypatch: pytest.MonkeyPatch,
+                                                                        settings) -> None:  # noqa: ANN001
+    """A failed check must be readable: every persona answer reviewed during the run is in the results, with the
+    facts the model wrote beside those kept, so "25 dropped as not said" can be read, not only counted."""
+    from bench.real_llm_check import check
+    from memoryos_workers.pipeline import persona_review
+
+    review = persona_review.review
+    monkeypatch.setenv("MEMORYOS_REDIS_URL", settings.redis_url)
+    with FakeLLM(responder=persona_responder) as llm:
+        result = check(llm.base_url, "conv-26", 40, 8192, None)
+    answers = result["persona_answers"]
+    assert len(answers) >= result["calls_by_purpose"]["persona"] >= 1  # each answer reviewed, retries too
+    for answer in answers:
+        assert answer["counts"]["written"] == len(answer["written"]["user_facts"]) + len(
+            answer["written"]["assistant_facts"])
+        assert len(answer["kept"]["user_facts"]) <= len(answer["written"]["user_facts"])
+    assert any(answer["written"]["user_facts"] for answer in answers)  # the persona test model writes facts
+    assert persona_review.review is review  # the recording is undone
