@@ -323,7 +323,25 @@ def opens_with_pronoun(sentence: str) -> bool:
     """A sentence whose subject is a pronoun. Opening a summary, whom it is about cannot be told (the 0.5B
     model's summary "She recently ran a charity race ..." was the assistant's line); after a sentence about the
     user ("Caroline is ... She wants to adopt children.") it reads as that sentence's subject and is kept."""
-    return (words(sentence) or [""])[0] in _THIRD_PERSON_OPENER
+    return (words(sentence) or [""])[0].split("'")[0] in _THIRD_PERSON_OPENER  # "it's" opens with "it"
+
+
+def trim_summary(summary: str) -> str:
+    """The summary once its invented sentences are gone: a sentence whose subject is a pronoun cannot lead it
+    (its antecedent may have been a dropped sentence: the 0.5B model's "The user is a 25-year-old male ... He
+    has been involved in ..." at 0462d1c lost its invented first sentence and led with "He"), and a last
+    sentence cut mid-word is dropped ("It's a lot to take in, but he'" was kept whole as a summary)."""
+    parts = [p.strip() for p in _SENTENCE_END.split(summary.strip()) if p.strip()]
+    while parts and opens_with_pronoun(parts[0]):
+        parts.pop(0)
+    if parts and (parts[-1].endswith(("'", "\u2019", ",")) or (len(parts) > 1 and not parts[-1].endswith(_WHOLE))):
+        parts.pop()
+    while parts and opens_with_pronoun(parts[0]):
+        parts.pop(0)
+    return " ".join(parts)
+
+
+_WHOLE = (".", "!", "?", '"', "\u201d", ")")
 
 
 def is_chat_sentence(sentence: str) -> bool:

@@ -37,6 +37,7 @@ from memoryos_workers.pipeline.persona_quality import (
     repair_fact,
     repair_summary,
     source_stems,
+    trim_summary,
     words,
 )
 from memoryos_workers.pipeline.trait_form import review_traits
@@ -144,6 +145,7 @@ def review(value: PersonaExtraction, pages: Sequence[Page], known: Sequence[str]
     summary = repair_summary(written, turns, USER_SUBJECT) if written else ""
     summary_rejected = bool(written) and not summary
     summary, invented = grounded_sentences(summary, sources, memory)
+    summary = trim_summary(summary)
     traits, traits_invented, traits_copied = review_traits(value.profile.traits, sources, memory)
     profile = value.profile.model_copy(update={"summary": summary, "traits": traits})
     out = Review(

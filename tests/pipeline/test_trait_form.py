@@ -205,3 +205,26 @@ def test_a_refusal_in_the_answer_is_dropped_not_stored_or_asked_again() -> None:
     assert [f.text for f in out.value.assistant_facts] == ["The assistant ran a charity race for mental health."]
     assert out.value.profile.summary == "Caroline went to a LGBTQ support group."
     assert out.chat == 2 and out.rejected == 0 and not out.needs_retry
+
+
+def test_a_summary_left_leading_with_a_pronoun_or_cut_mid_word_is_trimmed() -> None:
+    """What the 0.5B model's summaries became at 0462d1c (bench/persona_answers.py recorded them): the invented
+    first sentence dropped left "He ..." in the lead, and "It's a lot to take in, but he'" was kept whole."""
+    from memoryos_workers.pipeline.persona_quality import trim_summary
+
+    assert trim_summary("It's a lot to take in, but he'") == ""
+    assert trim_summary("He has been involved in adoption agencies. The user's goal is to give kids a loving "
+                        "home.") == "The user's goal is to give kids a loving home."
+    assert trim_summary("Caroline paints. She loves sunsets. It's a lot to take in, but he'") == (
+        "Caroline paints. She loves sunsets.")  # a later pronoun reads as the sentence before's subject
+    assert trim_summary("The user loves hiking") == "The user loves hiking"  # one sentence, no full stop: whole
+    pages = [Page(user_id="u", turn_id="t0", seq=0, timestamp=datetime(2023, 5, 8, tzinfo=timezone.utc),
+                  user_input="I'm looking into adoption agencies that help LGBTQ+ folks with adoption. It's a lot "
+                             "to take in, but I'm feeling hopeful.", agent_response="That's wonderful!")]
+    written = ("The user is a 25-year-old male who has been working in mental health for the past year. He is "
+               "currently looking into adoption agencies that help LGBTQ+ folks with adoption. It's a lot to take "
+               "in, but he'")
+    answer = PersonaExtraction(profile=ProfileUpdate(summary=written, traits=[]), user_facts=[],
+                               assistant_facts=[])
+    kept = review(answer, pages).value.profile.summary
+    assert not kept.startswith(("He ", "It's")) and not kept.endswith("he'"), kept
