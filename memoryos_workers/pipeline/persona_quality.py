@@ -326,6 +326,9 @@ def opens_with_pronoun(sentence: str) -> bool:
     return (words(sentence) or [""])[0].split("'")[0] in _THIRD_PERSON_OPENER  # "it's" opens with "it"
 
 
+_WHOLE = (".", "!", "?", '"', "\u201d", ")")  # how a whole sentence ends
+
+
 def trim_summary(summary: str) -> str:
     """The summary once its invented sentences are gone: a sentence whose subject is a pronoun cannot lead it
     (its antecedent may have been a dropped sentence: the 0.5B model's "The user is a 25-year-old male ... He
@@ -336,12 +339,7 @@ def trim_summary(summary: str) -> str:
         parts.pop(0)
     if parts and (parts[-1].endswith(("'", "\u2019", ",")) or (len(parts) > 1 and not parts[-1].endswith(_WHOLE))):
         parts.pop()
-    while parts and opens_with_pronoun(parts[0]):
-        parts.pop(0)
     return " ".join(parts)
-
-
-_WHOLE = (".", "!", "?", '"', "\u201d", ")")
 
 
 def is_chat_sentence(sentence: str) -> bool:
