@@ -58,7 +58,7 @@ PURPOSES = ("segmentation", "persona", "retry", "fallback")
 POST_CHECK = ("persona_facts_repaired", "persona_facts_rejected", "persona_summaries_rejected",
               "persona_quality_retries", "persona_second_facts_rejected", "persona_second_summaries_rejected",
               "persona_facts_invented", "persona_summary_sentences_invented", "persona_facts_near_copies",
-              "persona_facts_chat")
+              "persona_facts_chat", "persona_facts_quoted")
 
 
 def check(
@@ -308,7 +308,8 @@ def _post_check(result: dict[str, Any]) -> str:
             f"{done.get('persona_facts_invented', 0)} facts and {done.get('persona_summary_sentences_invented', 0)} "
             "summary sentences dropped as not said in the pages, "
             f"{done.get('persona_facts_near_copies', 0)} facts dropped or kept as the shown fact they said again, "
-            f"{done.get('persona_facts_chat', 0)} dropped as exclamations")
+            f"{done.get('persona_facts_chat', 0)} dropped as chat or a refusal, "
+            f"{done.get('persona_facts_quoted', 0)} kept as the user's quoted line says them")
 
 
 def _failures(result: dict[str, Any]) -> str:

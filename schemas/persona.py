@@ -70,6 +70,7 @@ class Fact(BaseModel):
     date: str = Field(description="ISO date the dialogue gives for the fact, or empty.")
     # Read from the answer when present (the persona schema asks for them); absent in older answers.
     page: int | None = Field(None, description="Index of the page the fact comes from.")
+    quote: str = Field("", description="The user's own words the fact rests on, copied from one of the user's lines.")
     supersedes: list[str] = Field(default_factory=list, description="Shown fact ids this fact replaces.")
     confirms: list[str] = Field(default_factory=list, description="Shown fact ids this fact restates.")
 

@@ -29,6 +29,7 @@ from pydantic_core import from_json
 
 from memoryos_workers.memory.similarity import extract_keywords
 from memoryos_workers.pipeline.fact_form import FACT_CHARS
+from memoryos_workers.pipeline.fact_quotes import QUOTE_CHARS
 from memoryos_workers.pipeline.persona_quality import theme_or_keywords
 from memoryos_workers.pipeline.trait_form import DIMENSION_CHARS, EVIDENCE_CHARS
 from schemas.memory import MAX_TOPICS, PageAnalysis, TopicAnalysis
@@ -44,7 +45,7 @@ MAX_USER_FACTS = 24
 SEGMENT_ANSWER_PER_PAGE = 70
 SEGMENT_ANSWER_PER_TOPIC = 120
 PERSONA_FIXED_TOKENS = 600  # the profile's summary and MAX_TRAITS_PER_CALL traits
-PERSONA_FACT_TOKENS = 45
+PERSONA_FACT_TOKENS = 75  # a user fact's quote (up to QUOTE_CHARS) and its text
 # Longest strings, in characters (the json_schema's maxLength): a theme of a few words, a summary that stays
 # within PROFILE_SUMMARY_TOKENS (120) however it is tokenised; a fact's, FACT_CHARS, is fact_form's (a grammar stops
 # the string at it mid-sentence: the post-check keeps its whole sentences).
@@ -228,7 +229,10 @@ def persona_schema(n_pages: int, completion_tokens: int = 2048, shown: Sequence[
     user_facts, assistant_facts = persona_limits(n_pages, completion_tokens)
     ids = _array({"type": "string", "enum": list(shown)}, 0, len(shown)) if shown else _array(_STRING, 0, 0)
     text = {**_STRING, "maxLength": FACT_CHARS}
-    user_fact = _object({"text": text, "date": _STRING, "page": {"type": "integer", "enum": list(range(n_pages))},
+    # The quote first: a grammar-constrained model writes properties in order, so it copies the user's words
+    # before it restates them (pipeline/fact_quotes.py).
+    user_fact = _object({"quote": {**_STRING, "maxLength": QUOTE_CHARS}, "text": text, "date": _STRING,
+                         "page": {"type": "integer", "enum": list(range(n_pages))},
                          "supersedes": ids, "confirms": ids})
     fact = _object({"text": text, "date": _STRING})
     trait = _object({"id": {"type": "string", "enum": ["", *traits]},
@@ -283,9 +287,10 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 def _linked(item: Any) -> Fact | None:
     if not isinstance(item, dict):
         return None
-    page = item.get("page")
+    page, quote = item.get("page"), item.get("quote")
     try:
         return Fact(**_plain(item), page=page if isinstance(page, int) and not isinstance(page, bool) else None,
+                    quote=quote if isinstance(quote, str) else "",
                     supersedes=_ids(item.get("supersedes")), confirms=_ids(item.get("confirms")))
     except ValidationError:
         return None

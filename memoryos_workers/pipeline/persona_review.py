@@ -11,9 +11,11 @@ same way and only what passes is kept. It never loops. A summary sentence or fac
 support (persona_quality.grounded: invented; an assistant fact must be supported by the assistant's own lines)
 is dropped without a retry: a model that invents does so again, and the call's cost stays the design's.
 Counted (persona_facts_repaired, persona_facts_rejected, persona_summaries_rejected, persona_quality_retries,
-persona_facts_near_copies, persona_facts_chat, persona_traits_invented, persona_traits_copied) and logged by
-user id only: no content in logs. The user's facts, summary and traits must be said in the user's own lines or
-what memory already holds about the user; traits are put in their shape (pipeline/trait_form.py).
+persona_facts_near_copies, persona_facts_chat, persona_facts_quoted, persona_traits_invented,
+persona_traits_copied) and logged by user id only: no content in logs. The user's facts, summary and traits
+must be said in the user's own lines or what memory already holds about the user; traits are put in their shape
+(pipeline/trait_form.py). A user fact whose text fails but whose quote stands in a user line is kept as that
+line says it (pipeline/fact_quotes.py).
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from typing import Any
 from memoryos_workers.llm.base import LLM, LLMError, LLMTruncated
 from memoryos_workers.llm.spend import Spend
 from memoryos_workers.pipeline.answer_schemas import AnyJSON, parse_partial, read_persona
-from memoryos_workers.pipeline.fact_form import near_copy, shape
+from memoryos_workers.pipeline.fact_form import near_copy, sentences, shape
+from memoryos_workers.pipeline.fact_quotes import quoted_sentences
 from memoryos_workers.pipeline.persona_quality import (
     Memory,
     fact_without_subject,
     grounded,
     grounded_sentences,
+    is_chat_sentence,
     refusal,
     repair_fact,
     repair_summary,
@@ -68,6 +72,7 @@ class Review:
     # exclamations asked again is another; counted among `rejected` it made the test model's every "The user
     # said: <line>" answer a retry (bench llm_cost, regular mode: 13.5 calls per 100 promoted turns, over 12).
     chat: int = 0
+    quoted: int = 0  # user facts whose text failed, kept as their quote's user line says them (fact_quotes)
     invented_traits: int = 0  # evidence not said in the user's lines or what memory holds (trait_form)
     copied_traits: int = 0  # evidence another trait of the answer has, or a field name for a dimension
     summary_rejected: bool = False
@@ -78,46 +83,68 @@ class Review:
         return self.summary_rejected or (self.rejected >= 2 and 2 * self.rejected > self.written)
 
 
+def _passing(text: str, subject: str, sources: frozenset[str], memory: Memory | None) -> tuple[str, str]:
+    """The fact's text in its shape and "" when it passes; else "" and why not: "rejected" (no subject: a
+    retry asks for one), "chat" (a refusal, or nothing with a subject left once its exclamations are dropped:
+    "... was the best! Such a special moment.") or "invented" (not said in the call's input)."""
+    if refusal(text):  # the model declined: nothing about anyone, and asking again would not help
+        return "", "chat"
+    repaired = repair_fact(text, subject)
+    if repaired is None:
+        return "", "rejected"
+    shaped, _ = shape(repaired)
+    if not shaped or fact_without_subject(shaped):
+        return "", "chat"
+    if not grounded(shaped, sources, memory):
+        return "", "invented"
+    return shaped, ""
+
+
+def _from_quote(fact: Fact, subject: str, lines: Sequence[str]) -> str:
+    """The fact as its quote's user line says it, in the third person (pipeline/fact_quotes.py); "" when the
+    quote is in no user line or that line says nothing with a subject (a question, small talk)."""
+    source = quoted_sentences(fact.quote, lines) if fact.quote else None
+    if not source:
+        return ""
+    claims = " ".join(s for s in sentences(source) if not is_chat_sentence(s))
+    repaired = repair_fact(claims, subject) if claims and not refusal(claims) else None
+    shaped = shape(repaired)[0] if repaired else ""
+    return shaped if shaped and not fact_without_subject(shaped) and not is_chat_sentence(shaped) else ""
+
+
 def _facts(facts: Sequence[Fact], subject: str, sources: frozenset[str], known: Sequence[str] = (),
-           memory: Memory | None = None) -> tuple[list[Fact], int, int, int, int, int]:
-    """The facts that pass (repaired where only their person or their shape is wrong: fact_form.shape), how
-    many were repaired, rejected (no subject), invented, near copies, and chat (nothing with a subject left
-    once its exclamations are dropped: "... was the best! Such a special moment."). A fact said twice in one
-    answer (a small model loops, or writes a line again cut shorter) is one fact: the longer is kept, the
-    other dropped, not rejected. A near copy of a `known` fact (one the call was shown) takes that fact's
-    text: the store then finds it as its own nearest neighbour and confirms it (PersonaStore.add_facts),
-    instead of storing it a second time in other words."""
+           memory: Memory | None = None, lines: Sequence[str] = ()) -> tuple[list[Fact], dict[str, int]]:
+    """The facts that pass (repaired where only their person or their shape is wrong: fact_form.shape), and
+    counts: repaired, rejected (no subject), invented, near copies, chat (_passing) and quoted (a fact whose
+    text failed, said as its quote's user line says it: `lines`, the user's lines, only for user facts). A
+    fact said twice in one answer (a small model loops, or writes a line again cut shorter) is one fact: the
+    longer is kept, the other dropped, not rejected. A near copy of a `known` fact (one the call was shown)
+    takes that fact's text: the store then finds it as its own nearest neighbour and confirms it
+    (PersonaStore.add_facts), instead of storing it a second time in other words."""
     kept: list[Fact] = []
-    repaired = rejected = invented = copies = chat = 0
+    counts = dict.fromkeys(("repaired", "rejected", "invented", "copies", "chat", "quoted"), 0)
     for fact in facts:
-        if refusal(fact.text):  # the model declined: nothing about anyone, and asking again would not help
-            chat += 1
-            continue
-        text = repair_fact(fact.text, subject)
-        if text is None:
-            rejected += 1
-            continue
-        shaped, _ = shape(text)
-        if not shaped or fact_without_subject(shaped):
-            chat += 1
-            continue
-        if not grounded(shaped, sources, memory):
-            invented += 1
-            continue
+        shaped, why = _passing(fact.text, subject, sources, memory)
+        if why:
+            shaped = _from_quote(fact, subject, lines)
+            if not shaped:
+                counts[why] += 1
+                continue
+            counts["quoted"] += 1
         same = next((i for i, k in enumerate(kept) if near_copy(k.text, shaped)), None)
         if same is not None:
-            copies += 1
+            counts["copies"] += 1
             if len(shaped) > len(kept[same].text):  # the longer is the whole one ("... started looking into")
                 kept[same] = fact.model_copy(update={"text": shaped})
             continue
         stored = next((k for k in known if near_copy(k, shaped) and len(words(k)) >= len(words(shaped))), None)
         if stored is not None:
-            copies += 1
+            counts["copies"] += 1
             shaped = stored.strip()
-        elif shaped != fact.text.strip():
-            repaired += 1
+        elif shaped != fact.text.strip() and not why:
+            counts["repaired"] += 1
         kept.append(fact.model_copy(update={"text": shaped}))
-    return kept, repaired, rejected, invented, copies, chat
+    return kept, counts
 
 
 def review(value: PersonaExtraction, pages: Sequence[Page], known: Sequence[str] = (),
@@ -133,14 +160,13 @@ def review(value: PersonaExtraction, pages: Sequence[Page], known: Sequence[str]
     # summary ("She recently ran a charity race ...") and into every trait's evidence.
     # Memory (`known`) supports only words a claim restates, never its unsaid ones (persona_quality.grounded).
     sources, memory = source_stems(p.user_input for p in pages), Memory.of(known)
-    user, r1, x1, i1, c1, h1 = _facts(value.user_facts, USER_SUBJECT, sources, known_facts, memory)
+    user, u = _facts(value.user_facts, USER_SUBJECT, sources, known_facts, memory, [p.user_input for p in pages])
     # What the assistant is or did comes from its own lines and shown assistant facts, not from `known`: the
     # 0.5B model credited user lines, shown user facts and the profile's words to the assistant.
     said_by_assistant = source_stems(p.agent_response for p in pages)
     mine = [f for f in value.assistant_facts if not _ABOUT_THE_USER.match(f.text)]
-    assistant, r2, x2, i2, c2, h2 = _facts(mine, ASSISTANT_SUBJECT, said_by_assistant, assistant_known,
-                                           Memory.of(assistant_known))
-    x2 += len(value.assistant_facts) - len(mine)  # a fact about the user in the assistant's list: not the assistant's
+    assistant, a = _facts(mine, ASSISTANT_SUBJECT, said_by_assistant, assistant_known, Memory.of(assistant_known))
+    a["rejected"] += len(value.assistant_facts) - len(mine)  # about the user in the assistant's list: not its own
     written = value.profile.summary.strip()
     summary = repair_summary(written, turns, USER_SUBJECT) if written else ""
     summary_rejected = bool(written) and not summary
@@ -150,9 +176,11 @@ def review(value: PersonaExtraction, pages: Sequence[Page], known: Sequence[str]
     profile = value.profile.model_copy(update={"summary": summary, "traits": traits})
     out = Review(
         value=value.model_copy(update={"profile": profile, "user_facts": user, "assistant_facts": assistant}),
-        repaired=r1 + r2, rejected=x1 + x2, written=len(value.user_facts) + len(value.assistant_facts),
-        summary_rejected=summary_rejected, invented_facts=i1 + i2, invented_sentences=invented,
-        near_copies=c1 + c2, chat=h1 + h2, invented_traits=traits_invented, copied_traits=traits_copied,
+        repaired=u["repaired"] + a["repaired"], rejected=u["rejected"] + a["rejected"],
+        written=len(value.user_facts) + len(value.assistant_facts), summary_rejected=summary_rejected,
+        invented_facts=u["invented"] + a["invented"], invented_sentences=invented,
+        near_copies=u["copies"] + a["copies"], chat=u["chat"] + a["chat"], quoted=u["quoted"],
+        invented_traits=traits_invented, copied_traits=traits_copied,
     )
     if out.summary_rejected:
         out.reasons.append("The profile summary was a line of chat (first person, a question, words addressed to "
@@ -191,6 +219,7 @@ def reviewed(
                 "persona_facts_invented": first.invented_facts,
                 "persona_summary_sentences_invented": first.invented_sentences,
                 "persona_facts_near_copies": first.near_copies, "persona_facts_chat": first.chat,
+                "persona_facts_quoted": first.quoted,
                 "persona_traits_invented": first.invented_traits, "persona_traits_copied": first.copied_traits}
     best = first
     if first.needs_retry:
@@ -204,6 +233,7 @@ def reviewed(
             counters["persona_summary_sentences_invented"] += second.invented_sentences
             counters["persona_facts_near_copies"] += second.near_copies
             counters["persona_facts_chat"] += second.chat
+            counters["persona_facts_quoted"] += second.quoted
             counters["persona_traits_invented"] += second.invented_traits
             counters["persona_traits_copied"] += second.copied_traits
             counters["persona_second_facts_rejected"] = second.rejected

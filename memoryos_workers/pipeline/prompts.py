@@ -74,7 +74,7 @@ def segmentation_messages(
     ]
 
 
-PERSONA_PROMPT_VERSION = "persona-v6"
+PERSONA_PROMPT_VERSION = "persona-v7"
 
 # No example answer: a 0.5B model (bench/real_llm_check.py) copied every example it was shown into its answer
 # word for word (a whole example answer, in the instructions or as an earlier exchange; single example
@@ -83,7 +83,8 @@ PERSONA_PROMPT_VERSION = "persona-v6"
 # a claim, not a reported line ("The user said that he went ..." guessed a pronoun for a transgender woman);
 # the example sentence the issue suggests is left out for the same reason. persona-v6: the user is what the
 # user's own lines say (persona-v5's summary and every trait were the assistant's line), each trait's evidence
-# its own (pipeline/trait_form.py).
+# its own (pipeline/trait_form.py). persona-v7: each user fact first quotes the user's own words it rests on
+# (pipeline/fact_quotes.py): the 0.5B model's user facts were invented or the assistant's lines.
 
 PERSONA_SYSTEM = """You maintain the long-term memory an assistant keeps about one user.
 You receive a JSON data block: `current_profile` (the user's profile so far, or null), `current_facts`
@@ -105,7 +106,8 @@ exclamations.
   health, possessions, plans, lasting preferences). Each is one claim in one short sentence: "The user"
   and then what the user is, has or did, not "said", "mentioned" or "told"; never "he" or "she" for the
   user. Each fact once. Skip small talk, thanks, compliments, passing moods and
-  everything the assistant said. For each: `date` (the ISO date or month it became true, or ""), `page`
+  everything the assistant said. For each: `quote` (the user's own words the fact rests on, copied exactly
+  from one `user` line, never from an `assistant` line), `date` (the ISO date or month it became true, or ""), `page`
   (its page index), `supersedes` (ids of current facts it makes no longer true: a new home replaces the
   old home) and `confirms` (ids of current facts it restates). Name an id only when the pages show that
   very fact changed.

@@ -129,6 +129,7 @@ def test_every_answer_the_persona_schema_allows_is_read_whole(n: int, budget: in
     dumped = value.model_dump()
     for fact in dumped["assistant_facts"]:  # the links are user facts' only
         assert fact.pop("page") is None and fact.pop("supersedes") == fact.pop("confirms") == []
+        assert fact.pop("quote") == ""
     assert dumped == answer
     assert all(set(f.supersedes) <= set(shown) for f in value.user_facts) and set(value.retired) <= set(shown)
     user_facts, assistant_facts = persona_limits(n, budget)
