@@ -45,7 +45,7 @@ MAX_USER_FACTS = 24
 SEGMENT_ANSWER_PER_PAGE = 70
 SEGMENT_ANSWER_PER_TOPIC = 120
 PERSONA_FIXED_TOKENS = 600  # the profile's summary and MAX_TRAITS_PER_CALL traits
-PERSONA_FACT_TOKENS = 75  # a user fact's quote (up to QUOTE_CHARS) and its text
+PERSONA_FACT_TOKENS = 60  # a user fact's quote (a few words, at most QUOTE_CHARS) and its text
 # Longest strings, in characters (the json_schema's maxLength): a theme of a few words, a summary that stays
 # within PROFILE_SUMMARY_TOKENS (120) however it is tokenised; a fact's, FACT_CHARS, is fact_form's (a grammar stops
 # the string at it mid-sentence: the post-check keeps its whole sentences).

@@ -18,13 +18,18 @@ from memoryos_workers.pipeline.fact_form import sentences
 from memoryos_workers.pipeline.persona_quality import words
 
 QUOTE_MIN_WORDS = 4  # fewer words ("I love it") are found in too many lines to say which claim is meant
-QUOTE_CHARS = 160  # the schema's maxLength: one sentence or two short ones
+# The schema's maxLength: a few words locate the line, whose whole sentence is then used; each character asked
+# for costs answer tokens that would hold other facts (answer_schemas.PERSONA_FACT_TOKENS).
+QUOTE_CHARS = 100
 MAX_QUOTED_SENTENCES = 2
 
 
 def _find(needle: list[str], hay: list[str]) -> int:
-    n = len(needle)
-    return next((i for i in range(len(hay) - n + 1) if hay[i : i + n] == needle), -1)
+    """Where the needle's words stand in order in `hay`; its last word may be cut short (a grammar stops the
+    quote at QUOTE_CHARS mid-word: "... to support those with simi")."""
+    n, *head, last = len(needle), *needle
+    return next((i for i in range(len(hay) - n + 1)
+                 if hay[i : i + n - 1] == head and hay[i + n - 1].startswith(last)), -1)
 
 
 def quoted_sentences(quote: str, lines: Sequence[str]) -> str | None:

@@ -105,11 +105,11 @@ exclamations.
 - `user_facts`: durable facts the user states about themself (home, work, family and partner, pets,
   health, possessions, plans, lasting preferences). Each is one claim in one short sentence: "The user"
   and then what the user is, has or did, not "said", "mentioned" or "told"; never "he" or "she" for the
-  user. Each fact once. Skip small talk, thanks, compliments, passing moods and
-  everything the assistant said. For each: `quote` (the user's own words the fact rests on, copied exactly
-  from one `user` line, never from an `assistant` line), `date` (the ISO date or month it became true, or ""), `page`
-  (its page index), `supersedes` (ids of current facts it makes no longer true: a new home replaces the
-  old home) and `confirms` (ids of current facts it restates). Name an id only when the pages show that
+  user. Each fact once. Skip small talk, thanks, compliments, passing moods and everything the assistant
+  said. For each: `quote` (a few of the user's own words the fact rests on, copied exactly from one `user`
+  line, never from an `assistant` line), `date` (the ISO date or month it became true, or ""), `page` (its
+  page index), `supersedes` (ids of current facts it makes no longer true: a new home replaces the old
+  home) and `confirms` (ids of current facts it restates). Name an id only when the pages show that
   very fact changed.
 - `retired`: ids of current facts the pages show are no longer true and that nothing replaces.
 - `assistant_facts`: what the assistant committed to or said about itself, each starting with

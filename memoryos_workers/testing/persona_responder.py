@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 from memoryos_workers.memory.similarity import extract_keywords
+from memoryos_workers.pipeline.fact_form import cut_at_word
 from memoryos_workers.pipeline.fact_quotes import QUOTE_CHARS
 from memoryos_workers.testing.fake_llm.schema_answers import generate_from_schema
 from memoryos_workers.testing.responders import data_block, schema_name, segmentation_answer
@@ -73,7 +74,7 @@ def _facts(pages: list[dict[str, Any]], side: str, subject: str, limit: int) -> 
         best = sorted(statements(str(page.get(side, ""))), key=len, reverse=True)[:1]
         for s in best:
             found.append((len(s), int(page.get("index", 0)), third_person(s, subject), str(page.get("time", ""))[:10],
-                          s[:QUOTE_CHARS]))
+                          cut_at_word(s, QUOTE_CHARS)))
     chosen = sorted(sorted(found, key=lambda f: -f[0])[:limit], key=lambda f: f[1])
     # The quote (the statement it restates) goes where the schema has one (user facts); _complete drops it elsewhere.
     return [{"quote": quote, "text": text, "date": date} for _, _, text, date, quote in chosen]

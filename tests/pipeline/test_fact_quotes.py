@@ -48,6 +48,8 @@ def test_a_quote_names_the_sentence_of_the_user_line_it_is_from() -> None:
     # Case, punctuation and spacing as the model copies them do not matter; word order does.
     assert quoted_sentences("i went to a lgbtq  support-group", USER) == USER[1]
     assert quoted_sentences("support group LGBTQ a to went", USER) is None
+    # Cut mid-word where the schema's maxLength stopped it.
+    assert quoted_sentences("I'd love to support those with simi", USER) == USER[3]
 
 
 def test_a_quote_in_no_user_line_or_too_short_names_nothing() -> None:

@@ -167,8 +167,9 @@ def test_a_theme_copied_from_what_else_the_call_was_shown_is_renamed() -> None:
     answer = {"analysis": {"topics": [{"theme": "gender identity and inclusion", "summary": "s",
                                        "keywords": ["talk", "school", "trans"]}],
                            "pages": [{"topic": 0, "continues_previous": True, "chain_summary": "c"}]}}
-    earlier = _pages()[0].model_copy(update={"user_input": "Conversations about gender identity and inclusion are so "
-                                                           "necessary and I'm thankful for being able to give a voice."})
+    said = ("Conversations about gender identity and inclusion are so necessary and I'm thankful for being able "
+            "to give a voice.")
+    earlier = _pages()[0].model_copy(update={"user_input": said})
     shown = shown_texts(previous_link(earlier, "c"), [])
     assert read_segmentation(answer, _pages()[1:]).topics[0].theme == "gender identity and inclusion"
     assert read_segmentation(answer, _pages()[1:], shown).topics[0].theme == "talk school trans"
