@@ -162,8 +162,9 @@ def _latency(sizes: list[int], users: int, queries: int, rpc: bool, seed: int, f
 
 def _print_latency(result: dict[str, Any]) -> None:
     rows = result["rows"]
-    print(f"\nretrieval latency: {result['users']} users (a profile and {result.get('facts', 0)} facts each), "
-          f"{result['queries']} queries per size, default retrieve (2,000-token budget), embedded store")
+    print(f"\nretrieval latency: {result['users']} users (a profile and {result.get('facts', 0)} facts each; pages "
+          f"per user = pages / users), {result['queries']} queries per size, default retrieve (2,000-token budget), "
+          "embedded store")
     head = f"{'pages':>7} {'embed p50':>10} {'in-proc p50':>12} {'p99':>8} {'/embed':>7} {'p99/embed':>10}"
     head += f" {'RSS MiB':>8} {'load':>5}"
     head += f" {'RPC p50':>9} {'p99':>8} {'RPC-local':>10} {'transport':>10}"
@@ -227,6 +228,7 @@ STAGES = ("embed", "short_term", "persona_read", "bm25", "warm", "early_wait", "
 
 def markdown_latency(result: dict[str, Any]) -> str:
     rows = result["rows"]
+    per_user = ", ".join(f"{fmt(r['size'] // result['users'])} at {fmt(r['size'])}" for r in rows)
     table = []
     for r in rows:
         e, loc, rpc = r["embed"]["p50_ms"], r["local"], r.get("rpc")
@@ -245,7 +247,9 @@ def markdown_latency(result: dict[str, Any]) -> str:
         f"neighbours) against the store size: {result['users']} users, each with a full "
         f"short-term list, a profile of eight traits, {result.get('facts', 0)} user facts and mid-term pages of "
         f"generated everyday dialogue in segments of {SEGMENT_PAGES}, in the "
-        f"embedded store (Qdrant Edge); {result['queries']} queries per size. *In-process* is "
+        f"embedded store (Qdrant Edge); {result['queries']} queries per size. The pages are spread evenly over "
+        f"the users, so a larger size also means more pages per user ({per_user}): each retrieval searches, "
+        "reads and fits more of its user's pages, not only the same pages among more. *In-process* is "
         "`memoryos_workers.retrieval.retriever.Retriever` in the benchmark's process; *RPC* is "
         "producers' `RetrievalClient` "
         "(a task on the retrieval queue, answered by a real worker process on the same store). Baseline from the "

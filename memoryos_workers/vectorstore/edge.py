@@ -3,7 +3,11 @@
 One shard per collection. Edge holds an exclusive lock on each shard's WAL for as long as it is open, so a
 folder can be served by one process only; worker threads of that process share the store through one
 RLock. Segments are never optimized here (no `optimize()` call): per-user data stays small enough for
-plain search, and optimizing would block every thread for the whole rebuild.
+plain search, and optimizing would block every thread for the whole rebuild. Measured for issue 24 on the
+100k-page latency bench store (1,000 users x 100 pages, 100k facts; each shard one plain segment after the
+build): optimize() took 135-145 s of CPU in two runs (pages 82-85 s, facts 51-60 s) and built HNSW
+segments, and a user's reads and retrievals cost the same after as before (filtered dense search 0.22 ms
+both; retrieval p50 within 1%, interleaved), with the same contexts for 300 of 300 queries.
 """
 
 from __future__ import annotations
