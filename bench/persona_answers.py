@@ -15,12 +15,13 @@ from typing import Any
 
 from schemas.persona import PersonaExtraction
 
-COUNTS = ("written", "rejected", "invented_facts", "invented_sentences", "near_copies", "chat", "invented_traits",
-          "copied_traits")
+COUNTS = ("written", "rejected", "invented_facts", "invented_sentences", "near_copies", "chat", "quoted",
+          "invented_traits", "copied_traits")
 
 
 def _texts(value: PersonaExtraction) -> dict[str, Any]:
     return {"summary": value.profile.summary, "user_facts": [f.text for f in value.user_facts],
+            "user_quotes": [f.quote for f in value.user_facts],
             "assistant_facts": [f.text for f in value.assistant_facts],
             "traits": [f"{t.dimension}: {t.evidence}" for t in value.profile.traits]}
 

@@ -47,5 +47,8 @@ def test_the_run_keeps_what_the_model_wrote_and_what_the_post_check_kept(monkeyp
         assert answer["counts"]["written"] == len(answer["written"]["user_facts"]) + len(
             answer["written"]["assistant_facts"])
         assert len(answer["kept"]["user_facts"]) <= len(answer["written"]["user_facts"])
+        # Each user fact's quote beside its text: the persona test model quotes the line it restates.
+        assert len(answer["written"]["user_quotes"]) == len(answer["written"]["user_facts"])
+        assert all(answer["written"]["user_quotes"])
     assert any(answer["written"]["user_facts"] for answer in answers)  # the persona test model writes facts
     assert persona_review.review is review  # the recording is undone
