@@ -178,9 +178,29 @@ def fact_without_subject(fact: str) -> bool:
 _POSSESSIVE = re.compile(r"['’]s\b")
 
 
+# Numbers are claims too (an age, a count, a year), written "#18"; content stems start with a letter, so "a
+# 18-year-old" claimed only "year-" and "old" and passed (the real 0.5B model's summary at d8fe291, of a user
+# whose age no line gives; its one line with 18 was "my 18th birthday ten years ago"). A number word counts as its
+# digits ("three years" is said by "3 years"); an ordinal is not its cardinal ("18th" does not say "18").
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?(?:st|nd|rd|th)?(?![.,]?\d)", re.IGNORECASE)
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())} | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60",
+                                                      "seventy": "70", "eighty": "80", "ninety": "90"}
+_NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
+
+
+def numbers(text: str) -> frozenset[str]:
+    """The numbers a text states, as "#<digits>" (number words as their digits)."""
+    found = {"#" + n.replace(",", "").lower() for n in _NUMBER.findall(text)}
+    found |= {"#" + _NUMBER_WORDS[w.lower()] for w in _NUMBER_WORD.findall(text)}
+    return frozenset(found)
+
+
 def _claims(text: str) -> frozenset[str]:
-    """The content stems a text states ("the user's" is "user": a possessive is not a word of its own)."""
-    return compute_stems(_POSSESSIVE.sub("", text))
+    """The content stems a text states ("the user's" is "user": a possessive is not a word of its own), and its
+    numbers (numbers())."""
+    return compute_stems(_POSSESSIVE.sub("", text)) | numbers(text)
 
 
 def source_stems(texts: Iterable[str]) -> frozenset[str]:
@@ -230,6 +250,10 @@ def grounded(text: str, sources: frozenset[str], memory: Memory | None = None) -
     words ("past year") were said at the next call, whose summary added 2 more ("a 25-year-old male ... for the
     past year", the real 0.5B model at c9fcd00): invention grew 2 words per call. Now it stops at one claim."""
     stems = _claims(text) - _FRAME
+    # A number nothing shown says is invented whatever else is said: the tolerance is for a restatement's
+    # words ("lives" for "moved"), and an age or a count is never one.
+    if any(s.startswith("#") for s in stems - sources - (memory.stems if memory else frozenset())):
+        return False
     said = len(stems & sources)
     if not stems or (said >= GROUNDED_SHARE * len(stems) and len(stems) - said <= MAX_UNSUPPORTED):
         return True

@@ -7,9 +7,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from memoryos_workers.pipeline.persona_quality import (
+    Memory,
     fact_without_subject,
     grounded,
     grounded_sentences,
+    numbers,
     repair_fact,
     repair_summary,
     source_stems,
@@ -188,7 +190,7 @@ def test_a_summary_or_fact_the_turns_do_not_say_is_invented() -> None:
     said = source_stems(t for pair in TURNS for t in pair)
     invented = "The user is a 25-year-old male who struggles with anxiety and depression."
     assert not grounded(invented, said)
-    assert unsupported(invented, said) == ["anxie", "depre", "male", "strug", "year-"]
+    assert unsupported(invented, said) == ["#25", "anxie", "depre", "male", "strug", "year-"]
     assert grounded("The user went to an LGBTQ support group.", said)
     assert grounded("The user's goal is to give kids a loving home.", said)  # a possessive is not a claim
     assert grounded("The user enjoys it.", said)  # frame words and no content: claims nothing
@@ -199,6 +201,20 @@ def test_a_summary_or_fact_the_turns_do_not_say_is_invented() -> None:
     assert grounded("The user lives in Vancouver.", source_stems(["We finally moved to Vancouver!"]))  # one new word
     summary, dropped = grounded_sentences(f"The user attends a support group. {invented}", said)
     assert (summary, dropped) == ("The user attends a support group.", 1)
+
+
+def test_a_number_nothing_shown_says_is_invented_whatever_else_is_said() -> None:
+    """The real 0.5B model's summary at d8fe291 gave conv-26's user an age ("a 18-year-old"); its only line with
+    18 was "my 18th birthday ten years ago", and content stems start with a letter, so the age claimed nothing."""
+    said = source_stems(["A friend made it for my 18th birthday ten years ago.",
+                         "I've been living with my family and they give me a loving home."])
+    assert numbers("my 18th birthday ten years ago, 3.5 km, 1,000 people") == {"#18th", "#10", "#3.5", "#1000"}
+    assert not grounded("The user is a 18-year-old who has a loving home.", said)  # "18th" does not say 18
+    assert not grounded("The user has been living with family for 3 years.", said)  # one number, all else said
+    assert grounded("The user's friend made a bowl for the user's 18th birthday 10 years ago.", said)
+    # Memory lends a number as it lends words: a stored fact says it.
+    assert grounded("The user has 3 kids.", said, Memory.of(["The user has three kids."]))
+    assert not grounded("The user has 4 kids.", said, Memory.of(["The user has three kids."]))
 
 
 def test_review_drops_invented_facts_and_sentences_without_a_retry() -> None:
