@@ -48,6 +48,7 @@ from memoryos_workers.retrieval.neighbours import around
 from memoryos_workers.retrieval.neighbours import by_seq as read_seqs
 from memoryos_workers.retrieval.persona_read import assistant_of, persona_for
 from memoryos_workers.vectorstore import Hit
+from memoryos_workers.vectorstore.base import plain_hit
 from producers.context import DEFAULT_PACKING, PackingParams, RetrievedContext
 from producers.context.fit import fit
 from producers.context.parts import PageCandidate, Parts
@@ -258,7 +259,7 @@ class Retriever:
         missing = [t for t in ids if not fusion.hits[t].payload]
         if missing:
             for hit in self.pages_store.by_ids(missing):
-                fusion.hits[hit.id] = Hit(id=hit.id, score=fusion.hits[hit.id].score, payload=hit.payload)
+                fusion.hits[hit.id] = plain_hit(hit.id, fusion.hits[hit.id].score, hit.payload)
         return {t: fusion.hits[t] for t in ids if fusion.hits[t].payload}
 
     def _neighbours(self, fusion: RankFusion, user_id: str, early: Early, skip: set[str]) -> None:
