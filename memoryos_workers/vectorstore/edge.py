@@ -148,8 +148,8 @@ class EdgeStore:
         if with_vectors:
             return [make_hit(p.id, p.score, p.payload, p.vector) for p in scored]
         if not with_payload:  # ids and scores: nothing else to convert
-            return [plain_hit(_id_str(p.id), float(p.score), {}) for p in scored]
-        return [plain_hit(_id_str(p.id), float(p.score), _payload(p.payload)) for p in scored]
+            return [plain_hit(str(p.id), float(p.score), {}) for p in scored]
+        return [plain_hit(str(p.id), float(p.score), _payload(p.payload)) for p in scored]
 
     def scroll(
         self,
@@ -302,25 +302,7 @@ class EdgeStore:
 def _records(records: list[qe.Record], with_vectors: bool) -> list[Hit]:
     if with_vectors:
         return [make_hit(r.id, 0.0, r.payload, r.vector) for r in records]
-    return [plain_hit(_id_str(r.id), 0.0, _payload(r.payload)) for r in records]
-
-
-# Point ids as strings, by the id Edge returns (a new uuid.UUID per point read): a lookup costs about a
-# third of formatting one, and a retrieval reads about 170 ids, many of them more than once (a page its
-# BM25 list read is found again by its dense search, then by the read of payloads or of neighbours).
-# Cleared when full; thread-safe as each dict operation is atomic.
-_ID_STRINGS: dict[Any, str] = {}
-ID_STRINGS_MAX = 1 << 14  # about 4 MiB
-
-
-def _id_str(point_id: Any) -> str:
-    """str(point_id), remembered."""
-    text = _ID_STRINGS.get(point_id)
-    if text is None:
-        if len(_ID_STRINGS) >= ID_STRINGS_MAX:
-            _ID_STRINGS.clear()
-        text = _ID_STRINGS[point_id] = str(point_id)
-    return text
+    return [plain_hit(str(r.id), 0.0, _payload(r.payload)) for r in records]
 
 
 def _payload(payload: Any) -> dict[str, Any]:
