@@ -8,17 +8,16 @@ model by the usage the provider reports (memoryos_workers/llm/token_count.py).
 
 from __future__ import annotations
 
-import math
-
 CHARS_PER_TOKEN = 4
 
 
 def estimate_tokens(text: str) -> int:
     """Tokens `text` is taken to cost: ceil(characters / 4); additive up to rounding, so the sum of the
     estimates of parts is never below the estimate of the parts joined."""
-    return tokens_for_chars(len(text))
+    return -(-len(text) // CHARS_PER_TOKEN)  # tokens_for_chars, inlined: a fit estimates about 130 texts
 
 
 def tokens_for_chars(chars: int) -> int:
-    """`estimate_tokens` of a text of `chars` characters (for a size computed without the text)."""
-    return math.ceil(chars / CHARS_PER_TOKEN)
+    """`estimate_tokens` of a text of `chars` characters (for a size computed without the text): the ceiling
+    of chars / 4, in integers (the same as math.ceil of the quotient for any length a text has)."""
+    return -(-chars // CHARS_PER_TOKEN)

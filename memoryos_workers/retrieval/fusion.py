@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 
 from memoryos_workers.vectorstore import Hit
 
@@ -68,24 +69,32 @@ class RankFusion:
         rank = position = 0
         previous: float | None = None
         seen: set[str] = set()
+        scores, kept, found_by, k = self.scores, self.hits, self.found_by, self.k
         for hit in hits:
             key = hit.id
             if key in skip or key in seen:
                 continue
             seen.add(key)
             position += 1
-            if not scored or previous is None or not math.isclose(hit.score, previous, rel_tol=1e-9):
+            score = hit.score
+            if not scored or previous is None or not math.isclose(score, previous, rel_tol=1e-9):
                 rank = position
-            previous = hit.score
-            self.scores[key] = self.scores.get(key, 0.0) + weight / (self.k + rank)
-            if key not in self.hits or (hit.payload and not self.hits[key].payload):
-                self.hits[key] = hit  # one that carries its payload wins
-            self.found_by.setdefault(key, []).append(name)
+            previous = score
+            scores[key] = scores.get(key, 0.0) + weight / (k + rank)
+            known = kept.get(key)
+            if known is None:
+                kept[key] = hit
+                found_by[key] = [name]
+                continue
+            if hit.payload and not known.payload:
+                kept[key] = hit  # one that carries its payload wins
+            found_by[key].append(name)
 
     def cut(self, n: int) -> list[str]:
         """The n best, best first, and every page tied with the n-th: the caller breaks ties by what the
         payloads say (the turn id), so which point id sorts first never decides what is kept."""
-        ordered = sorted(self.scores.items(), key=lambda kv: -kv[1])
+        # Best first; equal scores keep their insertion order (a reversed sort is stable too).
+        ordered = sorted(self.scores.items(), key=itemgetter(1), reverse=True)
         if len(ordered) <= n:
             return [key for key, _ in ordered]
         floor = ordered[n - 1][1] if n > 0 else math.inf

@@ -48,6 +48,7 @@ from memoryos_workers.retrieval.neighbours import around
 from memoryos_workers.retrieval.neighbours import by_seq as read_seqs
 from memoryos_workers.retrieval.persona_read import assistant_of, persona_for
 from memoryos_workers.vectorstore import Hit
+from memoryos_workers.vectorstore.base import plain_hit
 from producers.context import DEFAULT_PACKING, PackingParams, RetrievedContext
 from producers.context.fit import fit
 from producers.context.parts import PageCandidate, Parts
@@ -258,7 +259,7 @@ class Retriever:
         missing = [t for t in ids if not fusion.hits[t].payload]
         if missing:
             for hit in self.pages_store.by_ids(missing):
-                fusion.hits[hit.id] = Hit(id=hit.id, score=fusion.hits[hit.id].score, payload=hit.payload)
+                fusion.hits[hit.id] = plain_hit(hit.id, fusion.hits[hit.id].score, hit.payload)
         return {t: fusion.hits[t] for t in ids if fusion.hits[t].payload}
 
     def _neighbours(self, fusion: RankFusion, user_id: str, early: Early, skip: set[str]) -> None:
@@ -307,25 +308,18 @@ def _page_limit(top_k: int | None, budget: int, candidate_tokens: int) -> int:
 def _candidate(hit: Hit, score: float, segments: dict[str, Hit], found_by: list[str]) -> PageCandidate:
     """A page for the fitting to weigh, with the stems stored with its text and its summaries (the summaries'
     are checked against their text only if the fitting asks for them); it becomes a model only if kept."""
-    p = hit.payload
-    segment = segments.get(p.get("segment_id") or "")
-    stems = p.get("stems") if p.get("stems_version") == STEMS_VERSION else None
-    summary = segment.payload.get("summary", "") if segment is not None else ""
-    chain = p.get("chain_summary") or ""
+    get = hit.payload.get
+    segment_id = get("segment_id")
+    segment = segments.get(segment_id or "")
+    stems = get("stems") if get("stems_version") == STEMS_VERSION else None
+    if segment is not None:
+        summary, segment_stems = segment.payload.get("summary", ""), segment.payload.get("summary_stems")
+    else:
+        summary, segment_stems = "", None
+    # Positional, in the fields' order (turn_id .. chain_stems): keywords cost a good part of building one.
     return PageCandidate(
-        turn_id=p["turn_id"],
-        user_input=p.get("user_input", ""),
-        agent_response=p.get("agent_response", ""),
-        timestamp=PageCandidate.parse_time(p["timestamp"]),
-        metadata=p.get("metadata") or {},
-        score=round(score, 6),
-        segment_id=p.get("segment_id"),
-        segment_summary=summary,
-        chain_summary=chain,
-        seq=int(p.get("seq", 0)),
-        theme=p.get("theme") or "",
-        found_by=found_by,
-        stems=stems if isinstance(stems, str) else None,
-        segment_stems=segment.payload.get("summary_stems") if segment is not None else None,
-        chain_stems=p.get("chain_stems"),
+        hit.payload["turn_id"], get("user_input", ""), get("agent_response", ""),
+        PageCandidate.parse_time(hit.payload["timestamp"]), get("metadata") or {}, round(score, 6), segment_id,
+        summary, get("chain_summary") or "", int(get("seq", 0)), get("theme") or "", found_by,
+        stems if isinstance(stems, str) else None, segment_stems, get("chain_stems"),
     )

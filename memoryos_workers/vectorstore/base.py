@@ -265,6 +265,18 @@ def make_hit(point_id: Any, score: float, payload: Mapping[str, Any] | None, vec
     )
 
 
+_new_object = object.__new__
+
+
+def plain_hit(point_id: str, score: float, payload: dict[str, Any]) -> Hit:
+    """`Hit(id=point_id, score=score, payload=payload)`, the same instance state, without the frozen
+    dataclass's __init__ (each field through object.__setattr__: 1.3 against 0.3 microseconds a hit, and a
+    retrieval converts about 170 hits)."""
+    hit = _new_object(Hit)
+    hit.__dict__.update(id=point_id, score=score, payload=payload, vector=None)
+    return hit
+
+
 def sort_by_field(hits: list[Hit], field: str, descending: bool = False) -> list[Hit]:
     """Client-side twin of the engines' order_by: ascending (or descending), and points without the field
     are left out."""

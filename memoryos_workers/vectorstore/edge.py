@@ -34,6 +34,7 @@ from .base import (
     make_hit,
     normalize_ids,
     parse_filter,
+    plain_hit,
     sort_by_field,
 )
 from .edge_requests import _filter, _point, _query_request, _with_vector
@@ -144,9 +145,11 @@ class EdgeStore:
             shard = self._shard(collection)
             with _engine_errors(f"query {collection!r}"):
                 scored = shard.query(request)
-        if not with_payload and not with_vectors:  # ids and scores: nothing else to convert
-            return [Hit(id=str(p.id), score=float(p.score), payload={}) for p in scored]
-        return [make_hit(p.id, p.score, p.payload, p.vector) for p in scored]
+        if with_vectors:
+            return [make_hit(p.id, p.score, p.payload, p.vector) for p in scored]
+        if not with_payload:  # ids and scores: nothing else to convert
+            return [plain_hit(str(p.id), float(p.score), {}) for p in scored]
+        return [plain_hit(str(p.id), float(p.score), _payload(p.payload)) for p in scored]
 
     def scroll(
         self,
@@ -174,7 +177,7 @@ class EdgeStore:
             shard = self._shard(collection)
             with _engine_errors(f"retrieve from {collection!r}"):
                 records = shard.retrieve(point_ids, True, _with_vector(with_vectors))
-        found = {h.id: h for h in (make_hit(r.id, 0.0, r.payload, r.vector) for r in records)}  # r.id: a new UUID
+        found = {h.id: h for h in _records(records, with_vectors)}  # r.id: a new UUID
         return [found[i] for i in point_ids if i in found]
 
     def count(self, collection: str, *, filter: Filter) -> int:
@@ -242,7 +245,7 @@ class EdgeStore:
         while limit is None or len(hits) < limit:
             page = SCROLL_PAGE if limit is None else min(SCROLL_PAGE, limit - len(hits))
             records, offset = self._scroll_page(collection, edge_filter, page, offset, with_vectors)
-            hits.extend(make_hit(r.id, 0.0, r.payload, r.vector) for r in records)
+            hits.extend(_records(records, with_vectors))
             if offset is None:
                 break
         return hits
@@ -293,7 +296,19 @@ class EdgeStore:
             shard = self._shard(collection)
             with _engine_errors(f"scroll {collection!r} ordered by {order_by!r}"):
                 records, _ = shard.scroll(request)
+        return _records(records, with_vectors)
+
+
+def _records(records: list[qe.Record], with_vectors: bool) -> list[Hit]:
+    if with_vectors:
         return [make_hit(r.id, 0.0, r.payload, r.vector) for r in records]
+    return [plain_hit(str(r.id), 0.0, _payload(r.payload)) for r in records]
+
+
+def _payload(payload: Any) -> dict[str, Any]:
+    """A point's payload as make_hit keeps it: Edge's fresh dict as it is (each read of `.payload` converts
+    the point's payload again, so it is read once), anything else copied."""
+    return payload if type(payload) is dict else dict(payload or {})
 
 
 # --- opening and metadata ------------------------------------------------------------------------

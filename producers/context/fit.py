@@ -72,7 +72,7 @@ DEFAULT_PACKING = PackingParams()
 TOP_UP_MISSES = 3  # pages tried in vain before the top-up stops (each try renders the prompt once)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     kind: str  # page, topic, chain, profile, trait, user_fact, assistant_fact
     key: Any

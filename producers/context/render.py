@@ -152,6 +152,11 @@ def _topic_groups(pages: Sequence[RetrievedPage]) -> list[list[RetrievedPage]]:
 
 
 def _group_lines(group: list[RetrievedPage], line: Callable[[RetrievedPage, bool], str]) -> list[str]:
+    if len(group) == 1:  # most groups (a fit sizes about 60 a retrieval): the first page always has its time
+        page = group[0]
+        if page.segment_summary:
+            return [topic_line(page.segment_summary), line(page, True)]
+        return [line(page, True).removeprefix("  ").replace("\n    ", "\n  ")]
     labels = [time_label(p.timestamp) for p in group]
     lines = [line(p, i == 0 or labels[i] != labels[i - 1]) for i, p in enumerate(group)]
     if group[0].segment_summary:
