@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from memoryos_workers.pipeline.fact_form import cut_mid_sentence, is_reported, near_copies, near_copy, sentences
 from memoryos_workers.pipeline.persona_quality import (
     COPY_WORDS,
+    claims_nothing,
     copies_a_turn,
     fact_without_subject,
     grounded,
@@ -34,6 +35,7 @@ REPORTED = "no fact is a reported line"
 NEAR_COPIES = "no two facts are near copies"
 CUT = "no fact is cut mid-sentence"
 REFUSED = "no fact is a model declining its task"
+EMPTY = "every fact claims something (\"The user said\" does not)"
 
 
 def fact_form_problems(facts: Sequence[str]) -> dict[str, list[str]]:
@@ -45,6 +47,7 @@ def fact_form_problems(facts: Sequence[str]) -> dict[str, list[str]]:
         NEAR_COPIES: [f"{a} | {b}" for a, b in near_copies(facts)],
         CUT: [f for f in facts if cut_mid_sentence(f)],
         REFUSED: [f for f in facts if refusal(f)],
+        EMPTY: [f for f in facts if claims_nothing(f)],
     }
 
 

@@ -39,7 +39,10 @@ _CHAT_OPENERS = {"wow", "yes", "no", "oh", "hey", "hi", "hello", "thanks", "than
                  # Agreement is a reply: the 0.5B model stored "Totally agree, Melanie. Relaxing and expressing
                  # ourselves is key." as a user fact (b5e8b6e).
                  "totally", "agree", "agreed", "absolutely", "definitely", "exactly", "indeed", "true", "right",
-                 "same", "aw", "ha"}
+                 "same", "aw", "ha",
+                 # A wish or a request has no subject: the 0.5B model stored the assistant's "Have a great time and
+                 # learn a lot." as a user fact (d8fe291; both content words are in the user's lines too).
+                 "have", "enjoy", "keep", "take", "let", "let's", "don't", "try", "remember", "hope", "stay", "be"}
 _REPORTED = re.compile(r"^(the user|the assistant|[A-Z][a-z]+)('s)? (said|says|asked|asks|told|tells|mentioned)\b",
                        re.IGNORECASE)
 _NAMED_OPENER = re.compile(r"^the (user|assistant)\b", re.IGNORECASE)
@@ -203,6 +206,12 @@ def _claims(text: str) -> frozenset[str]:
     return compute_stems(_POSSESSIVE.sub("", text)) | numbers(text)
 
 
+def claims_nothing(fact: str) -> bool:
+    """A fact with no content word and no number beyond its frame ("The user said", stored at d8fe291: the
+    grounding check passes a text that claims nothing, so the fact's own check must drop it)."""
+    return not (_claims(fact) - _FRAME)
+
+
 def source_stems(texts: Iterable[str]) -> frozenset[str]:
     """The content stems of what a persona call was shown, which its answer may say."""
     out: set[str] = set()
@@ -321,6 +330,7 @@ def third_person(text: str, subject: str) -> str | None:
         out = re.sub(pattern, replacement.format(s=lower, p=possessive), out)
     out = _I_VERB.sub(lambda m: _agree(m, lower), out)
     out = re.sub(r"\bI\b", lower, out)
+    out = re.sub(rf"([.!?]\s+){re.escape(lower)}\b", lambda m: m.group(1) + subject, out)  # a sentence's start
     return out[0].upper() + out[1:] if out else out
 
 

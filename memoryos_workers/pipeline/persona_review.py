@@ -33,6 +33,7 @@ from memoryos_workers.pipeline.fact_form import near_copy, sentences, shape
 from memoryos_workers.pipeline.fact_quotes import quoted_sentences
 from memoryos_workers.pipeline.persona_quality import (
     Memory,
+    claims_nothing,
     fact_without_subject,
     grounded,
     grounded_sentences,
@@ -93,7 +94,7 @@ def _passing(text: str, subject: str, sources: frozenset[str], memory: Memory | 
     if repaired is None:
         return "", "rejected"
     shaped, _ = shape(repaired)
-    if not shaped or fact_without_subject(shaped):
+    if not shaped or fact_without_subject(shaped) or claims_nothing(shaped):
         return "", "chat"
     if not grounded(shaped, sources, memory):
         return "", "invented"
@@ -109,7 +110,9 @@ def _from_quote(fact: Fact, subject: str, lines: Sequence[str]) -> str:
     claims = " ".join(s for s in sentences(source) if not is_chat_sentence(s))
     repaired = repair_fact(claims, subject) if claims and not refusal(claims) else None
     shaped = shape(repaired)[0] if repaired else ""
-    return shaped if shaped and not fact_without_subject(shaped) and not is_chat_sentence(shaped) else ""
+    if not shaped or fact_without_subject(shaped) or is_chat_sentence(shaped) or claims_nothing(shaped):
+        return ""
+    return shaped
 
 
 def _facts(facts: Sequence[Fact], subject: str, sources: frozenset[str], known: Sequence[str] = (),

@@ -39,7 +39,7 @@ def test_themes_are_not_chat_fragments() -> None:
 def test_fact_form_checks_fail_on_what_the_real_model_stored() -> None:
     """The user facts the 0.5B model stored for conv-26 (bench/results/real_llm_check.json, facts_all, before
     pipeline/fact_form.py) fail the three checks; the same facts in a fact's shape pass them."""
-    from bench.persona_checks import CUT, NEAR_COPIES, REFUSED, REPORTED, fact_form_problems
+    from bench.persona_checks import CUT, EMPTY, NEAR_COPIES, REFUSED, REPORTED, fact_form_problems
 
     stored = [
         "The user said that he went to a LGBTQ support group yesterday and it was so powerful.",
@@ -64,7 +64,7 @@ def test_fact_form_checks_fail_on_what_the_real_model_stored() -> None:
             'The user loved "Becoming Nicole" by Amy Ellis Nutt.',
             "The user has a cat named Max",
             "The user lives in Berlin.", "The user lived in Paris before."]
-    assert fact_form_problems(good) == {REPORTED: [], NEAR_COPIES: [], CUT: [], REFUSED: []}
+    assert fact_form_problems(good) == {REPORTED: [], NEAR_COPIES: [], CUT: [], REFUSED: [], EMPTY: []}
 
 
 def test_a_refusal_is_not_a_fact_nor_a_summary() -> None:
@@ -100,3 +100,11 @@ def test_trait_checks_fail_on_what_the_real_model_stored() -> None:
     good = [("community: LGBTQ support", "The user went to a LGBTQ support group."),
             ("career: counseling", "The user is looking into counseling and mental health jobs.")]
     assert all(not v for v in trait_problems(good, user).values())
+
+
+def test_a_fact_that_claims_nothing_fails_the_check() -> None:
+    """"The user said", stored by the 0.5B model at d8fe291, passed every check of that run."""
+    from bench.persona_checks import EMPTY, fact_form_problems
+
+    assert fact_form_problems(["The user said", "The user moved to Berlin."])[EMPTY] == ["The user said"]
+    assert fact_without_subject("Have a great time and learn a lot.")  # a wish addressed to someone

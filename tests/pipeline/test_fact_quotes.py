@@ -114,3 +114,19 @@ def test_the_persona_test_model_quotes_the_line_each_user_fact_restates() -> Non
     answer = persona_answer({"pages": pages})
     for fact in answer["user_facts"]:
         assert quoted_sentences(fact["quote"], USER) is not None
+
+
+def test_what_the_model_stored_at_d8fe291_that_is_no_fact_is_dropped() -> None:
+    """The real 0.5B model's run at d8fe291 passed every check but stored, among its user facts, "The user said"
+    (claims nothing), the assistant's wish "Have a great time and learn a lot." (no subject; both its content
+    words are in the user's lines too), and quote-derived facts with "the user" lower-case after a full stop."""
+    pages = _pages()
+    said = pages[0].model_copy(update={"user_input": "I'm going to a transgender conference this month. I'm so "
+                                                     "excited to meet other people in the community."})
+    facts = [Fact(text="The user said", date=""), Fact(text="Have a great time and learn a lot.", date=""),
+             Fact(text="Fun!", date="", quote="conference this month. I'm so excited")]
+    out = review(_answer(*facts), [said, *pages[1:]])
+    assert [f.text for f in out.value.user_facts] == [
+        "The user is going to a transgender conference this month. The user is so excited to meet other people "
+        "in the community."]
+    assert out.chat == 1 and out.rejected == 1 and out.quoted == 1
