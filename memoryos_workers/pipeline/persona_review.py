@@ -108,11 +108,9 @@ def _from_quote(fact: Fact, subject: str, lines: Sequence[str]) -> str:
     if not source:
         return ""
     claims = " ".join(s for s in sentences(source) if not is_chat_sentence(s))
-    repaired = repair_fact(claims, subject) if claims and not refusal(claims) else None
-    shaped = shape(repaired)[0] if repaired else ""
-    if not shaped or fact_without_subject(shaped) or is_chat_sentence(shaped) or claims_nothing(shaped):
-        return ""
-    return shaped
+    # The same checks as the model's own text, against the quoted line (which says it by construction).
+    shaped, why = _passing(claims, subject, source_stems([source]), None) if claims else ("", "chat")
+    return "" if why or is_chat_sentence(shaped) else shaped
 
 
 def _facts(facts: Sequence[Fact], subject: str, sources: frozenset[str], known: Sequence[str] = (),
